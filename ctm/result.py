@@ -1,0 +1,124 @@
+"""Plain data that crosses package boundaries: task specs, evaluation budgets and evaluation results.
+
+Nothing here imports torch, so ``workers/`` and ``search/`` can use these types cheaply, pickle them to Ray
+workers, write them to the journal as JSON and restore them exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+FailureKind = Literal["diverged", "oom", "timeout", "error", "lost"]
+FAILURE_KINDS: tuple[str, ...] = ("diverged", "oom", "timeout", "error", "lost")
+BEHAVIOUR_POINTS = 8  # the behaviour vector samples accuracy and certainty at this many relative ticks
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSpec:
+    """A task by name and settings, e.g. ``TaskSpec(name="parity", params={"length": 16})``.
+
+    ``name`` is a built-in task (``parity``, ``maze``, ``sort``, ``array``) or ``module:Class`` for a user task.
+    """
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
+        return cls(name=data["name"], params=dict(data.get("params") or {}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalBudget:
+    """How much training one fitness evaluation gets, and how it is measured.
+
+    Training stops after ``steps`` optimizer steps or ``seconds`` of wall time, whichever comes first
+    (``None`` = no limit of that kind; at least one must be set).
+    """
+
+    steps: int | None = 200
+    seconds: float | None = None
+    val_samples: int = 512
+    exit_threshold: float = 0.8
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalBudget:
+        return cls(**data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failure:
+    kind: str  # one of FAILURE_KINDS
+    message: str
+    traceback: str = ""
+
+
+@dataclass(kw_only=True)
+class EvalResult:
+    """The outcome of evaluating one genome: a success (``status == "ok"``) or a typed failure.
+
+    ``metrics`` holds scalar figures: ``val_accuracy`` (the fitness for classification tasks),
+    ``per_step_accuracy`` and ``sequence_accuracy`` (mazes, sorting), ``exit_accuracy`` and ``exit_tick_mean``
+    (stopping at the first tick whose certainty passes ``budget.exit_threshold``), ``ece`` (expected
+    calibration error), ``param_count`` (measured on the built model), ``macs_per_forward``,
+    ``train_steps``, ``wall_time_s``.
+    """
+
+    genome_hash: str
+    status: str = "ok"
+    fitness: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_tick_accuracy: list[float] = field(default_factory=list)
+    per_tick_certainty: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    behaviour: list[float] = field(default_factory=list)
+    failure: Failure | None = None
+    seed: int = 0
+    attempts: int = 1
+    worker: str = ""
+    checkpoint: bytes | None = None  # safetensors bytes of the trained weights, when asked for
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def failed(cls, genome_hash: str, kind: str, message: str, traceback: str = "", **extra: Any) -> EvalResult:
+        if kind not in FAILURE_KINDS:
+            raise ValueError(f"failure kind {kind!r} is not one of {FAILURE_KINDS}")
+        return cls(genome_hash=genome_hash, status=kind, failure=Failure(kind=kind, message=message,
+                                                                          traceback=traceback), **extra)
+
+    def to_dict(self, *, with_checkpoint: bool = False) -> dict[str, Any]:
+        """JSON-ready dict; non-finite floats become ``None``; the checkpoint only on request."""
+        data = asdict(self)
+        if not with_checkpoint:
+            data.pop("checkpoint")
+        return _finite(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
+        data = dict(data)
+        if data.get("failure") is not None:
+            data["failure"] = Failure(**data["failure"])
+        return cls(**data)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

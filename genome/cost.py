@@ -1,0 +1,228 @@
+"""Cost model: parameter count and multiply-accumulates of a CTM, from the genes alone.
+
+:func:`resolve` turns a genome plus a task's shapes into a :class:`ModelSpec` (every layer size, plain data);
+``ctm.build_model`` builds exactly that spec, and :func:`estimate` counts it. Keeping both on one spec is what
+makes the count exact (``tests/ctm`` compares it with the built model's parameters).
+
+MACs count multiply-accumulates of linear maps, convolutions, the attention products, the neuron-level
+models' contraction and one per synchronisation pair per tick; normalisations, activations and softmax are
+not counted. Key/value projections of the input tokens are computed once per forward, not once per tick.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from genome.genome import Genome
+
+UNET_BOTTLENECK = 16
+BackboneKind = Literal["embedding", "scalar", "conv", "linear"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackboneSpec:
+    """How a task turns its input into ``n_tokens`` feature tokens of width ``d_input``.
+
+    - ``embedding``: integer tokens from a vocabulary of ``vocab`` values (parity), learned positions.
+    - ``scalar``: one real value per token, ``Linear(1 → d_input)``, learned positions (sorting, tabular).
+    - ``linear``: a vector per token, ``Linear(in_features → d_input)``, learned positions.
+    - ``conv``: an image ``[in_channels, height, width]``: ``conv_layers`` 3×3 convolutions to ``d_input``
+      channels (the first with stride ``stride``), each followed by GELU; fixed 2-D sinusoidal positions.
+    """
+
+    kind: BackboneKind
+    n_tokens: int
+    vocab: int = 0
+    in_features: int = 0
+    in_channels: int = 0
+    height: int = 0
+    width: int = 0
+    conv_layers: int = 2
+    stride: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskShape:
+    """What the cost model needs to know about a task: its backbone and its output size."""
+
+    name: str
+    backbone: BackboneSpec
+    out_positions: int
+    out_classes: int
+
+    @property
+    def out_dim(self) -> int:
+        return self.out_positions * self.out_classes
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """Every layer size of a CTM for one task, resolved from a genome (the content of ``model.yaml``)."""
+
+    task: TaskShape
+    ticks: int
+    d_model: int
+    d_input: int
+    memory_length: int
+    heads: int
+    n_tokens: int
+    synapse_widths: list[int]
+    nlm_depth: int
+    nlm_hidden: int
+    sync_select: str
+    n_sync_out: int
+    n_sync_action: int
+    n_self_pairs: int
+    sync_out_size: int
+    sync_action_size: int
+    decay_learned: bool
+    decay_init: str
+    decay_init_max: float
+    decay_clamp: float
+    dropout: float
+    dropout_nlm: float
+    out_dim: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    params: int
+    params_by_part: dict[str, int]
+    macs_backbone: int
+    macs_per_tick: int
+    macs_per_forward: int
+
+
+def synapse_widths(d_model: int, depth: int) -> list[int]:
+    """Widths of the U-Net levels: linear from D down to a bottleneck of 16 (or D if smaller) over k levels.
+
+    Depth 1 is the Linear+GLU synapse and has the single width ``[D]``.
+    """
+    if depth == 1:
+        return [d_model]
+    bottom = min(UNET_BOTTLENECK, d_model)
+    return [math.floor(d_model + (bottom - d_model) * i / (depth - 1) + 0.5) for i in range(depth)]
+
+
+def sync_size(sync_select: str, n: int) -> int:
+    """Length of the synchronisation vector S for n neurons (first-last, random) or n pairs (random-pairing)."""
+    return n if sync_select == "random-pairing" else n * (n + 1) // 2
+
+
+def resolve(genome: Genome, task: TaskShape) -> ModelSpec:
+    g = genome
+    return ModelSpec(
+        task=task, ticks=g.ticks, d_model=g.d_model, d_input=g.d_input, memory_length=g.memory_length,
+        heads=g.heads, n_tokens=task.backbone.n_tokens,
+        synapse_widths=synapse_widths(g.d_model, g.synapse_depth), nlm_depth=g.nlm_depth,
+        nlm_hidden=g.nlm_hidden, sync_select=g.sync_select, n_sync_out=g.n_sync_out,
+        n_sync_action=g.n_sync_action, n_self_pairs=g.n_self_pairs,
+        sync_out_size=sync_size(g.sync_select, g.n_sync_out),
+        sync_action_size=sync_size(g.sync_select, g.n_sync_action), decay_learned=g.decay_learned,
+        decay_init=g.decay_init, decay_init_max=g.decay_init_max, decay_clamp=g.decay_clamp,
+        dropout=g.dropout, dropout_nlm=g.dropout_nlm, out_dim=task.out_dim,
+    )
+
+
+def _linear(n_in: int, n_out: int) -> int:
+    return n_in * n_out + n_out
+
+
+def _backbone(b: BackboneSpec, d_in: int) -> tuple[int, int]:
+    """(params, MACs per sample) of the backbone and its positional embedding."""
+    if b.kind == "embedding":
+        return b.vocab * d_in + b.n_tokens * d_in, 0
+    if b.kind == "scalar":
+        return _linear(1, d_in) + b.n_tokens * d_in, b.n_tokens * d_in
+    if b.kind == "linear":
+        return _linear(b.in_features, d_in) + b.n_tokens * d_in, b.n_tokens * b.in_features * d_in
+    if b.kind == "conv":
+        params = macs = 0
+        channels = b.in_channels
+        out_h, out_w = b.height, b.width
+        for layer in range(b.conv_layers):
+            stride = b.stride if layer == 0 else 1
+            out_h, out_w = (out_h - 1) // stride + 1, (out_w - 1) // stride + 1
+            params += channels * d_in * 9 + d_in
+            macs += channels * d_in * 9 * out_h * out_w
+            channels = d_in
+        if out_h * out_w != b.n_tokens:
+            raise ValueError(f"conv backbone gives {out_h * out_w} tokens but n_tokens = {b.n_tokens}")
+        return params, macs
+    raise ValueError(f"unknown backbone kind {b.kind!r}: use one of embedding, scalar, linear, conv")
+
+
+def estimate(genome: Genome, task: TaskShape) -> CostEstimate:
+    """Exact parameter count and MACs (per tick, per forward, per sample) of ``ctm.build_model(genome, task)``."""
+    s = resolve(genome, task)
+    d, d_in, m, n = s.d_model, s.d_input, s.memory_length, s.n_tokens
+    parts: dict[str, int] = {}
+
+    backbone_params, macs_backbone = _backbone(task.backbone, d_in)
+    parts["backbone"] = backbone_params
+    parts["kv_projection"] = _linear(d_in, d_in) + 2 * d_in  # Linear + LayerNorm
+    parts["start_state"] = d * m + d  # start trace A0 [D, M] and start post-activation z0 [D]
+    parts["attention"] = 4 * _linear(d_in, d_in)  # W_q, W_k, W_v, W_o
+    if s.n_sync_action > 0:
+        parts["query_projection"] = _linear(s.sync_action_size, d_in)
+    else:
+        parts["query_projection"] = d_in  # a learned query vector
+    widths = s.synapse_widths
+    if len(widths) == 1:
+        parts["synapses"] = _linear(d_in + d, 2 * d) + 2 * d  # Linear → GLU → LayerNorm
+        synapse_macs = (d_in + d) * 2 * d
+    else:
+        params = _linear(d_in + d, widths[0]) + 2 * widths[0]
+        synapse_macs = (d_in + d) * widths[0]
+        for a, b in itertools.pairwise(widths):
+            params += _linear(a, b) + 2 * b  # down: Linear, LayerNorm
+            params += _linear(b, a) + 2 * a + 2 * a  # up: Linear, LayerNorm, then skip-add and LayerNorm
+            synapse_macs += 2 * a * b
+        parts["synapses"] = params
+    if s.nlm_depth == 1:
+        parts["neuron_level_models"] = m * 2 * d + 2 * d + 1  # weights [M, 2, D], bias [D, 2], temperature
+        nlm_macs = m * 2 * d
+    else:
+        h = s.nlm_hidden
+        parts["neuron_level_models"] = (m * 2 * h * d + 2 * h * d + 1) + (h * 2 * d + 2 * d + 1)
+        nlm_macs = m * 2 * h * d + h * 2 * d
+    parts["decay"] = (s.sync_out_size + s.sync_action_size) if s.decay_learned else 0
+    parts["output_projection"] = _linear(s.sync_out_size, s.out_dim)
+
+    macs_once = macs_backbone + n * d_in * d_in + 2 * n * d_in * d_in  # backbone, kv projection, K and V
+    attention_macs = 2 * d_in * d_in + 2 * n * d_in  # q and output projections; scores and weighted sum
+    query_macs = s.sync_action_size * d_in if s.n_sync_action > 0 else 0
+    if s.n_sync_action == 0:
+        attention_macs = 0  # a constant query: attention is computed once, outside the tick loop
+        macs_once += 2 * d_in * d_in + 2 * n * d_in
+    sync_macs = s.sync_out_size + s.sync_action_size
+    per_tick = (query_macs + attention_macs + synapse_macs + nlm_macs + sync_macs
+                + s.sync_out_size * s.out_dim)
+    return CostEstimate(
+        params=sum(parts.values()), params_by_part=parts, macs_backbone=macs_once,
+        macs_per_tick=per_tick, macs_per_forward=macs_once + s.ticks * per_tick,
+    )
+
+
+def training_memory_bytes(genome: Genome, task: TaskShape, batch_size: int | None = None) -> int:
+    """A rough upper estimate of GPU memory for one fp32 training step (weights, AdamW state, activations).
+
+    Used to size an evaluation's GPU share; it errs high so that packed evaluations do not run out of memory.
+    """
+    cost = estimate(genome, task)
+    s = resolve(genome, task)
+    b = batch_size or genome.batch_size
+    weights = 4 * 4 * cost.params  # weights, gradients, two AdamW moments
+    per_tick = (s.d_model * (s.memory_length + 4 + 2 * s.nlm_hidden * (s.nlm_depth == 2))
+                + sum(s.synapse_widths) * 3 + s.d_input * (4 + s.n_tokens / max(s.heads, 1))
+                + 2 * (s.sync_out_size + s.sync_action_size) + 2 * s.out_dim)
+    tokens = s.n_tokens * s.d_input * 4
+    activations = 4 * b * (s.ticks * per_tick + tokens)
+    return int(weights + 2 * activations)

@@ -1,0 +1,152 @@
+"""The genome: an immutable, typed value that fully determines a CTM variant for a given task."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from genome.errors import GeneProblem, GenomeError
+from genome.genes import GENE_BY_NAME, GENE_NAMES
+
+SCHEMA_VERSION = 1
+HASH_LENGTH = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class Genome:
+    """One CTM variant. Field names are the gene names of :mod:`genome.genes` (see its docs for meaning).
+
+    Construction coerces types (``64.0`` → ``64``, floats quantised) and checks every gene against its hard
+    limits and every cross-gene constraint, raising one :class:`GenomeError` naming all problems. Whether a
+    genome lies inside a *campaign's* domains is checked by :meth:`genome.space.GenomeSpace.check`.
+    """
+
+    ticks: int = 25
+    memory_length: int = 10
+    nlm_depth: int = 2
+    nlm_hidden: int = 16
+    d_model: int = 256
+    d_input: int = 64
+    heads: int = 4
+    synapse_depth: int = 1
+    sync_select: str = "random"
+    n_sync_out: int = 32
+    n_sync_action: int = 32
+    n_self_pairs: int = 0
+    decay_init: str = "zeros"
+    decay_init_max: float = 4.0
+    decay_learned: bool = True
+    decay_clamp: float = 15.0
+    dropout: float = 0.0
+    dropout_nlm: float = 0.0
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        problems: list[GeneProblem] = []
+        for name in GENE_NAMES:
+            gene = GENE_BY_NAME[name]
+            raw = getattr(self, name)
+            try:
+                value = gene.coerce(raw)
+            except TypeError as exc:
+                problems.append(GeneProblem(name, raw, f"{gene.allowed()} ({exc})"))
+                continue
+            object.__setattr__(self, name, value)
+            if not gene.contains(value, gene.limits):
+                problems.append(GeneProblem(name, raw, gene.allowed()))
+        if not problems:
+            problems = constraint_problems(self.to_dict())
+        if problems:
+            raise GenomeError(problems)
+
+    # -- identity -----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """All genes, explicitly, in declaration order."""
+        return asdict(self)
+
+    def canonical_json(self) -> str:
+        """The bytes the hash is computed from: schema version and every gene, keys sorted, no whitespace.
+
+        ``json`` writes floats with ``repr`` (shortest round-trip form, identical on every platform and
+        Python >= 3.1) and the genes are quantised on construction, so the text is stable everywhere.
+        """
+        payload = {"schema_version": SCHEMA_VERSION, "genes": self.to_dict()}
+        return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+    @property
+    def hash(self) -> str:
+        """Canonical content hash (first 16 hex digits of SHA-256): same genes ⇒ same hash."""
+        return hashlib.sha256(self.canonical_json().encode("ascii")).hexdigest()[:HASH_LENGTH]
+
+    def replace(self, **changes: Any) -> Genome:
+        return Genome(**{**self.to_dict(), **changes})
+
+    def diff(self, other: Genome) -> dict[str, tuple[Any, Any]]:
+        """Genes whose values differ: ``{gene: (self's value, other's value)}``."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in GENE_NAMES if a[k] != b[k]}
+
+    @classmethod
+    def from_dict(cls, genes: dict[str, Any], *, source: str | None = None) -> Genome:
+        """Build from a mapping of genes; missing genes take their defaults, unknown genes are an error."""
+        if not isinstance(genes, dict):
+            raise GenomeError([GeneProblem("genes", genes, "a mapping of gene name to value")], source=source)
+        unknown = [k for k in genes if k not in GENE_BY_NAME]
+        if unknown:
+            raise GenomeError(
+                [GeneProblem(str(k), genes[k], f"a known gene name: one of {list(GENE_NAMES)}") for k in unknown],
+                source=source,
+            )
+        try:
+            return cls(**genes)
+        except GenomeError as exc:
+            raise GenomeError(exc.problems, source=source) from None
+
+
+def max_pairs(sync_select: str, d_model: int, n_self: int = 0) -> int:
+    """How many neurons (first-last, random) or pairs (random-pairing) one synchronisation can use."""
+    if sync_select == "random-pairing":
+        return min(n_self, d_model) + d_model * (d_model - 1) // 2
+    return d_model
+
+
+def constraint_problems(genes: dict[str, Any]) -> list[GeneProblem]:
+    """Every cross-gene constraint that ``genes`` (already inside their limits) violates."""
+    problems: list[GeneProblem] = []
+    d = genes["d_model"]
+    n_out, n_act, n_self = genes["n_sync_out"], genes["n_sync_action"], genes["n_self_pairs"]
+    select = genes["sync_select"]
+
+    if genes["d_input"] % genes["heads"]:
+        problems.append(GeneProblem("heads", genes["heads"],
+                                    f"a divisor of d_input = {genes['d_input']}"))
+    if select == "first-last":
+        if n_out + n_act > d:
+            problems.append(GeneProblem("n_sync_out + n_sync_action", n_out + n_act,
+                                        f"at most d_model = {d} with first-last selection"))
+    elif select == "random":
+        for name, n in (("n_sync_out", n_out), ("n_sync_action", n_act)):
+            if n > d:
+                problems.append(GeneProblem(name, n, f"at most d_model = {d} with random selection"))
+    else:
+        if n_self > d:
+            problems.append(GeneProblem("n_self_pairs", n_self, f"at most d_model = {d}"))
+        bound = min(n_out, n_act) if n_act > 0 else n_out
+        if n_self >= bound:
+            problems.append(GeneProblem("n_self_pairs", n_self, f"less than {bound} (n_sync_out and a "
+                                        "non-zero n_sync_action) with random-pairing selection"))
+        for name, n in (("n_sync_out", n_out), ("n_sync_action", n_act)):
+            if n > max_pairs(select, d, n_self):
+                problems.append(GeneProblem(name, n, f"at most {max_pairs(select, d, n_self)} distinct "
+                                            f"pairs for d_model = {d}"))
+    if genes["decay_init"] != "zeros" and genes["decay_init_max"] > genes["decay_clamp"]:
+        problems.append(GeneProblem("decay_init_max", genes["decay_init_max"],
+                                    f"at most decay_clamp = {genes['decay_clamp']:g}"))
+    return problems
+
+
+GENOME_FIELDS = tuple(f.name for f in fields(Genome))
+assert GENOME_FIELDS == GENE_NAMES, "Genome fields and genome.genes.GENES must list the same genes in order"

@@ -1,0 +1,100 @@
+"""Genome files: YAML and JSON with a schema version, read with ``yaml.safe_load`` only.
+
+A file looks like::
+
+    schema_version: 1
+    hash: 6bd05f4ae1e701bd      # optional on input; checked when present
+    genes:
+      ticks: 25
+      ...
+
+Genes a hand-written file leaves out take their defaults; written files list every gene explicitly.
+Files from an older schema are upgraded by the functions in ``UPGRADES``; files from a newer schema, or an
+older one no upgrade exists for, fail with a :class:`SchemaError` that says so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from genome.errors import GeneProblem, GenomeError, SchemaError
+from genome.genome import SCHEMA_VERSION, Genome
+
+# UPGRADES[v] turns the "genes" mapping of schema v into that of schema v + 1.
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def genome_to_document(genome: Genome) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "hash": genome.hash, "genes": genome.to_dict()}
+
+
+def genome_from_document(doc: Any, *, source: str = "<genome>") -> Genome:
+    if not isinstance(doc, dict) or "genes" not in doc:
+        raise GenomeError([GeneProblem("genes", doc, "a mapping with 'schema_version' and 'genes' keys")],
+                          source=source)
+    version = doc.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SchemaError(f"{source}: schema_version = {version!r}: allowed is an integer <= {SCHEMA_VERSION}")
+    if version > SCHEMA_VERSION:
+        raise SchemaError(f"{source}: schema_version {version} was written by a newer ctmevo (this one reads "
+                          f"up to {SCHEMA_VERSION}): upgrade ctmevo to read it")
+    genes = doc["genes"]
+    for v in range(version, SCHEMA_VERSION):
+        if v not in UPGRADES:
+            readable = sorted({*UPGRADES, SCHEMA_VERSION})
+            raise SchemaError(f"{source}: schema_version {version} cannot be read or upgraded by this ctmevo "
+                              f"(it reads schema versions {readable})")
+        genes = UPGRADES[v](genes)
+    genome = Genome.from_dict(genes, source=source)
+    stated = doc.get("hash")
+    if stated is not None and version == SCHEMA_VERSION and stated != genome.hash:
+        raise GenomeError([GeneProblem("hash", stated, f"the hash of these genes, {genome.hash} (the genes were "
+                                       "edited: delete the hash line to accept them)")], source=source)
+    return genome
+
+
+def to_yaml(genome: Genome) -> str:
+    return yaml.safe_dump(genome_to_document(genome), sort_keys=False)
+
+
+def from_yaml(text: str, *, source: str = "<yaml>") -> Genome:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise GenomeError([GeneProblem("yaml", source, f"well-formed YAML ({exc})".replace("\n", " "))],
+                          source=source) from None
+    return genome_from_document(doc, source=source)
+
+
+def to_json(genome: Genome) -> str:
+    return json.dumps(genome_to_document(genome), indent=2)
+
+
+def from_json(text: str, *, source: str = "<json>") -> Genome:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GenomeError([GeneProblem("json", source, f"well-formed JSON ({exc})")], source=source) from None
+    return genome_from_document(doc, source=source)
+
+
+def save(genome: Genome, path: str | Path) -> Path:
+    path = Path(path)
+    text = to_json(genome) if path.suffix == ".json" else to_yaml(genome)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def load(path: str | Path) -> Genome:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such genome file")
+    text = path.read_text()
+    return from_json(text, source=str(path)) if path.suffix == ".json" else from_yaml(text, source=str(path))
