@@ -1,0 +1,24 @@
+"""ctmevo's Continuous Thought Machine: the model, its tasks and the fitness evaluation.
+
+``build_model``, ``make_task`` and ``evaluate`` load torch on first use, so ``import ctm.result`` (plain data,
+used by workers and search) never imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ctm.result import BEHAVIOUR_POINTS, EvalBudget, EvalResult, Failure, TaskSpec
+
+_LAZY = {"build_model": "ctm.build", "make_task": "ctm.tasks", "evaluate": "ctm.evaluation"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ctm' has no attribute {name!r}")
+
+
+__all__ = ["BEHAVIOUR_POINTS", "EvalBudget", "EvalResult", "Failure", "TaskSpec", "build_model", "evaluate",
+           "make_task"]

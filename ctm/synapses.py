@@ -8,6 +8,8 @@ levels (Dropout, Linear, LayerNorm, SiLU) each followed by adding the matching d
 
 from __future__ import annotations
 
+import itertools
+
 from torch import Tensor, nn
 
 
@@ -29,7 +31,7 @@ class UNetSynapse(nn.Module):
     def __init__(self, d_in: int, widths: list[int], dropout: float):
         super().__init__()
         self.first = nn.Sequential(nn.Linear(d_in + widths[0], widths[0]), nn.LayerNorm(widths[0]), nn.SiLU())
-        pairs = list(zip(widths[:-1], widths[1:], strict=True))
+        pairs = list(itertools.pairwise(widths))
         self.down = nn.ModuleList(_level(a, b, dropout) for a, b in pairs)
         self.up = nn.ModuleList(_level(b, a, dropout) for a, b in pairs)  # up[i]: widths[i+1] → widths[i]
         self.skip_norms = nn.ModuleList(nn.LayerNorm(a) for a, _ in pairs)

@@ -88,6 +88,7 @@ register("validate", "check a genome or campaign file and print a one-line summa
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import search.commands  # noqa: F401  (registers the campaign sub-commands)
     parser = argparse.ArgumentParser(
         prog="ctmevo",
         description="Open-ended architecture search for Continuous Thought Machines.",
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines (creating tables, ...) are noise here
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -114,5 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # ``python -m search.cli``: run the registry's module, not a second copy of it
+    from search.cli import main as registered_main
+
+    sys.exit(registered_main())

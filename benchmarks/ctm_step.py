@@ -1,0 +1,132 @@
+"""Training-step speed of the CTM for a few named configurations, against the machine's dense-matmul rate.
+
+For each configuration: the median wall time of one AdamW training step (forward, loss, backward, update) and
+the achieved multiply-accumulates per second, taking a training step as 3 × the forward MACs (the backward
+pass costs about twice the forward) with the forward MACs from ``ctm.metrics.measure_macs`` (equal to the
+cost model). The reference rate is a large square matmul measured in the same run (fp32 on CPU, bf16 on
+CUDA), so "% of matmul" says how close the model's mix of small products gets to the machine's best.
+
+    python benchmarks/ctm_step.py                     # all configurations, CPU (or CUDA when present)
+    python benchmarks/ctm_step.py --configs parity-small --steps 5 --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ctm import build_model, make_task
+from ctm.evaluation import autocast_context
+from ctm.metrics import measure_macs
+from ctm.model import count_parameters
+from ctm.result import TaskSpec
+from genome.genome import Genome
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    task: TaskSpec
+    genome: Genome
+    batch: int
+    note: str
+
+
+CONFIGS = [
+    Config("parity-small", TaskSpec(name="parity", params={"length": 64}),
+           Genome(d_model=256, d_input=64, ticks=25, memory_length=10, heads=4, n_sync_out=32, n_sync_action=32,
+                  sync_select="random", nlm_depth=2, nlm_hidden=16, synapse_depth=1), 64,
+           "reference small parity: D=256 D_in=64 T=25 M=10 4 heads 32/32 random"),
+    Config("maze-small", TaskSpec(name="maze", params={"size": 15, "route_length": 100, "stride": 1}),
+           Genome(d_model=1024, d_input=256, ticks=50, memory_length=25, heads=4, n_sync_out=128,
+                  n_sync_action=128, sync_select="random-pairing", nlm_depth=1, synapse_depth=8,
+                  n_self_pairs=0), 16,
+           "reference CPU-sized maze: 15x15 image, D=1024 D_in=256 T=50 M=25 U-Net depth 8, 128/128 pairing"),
+    Config("parity-large", TaskSpec(name="parity", params={"length": 64}),
+           Genome(d_model=1024, d_input=512, ticks=75, memory_length=25, heads=8, n_sync_out=32,
+                  n_sync_action=32, sync_select="random", nlm_depth=2, nlm_hidden=16, synapse_depth=1), 64,
+           "paper parity: D=1024 D_in=512 T=75 M=25 8 heads H=16 32/32 random"),
+]
+
+
+def matmul_rate(device: torch.device, seconds: float = 2.0) -> float:
+    """Dense matmul multiply-accumulates per second (fp32 on CPU, bf16 on CUDA)."""
+    n = 2048 if device.type == "cpu" else 8192
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    _sync(device)
+    reps, began = 0, time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        a @ b
+        reps += 1
+        _sync(device)
+    return reps * n**3 / (time.perf_counter() - began)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def step_time(cfg: Config, device: torch.device, steps: int) -> tuple[float, int, int]:
+    """(median seconds per training step, forward MACs per sample, parameters)."""
+    task = make_task(cfg.task)
+    model = build_model(cfg.genome, task, seed=0).to(device)
+    x, y = task.batch("train", 0, cfg.batch, seed=0)
+    x, y = x.to(device), y.to(device)
+    macs = measure_macs(model, x[:1])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    times = []
+    for i in range(steps + 1):
+        _sync(device)
+        began = time.perf_counter()
+        with autocast_context(device, device.type == "cuda"):
+            predictions, certainties = model(x)
+        loss = task.loss(predictions.float(), certainties.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _sync(device)
+        if i:  # the first step warms up allocators and kernels
+            times.append(time.perf_counter() - began)
+    return statistics.median(times), macs, count_parameters(model)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="*", default=[c.name for c in CONFIGS])
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration (after 1 warm-up)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    load = ", load average %.2f %.2f %.2f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
+    print(f"device: {where}; torch {torch.__version__}{load}")
+    rate = matmul_rate(device)
+    print(f"dense matmul ({'fp32 2048^3' if device.type == 'cpu' else 'bf16 8192^3'}): {rate / 1e9:.1f} GMAC/s")
+    print(f"{'config':<14}{'batch':>6}{'params':>12}{'fwd MACs/sample':>17}{'step s':>9}{'GMAC/s':>9}"
+          f"{'% matmul':>10}")
+    for cfg in CONFIGS:
+        if cfg.name not in args.configs:
+            continue
+        seconds, macs, params = step_time(cfg, device, args.steps)
+        achieved = 3 * macs * cfg.batch / seconds
+        print(f"{cfg.name:<14}{cfg.batch:>6}{params:>12,}{macs:>17,}{seconds:>9.3f}{achieved / 1e9:>9.2f}"
+              f"{100 * achieved / rate:>9.1f}%")
+    for cfg in CONFIGS:
+        if cfg.name in args.configs:
+            print(f"  {cfg.name}: {cfg.note}")
+
+
+if __name__ == "__main__":
+    main()

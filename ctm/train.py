@@ -1,0 +1,416 @@
+"""Full training of one CTM architecture, with checkpoints that resume exactly.
+
+:func:`train` minimises the task's CTM loss (per sample, (L_t1 + L_t2)/2 over the min-loss tick t1 and the
+most-certain tick t2; CTC for sorting) with AdamW, a linear warm-up over ``warmup_steps`` followed by cosine
+decay to ``min_lr_ratio`` × lr at ``steps``, the gradient norm clipped to ``grad_clip``, bf16 autocast on CUDA,
+and the decays θ projected back into [0, decay_clamp] after every step (``CTM.project_``).
+
+Batch ``i`` of training is ``task.batch("train", i, batch_size, seed)``, a pure function of its arguments, so
+the data stream's state is the pair (seed, next batch index). Every ``checkpoint_every`` steps the complete
+state (weights, optimizer, scheduler, the torch/CUDA/numpy/python RNG states, the data stream and the loss
+history) is written to ``OUT/checkpoints/step-NNNNNNNN.pt`` atomically (temporary file, then rename), and read
+back with ``torch.load(weights_only=True)``; ``resume=True`` continues from the newest readable one and, on
+CPU, reproduces the loss curve of an uninterrupted run exactly. Every ``eval_every`` steps the model is
+measured on fixed validation data (accuracy per tick, adaptive-compute exit, ECE) without touching the RNG.
+At the end the trained model is written as a bundle to ``OUT/bundle``.
+
+MLflow (or anything else) hooks in through a :class:`TrainCallback`, so this module knows nothing of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import random
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ctm.bundle import write_bundle, write_file_atomic
+from ctm.evaluation import VALIDATION_SEED
+from ctm.metrics import exit_metrics, expected_calibration_error
+from ctm.result import TaskSpec
+from genome import Genome
+
+CHECKPOINT_FORMAT = "ctmevo-train-checkpoint"
+CHECKPOINT_VERSION = 1
+RUN_FILE = "train.json"
+# settings that shape the loss curve: a resumed run must keep them
+SCHEDULE_FIELDS = ("steps", "batch_size", "learning_rate", "weight_decay", "warmup_steps", "min_lr_ratio",
+                   "grad_clip", "seed")
+
+
+class TrainError(ValueError):
+    """Training cannot start or resume as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Settings of one training run. ``None`` batch size / learning rate take the genome's genes."""
+
+    steps: int = 10_000
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    weight_decay: float = 0.0
+    warmup_steps: int | None = None  # default: min(500, steps // 10)
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    eval_every: int = 1000
+    eval_samples: int = 1024
+    exit_threshold: float = 0.8
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    device: str = "cpu"
+    amp: bool | None = None  # default: bf16 autocast on CUDA
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "eval_every", "eval_samples", "checkpoint_every", "keep_checkpoints", "log_every"):
+            if getattr(self, name) < 1:
+                raise TrainError(f"{name} = {getattr(self, name)}: allowed is an integer >= 1")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise TrainError(f"batch_size = {self.batch_size}: allowed is an integer >= 1")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise TrainError(f"learning_rate = {self.learning_rate}: allowed is a number > 0")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise TrainError(f"warmup_steps = {self.warmup_steps}: allowed is an integer >= 0")
+
+    def resolved(self, genome: Genome) -> TrainConfig:
+        """Defaults filled in from the genome and the step count."""
+        return TrainConfig(**{**asdict(self), "batch_size": self.batch_size or genome.batch_size,
+                              "learning_rate": self.learning_rate or genome.learning_rate,
+                              "warmup_steps": min(500, self.steps // 10) if self.warmup_steps is None
+                              else self.warmup_steps})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class TrainCallback:
+    """Hooks called by :func:`train`; subclass and override what you need (all no-ops here).
+
+    ``on_start(info)``: genome, genome_hash, task, config, out_dir, start_step (> 0 when resuming), parameters,
+    source. ``on_log(step, metrics)``: train_loss and lr every ``log_every`` steps. ``on_eval(step, metrics,
+    per_tick_accuracy)``: validation figures. ``on_checkpoint(step, path)``: a checkpoint was written.
+    ``on_end(result, status)``: status ``finished``, ``interrupted`` or ``failed``. Raising ``KeyboardInterrupt``
+    from a hook stops training like Ctrl-C (the last checkpoint stays).
+    """
+
+    def on_start(self, info: dict[str, Any]) -> None: ...
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None: ...
+
+    def on_eval(self, step: int, metrics: dict[str, float], per_tick_accuracy: list[float]) -> None: ...
+
+    def on_checkpoint(self, step: int, path: Path) -> None: ...
+
+    def on_end(self, result: TrainResult, status: str) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    steps: int
+    losses: list[float]
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    bundle: Path | None = None
+    resumed_from: int = 0
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.evaluations[-1] if self.evaluations else {}
+
+
+# -- checkpoints ---------------------------------------------------------------------------------------------
+def checkpoint_paths(out_dir: str | Path) -> list[Path]:
+    """Checkpoint files of a training directory, oldest first."""
+    return sorted((Path(out_dir) / "checkpoints").glob("step-*.pt"))
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state, pos, has_gauss, gauss = np.random.get_state()[1:]
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+            "numpy": {"key": torch.from_numpy(state.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                      "gauss": float(gauss)},
+            "python": random.getstate()}
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate(_tuples(state["python"]))
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint dict (``weights_only`` loading: tensors and plain containers only)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle errors, …
+        raise TrainError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise TrainError(f"{path}: not a ctmevo training checkpoint")
+    if state.get("version", 0) > CHECKPOINT_VERSION:
+        raise TrainError(f"{path}: checkpoint version {state.get('version')} was written by a newer ctmevo")
+    return state
+
+
+def latest_checkpoint(out_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint that reads back completely (older ones are tried when the newest is damaged)."""
+    errors = []
+    for path in reversed(checkpoint_paths(out_dir)):
+        try:
+            return path, read_checkpoint(path)
+        except TrainError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise TrainError("no readable checkpoint: " + "; ".join(errors))
+    return None
+
+
+# -- evaluation ----------------------------------------------------------------------------------------------
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
+    return torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def measure(model: nn.Module, task: Any, *, samples: int, batch_size: int, device: torch.device, amp: bool,
+            exit_threshold: float) -> tuple[dict[str, float], list[float], list[float]]:
+    """Validation figures on ``samples`` fixed samples (the search's validation seed), leaving RNGs untouched.
+
+    Returns (metrics, per-tick accuracy, per-tick certainty); metrics: ``val_accuracy`` (the answer at the most
+    certain tick), ``sequence_accuracy``, ``exit_accuracy`` and ``exit_tick_mean`` (stop at the first tick with
+    certainty >= ``exit_threshold``), ``ece`` (expected calibration error of the tick-averaged probabilities).
+    """
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("per_tick", "certainty", "answer", "sequence",
+                                                            "confidence", "correct")}
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        x, y = task.batch("val", 0, samples, VALIDATION_SEED)
+        for lo in range(0, samples, batch_size):
+            xb, yb = x[lo:lo + batch_size].to(device), y[lo:lo + batch_size].to(device)
+            with _autocast(device, amp):
+                predictions, certainties = model(xb)
+            scores = task.score(predictions.float(), certainties.float(), yb)
+            for key in ("per_tick", "answer", "sequence", "confidence", "correct"):
+                parts[key].append(getattr(scores, key).float().cpu())
+            parts["certainty"].append(certainties[:, 1].float().cpu())
+    model.train(was_training)
+    v = {k: torch.cat(p) for k, p in parts.items()}
+    exit_accuracy, exit_tick = exit_metrics(v["per_tick"], v["certainty"], exit_threshold)
+    metrics = {"val_accuracy": float(v["answer"].mean()), "sequence_accuracy": float(v["sequence"].mean()),
+               "exit_accuracy": exit_accuracy, "exit_tick_mean": exit_tick,
+               "ece": expected_calibration_error(v["confidence"], v["correct"])}
+    return metrics, v["per_tick"].mean(0).tolist(), v["certainty"].mean(0).tolist()
+
+
+# -- the loop ------------------------------------------------------------------------------------------------
+def lr_factor(step: int, *, steps: int, warmup: int, min_ratio: float) -> float:
+    """Learning-rate multiplier before optimizer step ``step`` (0-based): linear warm-up, then cosine decay."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class _LrLambda:
+    """The schedule as an object: LambdaLR saves its plain attributes in its state dict."""
+
+    def __init__(self, config: TrainConfig):
+        self.steps, self.warmup, self.min_ratio = config.steps, config.warmup_steps or 0, config.min_lr_ratio
+
+    def __call__(self, step: int) -> float:
+        return lr_factor(step, steps=self.steps, warmup=self.warmup, min_ratio=self.min_ratio)
+
+
+def _progress_bar(enabled: bool) -> Any:
+    from rich import progress as rp
+    from rich.console import Console
+
+    return rp.Progress(rp.TextColumn("[bold]{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                       rp.TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  val {task.fields[val]}"),
+                       rp.TimeElapsedColumn(), rp.TimeRemainingColumn(), console=Console(stderr=True),
+                       disable=not enabled)
+
+
+def train(model: nn.Module, task: Any, *, genome: Genome, task_spec: TaskSpec, config: TrainConfig,
+          out_dir: str | Path, resume: bool = False, callback: TrainCallback | None = None, progress: bool = True,
+          source: dict[str, Any] | None = None, model_seed: int = 0) -> TrainResult:
+    """Train ``model`` (built from ``genome`` for ``task``) and write checkpoints and the final bundle to
+    ``out_dir``. With ``resume``, continue from the newest checkpoint there; without it, a directory that
+    already holds checkpoints is refused (nothing is overwritten)."""
+    out = Path(out_dir)
+    cb = callback or TrainCallback()
+    config = config.resolved(genome)
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"device = {config.device!r}: CUDA is not available on this machine; use --device cpu")
+    amp = device.type == "cuda" if config.amp is None else config.amp
+    found = latest_checkpoint(out) if out.is_dir() else None
+    if found is not None and not resume:
+        raise TrainError(f"{out} already holds a training run (checkpoint at step {found[1]['step']}): pass "
+                         "--resume to continue it, or choose another output directory")
+    if resume and found is None and not (out / RUN_FILE).is_file():
+        raise TrainError(f"{out}: nothing to resume (no {RUN_FILE} and no checkpoints there)")
+
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _LrLambda(config))
+    losses: list[float] = []
+    evaluations: list[dict[str, Any]] = []
+    step = 0
+    if found is not None:
+        path, state = found
+        _check_resume(path, state, genome, task_spec, config)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"], device)
+        step = int(state["step"])
+        losses = state["losses"].tolist()
+        evaluations = json.loads(state["evaluations"])
+    else:
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed % 2**32)
+        random.seed(config.seed)
+    started = step
+    out.mkdir(parents=True, exist_ok=True)
+    write_file_atomic(out / RUN_FILE, json.dumps({
+        "genome_hash": genome.hash, "task": task_spec.to_dict(), "config": config.to_dict(),
+        "source": source or {}, "model_seed": model_seed}, indent=1).encode())
+    result = TrainResult(out_dir=out, steps=step, losses=losses, evaluations=evaluations, resumed_from=started)
+    cb.on_start({"genome": genome, "genome_hash": genome.hash, "task": task_spec, "config": config, "out_dir": out,
+                 "start_step": started, "parameters": sum(p.numel() for p in params), "source": source or {}})
+
+    def save_checkpoint() -> None:
+        state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": step,
+                 "genome_hash": genome.hash, "task": json.dumps(task_spec.to_dict()),
+                 "config": json.dumps(config.to_dict()), "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "rng": _rng_state(device), "data": {"seed": config.seed, "next_index": step},
+                 "losses": torch.tensor(losses, dtype=torch.float64), "evaluations": json.dumps(evaluations)}
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        path = out / "checkpoints" / f"step-{step:08d}.pt"
+        write_file_atomic(path, buffer.getvalue())
+        for old in checkpoint_paths(out)[:-config.keep_checkpoints]:
+            old.unlink(missing_ok=True)
+        cb.on_checkpoint(step, path)
+
+    def evaluate_now() -> None:
+        metrics, per_tick, certainty = measure(model, task, samples=config.eval_samples,
+                                               batch_size=config.batch_size or 1, device=device, amp=amp,
+                                               exit_threshold=config.exit_threshold)
+        evaluations.append({"step": step, **metrics, "per_tick_accuracy": per_tick,
+                            "per_tick_certainty": certainty})
+        bar.update(bar_task, val=f"{metrics['val_accuracy']:.3f}")
+        cb.on_eval(step, metrics, per_tick)
+
+    bar = _progress_bar(progress)
+    bar_task = bar.add_task(f"train {genome.hash[:8]}", total=config.steps, completed=step, loss="–",
+                            lr="–", val="–")
+    pending: list[torch.Tensor] = []
+    status = "failed"
+    model.train()
+    try:
+        with bar:
+            while step < config.steps:
+                x, y = task.batch("train", step, config.batch_size, config.seed)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with _autocast(device, amp):
+                    predictions, certainties = model(x)
+                loss = task.loss(predictions.float(), certainties.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                norm = nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else math.inf)
+                pending.append(torch.stack([loss.detach().float(), norm.detach().float()]))
+                optimizer.step()
+                scheduler.step()
+                if hasattr(model, "project_"):
+                    model.project_()
+                step += 1
+                result.steps = step
+                boundary = step % config.log_every == 0 or step == config.steps
+                if boundary or step % config.checkpoint_every == 0 or step % config.eval_every == 0:
+                    _flush(pending, losses, step)
+                    bar.update(bar_task, completed=step, loss=f"{losses[-1]:.4f}",
+                               lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                    cb.on_log(step, {"train_loss": losses[-1], "lr": scheduler.get_last_lr()[0]})
+                if step % config.eval_every == 0 or step == config.steps:
+                    evaluate_now()
+                if step % config.checkpoint_every == 0 or step == config.steps:
+                    save_checkpoint()
+        result.bundle = write_bundle(out / "bundle", genome=genome, task_spec=task_spec, weights=model.state_dict(),
+                                     model_seed=model_seed, overwrite=True,
+                                     source={**(source or {}), "trained_steps": step,
+                                             "final": {k: v for k, v in result.final.items()
+                                                       if isinstance(v, (int, float))}})
+        status = "finished"
+        return result
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        cb.on_end(result, status)
+
+
+def _flush(pending: list[torch.Tensor], losses: list[float], step: int) -> None:
+    if not pending:
+        return
+    values = torch.stack(pending).cpu().tolist()
+    pending.clear()
+    for i, (loss, norm) in enumerate(values):
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            at = step - len(values) + i + 1
+            raise TrainError(f"training diverged: non-finite {'loss' if not math.isfinite(loss) else 'gradient'} "
+                             f"at step {at}; lower the learning rate (--lr) or resume from an earlier checkpoint")
+        losses.append(loss)
+
+
+def _check_resume(path: Path, state: dict[str, Any], genome: Genome, task_spec: TaskSpec,
+                  config: TrainConfig) -> None:
+    if state["genome_hash"] != genome.hash:
+        raise TrainError(f"{path}: this checkpoint trains genome {state['genome_hash']}, not {genome.hash}")
+    saved_task = json.loads(state["task"])
+    if saved_task != json.loads(json.dumps(task_spec.to_dict())):
+        raise TrainError(f"{path}: this checkpoint trains task {saved_task}, not {task_spec.to_dict()}")
+    saved = json.loads(state["config"])
+    changed = [f"{k}: {saved.get(k)!r} at the start, {getattr(config, k)!r} now" for k in SCHEDULE_FIELDS
+               if saved.get(k) != getattr(config, k)]
+    if changed:
+        raise TrainError(f"{path}: resuming must keep the settings that shape the loss curve ({'; '.join(changed)})")
+    if state["data"]["next_index"] != state["step"] or state["data"]["seed"] != config.seed:
+        raise TrainError(f"{path}: the data stream state does not match the checkpoint's step")
+
+
+def saved_config(out_dir: str | Path) -> TrainConfig | None:
+    """The settings a training directory was started with (from ``train.json``), or None."""
+    path = Path(out_dir) / RUN_FILE
+    if not path.is_file():
+        return None
+    return TrainConfig.from_dict(json.loads(path.read_text())["config"])
+
+
+__all__ = ["TrainCallback", "TrainConfig", "TrainError", "TrainResult", "checkpoint_paths", "latest_checkpoint",
+           "lr_factor", "measure", "read_checkpoint", "saved_config", "train"]

@@ -1,0 +1,210 @@
+"""Campaign sub-commands of ``ctmevo``: run, resume, status, sync, lineage."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from search.cli import UsageError, register
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def _run_campaign(campaign, *, offline: bool) -> int:
+    from search.campaign import CampaignError
+    from search.reporting import best_record, tracking_uri_for
+    from search.tracking import TrackingURIError
+    from workers import PoolDisconnected
+
+    try:
+        campaign.run(offline_ok=offline)
+    except CampaignError as exc:
+        raise UsageError(str(exc)) from None
+    except PoolDisconnected as exc:
+        print(f"ctmevo: lost the Ray cluster: {exc}\nEvery completed evaluation is saved. When the cluster is "
+              f"back: ctmevo resume {campaign.paths.root}", file=sys.stderr)
+        return 1
+    except TrackingURIError as exc:
+        raise UsageError(f"{exc}\nNothing was evaluated. Start the tracking server or fix tracking.uri in "
+                         f"{campaign.paths.config}, then: ctmevo resume {campaign.paths.root}  (or add --offline "
+                         "to run now and send the records later with ctmevo sync)") from None
+    except KeyboardInterrupt:
+        _print(f"\nStopped after {campaign.progress.done} evaluations; the state is saved.\n"
+               f"Continue with:  ctmevo resume {campaign.paths.root}")
+        return 130
+    best = best_record(campaign.records)
+    uri = tracking_uri_for(campaign)
+    _print(f"\nCampaign '{campaign.config.name}' finished: {campaign.progress.done} evaluations "
+           f"({campaign.progress.failures} failed) in {campaign.progress.elapsed_s:.0f} s.")
+    _print(f"  campaign directory : {campaign.paths.root}")
+    if best is not None:
+        _print(f"  best genome        : {best.result.genome_hash}  fitness {best.result.fitness:.4f}  "
+               f"(ctmevo lineage {best.result.genome_hash} --tracking-uri {uri})")
+    _print(f"  archive picture    : {campaign.paths.plots / 'archive.png'}")
+    _print(f"  archive table      : {campaign.paths.plots / 'archive.csv'}")
+    if uri.startswith("sqlite:///"):
+        _print(f"  MLflow UI          : mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+    else:
+        _print(f"  MLflow             : {uri}")
+    return 0
+
+
+def _open_errors():
+    from search.campaign import CampaignError
+    from search.config import ConfigError
+
+    return CampaignError, ConfigError
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from search.campaign import start
+
+    errors = _open_errors()
+    try:
+        campaign = start(Path(args.file), directory=Path(args.dir) if args.dir else None, fresh=args.fresh)
+    except (*errors, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    return _run_campaign(campaign, offline=args.offline)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from search.campaign import Campaign
+
+    try:
+        campaign = Campaign.open(Path(args.dir))
+    except _open_errors() as exc:
+        raise UsageError(str(exc)) from None
+    if campaign.finished() and not args.more:
+        _print(f"{args.dir}: the campaign has already spent its budget ({campaign.progress.done} evaluations); "
+               "raise budget.evaluations in campaign.yaml to continue")
+        return 0
+    return _run_campaign(campaign, offline=args.offline)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from search.campaign import Campaign
+    from search.reporting import tracking_uri_for
+
+    try:
+        campaign = Campaign.open(Path(args.dir))
+    except _open_errors() as exc:
+        raise UsageError(str(exc)) from None
+    p = campaign.progress
+    m = p.metrics
+    _print(f"campaign {campaign.config.name} ({campaign.campaign_id}) in {campaign.paths.root}")
+    budget = campaign.config.budget.evaluations
+    _print(f"  evaluations: {p.done}{f' of {budget}' if budget else ''}, failed {p.failures}, "
+           f"to re-submit on resume {len(campaign._pending)}, elapsed {p.elapsed_s:.0f} s")
+    for key in ("best_fitness", "coverage", "qd_score", "archive_size", "novelty_archive_size"):
+        if key in m:
+            _print(f"  {key}: {m[key]:.4g}")
+    ranked = sorted((r for r in campaign.records if r.result.ok and r.result.fitness is not None),
+                    key=lambda r: -r.result.fitness)[: args.top]
+    if ranked:
+        _print("  best genomes:")
+        for r in ranked:
+            g = r.genome
+            _print(f"    {r.result.genome_hash}  fitness {r.result.fitness:.4f}  T={g.ticks} M={g.memory_length} "
+                   f"D={g.d_model} cell={campaign.strategy.cell_of(r.result.genome_hash)}")
+    _print(f"  archive picture: {campaign.paths.plots / 'archive.png'}")
+    _print(f"  tracking: {tracking_uri_for(campaign)}")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from search.campaign import Campaign
+    from search.reporting import tracking_uri_for
+    from search.tracking import Tracker
+
+    try:
+        campaign = Campaign.open(Path(args.dir))
+    except _open_errors() as exc:
+        raise UsageError(str(exc)) from None
+    tracker = Tracker(tracking_uri=tracking_uri_for(campaign), campaign_id=campaign.campaign_id,
+                      experiment_name=campaign.config.tracking.experiment or campaign.config.name,
+                      spool_dir=campaign.paths.spool)
+    before = tracker.pending()
+    tracker.replay()
+    after = tracker.pending()
+    _print(f"{before - after} spooled record(s) sent to {tracking_uri_for(campaign)}; {after} still pending")
+    return 0 if after == 0 else 1
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from search.lineage import LineageError, lineage
+
+    uri = args.tracking_uri
+    if uri is None and args.campaign:
+        from search.campaign import Campaign
+        from search.reporting import tracking_uri_for
+
+        campaign = Campaign.open(Path(args.campaign))
+        uri, args.campaign_id = tracking_uri_for(campaign), campaign.campaign_id
+    if uri is None:
+        raise UsageError("say where the runs are: --tracking-uri URI (or --campaign DIR, or MLFLOW_TRACKING_URI)")
+    try:
+        graph = lineage(uri, args.run, depth=args.depth, campaign=args.campaign_id)
+    except LineageError as exc:
+        raise UsageError(str(exc)) from None
+    if args.format == "tree":
+        _print(graph.to_tree_text())
+        return 0
+    out = Path(args.out or f"lineage-{args.run[:16]}.{args.format}")
+    if args.format == "dot":
+        out.write_text(graph.to_dot())
+    elif args.format == "html":
+        out.write_text(graph.to_html())
+    else:
+        graph.to_png(out)
+    _print(f"wrote {out}")
+    return 0
+
+
+def _setup_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="campaign YAML file (see experiments/)")
+    p.add_argument("--dir", help="campaign directory (default: output_dir from the file, or campaigns/NAME)")
+    p.add_argument("--fresh", action="store_true", help="delete an earlier campaign in that directory first")
+    _add_offline(p)
+
+
+def _add_offline(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--offline", action="store_true",
+                   help="start even if the MLflow server is unreachable; records are spooled for 'ctmevo sync'")
+
+
+def _setup_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", help="a campaign directory made by 'ctmevo run'")
+
+
+def _setup_resume(p: argparse.ArgumentParser) -> None:
+    _setup_dir(p)
+    _add_offline(p)
+    p.add_argument("--more", action="store_true", help=argparse.SUPPRESS)
+
+
+def _setup_status(p: argparse.ArgumentParser) -> None:
+    _setup_dir(p)
+    p.add_argument("--top", type=int, default=5, help="how many of the best genomes to list (default 5)")
+
+
+def _setup_lineage(p: argparse.ArgumentParser) -> None:
+    import os
+
+    p.add_argument("run", help="an MLflow run id, or a genome hash (or a unique prefix of one)")
+    p.add_argument("--depth", type=int, default=None, help="generations to go back (default: to the founders)")
+    p.add_argument("--format", choices=("tree", "dot", "html", "png"), default="tree")
+    p.add_argument("--out", help="output file for dot/html/png (default lineage-RUN.FORMAT)")
+    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    p.add_argument("--campaign", help="read the tracking URI from this campaign directory")
+    p.set_defaults(campaign_id=None)
+
+
+register("run", "start a search campaign from a YAML file", _setup_run, cmd_run)
+register("resume", "continue a stopped campaign exactly where it stopped", _setup_resume, cmd_resume)
+register("status", "summarise a running or stopped campaign", _setup_status, cmd_status)
+register("sync", "re-send MLflow records spooled while the tracking server was away", _setup_dir, cmd_sync)
+register("lineage", "print or draw the ancestry of an evaluated genome", _setup_lineage, cmd_lineage)

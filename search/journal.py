@@ -1,0 +1,306 @@
+"""Durable files of a campaign: the append-only evaluation journal and atomic JSON snapshots.
+
+The journal is the campaign's ground truth (issue 6, "Durability: nothing lost"): every completed
+evaluation is appended as one JSON line and fsynced *before* it is told to the strategy or logged to MLflow,
+so a campaign killed at any moment resumes with every evaluation it had finished.
+
+- :class:`JsonLines` is the generic mechanism: one JSON object per line, ``append`` writes the whole line
+  with a single ``write`` on an ``O_APPEND`` descriptor, then ``fsync``. ``read`` ignores an incomplete final
+  line (a process killed mid-write leaves bytes without the closing newline) and raises
+  :class:`JournalCorruptError` naming the file and line for anything unreadable before it. ``read`` never
+  modifies the file (``ctmevo status`` may read a journal a running campaign is writing); the torn tail is
+  truncated the next time the file is opened for appending.
+- :class:`Journal` stores :class:`~search.records.EvaluationRecord` objects (or campaign events such as
+  ``{"event": "result", "record": {...}}``) in a :class:`JsonLines` file; ``records()`` decodes the records.
+- :class:`Spool` is a durable queue shared between processes (MLflow records waiting for the server).
+- :func:`write_atomic` / :func:`read_json` write and read snapshots (strategy state, archive, campaign state):
+  a temporary file in the same directory, fsync, ``os.replace``, fsync of the directory, so a reader sees
+  either the old or the new content, never a mixture.
+
+A :class:`JsonLines` or :class:`Journal` is not thread-safe and meant for one writing process per file; any
+number of readers may read concurrently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from search.records import EvaluationRecord
+
+__all__ = ["Journal", "JournalCorruptError", "JsonLines", "Spool", "read_json", "write_atomic"]
+
+
+class JournalCorruptError(ValueError):
+    """A line before the end of a JSON-lines file is not a JSON object; the file needs a look by hand."""
+
+    def __init__(self, path: Path, line: int, reason: str) -> None:
+        self.path, self.line, self.reason = path, line, reason
+        super().__init__(f"{path}: line {line} is corrupt ({reason}); only the final line may be incomplete "
+                         "(a write interrupted by a crash). Inspect the file; to recover, move the bad line out "
+                         "of the way and resume.")
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with non-finite floats replaced by ``None`` (strict JSON has no NaN or Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def encode_line(obj: dict[str, Any]) -> bytes:
+    """One JSON line (compact, strict JSON, UTF-8, ending in ``\\n``)."""
+    text = json.dumps(_jsonable(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8") + b"\n"
+
+
+def _scan(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """All complete lines of ``path`` as objects, and the byte length of that complete prefix."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], 0
+    end = data.rfind(b"\n") + 1  # bytes after the last newline are an interrupted write
+    objects: list[dict[str, Any]] = []
+    for number, raw in enumerate(data[:end].split(b"\n")[:-1], start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise JournalCorruptError(path, number, str(exc)) from None
+        if not isinstance(obj, dict):
+            raise JournalCorruptError(path, number, f"a JSON {type(obj).__name__}, not an object")
+        objects.append(obj)
+    return objects, end
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some filesystems / platforms do not allow opening directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class JsonLines:
+    """An append-only file of JSON objects, one per line, each durable when :meth:`append` returns."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
+            _, complete = _scan(self.path)  # raises on corruption before we add anything after it
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if os.fstat(fd).st_size > complete:  # drop a torn final line left by a killed writer
+                os.ftruncate(fd, complete)
+                os.fsync(fd)
+            if created:
+                _fsync_dir(self.path.parent)
+            self._fd = fd
+        return self._fd
+
+    def append(self, obj: dict[str, Any]) -> None:
+        """Write ``obj`` as one line; returns only after the line is flushed and fsynced to disk."""
+        self.extend([obj])
+
+    def extend(self, objs: Iterable[dict[str, Any]]) -> None:
+        """Append several objects with a single write and a single fsync."""
+        data = b"".join(encode_line(obj) for obj in objs)
+        if not data:
+            return
+        fd = self._open()
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every complete line as a dict (an incomplete final line is ignored; the file is not changed)."""
+        return _scan(self.path)[0]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> JsonLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class Journal:
+    """The campaign journal: JSON objects, one per line, in the order they happened.
+
+    Entries are :class:`~search.records.EvaluationRecord` objects (stored as their ``to_dict()``) or any
+    JSON-ready mapping, e.g. campaign events ``{"event": "result", "record": {...}}``.
+
+    >>> journal = Journal(campaign_dir / "journal.jsonl")
+    >>> journal.append(record)      # on disk (fsynced) when this returns
+    >>> journal.read()              # every complete entry as a dict, e.g. on resume
+    >>> journal.records()           # the evaluation records among them
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._lines = JsonLines(path)
+
+    @property
+    def path(self) -> Path:
+        return self._lines.path
+
+    def append(self, entry: EvaluationRecord | Mapping[str, Any]) -> None:
+        """Append ``entry`` and fsync: a completed evaluation is on disk before anything depends on it."""
+        self._lines.append(entry.to_dict() if isinstance(entry, EvaluationRecord) else dict(entry))
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every complete entry; raises :class:`JournalCorruptError` on damage before the last line."""
+        return self._lines.read()
+
+    def records(self) -> list[EvaluationRecord]:
+        """The evaluation records: bare record entries and the ``record`` of ``{"event": "result"}`` entries."""
+        records = []
+        for number, entry in enumerate(self._lines.read(), start=1):
+            if "event" in entry:  # a campaign event: only results hold a record
+                if entry["event"] != "result":
+                    continue
+                data = entry.get("record")
+            else:
+                data = entry
+            try:
+                records.append(EvaluationRecord.from_dict(data))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise JournalCorruptError(self.path, number, f"not an evaluation record: {exc!r}") from None
+        return records
+
+    def close(self) -> None:
+        self._lines.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Spool:
+    """A durable queue of entries awaiting delivery (MLflow records while the server is away).
+
+    A JSON-lines file several processes may share (the campaign and ``ctmevo sync``): every change holds an
+    exclusive ``flock`` on ``.<name>.lock``; entries get an ``id`` and an ``attempts`` count. Delivered
+    entries are removed by :meth:`settle`, which rewrites the file atomically; entries given up on move to
+    ``<name>-rejected.jsonl``.
+    """
+
+    def __init__(self, directory: str | Path, name: str = "mlflow-spool") -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / f"{name}.jsonl"
+        self.rejected_path = self.directory / f"{name}-rejected.jsonl"
+        self._lock_path = self.directory / f".{name}.lock"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def add(self, entry: dict[str, Any]) -> None:
+        with self._locked(), JsonLines(self.path) as lines:
+            lines.append({"id": uuid.uuid4().hex, "attempts": 0, **entry})
+
+    def entries(self) -> list[dict[str, Any]]:
+        return JsonLines(self.path).read() if self else []
+
+    def __bool__(self) -> bool:
+        """Whether the spool file holds anything (one ``stat``, no read)."""
+        try:
+            return self.path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    def __len__(self) -> int:
+        return len(self.entries())
+
+    def settle(self, done: set[str], attempts: Mapping[str, int], rejected: Sequence[dict[str, Any]]) -> None:
+        """Drop ``done`` entries, record failed ``attempts``, move ``rejected`` entries aside (atomically)."""
+        with self._locked():
+            drop = done | {e["id"] for e in rejected}
+            keep = [{**e, "attempts": attempts.get(e["id"], e.get("attempts", 0))}
+                    for e in self.entries() if e["id"] not in drop]
+            write_atomic(self.path, b"".join(encode_line(e) for e in keep))
+            if rejected:
+                with JsonLines(self.rejected_path) as lines:
+                    lines.extend(rejected)
+
+
+def write_atomic(path: str | Path, data: Any) -> Path:
+    """Replace ``path`` atomically with ``data``: JSON for Python values, as-is for ``bytes`` and ``str``.
+
+    Writes a temporary file in the same directory, fsyncs it, renames it over ``path`` (``os.replace``) and
+    fsyncs the directory, so after a crash ``path`` holds either the old or the new content in full.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, bytes):
+        payload = data
+    elif isinstance(data, str):
+        payload = data.encode("utf-8")
+    else:
+        payload = json.dumps(_jsonable(data), indent=1, allow_nan=False).encode("utf-8") + b"\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON value stored at ``path`` (e.g. by :func:`write_atomic`); errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such snapshot file") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None

@@ -1,0 +1,360 @@
+"""The ancestry of an evaluated genome, read from MLflow alone (no campaign directory needed).
+
+``lineage(uri, "3f2a9c")`` finds the evaluation run (by run id, or by genome-hash prefix through the tag
+``ctmevo.genome_hash``), then walks ``ctmevo.parent_hashes`` back to the founders (runs without parents)
+inside the same campaign. Crossover children have two parents, so the ancestry is a DAG: a genome reached
+along two lines is one node. Each node carries its run id, fitness, operator and the genes (MLflow params)
+that differ from each parent. Renderers: :meth:`LineageGraph.to_tree_text`, :meth:`~LineageGraph.to_dot`,
+:meth:`~LineageGraph.to_html` (self-contained, inline SVG) and :meth:`~LineageGraph.to_png`.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Run, ViewType
+from mlflow.exceptions import MlflowException
+
+from search.mlflow_payload import (
+    TAG_BIRTH,
+    TAG_CAMPAIGN,
+    TAG_HASH,
+    TAG_OPERATOR,
+    TAG_PARENT_HASHES,
+    TAG_PARENT_RUN_IDS,
+    TAG_STATUS,
+)
+from search.tracking import configure_http_defaults
+
+__all__ = ["AmbiguousHashError", "LineageError", "LineageGraph", "LineageNode", "lineage"]
+
+_HEX = re.compile(r"^[0-9a-f]+$")
+_MAX_CANDIDATES = 20
+
+
+class LineageError(LookupError):
+    """The run or genome hash asked for cannot be found (or is not an evaluation run)."""
+
+
+class AmbiguousHashError(LineageError):
+    """A genome-hash prefix matches several genomes; ``candidates`` lists them."""
+
+    def __init__(self, prefix: str, candidates: list[dict[str, Any]]) -> None:
+        self.prefix, self.candidates = prefix, candidates
+        rows = "\n".join(f"  {c['genome_hash']}  campaign {c['campaign']}  run {c['run_id']}  "
+                         f"fitness {_fmt(c['fitness'])}" for c in candidates)
+        more = " (first 20)" if len(candidates) >= _MAX_CANDIDATES else ""
+        super().__init__(f"genome hash prefix {prefix!r} is ambiguous; it matches{more}:\n{rows}\n"
+                         "give more digits, or the run id")
+
+
+@dataclass(frozen=True)
+class LineageNode:
+    """One ancestor. ``changes[parent_hash]`` maps each gene that differs to (parent value, own value)."""
+
+    genome_hash: str
+    run_id: str | None  # None: a parent named by a child but with no run in MLflow (e.g. still spooled)
+    campaign: str = ""
+    fitness: float | None = None
+    operator: str = ""
+    birth: int | None = None
+    status: str = ""
+    parents: tuple[str, ...] = ()
+    genes: dict[str, str] = field(default_factory=dict)
+    changes: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
+    expanded: bool = True  # False: its parents lie beyond the requested depth
+
+    @property
+    def found(self) -> bool:
+        return self.run_id is not None
+
+
+@dataclass
+class LineageGraph:
+    """The ancestry DAG of ``root``; ``nodes`` in breadth-first order from the root (root first)."""
+
+    root: str
+    nodes: dict[str, LineageNode]
+    tracking_uri: str = ""
+    depth: int | None = None
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """``(parent, child)`` pairs between shown nodes."""
+        return [(p, h) for h, n in self.nodes.items() for p in dict.fromkeys(n.parents) if p in self.nodes]
+
+    def generations(self) -> dict[str, int]:
+        """0 for a node without shown parents, else 1 + the largest generation among its shown parents."""
+        gen: dict[str, int] = {}
+        for start in reversed(list(self.nodes)):  # iterative DFS: lineages can be thousands deep
+            stack = [start]
+            while stack:
+                h = stack[-1]
+                todo = [p for p in self.nodes[h].parents if p in self.nodes and p not in gen and p not in stack]
+                if todo:
+                    stack.extend(todo)
+                    continue
+                stack.pop()
+                gen[h] = 1 + max((gen.get(p, 0) for p in self.nodes[h].parents if p in self.nodes), default=-1)
+        return gen
+
+    # -- text ------------------------------------------------------------------------------------------------
+    def _label(self, node: LineageNode) -> str:
+        if not node.found:
+            return f"{node.genome_hash}  (no run in MLflow: spooled and not yet synced, or deleted)"
+        parts = [node.genome_hash, f"fitness {_fmt(node.fitness)}", node.operator or "?"]
+        if node.birth is not None:
+            parts.append(f"birth {node.birth}")
+        if node.status and node.status != "ok":
+            parts.append(f"status {node.status}")
+        parts.append(f"run {node.run_id}")
+        if not node.parents:
+            parts.append("[founder]")
+        return "  ".join(parts)
+
+    def _details(self, node: LineageNode) -> list[str]:
+        lines = []
+        for parent in dict.fromkeys(node.parents):
+            if parent in node.changes:
+                diff = ", ".join(f"{g} {a}→{b}" for g, (a, b) in node.changes[parent].items()) or "none"
+                lines.append(f"changed from {parent[:8]}: {diff}")
+        if not node.expanded and node.parents:
+            lines.append(f"… parents beyond depth {self.depth}: {', '.join(p[:8] for p in node.parents)}")
+        return lines
+
+    def to_tree_text(self) -> str:
+        """An indented tree, root first, parents below; a node reached again is referenced, not repeated."""
+        root = self.nodes[self.root]
+        lines = [f"lineage of {self.root} (campaign {root.campaign}): {len(self.nodes) - 1} ancestor(s)"]
+        shown: set[str] = set()
+        stack: list[tuple[str, str, bool, bool]] = [(self.root, "", True, True)]
+        while stack:
+            h, prefix, last, is_root = stack.pop()
+            node = self.nodes[h]
+            branch = "" if is_root else ("└── " if last else "├── ")
+            inner = prefix + ("" if is_root else ("    " if last else "│   "))
+            if h in shown:
+                lines.append(f"{prefix}{branch}{h}  (shown above)")
+                continue
+            shown.add(h)
+            lines.append(prefix + branch + self._label(node))
+            kids = [p for p in dict.fromkeys(node.parents) if p in self.nodes]
+            lines.extend(inner + ("│   " if kids else "    ") + d for d in self._details(node))
+            stack.extend((k, inner, i == len(kids) - 1, False) for i, k in reversed(list(enumerate(kids))))
+        return "\n".join(line.rstrip() for line in lines)
+
+    def to_dot(self) -> str:
+        """Graphviz source: parent → child edges labelled with the genes that changed."""
+        out = ["digraph lineage {", '  rankdir=TB; node [shape=box, style=rounded, fontname="Helvetica"];']
+        for h, n in self.nodes.items():
+            label = f"{h}\\nfitness {_fmt(n.fitness)}\\n{n.operator or '?'}" + (
+                f"\\nrun {n.run_id[:12]}" if n.run_id else "\\n(no run)")
+            style = ", penwidth=2.5" if h == self.root else (", style=dashed" if not n.found else "")
+            out.append(f'  "{h}" [label="{_dot_escape(label)}"{style}];')
+        for parent, child in self.edges:
+            diff = self.nodes[child].changes.get(parent, {})
+            text = ", ".join(f"{g} {a}→{b}" for g, (a, b) in list(diff.items())[:3])
+            text += f" +{len(diff) - 3}" if len(diff) > 3 else ""
+            out.append(f'  "{parent}" -> "{child}" [label="{_dot_escape(text)}", fontsize=9];')
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+    # -- pictures --------------------------------------------------------------------------------------------
+    def _figure(self) -> Any:
+        from matplotlib.figure import Figure
+
+        gen = self.generations()
+        columns: dict[int, list[str]] = {}
+        for h in sorted(self.nodes, key=lambda h: (gen[h], self.nodes[h].birth or 0, h)):
+            columns.setdefault(gen[h], []).append(h)
+        y: dict[str, float] = {}
+        for g in sorted(columns):  # order each generation by its parents' mean position (fewer crossings)
+            column = sorted(columns[g], key=lambda h: _mean([y[p] for p in self.nodes[h].parents if p in y]))
+            for i, h in enumerate(column):
+                y[h] = i - (len(column) - 1) / 2
+        tallest = max(len(c) for c in columns.values())
+        fig = Figure(figsize=(max(5.0, 2.6 * len(columns)), max(3.0, 1.3 * tallest)))
+        ax = fig.add_subplot()
+        for parent, child in self.edges:
+            bend = 0.1 if gen[child] - gen[parent] > 1 else 0.0  # long edges arc past the columns between
+            ax.annotate("", xy=(gen[child], y[child]), xytext=(gen[parent], y[parent]),
+                        arrowprops={"arrowstyle": "-|>", "color": "0.45", "shrinkA": 34, "shrinkB": 34,
+                                    "connectionstyle": f"arc3,rad={bend}"})
+        for h, n in self.nodes.items():
+            face = "#ffe9a8" if h == self.root else ("#eeeeee" if not n.found else "#d6e8fa")
+            ax.text(gen[h], y[h], f"{h[:10]}\nfitness {_fmt(n.fitness)}\n{n.operator or '?'}", ha="center",
+                    va="center", fontsize=8, family="monospace",
+                    bbox={"boxstyle": "round", "facecolor": face, "edgecolor": "0.3",
+                          "linestyle": "-" if n.found else "--"})
+        ax.set_xlim(-0.6, max(columns) + 0.6)
+        ax.set_ylim(-(tallest + 1.5) / 2, (tallest + 1.5) / 2)
+        ax.set_xticks(sorted(columns), [f"gen {g}" for g in sorted(columns)])
+        ax.set_yticks([])
+        for side in ("top", "right", "left"):
+            ax.spines[side].set_visible(False)
+        ax.set_title(f"lineage of {self.root} (founders left, parent → child)", fontsize=10)
+        fig.tight_layout()
+        return fig
+
+    def to_png(self, path: str | Path) -> Path:
+        """Draw the DAG with matplotlib: one column per generation, arrows parent → child."""
+        path = Path(path)
+        self._figure().savefig(path, format="png", dpi=120)
+        return path
+
+    def to_html(self) -> str:
+        """A self-contained page (inline SVG, no scripts or network): picture, table of ancestors, tree."""
+        buffer = io.StringIO()
+        self._figure().savefig(buffer, format="svg", metadata={"Date": None})
+        svg = buffer.getvalue()
+        svg = svg[svg.index("<svg"):]
+        rows = "".join(
+            f"<tr><td><code>{h}</code></td><td>{_fmt(n.fitness)}</td><td>{html.escape(n.operator)}</td>"
+            f"<td>{'' if n.birth is None else n.birth}</td><td><code>{n.run_id or '—'}</code></td>"
+            f"<td>{html.escape('; '.join(self._details(n)))}</td></tr>" for h, n in self.nodes.items())
+        style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+                 "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}"
+                 "svg{max-width:100%;height:auto}")
+        return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>lineage {self.root}</title>"
+                f"<style>{style}</style></head><body><h1>Lineage of <code>{self.root}</code></h1>"
+                f"<p>Tracking URI: <code>{html.escape(self.tracking_uri)}</code></p>{svg}"
+                "<h2>Ancestors</h2><table><tr><th>genome hash</th><th>fitness</th><th>operator</th>"
+                f"<th>birth</th><th>run id</th><th>genes changed</th></tr>{rows}</table>"
+                f"<h2>Tree</h2><pre>{html.escape(self.to_tree_text())}</pre></body></html>\n")
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _dot_escape(text: str) -> str:
+    return text.replace('"', '\\"')
+
+
+# -- reading MLflow --------------------------------------------------------------------------------------------
+def lineage(tracking_uri: str, run_id_or_hash: str, depth: int | None = None, *,
+            campaign: str | None = None) -> LineageGraph:
+    """The ancestry of an evaluation run (a run id, or a genome hash or unique prefix of one).
+
+    ``depth`` limits how many generations back to go (``None``: to the founders; ``0``: the run alone).
+    ``campaign`` narrows a hash search to one campaign. Raises :class:`LineageError` for an unknown run or
+    hash and :class:`AmbiguousHashError` (listing the candidates) for a prefix matching several genomes.
+    """
+    if depth is not None and depth < 0:
+        raise ValueError(f"depth = {depth}: allowed is None (to the founders) or an integer >= 0")
+    if campaign is not None and not re.match(r"^[A-Za-z0-9_.:\-]{1,200}$", campaign):
+        raise LineageError(f"campaign = {campaign!r}: allowed are 1-200 letters, digits, '_', '.', ':' or '-'")
+    configure_http_defaults()
+    client = MlflowClient(tracking_uri=tracking_uri)
+    start = _resolve(client, tracking_uri, run_id_or_hash.strip().lower(), campaign)
+    experiment, camp = start.info.experiment_id, start.data.tags[TAG_CAMPAIGN]
+    runs: dict[str, Run | None] = {start.data.tags[TAG_HASH]: start}
+    levels = [[start.data.tags[TAG_HASH]]]
+    limit = float("inf") if depth is None else depth
+    while levels[-1] and len(levels) - 1 < limit + 1:  # one level past the depth: its genes give the changes
+        wanted: dict[str, None] = {}
+        run_ids: set[str] = set()
+        for run in (runs[h] for h in levels[-1] if runs[h] is not None):
+            run_ids.update(_split(run.data.tags.get(TAG_PARENT_RUN_IDS)))
+            parents = _split(run.data.tags.get(TAG_PARENT_HASHES))
+            wanted.update(dict.fromkeys(p for p in parents if p not in runs))
+        runs.update(_fetch(client, experiment, camp, list(wanted), sorted(run_ids)))
+        levels.append(list(wanted))
+    nodes = {h: _node(h, runs, expanded=depth is None or i < depth)
+             for i, level in enumerate(levels if depth is None else levels[: depth + 1]) for h in level}
+    return LineageGraph(root=levels[0][0], nodes=nodes, tracking_uri=tracking_uri, depth=depth)
+
+
+def _split(value: str | None) -> list[str]:
+    return [v for v in (value or "").split(",") if v]
+
+
+def _node(h: str, runs: dict[str, Run | None], *, expanded: bool) -> LineageNode:
+    run = runs.get(h)
+    if run is None:
+        return LineageNode(genome_hash=h, run_id=None, expanded=False)
+    tags, genes = run.data.tags, dict(run.data.params)
+    parents = tuple(_split(tags.get(TAG_PARENT_HASHES)))
+    changes = {}
+    for p in dict.fromkeys(parents):
+        if runs.get(p) is not None:
+            theirs = runs[p].data.params
+            changes[p] = {g: (theirs.get(g, "—"), v) for g, v in genes.items() if theirs.get(g) != v}
+    birth = tags.get(TAG_BIRTH)
+    return LineageNode(genome_hash=h, run_id=run.info.run_id, campaign=tags.get(TAG_CAMPAIGN, ""),
+                       fitness=run.data.metrics.get("fitness"), operator=tags.get(TAG_OPERATOR, ""),
+                       birth=int(birth) if birth and birth.isdigit() else None, status=tags.get(TAG_STATUS, ""),
+                       parents=parents, genes=genes, changes=changes, expanded=expanded)
+
+
+def _fetch(client: MlflowClient, experiment: str, campaign: str, hashes: list[str],
+           run_ids: list[str]) -> dict[str, Run | None]:
+    """Runs for parent ``hashes``: by the run ids the children recorded (batched), else by the hash tag."""
+    found: dict[str, Run | None] = {}
+    for i in range(0, len(run_ids), 100):
+        quoted = ", ".join(f"'{rid}'" for rid in run_ids[i:i + 100])
+        for run in client.search_runs([experiment], f"attributes.run_id IN ({quoted})", max_results=1000):
+            h = run.data.tags.get(TAG_HASH)
+            if h in hashes and run.data.tags.get(TAG_CAMPAIGN) == campaign:
+                found[h] = run
+    for h in hashes:
+        if h not in found:
+            hits = client.search_runs([experiment], f"tags.`{TAG_CAMPAIGN}` = '{campaign}' and "
+                                      f"tags.`{TAG_HASH}` = '{h}'", order_by=["attributes.start_time ASC"],
+                                      max_results=1)
+            found[h] = hits[0] if hits else None
+    return found
+
+
+def _resolve(client: MlflowClient, uri: str, key: str, campaign: str | None) -> Run:
+    if not key or not _HEX.match(key):
+        raise LineageError(f"{key!r} is neither a run id (32 hex digits) nor a genome hash (hex)")
+    if len(key) == 32:
+        try:
+            run = client.get_run(key)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            raise LineageError(f"no run with id {key} in {uri}") from None
+        if TAG_HASH not in run.data.tags or TAG_CAMPAIGN not in run.data.tags:
+            raise LineageError(f"run {key} in {uri} is not a ctmevo evaluation run (no {TAG_HASH} tag; "
+                               "a campaign run has no ancestry)")
+        return run
+    experiments = _all_experiments(client)
+    query = f"tags.`{TAG_HASH}` LIKE '{key}%'"
+    if campaign:
+        query += f" and tags.`{TAG_CAMPAIGN}` = '{campaign}'"
+    runs = client.search_runs(experiments, query, order_by=["attributes.start_time ASC"],
+                              max_results=200) if experiments else []
+    distinct: dict[tuple[str, str], Run] = {}
+    for run in runs:
+        distinct.setdefault((run.data.tags[TAG_HASH], run.data.tags.get(TAG_CAMPAIGN, "")), run)
+    if not distinct:
+        where = f" in campaign {campaign}" if campaign else ""
+        raise LineageError(f"no evaluation run with genome hash {key!r}{' (prefix)' if len(key) < 16 else ''}"
+                           f"{where} in {uri} ({len(experiments)} experiment(s) searched)")
+    if len(distinct) > 1:
+        raise AmbiguousHashError(key, [
+            {"genome_hash": h, "campaign": c, "run_id": r.info.run_id, "fitness": r.data.metrics.get("fitness")}
+            for (h, c), r in list(distinct.items())[:_MAX_CANDIDATES]])
+    return next(iter(distinct.values()))
+
+
+def _all_experiments(client: MlflowClient) -> list[str]:
+    ids, token = [], None
+    while True:
+        page = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+        ids.extend(e.experiment_id for e in page)
+        token = page.token
+        if not token:
+            return ids

@@ -1,0 +1,430 @@
+"""The ask/tell contract every strategy follows, and the bookkeeping they share.
+
+An asynchronous campaign asks for proposals whenever a worker is free (``ask(n)``) and tells each finished
+evaluation on its own (``tell(result)``), in any order, possibly long after the ask. There is no generation
+barrier: a strategy keeps the proposals in flight (asked, not told), never proposes a genome that is in
+flight or already evaluated (canonical hash), and saves its whole state to plain JSON data.
+
+State and exact restore: the saved state is the seed and settings, the random generator's state, the
+proposals in flight, and the log of told evaluations (in tell order). Loading rebuilds archives and
+populations by replaying that log through the same deterministic update the live strategy ran, so every
+structure (and therefore every next ask) is identical to the original's. Strategies whose updates are not
+a pure function of the log (Optuna, EvoTorch) add their own replay log (see their modules).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import math
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ctm.result import EvalResult
+from genome import GENE_BY_NAME, Genome, GenomeError, GenomeSpace, RepairError, VectorCodec, crossover, mutate
+from genome.genes import ChoiceGene, IntGene
+from search.descriptors import Descriptor, DescriptorValueError, describe
+from search.qd_metrics import QDArchive
+from search.records import Proposal
+from search.strategies.settings import COMMON_SETTINGS, Setting, StrategyConfigError, validate_settings
+
+STATE_FORMAT = 1
+ENUMERATE_LIMIT = 5_000  # spaces with at most this many gene combinations are enumerated when sampling fails
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def ghash(genome: Genome) -> str:
+    """``genome.hash``, memoised (Genome is a frozen dataclass: equal genes ⇒ equal key ⇒ equal hash)."""
+    return genome.hash
+
+
+def phash(proposal: Proposal) -> str:
+    return ghash(proposal.genome)
+
+
+class UnknownProposalError(LookupError):
+    """A tell for a genome hash this strategy did not ask for, or one already told."""
+
+
+@dataclass(kw_only=True)
+class Evaluated:
+    """One told evaluation as the strategy keeps it (plain data).
+
+    ``status`` is ``"ok"`` or a failure kind (``EvalResult.status``; ``"invalid"`` for an "ok" result whose
+    fitness is missing or not finite). ``values`` are the descriptor values (``None`` when they could not be
+    computed), ``behaviour`` the behaviour vector of the result, ``cell`` the archive cell it landed in.
+    """
+
+    proposal: Proposal
+    status: str
+    fitness: float | None = None
+    values: list[float] | None = None
+    behaviour: list[float] | None = None
+    cell: str | None = None
+    region: str | None = None
+    hash: str = field(init=False)  # the genome's canonical hash, computed once
+
+    def __post_init__(self) -> None:
+        self.hash = phash(self.proposal)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"proposal": self.proposal.to_dict(), "status": self.status, "fitness": self.fitness,
+                "values": self.values, "behaviour": self.behaviour, "cell": self.cell, "region": self.region}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Evaluated:
+        return cls(proposal=Proposal.from_dict(data["proposal"]), status=data["status"],
+                   fitness=data["fitness"], values=data["values"], behaviour=data["behaviour"],
+                   cell=data["cell"], region=data["region"])
+
+
+class Strategy(ABC):
+    """Abstract ask/tell strategy. Subclasses implement :meth:`_propose` and optionally the hooks.
+
+    Constructor (keyword-only): ``space``, ``seed``, ``descriptors`` and the strategy's settings (see the
+    class's ``SETTINGS``), validated with errors naming ``{field}.settings.<name>``.
+    """
+
+    NAME: ClassVar[str] = "strategy"
+    SETTINGS: ClassVar[dict[str, Setting]] = {}
+    NEEDS_DESCRIPTORS: ClassVar[bool] = False
+
+    def __init__(self, *, space: GenomeSpace, seed: int, descriptors: Sequence[Descriptor] = (),
+                 field: str = "strategy", **settings: Any):
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise StrategyConfigError("seed", seed, "a non-negative integer")
+        self.field = field
+        self.settings = validate_settings({**COMMON_SETTINGS, **self.SETTINGS}, settings, f"{field}.settings")
+        self._check_settings(self.settings, f"{field}.settings")
+        if self.NEEDS_DESCRIPTORS and not descriptors:
+            raise StrategyConfigError(f"{field}.name", self.NAME, "a strategy that needs no descriptors, or "
+                                      "at least one entry in the campaign's `descriptors` list")
+        if not space.evolvable:
+            raise StrategyConfigError("genome_space", space.to_config(), "a space with at least one searched "
+                                      "gene (every domain here is a single value)")
+        self.space, self.seed, self.descriptors = space, int(seed), list(descriptors)
+        self.codec = VectorCodec(space)
+        self._enumerated: list[Genome] | None = None
+        self._init_state()
+
+    # -- structures (re-created by load_state_dict) -------------------------------------------------------
+    def _init_state(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        self._in_flight: dict[str, Proposal] = {}
+        self._records: dict[str, Evaluated] = {}
+        self._asked = 0
+        self.exhausted = False
+        self._best: float | None = None
+        self._failure_kinds: Counter[str] = Counter()
+        self._failure_regions: Counter[str] = Counter()
+        self._descriptor_errors = 0
+        self.qd: QDArchive | None = self._make_archive(None) if self.descriptors else None
+
+    def _make_archive(self, config: Mapping[str, Any] | None) -> QDArchive:
+        """The QD archive over the descriptors (a passive result archive unless a subclass searches it)."""
+        return QDArchive(descriptors=self.descriptors, solution_dim=self.codec.dim, kind="grid",
+                         seed=self.seed, qd_offset=self.settings["qd_offset"])
+
+    def _check_settings(self, s: dict[str, Any], field: str) -> None:
+        """Cross-setting checks (raise StrategyConfigError naming ``{field}.<name>``)."""
+        return None  # nothing by default
+
+    # -- the contract -------------------------------------------------------------------------------------
+    @property
+    def in_flight(self) -> tuple[str, ...]:
+        """Hashes asked for and not yet told, in ask order."""
+        return tuple(self._in_flight)
+
+    @property
+    def evaluations(self) -> int:
+        return len(self._records)
+
+    def ask(self, n: int) -> list[Proposal]:
+        """Up to ``n`` new proposals; fewer when the space is exhausted (see ``exhausted``) or the strategy
+        waits for results (generation-based strategies: see ``waiting``)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"ask(n): n = {n!r}: allowed is a non-negative integer")
+        out: list[Proposal] = []
+        for _ in range(int(n)):
+            proposal = self._propose()
+            if proposal is None:
+                break
+            h = phash(proposal)
+            assert not self._taken(h), f"strategy {self.NAME} proposed {h} twice"
+            self._in_flight[h] = proposal
+            self._asked += 1
+            out.append(proposal)
+        return out
+
+    @property
+    def waiting(self) -> bool:
+        """True when the strategy can propose nothing until some in-flight result is told."""
+        return False
+
+    def tell(self, result: EvalResult) -> None:
+        """Record one finished evaluation (success or typed failure) of a proposal this strategy asked for."""
+        h = result.genome_hash
+        proposal = self._in_flight.get(h)
+        if proposal is None:
+            if h in self._records:
+                raise UnknownProposalError(f"tell({h}): this genome's result was already told")
+            raise UnknownProposalError(f"tell({h}): no proposal with this genome hash is in flight (in flight: "
+                                       f"{len(self._in_flight)} proposals)")
+        del self._in_flight[h]
+        self._apply(self._evaluate_record(proposal, result), result)
+
+    def _evaluate_record(self, proposal: Proposal, result: EvalResult) -> Evaluated:
+        status, fitness = result.status, result.fitness
+        if status == "ok" and (fitness is None or not isinstance(fitness, (int, float))
+                               or not math.isfinite(fitness)):
+            status, fitness = "invalid", None
+        rec = Evaluated(proposal=proposal, status=status, fitness=float(fitness) if status == "ok" else None,
+                        behaviour=[float(b) for b in result.behaviour] or None)
+        genome = proposal.genome
+        if self.descriptors:
+            try:
+                rec.values = describe(self.descriptors, genome, result if rec.ok else None)
+            except DescriptorValueError:
+                rec.values = None  # a success without descriptors: counted, never archived
+        return rec
+
+    def _apply(self, rec: Evaluated, result: EvalResult | None) -> None:
+        """Update every structure with one told evaluation; ``result`` is None when replaying the log."""
+        self._records[rec.hash] = rec
+        if rec.values is not None and self.qd is not None:
+            rec.cell = self.qd.cell_of_values(rec.values)
+        if rec.ok:
+            assert rec.fitness is not None
+            if self.descriptors and rec.values is None:
+                self._descriptor_errors += 1
+            self._best = rec.fitness if self._best is None else max(self._best, rec.fitness)
+            if rec.values is not None and self.qd is not None:
+                self.qd.add(rec.hash, self.codec.encode(rec.proposal.genome), rec.fitness, rec.values)
+        else:
+            self._failure_kinds[rec.status] += 1
+            rec.region = rec.cell or self._parent_region(rec.proposal)
+            self._failure_regions[rec.region] += 1
+        self._on_record(rec, result)
+
+    def _parent_region(self, proposal: Proposal) -> str:
+        cells = [self._records[p].cell for p in proposal.parents if p in self._records]
+        return f"near_{cells[0]}" if cells and cells[0] else "unknown"
+
+    # -- hooks --------------------------------------------------------------------------------------------
+    @abstractmethod
+    def _propose(self) -> Proposal | None:
+        """One new proposal (not evaluated, not in flight), or None when nothing can be proposed now."""
+
+    def _on_record(self, rec: Evaluated, result: EvalResult | None) -> None:
+        """Update strategy-specific structures with one told evaluation (also called on replay)."""
+        return None  # nothing by default
+
+    def _extra_metrics(self) -> dict[str, float]:
+        return {}
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra(self, extra: Mapping[str, Any]) -> None:
+        """Called after the log was replayed and the in-flight proposals restored."""
+        return None  # nothing by default
+
+    # -- metrics and archive views ------------------------------------------------------------------------
+    def metrics(self) -> dict[str, float]:
+        """QD and search metrics (plain floats). ``best_fitness`` appears after the first success.
+
+        ``failures.kind.<kind>`` counts failures by kind; ``failures.cell.<cell>`` by the archive cell
+        (``near_<cell>``: the first parent's cell when a failure's own descriptors can't be computed).
+        """
+        successes = sum(1 for r in self._records.values() if r.ok)
+        out = {"evaluations": float(len(self._records)), "successes": float(successes),
+               "failures": float(len(self._records) - successes), "in_flight": float(len(self._in_flight)),
+               "asked": float(self._asked), "qd_score": 0.0, "coverage": 0.0, "archive_size": 0.0,
+               "novelty_archive_size": 0.0, "novelty_threshold": 0.0, "exhausted": float(self.exhausted),
+               "descriptor_errors": float(self._descriptor_errors)}
+        if self.qd is not None:
+            out.update(self.qd.stats())
+        if self._best is not None:
+            out["best_fitness"] = self._best
+        out.update({f"failures.kind.{k}": float(v) for k, v in sorted(self._failure_kinds.items())})
+        out.update({f"failures.cell.{k}": float(v) for k, v in sorted(self._failure_regions.items())})
+        out.update(self._extra_metrics())
+        return out
+
+    def cell_of(self, genome_hash: str) -> str | None:
+        """The archive cell an evaluated genome landed in (None: not evaluated, or no cell computable)."""
+        rec = self._records.get(genome_hash)
+        return None if rec is None else rec.cell
+
+    def elite_hashes(self) -> list[str]:
+        return self.qd.elite_hashes() if self.qd is not None else []
+
+    def archive_rows(self) -> list[dict[str, Any]]:
+        """The QD archive as a table: hash, genes, fitness, descriptors (by name), cell."""
+        if self.qd is None:
+            return []
+        rows = self.qd.rows()
+        for row in rows:
+            row["genes"] = self._records[row["hash"]].proposal.genome.to_dict()
+        return rows
+
+    def record(self, genome_hash: str) -> Evaluated | None:
+        return self._records.get(genome_hash)
+
+    def evaluated(self) -> list[Evaluated]:
+        """Every told evaluation, in tell order."""
+        return list(self._records.values())
+
+    # -- state ------------------------------------------------------------------------------------------
+    def _identity(self) -> dict[str, Any]:
+        return json.loads(json.dumps({"strategy": self.NAME, "seed": self.seed, "settings": self.settings,
+                                      "descriptors": [d.to_config() for d in self.descriptors],
+                                      "space": self.space.to_config()}))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The full state as plain JSON data (no numpy, no pickle)."""
+        return {"format": STATE_FORMAT, **self._identity(), "rng": _plain(self.rng.bit_generator.state),
+                "asked": self._asked, "exhausted": self.exhausted,
+                "archive": self.qd.config() if self.qd is not None else None,
+                "in_flight": [p.to_dict() for p in self._in_flight.values()],
+                "records": [r.to_dict() for r in self._records.values()], "extra": self._extra_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state saved by a strategy built with the same name, seed, settings, descriptors, space."""
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"strategy state format {state.get('format')!r}: this ctmevo reads {STATE_FORMAT}")
+        mine = self._identity()
+        for key, value in mine.items():
+            if state.get(key) != value:
+                raise ValueError(f"cannot load a strategy state whose {key} is {state.get(key)!r} into a "
+                                 f"strategy whose {key} is {value!r}")
+        self._init_state()
+        if self.qd is not None and state.get("archive"):
+            self.qd = self._make_archive(state["archive"])
+        for data in state["records"]:
+            self._apply(Evaluated.from_dict(data), None)
+        for data in state["in_flight"]:
+            proposal = Proposal.from_dict(data)
+            self._in_flight[phash(proposal)] = proposal
+        self._asked, self.exhausted = int(state["asked"]), bool(state["exhausted"])
+        self._load_extra(state.get("extra") or {})
+        self.rng.bit_generator.state = state["rng"]
+
+    # -- helpers for subclasses -------------------------------------------------------------------------
+    def _taken(self, genome_hash: str) -> bool:
+        return genome_hash in self._records or genome_hash in self._in_flight
+
+    def _fresh(self, make: Callable[[], Proposal]) -> Proposal | None:
+        """A proposal from ``make`` whose genome is new; after ``max_resample`` duplicates, a random sample."""
+        for _ in range(self.settings["max_resample"]):
+            try:
+                proposal = make()
+            except RepairError:
+                continue
+            if not self._taken(phash(proposal)):
+                return proposal
+        return self._sample()
+
+    def _sample(self) -> Proposal | None:
+        """A uniformly random new genome; None (and ``exhausted``) when none is left to find."""
+        for _ in range(self.settings["max_resample"]):
+            try:
+                genome = self.space.sample(self.rng)
+            except RepairError:
+                continue
+            if not self._taken(ghash(genome)):
+                self.exhausted = False
+                return Proposal(genome=genome, operator="sample")
+        left = [g for g in self._enumerate() if not self._taken(ghash(g))]
+        if left:
+            self.exhausted = False
+            return Proposal(genome=left[int(self.rng.integers(len(left)))], operator="sample")
+        self.exhausted = True
+        return None
+
+    def _enumerate(self) -> list[Genome]:
+        """Every valid genome of a small space (sorted by hash); [] for spaces too large to list."""
+        if self._enumerated is None:
+            self._enumerated = list(_enumerate_space(self.space, ENUMERATE_LIMIT))
+            self._enumerated.sort(key=ghash)
+        return self._enumerated
+
+    def _breed(self, parents: Sequence[Evaluated], crossover_ok: bool = True) -> Proposal:
+        """A child of ``parents`` by the ``variation`` setting: iso+line of the first two parents, or
+        (genetic) a uniform crossover of two parents with probability ``crossover_rate``, else a mutation
+        of the first."""
+        s = self.settings
+        if s["variation"] == "iso_line":
+            return self._iso_line(parents[0], parents[-1])
+        if crossover_ok and len(parents) >= 2 and self.rng.random() < s["crossover_rate"]:
+            a, b = parents[0], parents[1]
+            child = crossover(a.proposal.genome, b.proposal.genome, self.space, self.rng)
+            return Proposal(genome=child, parents=(a.hash, b.hash), operator="crossover")
+        p = parents[0]
+        child = mutate(p.proposal.genome, self.space, self.rng, rate=s["mutation_rate"], sigma=s["mutation_sigma"])
+        return Proposal(genome=child, parents=(p.hash,), operator="mutation")
+
+    def _iso_line(self, a: Evaluated, b: Evaluated) -> Proposal:
+        """Iso+line variation (Vassiliades & Mouret 2018) on codec vectors: x_a + σ_iso·N(0, I) + σ_line·N(0, 1)·
+        (x_b − x_a), decoded (clipped and repaired) into a genome."""
+        xa, xb = self.codec.encode(a.proposal.genome), self.codec.encode(b.proposal.genome)
+        x = xa + self.rng.normal(0.0, self.settings["iso_sigma"], size=xa.shape)
+        x = x + self.rng.normal(0.0, self.settings["line_sigma"]) * (xb - xa)
+        child = self.codec.decode(np.clip(x, 0.0, 1.0))
+        return Proposal(genome=child, parents=(a.hash, b.hash), operator="iso_line")
+
+    def _tournament(self, pool: Sequence[Evaluated], key: Callable[[Evaluated], Any], size: int) -> Evaluated:
+        """Tournament selection: the best by ``key`` of ``size`` members drawn without replacement."""
+        picks = self.rng.choice(len(pool), size=min(size, len(pool)), replace=False)
+        return max((pool[int(i)] for i in picks), key=key)
+
+
+def _enumerate_space(space: GenomeSpace, limit: int) -> Iterable[Genome]:
+    values: list[tuple[str, list[Any]]] = []
+    total = 1
+    for name in space.evolvable:
+        gene, domain = GENE_BY_NAME[name], space.domains[name]
+        if isinstance(gene, ChoiceGene):
+            options = list(domain)
+        elif isinstance(gene, IntGene):
+            options = list(range(domain[0], domain[1] + 1))
+        else:
+            return []  # a searched real gene: effectively unbounded
+        total *= len(options)
+        if total > limit:
+            return []
+        values.append((name, options))
+    fixed = {name: space.fixed_value(name) for name in space.domains if name not in space.evolvable}
+    out = []
+    for combo in itertools.product(*(options for _, options in values)):
+        genes = {**fixed, **{name: v for (name, _), v in zip(values, combo, strict=True)}}
+        try:
+            genome = Genome(**genes)
+        except GenomeError:
+            continue
+        if space.contains(genome):
+            out.append(genome)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and containers → plain Python (for the random generator's state)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value

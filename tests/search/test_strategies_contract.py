@@ -1,0 +1,153 @@
+"""The ask/tell contract for every strategy: budget, no duplicates, out-of-order tells, failures, exhaustion."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ctm.result import EvalResult
+from genome import GenomeSpace
+from search.descriptors import make_descriptors
+from search.strategies import STRATEGY_NAMES, Strategy, UnknownProposalError, make_strategy
+from tests.search import landscapes as L
+
+SPACE = L.space()
+DESCRIPTORS = make_descriptors(L.DESCRIPTORS, space=SPACE)
+FAST: dict[str, dict[str, object]] = {
+    "cvt_map_elites": {"cells": 32, "cvt_samples": 1000, "initial_samples": 10},
+    "map_elites": {"initial_samples": 10},
+    "novelty": {"population_size": 10, "threshold_window": 10},
+    "nslc": {"population_size": 10, "threshold_window": 10},
+    "dns": {"population_size": 10},
+    "regularized_evolution": {"population_size": 10, "sample_size": 3},
+    "optuna_nsga2": {"population_size": 8},
+    "evotorch_cmaes": {"popsize": 8},
+    "evotorch_ga": {"popsize": 8},
+}
+METRIC_KEYS = {"qd_score", "coverage", "archive_size", "novelty_archive_size", "novelty_threshold",
+               "evaluations", "failures", "in_flight", "best_fitness"}
+
+
+def _make(name: str, seed: int = 0, space: GenomeSpace = SPACE, descriptors: list | None = None) -> Strategy:
+    return make_strategy(name, space=space, seed=seed, descriptors=DESCRIPTORS if descriptors is None else
+                         descriptors, settings=FAST.get(name, {}))
+
+
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_budget_no_duplicates_and_failures(name: str) -> None:
+    strategy = _make(name)
+    landscape = L.Landscape(SPACE, fail_above=0.8)
+    history: list[dict[str, float]] = []
+    proposals = L.run(strategy, landscape.evaluate, budget=48, workers=4, seed=1,
+                      on_tell=lambda s: history.append(s.metrics()))
+    hashes = [p.genome_hash for p in proposals]
+    assert len(hashes) == 48 == len(set(hashes)), "every proposal is a new genome, and the budget is kept"
+    assert strategy.evaluations == 48 and not strategy.in_flight
+    m = strategy.metrics()
+    assert METRIC_KEYS <= set(m) and all(isinstance(v, float) and math.isfinite(v) for v in m.values())
+    assert [h["evaluations"] for h in history] == list(range(1, 49))  # metrics after every tell
+    failed = {r.hash for r in strategy.evaluated() if not r.ok}
+    assert failed and m["failures"] == len(failed) == m["failures.kind.oom"]
+    assert not failed & set(strategy.elite_hashes()), "failures never become elites"
+    assert sum(v for k, v in m.items() if k.startswith("failures.cell.")) == len(failed)
+    for p in proposals:
+        assert p.operator and all(parent in {q.genome_hash for q in proposals} for parent in p.parents)
+        assert SPACE.contains(p.genome)
+
+
+def test_out_of_order_tells_and_asks_while_in_flight() -> None:
+    strategy = _make("map_elites")
+    landscape = L.Landscape(SPACE)
+    first = strategy.ask(8)
+    for p in reversed(first[4:]):  # the newest first
+        strategy.tell(landscape.evaluate(p.genome))
+    more = strategy.ask(6)  # asked while 4 of the first batch are still in flight
+    assert set(strategy.in_flight) == {p.genome_hash for p in first[:4] + more}
+    for p in [more[2], first[0], more[0], first[3], *more[3:], first[1], more[1], first[2]]:
+        strategy.tell(landscape.evaluate(p.genome))
+    assert strategy.evaluations == 14 and not strategy.in_flight
+
+
+def test_unknown_and_repeated_tells_are_refused() -> None:
+    strategy = _make("random")
+    landscape = L.Landscape(SPACE)
+    (p,) = strategy.ask(1)
+    with pytest.raises(UnknownProposalError, match="no proposal with this genome hash"):
+        strategy.tell(EvalResult(genome_hash="0123456789abcdef", fitness=1.0))
+    strategy.tell(landscape.evaluate(p.genome))
+    with pytest.raises(UnknownProposalError, match="already told"):
+        strategy.tell(landscape.evaluate(p.genome))
+    assert strategy.cell_of("0123456789abcdef") is None
+    with pytest.raises(ValueError, match="non-negative integer"):
+        strategy.ask(-1)
+    assert strategy.ask(0) == []
+
+
+def test_invalid_results_and_missing_descriptors_are_counted_not_archived() -> None:
+    strategy = _make("map_elites")
+    a, b, c = strategy.ask(3)
+    strategy.tell(EvalResult(genome_hash=a.genome_hash, fitness=float("nan"), metrics={"b0": 0.5, "b1": 0.5}))
+    strategy.tell(EvalResult(genome_hash=b.genome_hash, fitness=0.5, metrics={"b0": 0.5}))  # no b1
+    strategy.tell(EvalResult(genome_hash=c.genome_hash, fitness=0.7, metrics={"b0": 0.95, "b1": 0.05}))
+    m = strategy.metrics()
+    assert m["failures.kind.invalid"] == 1 and m["descriptor_errors"] == 1
+    assert strategy.elite_hashes() == [c.genome_hash] and strategy.cell_of(c.genome_hash) == "9_0"
+    assert strategy.cell_of(b.genome_hash) is None
+
+
+def test_repeated_failures_of_a_region_show_in_the_metrics() -> None:
+    genes = make_descriptors([{"name": "ticks", "bins": 5}, {"name": "memory_length", "bins": 5}], space=SPACE)
+    strategy = make_strategy("map_elites", space=SPACE, seed=0, descriptors=genes, settings={})
+    landscape = L.Landscape(SPACE, fail_above=0.6)  # ticks above ~60 fail
+    L.run(strategy, landscape.evaluate, budget=120, seed=0)
+    cells = {k.removeprefix("failures.cell."): v for k, v in strategy.metrics().items()
+             if k.startswith("failures.cell.")}
+    assert cells and all(int(cell.split("_")[0]) >= 2 for cell in cells), cells  # the high-ticks bins only
+    assert sum(cells.values()) == strategy.metrics()["failures"] > 5
+    for rec in strategy.evaluated():
+        if not rec.ok:  # gene descriptors place failures in their own cell
+            assert strategy.cell_of(rec.hash) == rec.region
+
+
+@pytest.mark.parametrize("name", ["random", "map_elites", "regularized_evolution", "novelty", "optuna_tpe",
+                                  "evotorch_ga"])
+def test_a_small_space_is_exhausted_clearly(name: str) -> None:
+    fixed = {g: (d["choices"][0] if "choices" in d else d["min"]) for g, d in SPACE.to_config().items()}
+    tiny = GenomeSpace.from_config({**fixed, "ticks": {"min": 1, "max": 3}, "memory_length": {"min": 1, "max": 2}})
+    assert tiny.evolvable == ("ticks", "memory_length")
+    strategy = make_strategy(name, space=tiny, seed=0, descriptors=make_descriptors(["ticks"], space=tiny),
+                             settings={"max_resample": 5} | ({"popsize": 4} if "evotorch" in name else {}))
+    landscape = L.Landscape(tiny)
+    seen: set[str] = set()
+    for _ in range(20):
+        batch = strategy.ask(4)
+        seen |= {p.genome_hash for p in batch}
+        for p in batch:
+            strategy.tell(landscape.evaluate(p.genome))
+        if not batch:
+            break
+    assert len(seen) <= 6 and strategy.evaluations == len(seen)
+    assert strategy.exhausted and strategy.ask(3) == []
+    if name != "evotorch_ga":  # a converged GA may stop before visiting all six
+        assert len(seen) == 6
+
+
+def test_genomes_fixed_entirely_are_refused() -> None:
+    fixed = GenomeSpace.from_config({g: (d["choices"][0] if "choices" in d else d["min"])
+                                     for g, d in SPACE.to_config().items()})
+    with pytest.raises(ValueError, match="genome_space"):
+        make_strategy("random", space=fixed, seed=0, descriptors=[], settings={})
+
+
+def test_generation_based_strategies_wait_instead_of_duplicating() -> None:
+    strategy = _make("evotorch_cmaes")
+    batch = strategy.ask(100)
+    assert 0 < len(batch) <= 8 and strategy.waiting and not strategy.exhausted
+    assert strategy.ask(3) == []
+    landscape = L.Landscape(SPACE)
+    for p in batch:
+        strategy.tell(landscape.evaluate(p.genome))
+    assert not strategy.waiting and len(strategy.ask(3)) == 3
+    assert np.isfinite(strategy.metrics()["generations"])

@@ -1,0 +1,136 @@
+"""A campaign-like driver for the multi-node tests, run as a subprocess (its own Ray connection).
+
+    python cluster_driver.py SCENARIO --address HOST:PORT --node-ip IP --report-dir DIR --out FILE
+
+Scenarios:
+
+- ``node_death``: two one-CPU nodes; two jobs (one lands on each node) that sleep; the test kills the worker
+  node; both must succeed (the lost one retried on the head), then one more job proves the campaign goes on.
+- ``disconnect``: one long job; the test kills the head node; ``poll`` must raise ``PoolDisconnected`` naming
+  the job, and ``shutdown`` must return promptly.
+- ``local``: no address: the pool starts (and on shutdown stops) its own local Ray cluster, shipping the
+  project's packages to the workers through the runtime environment (``py_modules``).
+
+Progress goes to stdout; the outcome is written as JSON to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ctm.result import EvalBudget, TaskSpec
+from genome.genome import Genome
+from workers import EvalJob, PoolDisconnected, WorkersConfig
+from workers.ray_pool import RayPool
+
+FAKE = "workers.testing:fake_evaluate"
+
+
+def job(ticks: int, **params: Any) -> EvalJob:
+    return EvalJob(genome=Genome(ticks=ticks), task=TaskSpec(name="fake", params=params),
+                   budget=EvalBudget(steps=1))
+
+
+def say(*parts: Any) -> None:
+    print(f"[driver {time.monotonic():.2f}]", *parts, flush=True)
+
+
+def collect(pool: RayPool, count: int, timeout_s: float) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < count and time.monotonic() < deadline:
+        for result in pool.poll(timeout=1.0):
+            say("result", result.genome_hash, result.status, result.attempts, result.worker)
+            out.append(result.to_dict())
+    return out
+
+
+def wait_for_cpus(cpus: float, timeout_s: float = 60.0) -> None:
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while ray.cluster_resources().get("CPU", 0) < cpus:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the cluster did not reach {cpus} CPUs: {ray.cluster_resources()}")
+        time.sleep(0.2)
+
+
+def node_death(args: argparse.Namespace) -> dict[str, Any]:
+    config = WorkersConfig(address=args.address, evaluate_fn=FAKE, max_retries=2)
+    pool = RayPool(config, init_kwargs={"_node_ip_address": args.node_ip})
+    wait_for_cpus(2)
+    say("cluster ready; free slots", pool.free_slots)
+    first = [job(1, sleep=6, report_dir=args.report_dir), job(2, sleep=6, report_dir=args.report_dir)]
+    for j in first:
+        pool.submit(j)
+    results = collect(pool, 2, timeout_s=90)
+    pool.submit(after := job(3, sleep=0.1))
+    results += collect(pool, 1, timeout_s=30)
+    outcome = {"results": results, "after": after.job_id, "free_slots_after": pool.free_slots}
+    pool.shutdown()
+    return outcome
+
+
+def disconnect(args: argparse.Namespace) -> dict[str, Any]:
+    config = WorkersConfig(address=args.address, evaluate_fn=FAKE, disconnect_after_s=4.0)
+    pool = RayPool(config, init_kwargs={"_node_ip_address": args.node_ip})
+    pool.submit(long := job(4, sleep=300, report_dir=args.report_dir))
+    try:
+        collect(pool, 1, timeout_s=120)
+    except PoolDisconnected as exc:
+        raised_at = time.time()
+        say("disconnected:", exc)
+        started = time.monotonic()
+        try:
+            pool.poll(timeout=1.0)
+            again = False
+        except PoolDisconnected:
+            again = True
+        cancelled = pool.shutdown()
+        return {"disconnected": True, "in_flight": exc.in_flight, "message": str(exc), "raised_at": raised_at,
+                "raises_again": again, "shutdown_s": time.monotonic() - started, "shutdown_ids": cancelled,
+                "job": long.job_id}
+    return {"disconnected": False}
+
+
+def local(args: argparse.Namespace) -> dict[str, Any]:
+    import ray
+
+    import ctm
+    import genome
+    import workers
+
+    code = [str(Path(m.__file__).parent) for m in (ctm, genome, workers)]
+    pool = RayPool(WorkersConfig(evaluate_fn=FAKE, num_cpus=2, runtime_env={"py_modules": code}))
+    owned = ray.is_initialized()
+    slots = pool.free_slots
+    for ticks in (5, 6, 7):
+        pool.submit(job(ticks, sleep=0.1, report_dir=args.report_dir))
+    results = collect(pool, 3, timeout_s=60)
+    pool.shutdown()
+    return {"results": results, "free_slots": slots, "started": owned, "stopped": not ray.is_initialized()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=["node_death", "disconnect", "local"])
+    parser.add_argument("--address")
+    parser.add_argument("--node-ip", default="127.0.0.2")
+    parser.add_argument("--report-dir")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    outcome = {"node_death": node_death, "disconnect": disconnect, "local": local}[args.scenario](args)
+    Path(args.out).write_text(json.dumps(outcome))
+    say("done")
+    sys.stdout.flush()
+    os._exit(0)  # skip Ray's exit handlers: after a disconnect they would wait for the dead GCS
+
+
+if __name__ == "__main__":
+    main()

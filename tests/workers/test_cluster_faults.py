@@ -1,0 +1,94 @@
+"""Faults of a real cluster: a node dies, the head dies (driver disconnect), a pool-owned local cluster.
+
+Each test starts its own Ray nodes with ``ray start`` on loopback addresses (``loopback_cluster``) and drives
+them from a subprocess (``cluster_driver.py``), so the session's shared cluster is never involved. Only the
+processes these tests started are killed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+
+def finish(driver: subprocess.Popen[str], out: Path, timeout_s: float = 120) -> dict[str, Any]:
+    try:
+        log, _ = driver.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        driver.kill()
+        log, _ = driver.communicate()
+        pytest.fail(f"driver did not finish in {timeout_s} s:\n{log[-4000:]}")
+    assert driver.returncode == 0 and out.exists(), f"driver failed ({driver.returncode}):\n{log[-4000:]}"
+    return json.loads(out.read_text())
+
+
+def test_node_death_retries_elsewhere_and_the_campaign_goes_on(
+        loopback_cluster: Any, run_driver: Callable[..., subprocess.Popen[str]],
+        wait_for_reports: Callable[..., list[dict[str, Any]]], tmp_path: Path) -> None:
+    address = loopback_cluster.start_head("127.0.0.2", num_cpus=1)
+    loopback_cluster.add_node("127.0.0.3", num_cpus=1)
+    reports, out = tmp_path / "reports", tmp_path / "out.json"
+    reports.mkdir()
+    driver = run_driver("node_death", "--address", address, "--report-dir", str(reports), "--out", str(out))
+    try:
+        started = wait_for_reports(reports, 2, timeout_s=90)
+    except TimeoutError:
+        driver.kill()
+        pytest.fail(f"jobs did not start: {driver.communicate()[0][-4000:]}\n{loopback_cluster.log('127.0.0.3')}")
+    assert {r["node_ip"] for r in started} == {"127.0.0.2", "127.0.0.3"}  # one job on each node
+    victim = next(r for r in started if r["node_ip"] == "127.0.0.3")
+    killed = loopback_cluster.kill("127.0.0.3")
+    assert victim["pid"] in killed  # the evaluation's worker process was part of the node we started
+    outcome = finish(driver, out)
+    results = {r["genome_hash"]: r for r in outcome["results"]}
+    assert len(results) == 3 and all(r["status"] == "ok" for r in results.values()), results
+    moved = results[victim["genome_hash"]]
+    assert moved["attempts"] == 2 and moved["worker"].startswith("127.0.0.2:")
+    stayed = next(r for h, r in results.items() if h not in (victim["genome_hash"], outcome["after"]))
+    assert stayed["attempts"] == 1
+    assert outcome["free_slots_after"] == 1  # the pool noticed the cluster shrank to one CPU
+
+
+def test_driver_disconnect_raises_pool_disconnected(
+        loopback_cluster: Any, run_driver: Callable[..., subprocess.Popen[str]],
+        wait_for_reports: Callable[..., list[dict[str, Any]]], tmp_path: Path) -> None:
+    address = loopback_cluster.start_head("127.0.0.2", num_cpus=1)
+    reports, out = tmp_path / "reports", tmp_path / "out.json"
+    reports.mkdir()
+    driver = run_driver("disconnect", "--address", address, "--report-dir", str(reports), "--out", str(out))
+    try:
+        wait_for_reports(reports, 1, timeout_s=90)
+    except TimeoutError:
+        driver.kill()
+        pytest.fail(f"job did not start: {driver.communicate()[0][-4000:]}")
+    loopback_cluster.kill("127.0.0.2")
+    killed_at = time.time()
+    outcome = finish(driver, out)
+    print("disconnect detected after", outcome["raised_at"] - killed_at, "s; shutdown took", outcome["shutdown_s"])
+    assert outcome["disconnected"], outcome
+    assert outcome["in_flight"] == [outcome["job"]] and "resubmit them on resume" in outcome["message"]
+    assert outcome["raised_at"] - killed_at < 30  # well before Ray's own 60 s limit ends the process
+    assert outcome["raises_again"] and outcome["shutdown_s"] < 10
+    assert outcome["shutdown_ids"] == [outcome["job"]]
+
+
+def test_pool_starts_its_own_cluster_and_ships_the_code(
+        run_driver: Callable[..., subprocess.Popen[str]], tmp_path: Path,
+        wait_for_reports: Callable[..., list[dict[str, Any]]]) -> None:
+    reports, out = tmp_path / "reports", tmp_path / "out.json"
+    reports.mkdir()
+    outcome = finish(run_driver("local", "--report-dir", str(reports), "--out", str(out)), out)
+    assert outcome["started"] and outcome["stopped"] and outcome["free_slots"] == 2
+    assert [r["status"] for r in outcome["results"]] == ["ok"] * 3
+    import workers.testing
+
+    for report in wait_for_reports(reports, 3):  # the workers ran the shipped copy, not this checkout
+        assert report["module"] != workers.testing.__file__ and "runtime_resources" in report["module"]
