@@ -1,6 +1,6 @@
 """How much the evaluation pool itself costs, and how busy it keeps its slots.
 
-    python benchmarks/pool_overhead.py [--slots 8] [--jobs 160] [--median 0.6] [--sigma 0.75]
+    python benchmarks/pool_overhead.py [--slots 8] [--jobs 160] [--median 0.6] [--sigma 0.9]
 
 Prints
 
@@ -69,12 +69,29 @@ def noop_rate(slots: int, seconds: float) -> tuple[float, int]:
     start = time.monotonic()
     done = run(lambda: time.monotonic() - start > seconds)
     rate = done / (time.monotonic() - start)
-    pool.shutdown()
+    drain(pool)
     return rate, done
+
+
+def drain(pool: RayPool) -> None:
+    """Wait for what is in flight, then shut down: cancelling would kill worker processes, and the next
+    measurement would pay for starting new ones."""
+    while pool.in_flight:
+        pool.poll(timeout=1.0)
+    pool.shutdown()
+
+
+def warm_up(slots: int) -> None:
+    """Make sure ``slots`` worker processes are up and have imported the fake evaluation."""
+    pool = RayPool(WorkersConfig(evaluate_fn=FAKE, concurrency=slots))
+    for _ in range(slots):
+        pool.submit(make_job(sleep=0.5))
+    drain(pool)
 
 
 def utilisation(durations: list[float], slots: int, generational: bool) -> tuple[float, float, float]:
     """(steady-state utilisation, makespan utilisation, makespan seconds) of one run over ``durations``."""
+    warm_up(slots)
     pool = RayPool(WorkersConfig(evaluate_fn=FAKE, concurrency=slots))
     queue = list(durations)
     results: list[EvalResult] = []
@@ -104,14 +121,15 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=8, help="evaluations in flight (logical CPUs of the cluster)")
     parser.add_argument("--jobs", type=int, default=160, help="evaluations per utilisation run")
     parser.add_argument("--median", type=float, default=0.6, help="median evaluation time in seconds")
-    parser.add_argument("--sigma", type=float, default=0.75, help="log-normal sigma of evaluation times")
+    parser.add_argument("--sigma", type=float, default=0.9,
+                        help="log-normal sigma of evaluation times (0.9: p95/p5 about 20x, like 5 vs 100 ticks)")
     parser.add_argument("--noop-seconds", type=float, default=6.0)
     args = parser.parse_args()
 
     t0 = time.monotonic()
     ray.init(address="local", num_cpus=args.slots, num_gpus=0, include_dashboard=False, log_to_driver=False)
     print(f"local Ray cluster: {args.slots} logical CPUs on {os.cpu_count()} cores "
-          f"(started in {time.monotonic() - t0:.1f} s)")
+          f"(started in {time.monotonic() - t0:.1f} s); load average {os.getloadavg()[0]:.1f}")
 
     print("\n1. pool overhead: no-op evaluations per second, end to end")
     for slots in sorted({2, args.slots}):
@@ -134,7 +152,7 @@ def main() -> None:
     speed = rows["generational"][2] / rows["asynchronous"][2]
     print(f"   ratio asynchronous/generational: {ratio:.2f}x utilisation, {speed:.2f}x faster to finish")
     ray.shutdown()
-    print(f"\ntotal {time.monotonic() - t0:.0f} s")
+    print(f"\ntotal {time.monotonic() - t0:.0f} s; load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

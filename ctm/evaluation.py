@@ -36,6 +36,7 @@ VALIDATION_SEED = 20_250_505
 PROBE_SAMPLES = 64
 MAX_LOSS_POINTS = 256
 WEIGHT_DECAY = 0.0
+OOM_MESSAGES = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
 CUDA_SYNC_EVERY = 16  # on CUDA, read losses back (and check them) every this many steps
 
 
@@ -83,6 +84,10 @@ def evaluate(genome: Genome, task: Any, budget: EvalBudget, seed: int, device: s
     except _Diverged as exc:
         failure = ("diverged", str(exc), "")
     except torch.OutOfMemoryError as exc:
+        failure = ("oom", f"out of memory: {exc}", traceback.format_exc())
+    except RuntimeError as exc:  # allocation failures some backends raise without the typed error
+        if not any(s in str(exc) for s in OOM_MESSAGES):
+            raise
         failure = ("oom", f"out of memory: {exc}", traceback.format_exc())
     gc.collect()
     if torch.cuda.is_available():

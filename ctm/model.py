@@ -93,7 +93,7 @@ class CTM(nn.Module):
         batch = kv.shape[0]
         d, m = self.spec.d_model, self.spec.memory_length
 
-        history = self.start_trace.unsqueeze(1).expand(d, batch, m)  # A, neuron-major [D, B, M]
+        history = self.start_trace.unsqueeze(-1).expand(d, m, batch)  # A, neuron-major [D, M, B]
         z = self.start_state.unsqueeze(0).expand(batch, d)
         r_out = self.sync_out.rates()
         alpha_out, beta_out = Synchronisation.step(None, None, self.sync_out.products(z), r_out)
@@ -116,7 +116,7 @@ class CTM(nn.Module):
             else:
                 o, weights = o_fixed, w_fixed
             a = self.synapses(torch.cat([o, z.to(o.dtype)], dim=-1))
-            history = torch.cat([history[..., 1:], a.t().unsqueeze(-1)], dim=-1)
+            history = torch.cat([history[:, 1:], a.t().unsqueeze(1)], dim=1)  # FIFO: drop oldest, append a_t
             z = self.nlm(history, nlm_weights).t()
             alpha_out, beta_out = Synchronisation.step(alpha_out, beta_out, self.sync_out.products(z), r_out)
             s_out = Synchronisation.read(alpha_out, beta_out)

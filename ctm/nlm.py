@@ -1,15 +1,17 @@
 """Neuron-level models (NLMs): every neuron d has its own MLP over its own pre-activation history A_d ∈ R^M.
 
-All D neurons run as one batched matrix product over the neuron dimension (``torch.bmm`` with the neuron as
-the batch), never a Python loop over neurons. The history is kept neuron-major, A ∈ R^{D×B×M}, so no
-transposes are needed per tick. Weights of layer ℓ are stored as [D, n_in, n_out] (neuron d's matrix is
-``weight[d]``; the reference's [n_in, n_out, D] layout transposed, same count); biases [D, n_out]; each
-layer's output is divided by its own learnable scalar temperature (initialised to 1), as in the reference.
+All D neurons run as one batched matrix product with the neuron as the batch dimension (``torch.baddbmm``),
+never a Python loop over neurons. Layout, chosen for speed: the history is neuron-major and time before batch,
+A ∈ R^{D×M×B}; layer ℓ's weights are stored as [D, n_out, n_in] (neuron d's matrix is ``weight[d]``, in
+``nn.Linear``'s [out, in] convention; the same count as the reference's [n_in, n_out, D]), biases [D, n_out, 1],
+so each layer gives [D, n_out, B] and its GLU splits along dim 1 into two halves whose B·n_out/2 elements are
+contiguous (several times faster than splitting the last dimension). Each layer's output is divided by its own
+learnable scalar temperature τ (initialised to 1), as in the reference:
 
-depth 1: z_d = GLU((A_d W_d + b_d) / τ)  with W_d ∈ R^{M×2}
-depth 2: h_d = GLU((A_d W1_d + b1_d) / τ1) ∈ R^H,  z_d = GLU((h_d W2_d + b2_d) / τ2)
-The division by τ is applied to W and b once per forward ((xW + b)/τ = x(W/τ) + b/τ), not to every tick's
-output.
+depth 1: z_d = GLU((W_d A_d + b_d) / τ)  with W_d ∈ R^{2×M}
+depth 2: h_d = GLU((W1_d A_d + b1_d) / τ1) ∈ R^H,  z_d = GLU((W2_d h_d + b2_d) / τ2)
+
+The division by τ is applied to W and b once per forward ((Wx + b)/τ = (W/τ)x + b/τ), not to every tick.
 """
 
 from __future__ import annotations
@@ -22,26 +24,26 @@ from torch.nn import functional as F
 
 
 class NeuronLinear(nn.Module):
-    """D independent linear maps, one per neuron: [D, B, n_in] → [D, B, n_out]."""
+    """D independent linear maps, one per neuron: [D, n_in, B] → [D, n_out, B]."""
 
     def __init__(self, n_neurons: int, n_in: int, n_out: int):
         super().__init__()
         bound = 1.0 / math.sqrt(n_in + n_out)
-        self.weight = nn.Parameter(torch.empty(n_neurons, n_in, n_out).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.zeros(n_neurons, 1, n_out))
+        self.weight = nn.Parameter(torch.empty(n_neurons, n_out, n_in).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.zeros(n_neurons, n_out, 1))
         self.temperature = nn.Parameter(torch.ones(1))
 
     def scaled(self) -> tuple[Tensor, Tensor]:
-        """(W / τ, b / τ): dividing the weights once per forward equals dividing every tick's output by τ."""
+        """(W / τ, b / τ), computed once per forward."""
         return self.weight / self.temperature, self.bias / self.temperature
 
     def forward(self, x: Tensor, scaled: tuple[Tensor, Tensor] | None = None) -> Tensor:
         weight, bias = scaled if scaled is not None else self.scaled()
-        return torch.baddbmm(bias, x, weight)
+        return torch.baddbmm(bias, weight, x)
 
 
 class NeuronLevelModels(nn.Module):
-    """z_t = NLM(A_t): history [D, B, M] → post-activations [D, B]."""
+    """z_t = NLM(A_t): history [D, M, B] → post-activations [D, B]."""
 
     def __init__(self, *, d_model: int, memory_length: int, depth: int, hidden: int, dropout: float):
         super().__init__()
@@ -62,5 +64,5 @@ class NeuronLevelModels(nn.Module):
         prepared = prepared if prepared is not None else self.prepare()
         h = self.dropout(history)
         for layer, scaled in zip(self.layers, prepared, strict=True):
-            h = F.glu(layer(h, scaled), dim=-1)
-        return h.squeeze(-1)
+            h = F.glu(layer(h, scaled), dim=1)
+        return h.squeeze(1)

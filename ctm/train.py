@@ -8,7 +8,7 @@ and the decays θ projected back into [0, decay_clamp] after every step (``CTM.p
 Batch ``i`` of training is ``task.batch("train", i, batch_size, seed)``, a pure function of its arguments, so
 the data stream's state is the pair (seed, next batch index). Every ``checkpoint_every`` steps the complete
 state (weights, optimizer, scheduler, the torch/CUDA/numpy/python RNG states, the data stream and the loss
-history) is written to ``OUT/checkpoints/step-NNNNNNNN.pt`` atomically (temporary file, then rename), and read
+history) is written to ``OUT/checkpoints/step-NNNNNNNN.pt`` atomically (:mod:`ctm.train_state`), and read
 back with ``torch.load(weights_only=True)``; ``resume=True`` continues from the newest readable one and, on
 CPU, reproduces the loss curve of an uninterrupted run exactly. Every ``eval_every`` steps the model is
 measured on fixed validation data (accuracy per tick, adaptive-compute exit, ECE) without touching the RNG.
@@ -20,7 +20,6 @@ MLflow (or anything else) hooks in through a :class:`TrainCallback`, so this mod
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import random
@@ -36,18 +35,21 @@ from ctm.bundle import write_bundle, write_file_atomic
 from ctm.evaluation import VALIDATION_SEED
 from ctm.metrics import exit_metrics, expected_calibration_error
 from ctm.result import TaskSpec
+from ctm.train_state import (
+    TrainError,
+    checkpoint_paths,
+    latest_checkpoint,
+    read_checkpoint,
+    rng_state,
+    set_rng_state,
+    write_checkpoint,
+)
 from genome import Genome
 
-CHECKPOINT_FORMAT = "ctmevo-train-checkpoint"
-CHECKPOINT_VERSION = 1
 RUN_FILE = "train.json"
 # settings that shape the loss curve: a resumed run must keep them
 SCHEDULE_FIELDS = ("steps", "batch_size", "learning_rate", "weight_decay", "warmup_steps", "min_lr_ratio",
                    "grad_clip", "seed")
-
-
-class TrainError(ValueError):
-    """Training cannot start or resume as asked; the message says why and what to do."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,15 +74,22 @@ class TrainConfig:
     amp: bool | None = None  # default: bf16 autocast on CUDA
 
     def __post_init__(self) -> None:
-        for name in ("steps", "eval_every", "eval_samples", "checkpoint_every", "keep_checkpoints", "log_every"):
-            if getattr(self, name) < 1:
-                raise TrainError(f"{name} = {getattr(self, name)}: allowed is an integer >= 1")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise TrainError(f"batch_size = {self.batch_size}: allowed is an integer >= 1")
+        at_least = {"steps": 1, "eval_every": 1, "eval_samples": 1, "checkpoint_every": 1, "keep_checkpoints": 1,
+                    "log_every": 1, "batch_size": 1, "warmup_steps": 0, "weight_decay": 0, "grad_clip": 0}
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise TrainError(f"{name} = {value}: allowed is a number >= {low}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise TrainError(f"learning_rate = {self.learning_rate}: allowed is a number > 0")
-        if self.warmup_steps is not None and self.warmup_steps < 0:
-            raise TrainError(f"warmup_steps = {self.warmup_steps}: allowed is an integer >= 0")
+        if not 0 < self.exit_threshold <= 1:
+            raise TrainError(f"exit_threshold = {self.exit_threshold}: allowed is a number in (0, 1]")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise TrainError(f"min_lr_ratio = {self.min_lr_ratio}: allowed is a number in [0, 1]")
+        try:
+            torch.device(self.device)
+        except RuntimeError as exc:
+            raise TrainError(f"device = {self.device!r}: {exc}") from None
 
     def resolved(self, genome: Genome) -> TrainConfig:
         """Defaults filled in from the genome and the step count."""
@@ -131,60 +140,6 @@ class TrainResult:
     @property
     def final(self) -> dict[str, Any]:
         return self.evaluations[-1] if self.evaluations else {}
-
-
-# -- checkpoints ---------------------------------------------------------------------------------------------
-def checkpoint_paths(out_dir: str | Path) -> list[Path]:
-    """Checkpoint files of a training directory, oldest first."""
-    return sorted((Path(out_dir) / "checkpoints").glob("step-*.pt"))
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state, pos, has_gauss, gauss = np.random.get_state()[1:]
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-            "numpy": {"key": torch.from_numpy(state.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-                      "gauss": float(gauss)},
-            "python": random.getstate()}
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    random.setstate(_tuples(state["python"]))
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint dict (``weights_only`` loading: tensors and plain containers only)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickle errors, …
-        raise TrainError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise TrainError(f"{path}: not a ctmevo training checkpoint")
-    if state.get("version", 0) > CHECKPOINT_VERSION:
-        raise TrainError(f"{path}: checkpoint version {state.get('version')} was written by a newer ctmevo")
-    return state
-
-
-def latest_checkpoint(out_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint that reads back completely (older ones are tried when the newest is damaged)."""
-    errors = []
-    for path in reversed(checkpoint_paths(out_dir)):
-        try:
-            return path, read_checkpoint(path)
-        except TrainError as exc:
-            errors.append(str(exc))
-    if errors:
-        raise TrainError("no readable checkpoint: " + "; ".join(errors))
-    return None
 
 
 # -- evaluation ----------------------------------------------------------------------------------------------
@@ -286,7 +241,7 @@ def train(model: nn.Module, task: Any, *, genome: Genome, task_spec: TaskSpec, c
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"], device)
+        set_rng_state(state["rng"], device)
         step = int(state["step"])
         losses = state["losses"].tolist()
         evaluations = json.loads(state["evaluations"])
@@ -304,18 +259,12 @@ def train(model: nn.Module, task: Any, *, genome: Genome, task_spec: TaskSpec, c
                  "start_step": started, "parameters": sum(p.numel() for p in params), "source": source or {}})
 
     def save_checkpoint() -> None:
-        state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": step,
-                 "genome_hash": genome.hash, "task": json.dumps(task_spec.to_dict()),
-                 "config": json.dumps(config.to_dict()), "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "rng": _rng_state(device), "data": {"seed": config.seed, "next_index": step},
-                 "losses": torch.tensor(losses, dtype=torch.float64), "evaluations": json.dumps(evaluations)}
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        path = out / "checkpoints" / f"step-{step:08d}.pt"
-        write_file_atomic(path, buffer.getvalue())
-        for old in checkpoint_paths(out)[:-config.keep_checkpoints]:
-            old.unlink(missing_ok=True)
+        path = write_checkpoint(out, step, {
+            "genome_hash": genome.hash, "task": json.dumps(task_spec.to_dict()), "config": json.dumps(config.to_dict()),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": rng_state(device), "data": {"seed": config.seed, "next_index": step},
+            "losses": torch.tensor(losses, dtype=torch.float64), "evaluations": json.dumps(evaluations)},
+            keep=config.keep_checkpoints)
         cb.on_checkpoint(step, path)
 
     def evaluate_now() -> None:

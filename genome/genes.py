@@ -23,7 +23,9 @@ FLOAT_SIGNIFICANT_DIGITS = 4
 
 def quantise_float(value: float) -> float:
     """Round to ``FLOAT_SIGNIFICANT_DIGITS`` significant digits so that floats hash and round-trip exactly."""
-    if value == 0 or not math.isfinite(value):
+    if value == 0:
+        return 0.0  # also turns -0.0 into 0.0, which would otherwise hash differently
+    if not math.isfinite(value):
         return float(value)
     digits = FLOAT_SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(value)))
     return float(round(value, digits))

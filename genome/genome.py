@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
+from functools import cached_property
 from typing import Any
 
 from genome.errors import GeneProblem, GenomeError
@@ -76,7 +77,7 @@ class Genome:
         payload = {"schema_version": SCHEMA_VERSION, "genes": self.to_dict()}
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
-    @property
+    @cached_property
     def hash(self) -> str:
         """Canonical content hash (first 16 hex digits of SHA-256): same genes ⇒ same hash."""
         return hashlib.sha256(self.canonical_json().encode("ascii")).hexdigest()[:HASH_LENGTH]

@@ -311,8 +311,9 @@ class Campaign:
         self._apply(event, replay=False)
         if checkpoint is not None:
             self.paths.checkpoints.mkdir(exist_ok=True)
-            (self.paths.checkpoints / f"{proposal.genome_hash}.safetensors").write_bytes(checkpoint)
+            write_atomic(self.paths.checkpoints / f"{proposal.genome_hash}.safetensors", checkpoint)
         self.progress.done = len(self._records)
+        self.progress.in_flight = len(self._pending)
         self.progress.failures += not result.ok
         self.progress.metrics = self.strategy.metrics()
         if len(self._records) % self.config.snapshot_every == 0:

@@ -88,7 +88,8 @@ register("validate", "check a genome or campaign file and print a one-line summa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import search.commands  # noqa: F401  (registers the campaign sub-commands)
+    import search.commands
+    import search.train_commands  # noqa: F401  (registers export and train)
     parser = argparse.ArgumentParser(
         prog="ctmevo",
         description="Open-ended architecture search for Continuous Thought Machines.",

@@ -134,7 +134,12 @@ def _campaign(root: Path) -> tuple[dict[str, Any], list[EvaluationRecord], str |
     paths = CampaignPaths(root)
     if not paths.config.is_file() or not paths.journal.is_file():
         raise ExportError(f"{root} is not a campaign directory (no campaign.yaml and journal.jsonl)")
-    config = yaml.safe_load(paths.config.read_text()) or {}
+    try:
+        config = yaml.safe_load(paths.config.read_text())
+    except yaml.YAMLError as exc:
+        raise ExportError(f"{paths.config}: malformed YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(config, dict) or not isinstance(config.get("task"), dict):
+        raise ExportError(f"{paths.config}: no 'task' section; is this a campaign directory made by 'ctmevo run'?")
     try:
         records = Journal(paths.journal).records()
     except JournalCorruptError as exc:
@@ -208,7 +213,7 @@ def locate(key: str | None = None, *, best: bool = False, by: str | None = None,
     evaluation = config.get("evaluation") or {}
     found = Located(record=record, task=TaskSpec.from_dict(config["task"]), run_id=run_id, tracking_uri=uri,
                     campaign_dir=root, exit_threshold=float(evaluation.get("exit_threshold", 0.8)),
-                    records=records)
+                    records=records, cell=None if cell is None else normalise_cell(str(cell)))
     checkpoint = root / "checkpoints" / f"{record.genome.hash}.safetensors"
     if checkpoint.is_file():
         found.checkpoint, found.checkpoint_source = checkpoint.read_bytes(), str(checkpoint)
@@ -237,7 +242,8 @@ def export(found: Located, out: str | Path, *, register: bool = True, overwrite:
         write_bundle(out, genome=found.genome, task_spec=found.task, weights=found.checkpoint,
                      model_seed=found.record.result.seed, source=source, overwrite=overwrite)
     except BundleError as exc:
-        raise ExportError(str(exc)) from None
+        hint = " (ctmevo export --force overwrites it)" if "not empty" in str(exc) else ""
+        raise ExportError(f"{exc}{hint}") from None
     result = Exported(bundle=out, located=found)
     if register and found.tracking_uri:
         from search.export_mlflow import log_bundle_model

@@ -78,10 +78,13 @@ def archive_heatmap(source: Any, path: str | Path, *, x: str | None = None, y: s
     """
     qd = _archive_of(source)
     ix, iy = _pick(qd, x, 0), _pick(qd, y, 1)
-    fig = Figure(figsize=(6.4, 5.2))
+    flat = ix == iy  # one descriptor: a strip of cells
+    fig = Figure(figsize=(7.0, 2.4) if flat else (6.4, 5.2))
     ax = fig.add_subplot()
     common: dict[str, Any] = {"ax": ax, "cmap": cmap, "vmin": vmin, "vmax": vmax,
                               "cbar_kwargs": {"label": "fitness (best in cell)"}}
+    if flat:
+        common["aspect"] = "auto"
     two = len(qd.descriptors) == 2 and ix != iy
     if qd.kind == "cvt" and two:
         cvt_archive_heatmap(qd.archive, transpose_measures=ix == 1, **common)  # type: ignore[arg-type]

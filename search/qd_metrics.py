@@ -10,7 +10,8 @@ Metrics follow pyribs' ``ArchiveStats`` exactly (Mouret & Clune 2015, Pugh et al
 - ``qd_score`` = Σ over elites of (fitness − offset), with a fixed offset chosen once per campaign so that
   the score is comparable over time (pyribs' ``qd_score_offset``);
 - ``coverage`` = elites / cells;
-- ``best_fitness`` is the best elite's fitness (pyribs' ``obj_max``).
+- ``archive_best_fitness`` is the best elite's fitness (pyribs' ``obj_max``); a strategy's ``best_fitness``
+  is the best over all its successful evaluations (equal unless some had no computable descriptors).
 
 CVT archives see descriptors normalised to [0, 1] each (so that no descriptor dominates the Euclidean
 distance to the centroids); grid archives see raw descriptor values over each descriptor's declared range.

@@ -40,7 +40,8 @@ class WorkersConfig:
       a whole number above 1 gives several GPUs. ``None``: 1 when the cluster has GPUs, else 0.
     - ``gpu_memory_aware``: size each evaluation's GPU share from the genome's cost model
       (``genome.cost.training_memory_bytes``) and ``gpu_memory_gib`` (memory of one GPU): shares are
-      1, 1/2, 1/4 or 1/8 of a GPU, so large genomes get a whole GPU and small ones share.
+      1, 1/2, 1/4 or 1/8 of a GPU, so large genomes get a whole GPU and small ones share. The share replaces
+      ``gpus_per_eval``, which then only says whether evaluations use GPUs at all (``0``: they do not).
     - ``concurrency``: evaluations in flight at once. ``None``: as many as the cluster's current resources
       fit (re-read every few seconds, so a lost node shrinks it). Set it on an autoscaling cluster: jobs
       beyond the current capacity then wait in Ray's queue, and that demand is what adds nodes.

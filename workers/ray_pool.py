@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import ray
 import ray.exceptions as rex
@@ -92,9 +92,9 @@ class RayPool(Pool):
                  task_shape: Callable[[TaskSpec], TaskShape] | None = None,
                  init_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__(config or WorkersConfig())
+        self._check_evaluate_fn()
         self._owns_ray = self._connect(init_kwargs or {})
         self._streaming = not _client_mode()
-        self._check_evaluate_fn()
         self._planner = ResourcePlanner(self.config, ray.cluster_resources(), task_shape=task_shape)
         self._running: dict[str, _Running] = {}
         self._by_ref: dict[Any, str] = {}
@@ -194,16 +194,23 @@ class RayPool(Pool):
         return ids
 
     # -- attempts -------------------------------------------------------------------------------------------
-    def _launch(self, state: Attempt) -> None:
+    def _launch(self, state: Attempt, floor: Resources | None = None) -> None:
+        """Submit one attempt; a retry keeps at least the resources of the attempt before (``floor``): an
+        out-of-memory retry halves the batch, not the GPU share."""
         job = state.job
         res = self._planner.for_job(job)
+        if floor is not None:
+            res = Resources(max(res.num_cpus, floor.num_cpus), max(res.num_gpus, floor.num_gpus))
         options: dict[str, Any] = {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus,
                                    "name": f"ctmevo.eval:{job.job_id}:{state.number}"}
-        if self._streaming:
-            ref = _attempt_streaming.options(num_returns="streaming", **options).remote(
-                job, self.config.evaluate_fn)
-        else:
-            ref = _attempt_plain.options(**options).remote(job, self.config.evaluate_fn)
+        try:
+            if self._streaming:
+                ref = _attempt_streaming.options(num_returns="streaming", **options).remote(
+                    job, self.config.evaluate_fn)
+            else:
+                ref = _attempt_plain.options(**options).remote(job, self.config.evaluate_fn)
+        except ConnectionError as exc:  # Ray Client lost its server
+            self._lose_connection(f"submitting failed: {exc}", also=[job.job_id])
         self._running[job.job_id] = _Running(state=state, ref=ref, resources=res, submitted=time.monotonic())
         self._by_ref[ref] = job.job_id
 
@@ -225,6 +232,8 @@ class RayPool(Pool):
             item = ray.get(next(ref)) if self._streaming else ray.get(ref)
         except StopIteration:
             return self._end(run, None, lost="the task ended without a result")
+        except ConnectionError as exc:  # Ray Client lost its server
+            self._lose_connection(f"fetching a result failed: {exc}")
         except rex.OutOfMemoryError as exc:  # Ray's memory monitor killed the worker: the node ran out of RAM
             return self._end(run, EvalResult.failed(job_id, "oom", f"killed by Ray's memory monitor: {exc}"))
         except _LOST as exc:
@@ -246,7 +255,7 @@ class RayPool(Pool):
         final, retry = self._settle(run.state, result, worker=run.worker, lost_reason=lost)
         if retry is not None:
             log.warning("retrying job %s (attempt %d): %s", job_id, retry.number, retry.history[-1])
-            self._launch(retry)
+            self._launch(retry, floor=run.resources)
             return []
         assert final is not None
         return [final]
@@ -301,9 +310,9 @@ class RayPool(Pool):
         if down >= self.config.disconnect_after_s:
             self._lose_connection(f"the Ray cluster's GCS has been unreachable for {down:.0f} s")
 
-    def _lose_connection(self, why: str) -> None:
+    def _lose_connection(self, why: str, also: list[str] | None = None) -> NoReturn:
         self._disconnected = why
-        raise PoolDisconnected(f"lost the Ray cluster: {why}", list(self._running))
+        raise PoolDisconnected(f"lost the Ray cluster: {why}", [*self._running, *(also or [])])
 
     def _check_connected(self) -> None:
         if self._disconnected:

@@ -26,9 +26,10 @@ from typing import Any
 
 from genome import GenomeSpace
 from search.descriptors import Descriptor
-from search.strategies.base import Evaluated, Strategy, UnknownProposalError
+from search.strategies.base import Strategy, UnknownProposalError
 from search.strategies.baselines import RandomSearch, RegularizedEvolution
 from search.strategies.dns import DominatedNoveltySearch
+from search.strategies.evaluated import Evaluated
 from search.strategies.map_elites import CVTMapElites, MapElites
 from search.strategies.novelty import NoveltySearch, NoveltySearchLocalCompetition
 from search.strategies.settings import Setting, StrategyConfigError

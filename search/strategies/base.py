@@ -14,78 +14,30 @@ a pure function of the log (Optuna, EvoTorch) add their own replay log (see thei
 
 from __future__ import annotations
 
-import functools
-import itertools
 import json
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ctm.result import EvalResult
-from genome import GENE_BY_NAME, Genome, GenomeError, GenomeSpace, RepairError, VectorCodec, crossover, mutate
-from genome.genes import ChoiceGene, IntGene
+from genome import Genome, GenomeSpace, RepairError, VectorCodec, crossover, mutate
 from search.descriptors import Descriptor, DescriptorValueError, describe
 from search.qd_metrics import QDArchive
 from search.records import Proposal
+from search.strategies.evaluated import Evaluated, enumerate_space, ghash, phash, plain
 from search.strategies.settings import COMMON_SETTINGS, Setting, StrategyConfigError, validate_settings
 
 STATE_FORMAT = 1
 ENUMERATE_LIMIT = 5_000  # spaces with at most this many gene combinations are enumerated when sampling fails
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def ghash(genome: Genome) -> str:
-    """``genome.hash``, memoised (Genome is a frozen dataclass: equal genes ⇒ equal key ⇒ equal hash)."""
-    return genome.hash
-
-
-def phash(proposal: Proposal) -> str:
-    return ghash(proposal.genome)
-
-
 class UnknownProposalError(LookupError):
     """A tell for a genome hash this strategy did not ask for, or one already told."""
-
-
-@dataclass(kw_only=True)
-class Evaluated:
-    """One told evaluation as the strategy keeps it (plain data).
-
-    ``status`` is ``"ok"`` or a failure kind (``EvalResult.status``; ``"invalid"`` for an "ok" result whose
-    fitness is missing or not finite). ``values`` are the descriptor values (``None`` when they could not be
-    computed), ``behaviour`` the behaviour vector of the result, ``cell`` the archive cell it landed in.
-    """
-
-    proposal: Proposal
-    status: str
-    fitness: float | None = None
-    values: list[float] | None = None
-    behaviour: list[float] | None = None
-    cell: str | None = None
-    region: str | None = None
-    hash: str = field(init=False)  # the genome's canonical hash, computed once
-
-    def __post_init__(self) -> None:
-        self.hash = phash(self.proposal)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"proposal": self.proposal.to_dict(), "status": self.status, "fitness": self.fitness,
-                "values": self.values, "behaviour": self.behaviour, "cell": self.cell, "region": self.region}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Evaluated:
-        return cls(proposal=Proposal.from_dict(data["proposal"]), status=data["status"],
-                   fitness=data["fitness"], values=data["values"], behaviour=data["behaviour"],
-                   cell=data["cell"], region=data["region"])
 
 
 class Strategy(ABC):
@@ -185,11 +137,12 @@ class Strategy(ABC):
 
     def _evaluate_record(self, proposal: Proposal, result: EvalResult) -> Evaluated:
         status, fitness = result.status, result.fitness
-        if status == "ok" and (fitness is None or not isinstance(fitness, (int, float))
+        if status == "ok" and (isinstance(fitness, bool) or not isinstance(fitness, numbers.Real)
                                or not math.isfinite(fitness)):
-            status, fitness = "invalid", None
+            status, fitness = "invalid", None  # an "ok" result without a finite fitness
+        behaviour = [float(b) for b in result.behaviour]
         rec = Evaluated(proposal=proposal, status=status, fitness=float(fitness) if status == "ok" else None,
-                        behaviour=[float(b) for b in result.behaviour] or None)
+                        behaviour=behaviour if behaviour and all(map(math.isfinite, behaviour)) else None)
         genome = proposal.genome
         if self.descriptors:
             try:
@@ -293,7 +246,7 @@ class Strategy(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """The full state as plain JSON data (no numpy, no pickle)."""
-        return {"format": STATE_FORMAT, **self._identity(), "rng": _plain(self.rng.bit_generator.state),
+        return {"format": STATE_FORMAT, **self._identity(), "rng": plain(self.rng.bit_generator.state),
                 "asked": self._asked, "exhausted": self.exhausted,
                 "archive": self.qd.config() if self.qd is not None else None,
                 "in_flight": [p.to_dict() for p in self._in_flight.values()],
@@ -355,7 +308,7 @@ class Strategy(ABC):
     def _enumerate(self) -> list[Genome]:
         """Every valid genome of a small space (sorted by hash); [] for spaces too large to list."""
         if self._enumerated is None:
-            self._enumerated = list(_enumerate_space(self.space, ENUMERATE_LIMIT))
+            self._enumerated = list(enumerate_space(self.space, ENUMERATE_LIMIT))
             self._enumerated.sort(key=ghash)
         return self._enumerated
 
@@ -387,44 +340,3 @@ class Strategy(ABC):
         """Tournament selection: the best by ``key`` of ``size`` members drawn without replacement."""
         picks = self.rng.choice(len(pool), size=min(size, len(pool)), replace=False)
         return max((pool[int(i)] for i in picks), key=key)
-
-
-def _enumerate_space(space: GenomeSpace, limit: int) -> Iterable[Genome]:
-    values: list[tuple[str, list[Any]]] = []
-    total = 1
-    for name in space.evolvable:
-        gene, domain = GENE_BY_NAME[name], space.domains[name]
-        if isinstance(gene, ChoiceGene):
-            options = list(domain)
-        elif isinstance(gene, IntGene):
-            options = list(range(domain[0], domain[1] + 1))
-        else:
-            return []  # a searched real gene: effectively unbounded
-        total *= len(options)
-        if total > limit:
-            return []
-        values.append((name, options))
-    fixed = {name: space.fixed_value(name) for name in space.domains if name not in space.evolvable}
-    out = []
-    for combo in itertools.product(*(options for _, options in values)):
-        genes = {**fixed, **{name: v for (name, _), v in zip(values, combo, strict=True)}}
-        try:
-            genome = Genome(**genes)
-        except GenomeError:
-            continue
-        if space.contains(genome):
-            out.append(genome)
-    return out
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and containers → plain Python (for the random generator's state)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    return value

@@ -17,7 +17,8 @@ from ribs.archives import DNSArchive
 
 from ctm.result import EvalResult
 from search.records import Proposal
-from search.strategies.base import Evaluated, Strategy
+from search.strategies.base import Strategy
+from search.strategies.evaluated import Evaluated
 from search.strategies.novelty import BEHAVIOUR_SETTING
 from search.strategies.settings import MUTATION_SETTINGS, Setting, StrategyConfigError
 

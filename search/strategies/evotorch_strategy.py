@@ -39,7 +39,8 @@ from search.strategies._evotorch import (
     SimulatedBinaryCrossOver,
     evotorch,
 )
-from search.strategies.base import Evaluated, Strategy, phash
+from search.strategies.base import Strategy
+from search.strategies.evaluated import Evaluated, phash
 from search.strategies.settings import Setting
 
 

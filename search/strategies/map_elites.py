@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 
 from search.qd_metrics import QDArchive
 from search.records import Proposal
-from search.strategies.base import Evaluated, Strategy
+from search.strategies.base import Strategy
+from search.strategies.evaluated import Evaluated
 from search.strategies.settings import MUTATION_SETTINGS, Setting, StrategyConfigError
 
 

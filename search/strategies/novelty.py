@@ -30,7 +30,8 @@ import numpy as np
 
 from ctm.result import EvalResult
 from search.records import Proposal
-from search.strategies.base import Evaluated, Strategy
+from search.strategies.base import Strategy
+from search.strategies.evaluated import Evaluated
 from search.strategies.settings import MUTATION_SETTINGS, Setting, StrategyConfigError
 
 BEHAVIOUR_SETTING = Setting(kind=str, default="result", choices=("result", "descriptors"),
@@ -158,7 +159,10 @@ class NoveltySearch(Strategy):
         self.population.append(rec.hash)
         self._version += 1
         if len(self.population) > s["population_size"]:
-            self.population.remove(self._worst_member())
+            worst = self._worst_member()
+            self.population.remove(worst)
+            if worst not in self.novelty_archive:
+                del self._behaviours[worst]  # no longer a neighbour of anyone
             self._version += 1
 
     def _adapt_threshold(self) -> None:

@@ -29,7 +29,8 @@ from optuna.trial import TrialState
 
 from ctm.result import EvalResult
 from search.records import Proposal
-from search.strategies.base import Evaluated, Strategy, ghash, phash
+from search.strategies.base import Strategy
+from search.strategies.evaluated import Evaluated, ghash, phash
 from search.strategies.settings import Setting, StrategyConfigError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # no INFO line per trial in campaign logs

@@ -96,8 +96,8 @@ def validate_settings(schema: Mapping[str, Setting], settings: Mapping[str, Any]
     if unknown:
         raise StrategyConfigError(f"{field}.{unknown[0]}", settings[unknown[0]],
                                   f"a known setting: one of {sorted(schema)}")
-    return {name: spec.check(settings.get(name, spec.default), f"{field}.{name}") if name in settings
-            else spec.default for name, spec in schema.items()}
+    return {name: spec.check(settings[name], f"{field}.{name}") if name in settings else spec.default
+            for name, spec in schema.items()}
 
 
 # Settings shared by the strategies that breed genomes with genome.operators.

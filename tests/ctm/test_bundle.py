@@ -152,7 +152,7 @@ def test_weights_of_another_architecture_are_refused_before_writing(tmp_path):
 
 
 def test_existing_directory_is_not_overwritten_without_permission(bundle):
-    path, model, genome = bundle
+    path, _, genome = bundle
     before = (path / "weights.safetensors").read_bytes()
     with pytest.raises(BundleError, match="not empty"):
         write_bundle(path, genome=genome, task_spec=PARITY4, weights=None)

@@ -25,11 +25,11 @@ def run(model: torch.nn.Module, batch: int = 3, seed: int = 0) -> tuple[torch.Te
 def test_nlm_of_neuron_d_sees_only_its_own_history(depth: int) -> None:
     torch.manual_seed(0)
     nlm = NeuronLevelModels(d_model=7, memory_length=5, depth=depth, hidden=3, dropout=0.0)
-    history = torch.randn(7, 4, 5)  # [D, B, M]
+    history = torch.randn(7, 5, 4)  # [D, M, B]
     base = nlm(history)
     for other in range(7):
         changed = history.clone()
-        changed[other] += torch.randn(4, 5)
+        changed[other] += torch.randn(5, 4)
         out = nlm(changed)
         keep = [d for d in range(7) if d != other]
         torch.testing.assert_close(out[keep], base[keep], rtol=0, atol=0)
@@ -38,13 +38,13 @@ def test_nlm_of_neuron_d_sees_only_its_own_history(depth: int) -> None:
 
 def test_nlm_is_one_batched_contraction_not_a_loop() -> None:
     nlm = NeuronLevelModels(d_model=5, memory_length=3, depth=2, hidden=4, dropout=0.0)
-    assert [tuple(layer.weight.shape) for layer in nlm.layers] == [(5, 3, 8), (5, 4, 2)]
-    history = torch.randn(5, 2, 3)
+    assert [tuple(layer.weight.shape) for layer in nlm.layers] == [(5, 8, 3), (5, 2, 4)]
+    history = torch.randn(5, 3, 2)  # [D, M, B]
     manual = []
-    for d in range(5):  # the same maths, neuron by neuron
-        h = history[d]
+    for d in range(5):  # the same maths, neuron by neuron, sample-major
+        h = history[d].t()  # [B, M]
         for layer in nlm.layers:
-            h = torch.nn.functional.glu((h @ layer.weight[d] + layer.bias[d]) / layer.temperature, dim=-1)
+            h = torch.nn.functional.glu((h @ layer.weight[d].t() + layer.bias[d].t()) / layer.temperature, dim=-1)
         manual.append(h.squeeze(-1))
     torch.testing.assert_close(nlm(history), torch.stack(manual))
 
@@ -85,7 +85,7 @@ def test_memory_length_gene_sets_the_history_width() -> None:
     for m in (1, 4, 9):
         model = build_model(tiny(memory_length=m), SHAPE)
         assert model.start_trace.shape == (24, m)
-        assert model.nlm.layers[0].weight.shape[1] == m
+        assert model.nlm.layers[0].weight.shape[2] == m
 
 
 def test_history_is_a_fifo_of_the_last_m_preactivations() -> None:
@@ -94,9 +94,9 @@ def test_history_is_a_fifo_of_the_last_m_preactivations() -> None:
     with torch.no_grad():
         _, _, trace = run(model)
         for t in range(1, 4):
-            history = torch.stack([trace.pre[t - 1], trace.pre[t]], dim=-1).transpose(0, 1)  # [D, B, 2]
+            history = torch.stack([trace.pre[t - 1], trace.pre[t]], dim=1).permute(2, 1, 0)  # [D, 2, B]
             torch.testing.assert_close(model.nlm(history).t(), trace.post[t])
-        first = torch.stack([model.start_trace[:, -1].expand(3, -1), trace.pre[0]], -1).transpose(0, 1)
+        first = torch.stack([model.start_trace[:, -1].expand(3, -1), trace.pre[0]], 1).permute(2, 1, 0)
         torch.testing.assert_close(model.nlm(first).t(), trace.post[0])
 
 
@@ -120,7 +120,7 @@ def test_synapse_depth_gene() -> None:
 def test_nlm_genes() -> None:
     assert len(build_model(tiny(nlm_depth=1), SHAPE).nlm.layers) == 1
     layers = build_model(tiny(nlm_depth=2, nlm_hidden=7), SHAPE).nlm.layers
-    assert layers[0].weight.shape[-1] == 14 and layers[1].weight.shape[1] == 7
+    assert layers[0].weight.shape[1] == 14 and layers[1].weight.shape[2] == 7
 
 
 def test_selection_gene_chooses_the_pairs() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ def test_checkpoint_holds_the_complete_state_and_loads_weights_only(uninterrupte
 
 def test_an_existing_run_is_never_overwritten_without_resume(uninterrupted):
     before = {p: p.read_bytes() for p in checkpoint_paths(uninterrupted.out_dir)}
-    with pytest.raises(TrainError, match="already holds a training run.*--resume"):
+    with pytest.raises(TrainError, match=r"already holds a training run.*--resume"):
         run(uninterrupted.out_dir)
     assert {p: p.read_bytes() for p in checkpoint_paths(uninterrupted.out_dir)} == before
 
@@ -122,7 +123,7 @@ def test_learning_rate_warms_up_then_decays_by_cosine():
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert factors[10] == pytest.approx(1.0)
     assert factors[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
-    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(factors[10:]))
     assert lr_factor(100, steps=100, warmup=10, min_ratio=0.1) == pytest.approx(0.1)
 
 

@@ -36,6 +36,7 @@ def test_equal_genes_equal_hash_and_types_are_normalised():
     assert Genome(ticks=25.0).hash == Genome().hash
     assert Genome(dropout=0.123456789).dropout == 0.1235
     assert Genome(ticks=26).hash != Genome().hash
+    assert Genome(dropout=-0.0).hash == Genome(dropout=0.0).hash
 
 
 def test_invalid_genome_names_every_problem():

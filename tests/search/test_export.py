@@ -1,18 +1,18 @@
 """``ctmevo export`` and ``ctmevo train`` on a finished tiny campaign.
 
-The campaign directory is built with the real pieces, in the layout of ``search.campaign.CampaignPaths``:
-three genomes (founder → mutation → mutation) trained by ``ctm.evaluate`` with checkpoints, the journal's
-"ask"/"result" events, ``checkpoints/<hash>.safetensors`` (the founder's not kept), ``plots/archive.csv``,
-and the MLflow archive written by ``search.tracking.Tracker`` into ``mlflow.db``.
+The campaign is real: ``search.campaign.start(...).run()`` with the inline worker backend and the real
+``ctm.evaluate`` (tiny CTMs on parity of length 4, 3 training steps each), checkpoints kept for every
+evaluation, MLflow in the campaign's sqlite store. One evaluation's checkpoint is then deleted from disk (one
+whose MLflow run holds none either), to export an architecture without weights.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,73 +21,69 @@ import yaml
 from safetensors.torch import load as st_load
 
 import search.train_commands  # noqa: F401  (registers export and train)
-from ctm import build_model, evaluate, make_task
-from ctm.result import EvalBudget, TaskSpec
+from ctm import build_model, make_task
+from ctm.result import TaskSpec
 from genome import Genome, to_yaml
 from search.cli import main
-from search.journal import Journal
-from search.records import EvaluationRecord, Proposal
+from search.records import EvaluationRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = TaskSpec(name="parity", params={"length": 4})
-CAMPAIGN_ID = "tiny-0a1b2c3d"
-FOUNDER = Genome(d_model=16, d_input=8, heads=2, ticks=3, memory_length=2, nlm_hidden=4, n_sync_out=4,
-                 n_sync_action=4, batch_size=8)
-CHILD = FOUNDER.replace(ticks=4)
-GRANDCHILD = CHILD.replace(memory_length=3)
+CONFIG = {
+    "name": "tiny", "seed": 3, "task": TASK.to_dict(),
+    "genome_space": {"ticks": {"min": 2, "max": 4}, "memory_length": {"min": 1, "max": 3}, "d_model": 16,
+                     "d_input": 8, "heads": 2, "nlm_hidden": 4, "n_sync_out": 4, "n_sync_action": 4,
+                     "n_self_pairs": 0, "synapse_depth": 1, "batch_size": 8},
+    "strategy": {"name": "map_elites", "settings": {"initial_samples": 3}},
+    "descriptors": [{"name": "ticks", "bins": 3, "range": [2, 5]},
+                    {"name": "memory_length", "bins": 3, "range": [1, 4]}],
+    "evaluation": {"steps": 3, "val_samples": 32}, "budget": {"evaluations": 6},
+    "workers": {"backend": "inline", "timeout_s": 120}, "tracking": {"checkpoints": "elites"},
+    "snapshot_every": 2, "plot_every": 100,
+}
 
 
-def _config(root: Path) -> dict:
-    return {"name": "tiny", "seed": 0, "output_dir": str(root), "task": TASK.to_dict(), "genome_space": {},
-            "strategy": {"name": "map-elites", "settings": {}}, "descriptors": [
-                {"name": "ticks", "bins": 4, "range": [1, 5]}],
-            "evaluation": {"steps": 3, "val_samples": 32, "exit_threshold": 0.8}, "budget": {"evaluations": 3},
-            "workers": {"backend": "inline"}, "tracking": {"uri": None, "checkpoints": "all"}}
+@dataclass
+class Tiny:
+    root: Path
+    uri: str
+    records: list[EvaluationRecord]
+    best: EvaluationRecord
+    child: EvaluationRecord  # an elite made from parents
+    cell: str  # the child's archive cell
+    bare: EvaluationRecord | None  # no checkpoint on disk or in MLflow
 
 
 @pytest.fixture(scope="module")
-def campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from search.tracking import Tracker
+def campaign(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    from mlflow import MlflowClient
+
+    from search.campaign import Campaign, start
+    from search.reporting import best_record, tracking_uri_for
 
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("campaign")
-    config = _config(root)
-    (root / "campaign.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (root / "campaign.json").write_text(f'{{"campaign_id": "{CAMPAIGN_ID}", "created": 0, "state_version": 1}}')
-    journal = Journal(root / "journal.jsonl")
-    tracker = Tracker(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", experiment_name="tiny",
-                      campaign_id=CAMPAIGN_ID, spool_dir=root)
-    tracker.start_campaign(config=config)
-    lineage = [(FOUNDER, (), "sample"), (CHILD, (FOUNDER.hash,), "mutation"),
-               (GRANDCHILD, (CHILD.hash,), "mutation")]
-    rows = []
-    for birth, (genome, parents, operator) in enumerate(lineage):
-        proposal = Proposal(genome=genome, parents=parents, operator=operator)
-        journal.append({"event": "ask", "births": [birth], "proposals": [proposal.to_dict()]})
-        result = evaluate(genome, TASK, EvalBudget(steps=3, val_samples=32), seed=100 + birth, want_checkpoint=True)
-        assert result.ok, result.failure
-        result.fitness = 0.5 + 0.1 * birth  # a strict order, whatever 3 steps of training give
-        checkpoint, result.checkpoint = result.checkpoint, None
-        record = EvaluationRecord(campaign=CAMPAIGN_ID, birth=birth, proposal=proposal, result=result,
-                                  finished_at=1_700_000_000.0 + birth,
-                                  extra={"descriptors": {"ticks": float(genome.ticks)}})
-        journal.append({"event": "result", "record": record.to_dict()})
-        path = None
-        if birth > 0:  # the founder's checkpoint was not kept
-            path = root / "checkpoints" / f"{genome.hash}.safetensors"
-            path.parent.mkdir(exist_ok=True)
-            path.write_bytes(checkpoint)
-        cell = f"{genome.ticks - 1}"
-        tracker.log_evaluation(record, cell=cell, checkpoint_path=path)
-        rows = [r for r in rows if r["cell"] != cell] + [{"hash": genome.hash, "cell": cell,
-                                                          "fitness": result.fitness}]  # the cell's elite
-    tracker.close()
-    (root / "plots").mkdir()
-    with (root / "plots" / "archive.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["hash", "cell", "fitness"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return root
+    tmp = tmp_path_factory.mktemp("campaign")
+    (tmp / "tiny.yaml").write_text(yaml.safe_dump({**CONFIG, "output_dir": str(tmp / "tiny")}))
+    start(tmp / "tiny.yaml").run()
+    c = Campaign.open(tmp / "tiny")
+    records, elites = c.records, set(c.strategy.elite_hashes())
+    assert len(records) == 6 and all(r.result.ok for r in records)
+    best = best_record(records)
+    child = next(r for r in records if r.proposal.parents and r.genome.hash in elites)
+    uri = tracking_uri_for(c)
+    client = MlflowClient(uri)
+    bare = None
+    for r in records:
+        if r is best or r is child:
+            continue
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                  f"tags.`ctmevo.genome_hash` = '{r.genome.hash}'")
+        if runs and not client.list_artifacts(runs[0].info.run_id, "checkpoint"):
+            (c.paths.checkpoints / f"{r.genome.hash}.safetensors").unlink()
+            bare = r
+            break
+    return Tiny(root=c.paths.root, uri=uri, records=records, best=best, child=child,
+                cell=str(c.strategy.cell_of(child.genome.hash)), bare=bare)
 
 
 def ctmevo(*args: str) -> int:
@@ -101,23 +97,31 @@ def search_model(root: Path, genome: Genome) -> torch.nn.Module:
     return model.eval()
 
 
+def first_parent_chain(records: list[EvaluationRecord], record: EvaluationRecord) -> list[str]:
+    by_hash = {r.genome.hash: r for r in records}
+    chain = [record]
+    while chain[-1].proposal.parents and chain[-1].proposal.parents[0] in by_hash:
+        chain.append(by_hash[chain[-1].proposal.parents[0]])
+    return [r.genome.hash for r in reversed(chain)]
+
+
 def test_export_best_loads_in_a_fresh_process_with_the_search_outputs(campaign, tmp_path):
     out = tmp_path / "best"
-    assert ctmevo("export", "--best", "--campaign", campaign, "--out", out) == 0
+    assert ctmevo("export", "--best", "--campaign", campaign.root, "--out", out) == 0
+    best = campaign.best.genome
     doc = yaml.safe_load((out / "genome.yaml").read_text())
-    assert doc["hash"] == GRANDCHILD.hash and doc["schema_version"] == 1
+    assert doc["hash"] == best.hash and doc["schema_version"] == 1
     model_doc = yaml.safe_load((out / "model.yaml").read_text())
-    assert model_doc["model"]["memory_length"] == 3 and model_doc["weights"]["sha256"]
+    assert model_doc["model"]["memory_length"] == best.memory_length and model_doc["weights"]["sha256"]
     card = (out / "MODEL_CARD.md").read_text()
-    assert f"`{FOUNDER.hash[:8]}` → `{CHILD.hash[:8]}` → `{GRANDCHILD.hash[:8]}` (this)" in card
     for needle in ("Adaptive compute", "mean exit tick", "parameters", "ctmevo train", "evaluation run",
-                   "memory_length 2→3", "descriptor `ticks`"):
+                   "logged model", "descriptor `ticks`", f"fitness {campaign.best.result.fitness:.4g}"):
         assert needle in card, needle
 
     x, _ = make_task(TASK).batch("val", 0, 6, seed=3)
     torch.save(x, tmp_path / "x.pt")
     with torch.no_grad():
-        expected = search_model(campaign, GRANDCHILD)(x)
+        expected = search_model(campaign.root, best)(x)
     script = textwrap.dedent(f"""
         import torch
         from ctm.bundle import load_bundle
@@ -133,15 +137,16 @@ def test_export_best_loads_in_a_fresh_process_with_the_search_outputs(campaign, 
     assert torch.equal(p, expected[0]) and torch.equal(c, expected[1])
 
 
-def test_registered_mlflow_model_loads_with_mlflows_loader(campaign, tmp_path):
+def test_registered_mlflow_model_loads_with_mlflows_loader_and_card_has_lineage(campaign, tmp_path):
     import mlflow
     import mlflow.pytorch
     from mlflow import MlflowClient
 
     from search.export import export, locate
 
-    found = locate(CHILD.hash[:7], campaign=campaign)
-    assert found.run_id and found.checkpoint is not None
+    child = campaign.child.genome
+    found = locate(child.hash[:7], campaign=campaign.root)
+    assert found.run_id and found.checkpoint is not None and found.cell == campaign.cell
     result = export(found, tmp_path / "child")
     assert result.model_uri and result.warning is None
     previous = mlflow.get_tracking_uri()
@@ -152,35 +157,45 @@ def test_registered_mlflow_model_loads_with_mlflows_loader(campaign, tmp_path):
         mlflow.set_tracking_uri(previous)
     x, _ = make_task(TASK).batch("val", 0, 4, seed=9)
     with torch.no_grad():
-        got, want = loaded.eval()(x), search_model(campaign, CHILD)(x)
+        got, want = loaded.eval()(x), search_model(campaign.root, child)(x)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
     client = MlflowClient(found.tracking_uri)
     run = client.get_run(result.export_run_id)
     assert run.data.tags["ctmevo.source_run_id"] == found.run_id and run.data.tags["ctmevo.kind"] == "export"
     model = client.get_logged_model(result.model_uri.removeprefix("models:/"))
-    assert model.params["ticks"] == str(CHILD.ticks)
+    assert model.params["ticks"] == str(child.ticks)
     assert {m.key for m in model.metrics} >= {"fitness", "val_accuracy", "exit_tick_mean"}
+
+    card = (tmp_path / "child" / "MODEL_CARD.md").read_text()
+    chain = first_parent_chain(campaign.records, campaign.child)
+    assert len(chain) >= 2
+    assert " → ".join(f"`{h[:8]}`" for h in chain) + " (this)" in card
+    assert f"`{chain[0]}` — founder" in card and campaign.child.proposal.operator in card
 
 
 def test_export_from_mlflow_alone_by_run_id_and_by_cell(campaign, tmp_path):
     from search.export import locate
 
-    uri = f"sqlite:///{campaign / 'mlflow.db'}"
-    by_campaign = locate(GRANDCHILD.hash, campaign=campaign)
-    found = locate(by_campaign.run_id, tracking_uri=uri)
-    assert found.genome == GRANDCHILD and found.task == TASK and found.checkpoint is not None
-    assert found.checkpoint == (campaign / "checkpoints" / f"{GRANDCHILD.hash}.safetensors").read_bytes()
+    child = campaign.child.genome
+    by_campaign = locate(child.hash, campaign=campaign.root)
+    found = locate(by_campaign.run_id, tracking_uri=campaign.uri)
+    assert found.genome == child and found.task == TASK and found.checkpoint is not None
+    assert found.checkpoint == (campaign.root / "checkpoints" / f"{child.hash}.safetensors").read_bytes()
     assert found.record.result.per_tick_accuracy == by_campaign.record.result.per_tick_accuracy
+    assert found.record.proposal.parents == campaign.child.proposal.parents
     out = tmp_path / "cell"
-    assert ctmevo("export", "--cell", "3", "--campaign", campaign, "--out", out, "--no-mlflow") == 0
-    assert yaml.safe_load((out / "genome.yaml").read_text())["hash"] == GRANDCHILD.hash
-    assert locate(cell="(2)", tracking_uri=uri).genome == FOUNDER
-    assert locate(cell="3", tracking_uri=uri).genome == GRANDCHILD
+    cell = "(" + campaign.cell.replace("_", ", ") + ")"
+    assert ctmevo("export", "--cell", cell, "--campaign", campaign.root, "--out", out, "--no-mlflow") == 0
+    assert yaml.safe_load((out / "genome.yaml").read_text())["hash"] == child.hash
+    assert locate(cell=campaign.cell, tracking_uri=campaign.uri).genome == child
 
 
 def test_export_without_a_checkpoint_writes_no_weights_and_says_how_to_train(campaign, tmp_path):
-    out = tmp_path / "founder"
-    assert ctmevo("export", FOUNDER.hash, "--campaign", campaign, "--out", out, "--no-mlflow") == 0
+    if campaign.bare is None:
+        pytest.skip("every evaluation of this campaign has a checkpoint in MLflow")
+    out = tmp_path / "bare"
+    assert ctmevo("export", campaign.bare.genome.hash, "--campaign", campaign.root, "--out", out,
+                  "--no-mlflow") == 0
     assert not (out / "weights.safetensors").exists()
     assert "none: the campaign kept no checkpoint" in (out / "MODEL_CARD.md").read_text()
 
@@ -188,8 +203,10 @@ def test_export_without_a_checkpoint_writes_no_weights_and_says_how_to_train(cam
 def test_export_best_by_a_lower_is_better_metric(campaign):
     from search.export import locate
 
-    found = locate(best=True, by="min:descriptor.ticks", campaign=campaign)
-    assert found.genome == FOUNDER
+    found = locate(best=True, by="min:descriptor.ticks", campaign=campaign.root)
+    assert found.genome.ticks == min(r.genome.ticks for r in campaign.records)
+    found = locate(best=True, by="ece", campaign=campaign.root)
+    assert found.record.result.metrics["ece"] == min(r.result.metrics["ece"] for r in campaign.records)
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -200,7 +217,7 @@ def test_export_best_by_a_lower_is_better_metric(campaign):
     (["export", "--best", "--by", "nonsense", "--campaign", "{c}", "--out", "x"], "known metrics"),
 ])
 def test_export_bad_input_exits_2(campaign, tmp_path, capsys, args, message):
-    args = [a.replace("{c}", str(campaign)) for a in args]
+    args = [a.replace("{c}", str(campaign.root)) for a in args]
     assert ctmevo(*args) == 2
     assert message in capsys.readouterr().err
 
@@ -208,7 +225,8 @@ def test_export_bad_input_exits_2(campaign, tmp_path, capsys, args, message):
 @pytest.fixture(scope="module")
 def bundle(campaign, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundle") / "b"
-    assert ctmevo("export", GRANDCHILD.hash, "--campaign", campaign, "--out", out, "--no-mlflow") == 0
+    assert ctmevo("export", campaign.best.genome.hash, "--campaign", campaign.root, "--out", out,
+                  "--no-mlflow") == 0
     return out
 
 
@@ -230,6 +248,12 @@ def test_train_a_bundle_logs_to_mlflow_linked_to_the_source_run(bundle, campaign
     assert ctmevo("train", bundle, "--steps", "4", "--out", out, "--no-mlflow", "--no-progress") == 2
     assert "--resume" in capsys.readouterr().err
     assert sorted(p.read_bytes() for p in (out / "checkpoints").iterdir()) == before
+
+
+def yaml_genome(bundle: Path):
+    from ctm.bundle import read_genome
+
+    return read_genome(bundle)
 
 
 def _copy(bundle: Path, to: Path) -> Path:
@@ -264,7 +288,7 @@ def test_train_bad_input_exits_2_with_a_clear_message(bundle, tmp_path, capsys, 
         source = tmp_path / "nothing"
     elif damage == "genome-only":
         source = tmp_path / "g.yaml"
-        source.write_text(to_yaml(GRANDCHILD))
+        source.write_text(to_yaml(yaml_genome(bundle)))
     code = ctmevo("train", source, *extra, "--steps", "2", "--out", tmp_path / "out", "--no-mlflow",
                   "--no-progress")
     err = capsys.readouterr().err

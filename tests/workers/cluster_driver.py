@@ -8,8 +8,10 @@ Scenarios:
   node; both must succeed (the lost one retried on the head), then one more job proves the campaign goes on.
 - ``disconnect``: one long job; the test kills the head node; ``poll`` must raise ``PoolDisconnected`` naming
   the job, and ``shutdown`` must return promptly.
-- ``local``: no address: the pool starts (and on shutdown stops) its own local Ray cluster, shipping the
-  project's packages to the workers through the runtime environment (``py_modules``).
+- ``local``: no address: the pool starts (and on shutdown stops) its own local Ray cluster with one logical
+  GPU, ships the project's packages to the workers through the runtime environment (``py_modules``) and
+  sizes GPU shares from the cost model (small genomes an eighth of the GPU, a large one all of it; the large
+  one runs out of memory once and is retried at half the batch, keeping its whole GPU).
 
 Progress goes to stdout; the outcome is written as JSON to ``--out``.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ctm.result import EvalBudget, TaskSpec
+from genome.cost import BackboneSpec, TaskShape
 from genome.genome import Genome
 from workers import EvalJob, PoolDisconnected, WorkersConfig
 from workers.ray_pool import RayPool
@@ -107,14 +110,28 @@ def local(args: argparse.Namespace) -> dict[str, Any]:
     import workers
 
     code = [str(Path(m.__file__).parent) for m in (ctm, genome, workers)]
-    pool = RayPool(WorkersConfig(evaluate_fn=FAKE, num_cpus=2, runtime_env={"py_modules": code}))
+    config = WorkersConfig(evaluate_fn=FAKE, num_cpus=2, num_gpus=1, cpus_per_eval=0.25, gpu_memory_aware=True,
+                           gpu_memory_gib=8, runtime_env={"py_modules": code})
+    parity = TaskShape(name="parity", backbone=BackboneSpec(kind="embedding", n_tokens=64, vocab=2),
+                       out_positions=64, out_classes=2)
+    pool = RayPool(config, task_shape=lambda spec: parity)  # one logical GPU: Ray needs no real one
     owned = ray.is_initialized()
     slots = pool.free_slots
-    for ticks in (5, 6, 7):
-        pool.submit(job(ticks, sleep=0.1, report_dir=args.report_dir))
-    results = collect(pool, 3, timeout_s=60)
+    small = [EvalJob(genome=Genome(ticks=t, d_model=64, batch_size=16), budget=EvalBudget(steps=1),
+                     task=TaskSpec(name="fake", params={"sleep": 0.1, "report_dir": args.report_dir}))
+             for t in (5, 6, 7)]
+    large = EvalJob(genome=Genome(ticks=100, d_model=1024, memory_length=32, batch_size=512),
+                    task=TaskSpec(name="fake", params={"oom_above": 256, "oom_as_result": True}),
+                    budget=EvalBudget(steps=1))
+    for j in small:
+        pool.submit(j)
+    shares = {"small": pool._running[small[0].job_id].resources.num_gpus}
+    pool.submit(large)
+    shares["large"] = pool._running[large.job_id].resources.num_gpus
+    results = collect(pool, 4, timeout_s=60)
     pool.shutdown()
-    return {"results": results, "free_slots": slots, "started": owned, "stopped": not ray.is_initialized()}
+    return {"results": results, "free_slots": slots, "started": owned, "stopped": not ray.is_initialized(),
+            "shares": shares, "large": large.job_id}
 
 
 def main() -> None:

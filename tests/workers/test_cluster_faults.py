@@ -80,15 +80,20 @@ def test_driver_disconnect_raises_pool_disconnected(
     assert outcome["shutdown_ids"] == [outcome["job"]]
 
 
-def test_pool_starts_its_own_cluster_and_ships_the_code(
+def test_own_local_cluster_shipped_code_and_memory_aware_gpu_shares(
         run_driver: Callable[..., subprocess.Popen[str]], tmp_path: Path,
         wait_for_reports: Callable[..., list[dict[str, Any]]]) -> None:
     reports, out = tmp_path / "reports", tmp_path / "out.json"
     reports.mkdir()
     outcome = finish(run_driver("local", "--report-dir", str(reports), "--out", str(out)), out)
-    assert outcome["started"] and outcome["stopped"] and outcome["free_slots"] == 2
-    assert [r["status"] for r in outcome["results"]] == ["ok"] * 3
+    assert outcome["started"] and outcome["stopped"]
+    assert outcome["free_slots"] == 4  # one GPU in quarter-GPU evaluations before any job was sized
+    assert outcome["shares"] == {"small": 0.125, "large": 1.0}
+    assert [r["status"] for r in outcome["results"]] == ["ok"] * 4
+    large = next(r for r in outcome["results"] if r["genome_hash"] == outcome["large"])
+    assert large["attempts"] == 2 and large["metrics"]["batch_size"] == 256
     import workers.testing
 
     for report in wait_for_reports(reports, 3):  # the workers ran the shipped copy, not this checkout
         assert report["module"] != workers.testing.__file__ and "runtime_resources" in report["module"]
+        assert report["device"] == "cuda"  # Ray gave the evaluation (its share of) a GPU

@@ -34,7 +34,7 @@ def test_results_arrive_as_each_completes(ray_pool: Callable[..., Pool], fake_jo
                                           poll_until: Callable[..., list[Any]]) -> None:
     pool = ray_pool()
     assert pool.free_slots == 4  # the session cluster's 4 CPUs, one per evaluation
-    slow, fast1, fast2 = fake_job(sleep=3.0), fake_job(sleep=0.1, seed=5), fake_job(sleep=0.1, want_checkpoint=True)
+    slow, fast1, fast2 = fake_job(sleep=4.0), fake_job(sleep=0.1, seed=5), fake_job(sleep=0.1, want_checkpoint=True)
     for job in (slow, fast1, fast2):
         pool.submit(job)
     assert pool.free_slots == 1 and set(pool.in_flight) == {slow.job_id, fast1.job_id, fast2.job_id}
@@ -159,13 +159,14 @@ def test_cancel_and_shutdown_return_what_was_in_flight(
 def test_plain_task_mode_used_through_ray_client(ray_pool: Callable[..., Pool],
                                                  fake_job: Callable[..., EvalJob],
                                                  poll_until: Callable[..., list[Any]]) -> None:
-    pool = ray_pool(timeout_s=1.5)
-    pool._streaming = False  # what Ray Client (ray://) gets: no streaming generators
-    pool.submit(ok := fake_job(sleep=0.1))
-    pool.submit(hung := fake_job(hang=True))
-    results = {r.genome_hash: r for r in poll_until(pool, 2, timeout_s=30)}
-    assert results[ok.job_id].ok and results[ok.job_id].worker
-    assert results[hung.job_id].status == "timeout"
+    plain, limited = ray_pool(), ray_pool(timeout_s=1.5)
+    plain._streaming = limited._streaming = False  # what Ray Client (ray://) gets: no streaming generators
+    plain.submit(ok := fake_job(sleep=0.1))
+    limited.submit(hung := fake_job(hang=True))  # its clock runs from submission (worker start-up included)
+    (done,) = poll_until(plain, 1, timeout_s=30)
+    assert done.genome_hash == ok.job_id and done.ok and done.worker
+    (late,) = poll_until(limited, 1, timeout_s=30)
+    assert late.genome_hash == hung.job_id and late.status == "timeout"
 
 
 def test_missing_evaluation_module_fails_fast(ray_pool: Callable[..., Pool]) -> None:

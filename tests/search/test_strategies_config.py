@@ -1,0 +1,86 @@
+"""Bad strategy input fails at start-up with an error naming the YAML field, the value and what is allowed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from search.descriptors import ConfigError, make_descriptors
+from search.strategies import STRATEGY_NAMES, StrategyConfigError, make_strategy, strategy_settings
+from tests.search import landscapes as L
+
+SPACE = L.space()
+DESCRIPTORS = make_descriptors(L.DESCRIPTORS, space=SPACE)
+
+
+def _error(name: str, settings: object = None, descriptors: list | None = None, **kw: object) -> str:
+    with pytest.raises(StrategyConfigError) as info:
+        make_strategy(name, space=SPACE, seed=kw.pop("seed", 0), descriptors=DESCRIPTORS if descriptors is None
+                      else descriptors, settings=settings, **kw)  # type: ignore[arg-type]
+    assert isinstance(info.value, ValueError) and isinstance(info.value, ConfigError)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(("name", "settings", "field", "allowed"), [
+    ("map_elites", {"batch_size": 8}, "strategy.settings.batch_size", "a known setting: one of"),
+    ("map_elites", {"initial_samples": 0}, "strategy.settings.initial_samples", "an integer >= 1"),
+    ("map_elites", {"initial_samples": 2.5}, "strategy.settings.initial_samples", "an integer"),
+    ("map_elites", {"crossover_rate": 1.5}, "strategy.settings.crossover_rate", "<= 1"),
+    ("map_elites", {"variation": "sbx"}, "strategy.settings.variation", "one of ['iso_line', 'genetic']"),
+    ("map_elites", {"mutation_rate": 0}, "strategy.settings.mutation_rate", "> 0"),
+    ("map_elites", {"qd_offset": "low"}, "strategy.settings.qd_offset", "a number"),
+    ("cvt_map_elites", {"cells": 500, "cvt_samples": 200}, "strategy.settings.cvt_samples", "at least cells"),
+    ("regularized_evolution", {"population_size": 4, "sample_size": 9}, "strategy.settings.sample_size",
+     "at most population_size = 4"),
+    ("novelty", {"threshold_lower": 1.0}, "strategy.settings.threshold_lower", "< 1"),
+    ("novelty", {"behaviour": "genes"}, "strategy.settings.behaviour", "one of ['result', 'descriptors']"),
+    ("nslc", {"k": True}, "strategy.settings.k", "an integer"),
+    ("optuna_tpe", {"constant_liar": "yes"}, "strategy.settings.constant_liar", "a bool"),
+    ("optuna_nsga2", {"directions": ["maximize"]}, "strategy.settings.directions", "one direction per objective"),
+    ("optuna_nsga2", {"directions": ["up", "down"]}, "strategy.settings.directions", "from ['maximize'"),
+    ("evotorch_cmaes", {"stdev_init": 0}, "strategy.settings.stdev_init", "> 0"),
+    ("evotorch_ga", {"popsize": 1}, "strategy.settings.popsize", ">= 2"),
+])
+def test_bad_settings_name_the_field_value_and_allowed(name: str, settings: dict, field: str, allowed: str) -> None:
+    message = _error(name, settings)
+    key = field.rsplit(".", 1)[1]
+    assert message.startswith(f"{field} = {settings[key]!r}"), message
+    assert allowed in message, message
+
+
+def test_unknown_strategy_names_every_known_one() -> None:
+    message = _error("map_elitez")
+    assert message.startswith("strategy.name = 'map_elitez'")
+    assert all(n in message for n in STRATEGY_NAMES)
+
+
+def test_the_field_prefix_follows_the_caller() -> None:
+    with pytest.raises(StrategyConfigError, match=r"^campaigns\[2\]\.strategy\.settings\.k = -1"):
+        make_strategy("novelty", space=SPACE, seed=0, descriptors=[], settings={"k": -1},
+                      field="campaigns[2].strategy")
+
+
+def test_other_bad_inputs() -> None:
+    assert "a mapping" in _error("random", settings=[1, 2])
+    assert _error("map_elites", descriptors=[]).startswith("strategy.name = 'map_elites'")
+    assert "descriptors" in _error("novelty", {"behaviour": "descriptors"}, descriptors=[])
+    assert _error("random", seed=-1).startswith("seed = -1")
+
+
+def test_aliases_and_settings_listing() -> None:
+    strategy = make_strategy("aging_evolution", space=SPACE, seed=0, descriptors=[], settings=None)
+    assert strategy.NAME == "regularized_evolution"
+    for name in STRATEGY_NAMES:
+        settings = strategy_settings(name)
+        assert "qd_offset" in settings and all(s.doc for s in settings.values())
+
+
+def test_evotorch_imports_without_warnings() -> None:
+    """Only EvoTorch's torch.jit.script DeprecationWarning is filtered, and it is: no warning escapes."""
+    code = "import search.strategies.evotorch_strategy"
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Warning" not in done.stderr
