@@ -10,7 +10,8 @@ from typing import Any
 
 from ctm.result import BEHAVIOUR_POINTS, EvalBudget, EvalResult, Failure, TaskSpec
 
-_LAZY = {"build_model": "ctm.build", "make_task": "ctm.tasks", "evaluate": "ctm.evaluation"}
+_LAZY = {"build_model": "ctm.build", "make_task": "ctm.tasks", "evaluate": "ctm.evaluation",
+         "load_bundle": "ctm.bundle"}
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +22,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["BEHAVIOUR_POINTS", "EvalBudget", "EvalResult", "Failure", "TaskSpec", "build_model", "evaluate",
-           "make_task"]
+           "load_bundle", "make_task"]

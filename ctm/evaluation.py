@@ -63,6 +63,8 @@ def evaluate(genome: Genome, task: Any, budget: EvalBudget, seed: int, device: s
     start = time.perf_counter()
     if budget.steps is None and budget.seconds is None:
         raise ValueError("budget.steps = None and budget.seconds = None: allowed is at least one of them set")
+    if budget.val_samples < 1:
+        raise ValueError(f"budget.val_samples = {budget.val_samples}: allowed is an integer >= 1")
     if isinstance(task, (TaskSpec, dict)):
         task = make_task(task)
     progress = _Progress()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -136,13 +137,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_lineage(args: argparse.Namespace) -> int:
     from search.lineage import LineageError, lineage
 
-    uri = args.tracking_uri
+    uri = args.tracking_uri  # explicit --tracking-uri, then --campaign, then $MLFLOW_TRACKING_URI
     if uri is None and args.campaign:
         from search.campaign import Campaign
         from search.reporting import tracking_uri_for
 
         campaign = Campaign.open(Path(args.campaign))
         uri, args.campaign_id = tracking_uri_for(campaign), campaign.campaign_id
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri is None:
         raise UsageError("say where the runs are: --tracking-uri URI (or --campaign DIR, or MLFLOW_TRACKING_URI)")
     try:
@@ -191,14 +193,12 @@ def _setup_status(p: argparse.ArgumentParser) -> None:
 
 
 def _setup_lineage(p: argparse.ArgumentParser) -> None:
-    import os
-
     p.add_argument("run", help="an MLflow run id, or a genome hash (or a unique prefix of one)")
     p.add_argument("--depth", type=int, default=None, help="generations to go back (default: to the founders)")
     p.add_argument("--format", choices=("tree", "dot", "html", "png"), default="tree")
     p.add_argument("--out", help="output file for dot/html/png (default lineage-RUN.FORMAT)")
-    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
-                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: the --campaign's store, else $MLFLOW_TRACKING_URI)")
     p.add_argument("--campaign", help="read the tracking URI from this campaign directory")
     p.set_defaults(campaign_id=None)
 

@@ -8,10 +8,12 @@ experiment, tagged ``ctmevo.source_run_id``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -214,24 +216,42 @@ def log_bundle_model(out: Path, found: Located, *, registered_name: str | None =
     tags = {TAG_KIND: "export", TAG_EXPORT_HASH: genome.hash, TAG_EXPORT_CAMPAIGN: found.record.campaign,
             TAG_SOURCE_RUN: found.run_id or "", "mlflow.note.content":
             f"Exported CTM {genome.hash} ({found.task.name}); bundle written to {out.resolve()}"}
+    run_name = f"export-{genome.hash}"
+    with scoped_tracking_uri(uri), mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+        info = mlflow.pytorch.log_model(
+            bundle.model, name="ctm", params={k: str(v) for k, v in genome.to_dict().items()},
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pyyaml", "safetensors"],
+            metadata={"genome_hash": genome.hash, "task": found.task.to_dict(),
+                      "note": "needs the ctm and genome packages of ctmevo importable"},
+            registered_model_name=registered_name, serialization_format="pickle")
+        if metrics:
+            mlflow.log_metrics(metrics, model_id=info.model_id)
+        mlflow.log_params({f"task.{k}": str(v) for k, v in {"name": found.task.name,
+                                                              **found.task.params}.items()})
+        mlflow.log_artifacts(str(out), artifact_path="bundle")
+    return run.info.run_id, info.model_uri
+
+
+@contextlib.contextmanager
+def scoped_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at ``uri`` for a block, then restore it and ``MLFLOW_TRACKING_URI``.
+
+    ``mlflow.set_tracking_uri`` also writes the environment variable, which child processes inherit; without
+    the restore, a later ``ctmevo`` subprocess would silently track into another store.
+    """
+    import mlflow
+
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"export-{genome.hash}", tags=tags) as run:
-            info = mlflow.pytorch.log_model(
-                bundle.model, name="ctm", params={k: str(v) for k, v in genome.to_dict().items()},
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pyyaml", "safetensors"],
-                metadata={"genome_hash": genome.hash, "task": found.task.to_dict(),
-                          "note": "needs the ctm and genome packages of ctmevo importable"},
-                registered_model_name=registered_name, serialization_format="pickle")
-            if metrics:
-                mlflow.log_metrics(metrics, model_id=info.model_id)
-            mlflow.log_params({f"task.{k}": str(v) for k, v in {"name": found.task.name,
-                                                                  **found.task.params}.items()})
-            mlflow.log_artifacts(str(out), artifact_path="bundle")
-        return run.info.run_id, info.model_uri
+        yield
     finally:
         mlflow.set_tracking_uri(previous)
+        if env_before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env_before
 
 
 def attach_file(uri: str, run_id: str, path: Path, artifact_dir: str = "bundle") -> None:

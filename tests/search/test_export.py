@@ -143,18 +143,15 @@ def test_registered_mlflow_model_loads_with_mlflows_loader_and_card_has_lineage(
     from mlflow import MlflowClient
 
     from search.export import export, locate
+    from search.export_mlflow import scoped_tracking_uri
 
     child = campaign.child.genome
     found = locate(child.hash[:7], campaign=campaign.root)
     assert found.run_id and found.checkpoint is not None and found.cell == campaign.cell
     result = export(found, tmp_path / "child")
     assert result.model_uri and result.warning is None
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(found.tracking_uri)  # models:/ URIs resolve against the tracking server
-    try:
+    with scoped_tracking_uri(found.tracking_uri):  # models:/ URIs resolve against the tracking server
         loaded = mlflow.pytorch.load_model(result.model_uri)
-    finally:
-        mlflow.set_tracking_uri(previous)
     x, _ = make_task(TASK).batch("val", 0, 4, seed=9)
     with torch.no_grad():
         got, want = loaded.eval()(x), search_model(campaign.root, child)(x)
