@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +42,7 @@ from torch import Tensor, nn
 
 from ctm.result import TaskSpec
 from genome import Genome, GenomeError, SchemaError, estimate, from_yaml, resolve, to_yaml
+from genome.io import write_bytes_atomic
 
 BUNDLE_FORMAT = "ctmevo-bundle"
 BUNDLE_VERSION = 1
@@ -124,21 +123,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_file_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` in full or not at all (temporary file in the same directory, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def weights_bytes(state: Mapping[str, Tensor] | bytes, *, genome_hash: str) -> bytes:
     """safetensors bytes of a state dict (or of existing safetensors bytes), tagged with the genome hash."""
     if isinstance(state, (bytes, bytearray)):
@@ -183,14 +167,14 @@ def write_bundle(out: str | Path, *, genome: Genome, task_spec: TaskSpec, weight
     }
     out.mkdir(parents=True, exist_ok=True)
     if blob is not None:
-        write_file_atomic(out / WEIGHTS_FILE, blob)
+        write_bytes_atomic(out / WEIGHTS_FILE, blob)
     else:
         (out / WEIGHTS_FILE).unlink(missing_ok=True)
-    write_file_atomic(out / GENOME_FILE, to_yaml(genome).encode())
+    write_bytes_atomic(out / GENOME_FILE, to_yaml(genome).encode())
     if card is not None:
-        write_file_atomic(out / CARD_FILE, card.encode())
+        write_bytes_atomic(out / CARD_FILE, card.encode())
     header = "# ctmevo bundle manifest and resolved model (every layer size); see MODEL_CARD.md\n"
-    write_file_atomic(out / MODEL_FILE, (header + yaml.safe_dump(manifest, sort_keys=False)).encode())
+    write_bytes_atomic(out / MODEL_FILE, (header + yaml.safe_dump(manifest, sort_keys=False)).encode())
     return out
 
 

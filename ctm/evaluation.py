@@ -15,7 +15,6 @@ failure; a torch out-of-memory error gives ``oom``; a genome the task cannot use
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import math
 import time
@@ -29,6 +28,7 @@ from ctm.build import build_model
 from ctm.metrics import behaviour_vector, exit_metrics, expected_calibration_error, measure_macs
 from ctm.model import CTM, count_parameters
 from ctm.result import EvalBudget, EvalResult, TaskSpec
+from ctm.step import autocast_context, backward_step, read_back
 from ctm.tasks import TaskMismatch, make_task
 from genome.genome import Genome
 
@@ -102,13 +102,6 @@ def evaluate(genome: Genome, task: Any, budget: EvalBudget, seed: int, device: s
                              train_loss=_compress(progress.losses))
 
 
-def autocast_context(dev: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when ``amp``; nothing otherwise."""
-    if amp and dev.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _run(genome: Genome, task: Any, budget: EvalBudget, seed: int, dev: torch.device, progress: _Progress, *,
          batch_size: int, want_checkpoint: bool, compile_model: bool, amp: bool) -> EvalResult:
     model = build_model(genome, task, seed=seed).to(dev)
@@ -158,14 +151,8 @@ def _train(model: CTM, forward: Any, task: Any, budget: EvalBudget, seed: int, d
     while (budget.steps is None or step < budget.steps) and (
             budget.seconds is None or time.perf_counter() - began < budget.seconds):
         x, y = task.batch("train", step, batch_size, seed)
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        with autocast_context(dev, amp):
-            predictions, certainties = forward(x)
-        loss = task.loss(predictions.float(), certainties.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, budget.grad_clip if budget.grad_clip > 0 else math.inf)
-        pending.append(torch.stack([loss.detach().float(), norm.detach().float()]))
+        pending.append(backward_step(forward, task, x, y, optimizer=optimizer, params=params,
+                                     grad_clip=budget.grad_clip, device=dev, amp=amp))
         if len(pending) >= sync_every:
             _flush(pending, progress)
         optimizer.step()
@@ -178,11 +165,7 @@ def _train(model: CTM, forward: Any, task: Any, budget: EvalBudget, seed: int, d
 
 def _flush(pending: list[torch.Tensor], progress: _Progress) -> None:
     """Read back the pending (loss, gradient norm) pairs; raise ``_Diverged`` at the first non-finite one."""
-    if not pending:
-        return
-    values = torch.stack(pending).cpu().tolist()
-    pending.clear()
-    for loss, norm in values:
+    for loss, norm in read_back(pending):
         if not (math.isfinite(loss) and math.isfinite(norm)):
             at = len(progress.losses) + 1
             what = "loss" if not math.isfinite(loss) else "gradient norm"

@@ -19,7 +19,6 @@ MLflow (or anything else) hooks in through a :class:`TrainCallback`, so this mod
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -31,10 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctm.bundle import write_bundle, write_file_atomic
+from ctm.bundle import write_bundle
 from ctm.evaluation import VALIDATION_SEED
 from ctm.metrics import exit_metrics, expected_calibration_error
 from ctm.result import TaskSpec
+from ctm.step import autocast_context, backward_step, read_back
 from ctm.train_state import (
     TrainError,
     checkpoint_paths,
@@ -45,6 +45,7 @@ from ctm.train_state import (
     write_checkpoint,
 )
 from genome import Genome
+from genome.io import write_bytes_atomic
 
 RUN_FILE = "train.json"
 # settings that shape the loss curve: a resumed run must keep them
@@ -143,10 +144,6 @@ class TrainResult:
 
 
 # -- evaluation ----------------------------------------------------------------------------------------------
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
-    return torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else contextlib.nullcontext()
-
-
 @torch.no_grad()
 def measure(model: nn.Module, task: Any, *, samples: int, batch_size: int, device: torch.device, amp: bool,
             exit_threshold: float) -> tuple[dict[str, float], list[float], list[float]]:
@@ -164,7 +161,7 @@ def measure(model: nn.Module, task: Any, *, samples: int, batch_size: int, devic
         x, y = task.batch("val", 0, samples, VALIDATION_SEED)
         for lo in range(0, samples, batch_size):
             xb, yb = x[lo:lo + batch_size].to(device), y[lo:lo + batch_size].to(device)
-            with _autocast(device, amp):
+            with autocast_context(device, amp):
                 predictions, certainties = model(xb)
             scores = task.score(predictions.float(), certainties.float(), yb)
             for key in ("per_tick", "answer", "sequence", "confidence", "correct"):
@@ -251,7 +248,7 @@ def train(model: nn.Module, task: Any, *, genome: Genome, task_spec: TaskSpec, c
         random.seed(config.seed)
     started = step
     out.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(out / RUN_FILE, json.dumps({
+    write_bytes_atomic(out / RUN_FILE, json.dumps({
         "genome_hash": genome.hash, "task": task_spec.to_dict(), "config": config.to_dict(),
         "source": source or {}, "model_seed": model_seed}, indent=1).encode())
     result = TrainResult(out_dir=out, steps=step, losses=losses, evaluations=evaluations, resumed_from=started)
@@ -286,14 +283,8 @@ def train(model: nn.Module, task: Any, *, genome: Genome, task_spec: TaskSpec, c
         with bar:
             while step < config.steps:
                 x, y = task.batch("train", step, config.batch_size, config.seed)
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with _autocast(device, amp):
-                    predictions, certainties = model(x)
-                loss = task.loss(predictions.float(), certainties.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                norm = nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else math.inf)
-                pending.append(torch.stack([loss.detach().float(), norm.detach().float()]))
+                pending.append(backward_step(model, task, x, y, optimizer=optimizer, params=params,
+                                             grad_clip=config.grad_clip, device=device, amp=amp))
                 optimizer.step()
                 scheduler.step()
                 if hasattr(model, "project_"):
@@ -325,10 +316,7 @@ def train(model: nn.Module, task: Any, *, genome: Genome, task_spec: TaskSpec, c
 
 
 def _flush(pending: list[torch.Tensor], losses: list[float], step: int) -> None:
-    if not pending:
-        return
-    values = torch.stack(pending).cpu().tolist()
-    pending.clear()
+    values = read_back(pending)
     for i, (loss, norm) in enumerate(values):
         if not (math.isfinite(loss) and math.isfinite(norm)):
             at = step - len(values) + i + 1

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ctm.bundle import write_file_atomic
+from genome.io import write_bytes_atomic
 
 CHECKPOINT_FORMAT = "ctmevo-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -86,7 +86,7 @@ def write_checkpoint(out_dir: Path, step: int, state: dict[str, Any], *, keep: i
     buffer = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": step, **state}, buffer)
     path = Path(out_dir) / "checkpoints" / f"step-{step:08d}.pt"
-    write_file_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
     for old in checkpoint_paths(out_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path

@@ -16,6 +16,8 @@ older one no upgrade exists for, fail with a :class:`SchemaError` that says so.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,13 +85,46 @@ def from_json(text: str, *, source: str = "<json>") -> Genome:
     return genome_from_document(doc, source=source)
 
 
-def save(genome: Genome, path: str | Path) -> Path:
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Replace ``path`` with ``data`` in full or not at all, durably.
+
+    A temporary file in the same directory is written and fsynced, renamed over ``path`` and the directory
+    fsynced, so after a crash ``path`` holds either its old or its new content. Every package writes its
+    snapshots, bundles and checkpoints through this one function.
+    """
     path = Path(path)
-    text = to_json(genome) if path.suffix == ".json" else to_yaml(genome)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
     return path
+
+
+def fsync_dir(directory: str | Path) -> None:
+    """Make a rename or a new file in ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save(genome: Genome, path: str | Path) -> Path:
+    text = to_json(genome) if Path(path).suffix == ".json" else to_yaml(genome)
+    return write_bytes_atomic(path, text.encode())
 
 
 def load(path: str | Path) -> Genome:

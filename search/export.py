@@ -24,9 +24,10 @@ from typing import Any
 
 import yaml
 
-from ctm.bundle import CARD_FILE, BundleError, read_manifest, write_bundle, write_file_atomic
+from ctm.bundle import CARD_FILE, BundleError, read_manifest, write_bundle
 from ctm.result import EvalResult, TaskSpec
 from genome import Genome, GenomeError, SchemaError, from_yaml
+from genome.io import write_bytes_atomic
 from search.export_card import model_card
 from search.journal import Journal, JournalCorruptError
 from search.mlflow_payload import TAG_CAMPAIGN, TAG_CELL, TAG_HASH, TAG_KIND, TAG_OPERATOR, TAG_PARENT_HASHES
@@ -254,7 +255,7 @@ def export(found: Located, out: str | Path, *, register: bool = True, overwrite:
             result.warning = f"the model was not registered in MLflow at {found.tracking_uri}: {exc}"
     card = model_card(found, read_manifest(out), out=out, train=train_command(out, found.task),
                       export_run_id=result.export_run_id, model_uri=result.model_uri)
-    write_file_atomic(out / CARD_FILE, card.encode())
+    write_bytes_atomic(out / CARD_FILE, card.encode())
     if result.export_run_id:
         from search.export_mlflow import attach_file
 

@@ -28,12 +28,12 @@ import fcntl
 import json
 import math
 import os
-import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from genome.io import fsync_dir, write_bytes_atomic
 from search.records import EvaluationRecord
 
 __all__ = ["Journal", "JournalCorruptError", "JsonLines", "Spool", "read_json", "write_atomic"]
@@ -87,19 +87,6 @@ def _scan(path: Path) -> tuple[list[dict[str, Any]], int]:
     return objects, end
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some filesystems / platforms do not allow opening directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class JsonLines:
     """An append-only file of JSON objects, one per line, each durable when :meth:`append` returns."""
 
@@ -117,7 +104,7 @@ class JsonLines:
                 os.ftruncate(fd, complete)
                 os.fsync(fd)
             if created:
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
             self._fd = fd
         return self._fd
 
@@ -270,27 +257,13 @@ def write_atomic(path: str | Path, data: Any) -> Path:
     Writes a temporary file in the same directory, fsyncs it, renames it over ``path`` (``os.replace``) and
     fsyncs the directory, so after a crash ``path`` holds either the old or the new content in full.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(data, bytes):
         payload = data
     elif isinstance(data, str):
         payload = data.encode("utf-8")
     else:
         payload = json.dumps(_jsonable(data), indent=1, allow_nan=False).encode("utf-8") + b"\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return write_bytes_atomic(path, payload)
 
 
 def read_json(path: str | Path) -> Any:
