@@ -105,9 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     import logging
+    import os
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines (creating tables, ...) are noise here
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines (creating tables, ...) are noise here
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -110,7 +110,7 @@ class RayPool(Pool):
                 raise WorkersConfigError([("runtime_env", c.runtime_env, "null when Ray is already "
                                            "initialised in this process (pass it to ray.init instead)")])
             return False
-        kwargs: dict[str, Any] = {"runtime_env": c.runtime_env, **init_kwargs}
+        kwargs: dict[str, Any] = {"runtime_env": c.runtime_env, "logging_level": logging.WARNING, **init_kwargs}
         if c.address is None:
             kwargs = {"address": "local", "num_cpus": c.num_cpus, "num_gpus": c.num_gpus,
                       "include_dashboard": False, **kwargs}
