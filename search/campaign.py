@@ -206,6 +206,11 @@ class Campaign:
     def records(self) -> list[EvaluationRecord]:
         return list(self._records)
 
+    @property
+    def pending(self) -> int:
+        """Proposals asked but without a result: in flight now, or re-submitted on resume."""
+        return len(self._pending)
+
     def _budget_left(self) -> int | None:
         if self.config.budget.evaluations is None:
             return None
@@ -292,9 +297,9 @@ class Campaign:
         if not proposals:
             return
         births = list(range(self._births, self._births + len(proposals)))
-        self.journal.append({"event": "ask", "births": births, "proposals": [p.to_dict() for p in proposals]})
-        self._apply({"event": "ask", "births": births, "proposals": [p.to_dict() for p in proposals]},
-                    replay=False)
+        event = {"event": "ask", "births": births, "proposals": [p.to_dict() for p in proposals]}
+        self.journal.append(event)
+        self._apply(event, replay=False)
         for proposal in proposals:
             pool.submit(self._job(proposal))
 

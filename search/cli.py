@@ -30,18 +30,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: malformed YAML: {exc}") from None
     if isinstance(doc, dict) and "genes" in doc:
-        from genome import GenomeError, SchemaError, from_yaml
+        from genome import GenomeError, SchemaError
+        from genome.io import genome_from_document
 
         try:
-            genome = from_yaml(path.read_text(), source=str(path))
+            genome = genome_from_document(doc, source=str(path))
         except (GenomeError, SchemaError) as exc:
             raise UsageError(str(exc)) from None
         print(f"{path}: valid genome {genome.hash}: {_genome_summary(genome, args.task)}")
         return 0
-    from search.config import ConfigError, load_campaign_config
+    from search.config import ConfigError, parse_campaign_config
 
     try:
-        config = load_campaign_config(path)
+        config = parse_campaign_config(doc, source=str(path))
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     print(f"{path}: valid campaign '{config.name}': {config.summary()}")

@@ -60,6 +60,16 @@ def _open_errors():
     return CampaignError, ConfigError
 
 
+def _open_campaign(directory: str):
+    """The campaign in ``directory``, or a UsageError (exit 2) saying why it cannot be opened."""
+    from search.campaign import Campaign
+
+    try:
+        return Campaign.open(Path(directory))
+    except _open_errors() as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from search.campaign import start
 
@@ -72,12 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from search.campaign import Campaign
-
-    try:
-        campaign = Campaign.open(Path(args.dir))
-    except _open_errors() as exc:
-        raise UsageError(str(exc)) from None
+    campaign = _open_campaign(args.dir)
     if campaign.finished() and not args.more:
         _print(f"{args.dir}: the campaign has already spent its budget ({campaign.progress.done} evaluations); "
                "raise budget.evaluations in campaign.yaml to continue")
@@ -86,19 +91,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from search.campaign import Campaign
     from search.reporting import tracking_uri_for
 
-    try:
-        campaign = Campaign.open(Path(args.dir))
-    except _open_errors() as exc:
-        raise UsageError(str(exc)) from None
+    campaign = _open_campaign(args.dir)
     p = campaign.progress
     m = p.metrics
     _print(f"campaign {campaign.config.name} ({campaign.campaign_id}) in {campaign.paths.root}")
     budget = campaign.config.budget.evaluations
     _print(f"  evaluations: {p.done}{f' of {budget}' if budget else ''}, failed {p.failures}, "
-           f"to re-submit on resume {len(campaign._pending)}, elapsed {p.elapsed_s:.0f} s")
+           f"to re-submit on resume {campaign.pending}, elapsed {p.elapsed_s:.0f} s")
     for key in ("best_fitness", "coverage", "qd_score", "archive_size", "novelty_archive_size"):
         if key in m:
             _print(f"  {key}: {m[key]:.4g}")
@@ -116,14 +117,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from search.campaign import Campaign
     from search.reporting import tracking_uri_for
     from search.tracking import Tracker
 
-    try:
-        campaign = Campaign.open(Path(args.dir))
-    except _open_errors() as exc:
-        raise UsageError(str(exc)) from None
+    campaign = _open_campaign(args.dir)
     tracker = Tracker(tracking_uri=tracking_uri_for(campaign), campaign_id=campaign.campaign_id,
                       experiment_name=campaign.config.tracking.experiment or campaign.config.name,
                       spool_dir=campaign.paths.spool)
@@ -139,10 +136,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
     uri = args.tracking_uri  # explicit --tracking-uri, then --campaign, then $MLFLOW_TRACKING_URI
     if uri is None and args.campaign:
-        from search.campaign import Campaign
         from search.reporting import tracking_uri_for
 
-        campaign = Campaign.open(Path(args.campaign))
+        campaign = _open_campaign(args.campaign)
         uri, args.campaign_id = tracking_uri_for(campaign), campaign.campaign_id
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri is None:

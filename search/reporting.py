@@ -7,6 +7,7 @@ picture that fails to render is skipped with a warning.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import sys
@@ -19,6 +20,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from genome.io import write_bytes_atomic
 from search.records import EvaluationRecord
 
 if TYPE_CHECKING:
@@ -189,12 +191,11 @@ def best_record(records: list[EvaluationRecord]) -> EvaluationRecord | None:
 def write_archive_csv(rows: list[dict[str, Any]], path: Path) -> None:
     flat = [_flatten(r) for r in rows]
     columns = sorted({k for r in flat for k in r}, key=lambda k: (k not in ("hash", "cell", "fitness"), k))
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(flat)
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(flat)
+    write_bytes_atomic(path, text.getvalue().encode())
 
 
 def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
