@@ -17,10 +17,9 @@ from pathlib import Path
 
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
-from search.campaign import Campaign
-from search.config import load_campaign_config
-from search.plots import compare_plot
-from search.reporting import best_record
+from search.campaign import Campaign, load_campaign_config
+from search.campaign.pictures import compare_plot
+from search.records import best_record
 
 
 def main() -> None:

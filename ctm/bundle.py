@@ -80,7 +80,7 @@ class Bundle:
 # -- building ------------------------------------------------------------------------------------------------
 def make_task_from_spec(task_spec: TaskSpec) -> Any:
     """The task object for a :class:`TaskSpec` (``ctm.make_task``), its errors re-raised as :class:`BundleError`."""
-    from ctm import make_task
+    from ctm.tasks import make_task
 
     try:
         return make_task(task_spec)
@@ -90,7 +90,7 @@ def make_task_from_spec(task_spec: TaskSpec) -> Any:
 
 def build(genome: Genome, task: Any, *, seed: int = 0) -> nn.Module:
     """``ctm.build_model`` for ``genome`` on ``task``; a genome the task cannot use raises :class:`BundleError`."""
-    from ctm import build_model
+    from ctm.build import build_model
 
     check = getattr(task, "check_genome", None)
     try:

@@ -13,7 +13,7 @@ class GeneProblem:
     allowed: str
 
     def __str__(self) -> str:
-        return f"{self.gene} = {self.value!r}: allowed is {self.allowed}"
+        return f"{self.gene} = {quoted(self.value)}: allowed is {self.allowed}"
 
 
 class GenomeError(ValueError):
@@ -29,3 +29,14 @@ class GenomeError(ValueError):
 
 class SchemaError(ValueError):
     """A genome file whose schema version this ctmevo cannot read."""
+
+
+MAX_QUOTED_CHARS = 200
+
+
+def quoted(value: Any, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so a huge value never makes a huge error message."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} characters)"

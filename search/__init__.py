@@ -1,0 +1,55 @@
+"""ctmevo's search: strategies behind one ask/tell contract, and the rooms that run, track and export campaigns.
+
+The ask/tell loop (``search.campaign.loop``)::
+
+    proposals = strategy.ask(free worker slots)      → journal (fsync) → workers: evaluate
+    result    = pool.poll()                          → journal (fsync) → strategy.tell(result, descriptors)
+                                                     → reporter: MLflow run, pictures, live view
+
+Where things live:
+
+=====================  ======================================================================================
+``records``            :class:`Proposal`, :class:`EvaluationRecord` (plain data); ranking records by a metric
+``descriptors``        behaviour descriptors: named functions of (genome, result) with a range for binning
+``archive``            :class:`QDArchive` (pyribs grid or CVT) and the QD metrics read from it
+``journal``            the append-only JSON-lines journal and atomic snapshots (durable files)
+``errors``             the user-facing errors, one hierarchy
+``text``               how numbers are shown
+``strategies/``        MAP-Elites, CVT, novelty, NSLC, DNS, random, regularised evolution, Optuna, EvoTorch
+``campaign/``          campaign files, the loop, snapshots and resume, the live view, pictures
+``tracking/``          MLflow: runs, spool, lineage, training logs
+``export/``            bundles of discovered architectures, model cards, MLflow models
+``cli/``               the ``ctmevo`` command
+=====================  ======================================================================================
+
+Imports go one way: ``cli → export → campaign → tracking → strategies → (archive, descriptors, journal,
+records, errors, text)``, and everything here may use ``workers``, ``ctm`` and ``genome`` below it.
+Members are imported on first use, so ``import search`` is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_API = {
+    "Proposal": "search.records", "EvaluationRecord": "search.records", "best_record": "search.records",
+    "ranked": "search.records",
+    "Descriptor": "search.descriptors", "make_descriptors": "search.descriptors", "describe": "search.descriptors",
+    "QDArchive": "search.archive",
+    "Journal": "search.journal",
+    "SearchError": "search.errors", "ConfigError": "search.errors", "CampaignError": "search.errors",
+    "Strategy": "search.strategies", "make_strategy": "search.strategies", "STRATEGY_NAMES": "search.strategies",
+    "Campaign": "search.campaign.loop", "CampaignConfig": "search.campaign.config",
+    "load_campaign_config": "search.campaign.config", "start": "search.campaign.loop",
+    "Tracker": "search.tracking.tracker", "lineage": "search.tracking.lineages",
+    "locate": "search.export.find",
+    "main": "search.cli.app",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'search' has no attribute {name!r}")

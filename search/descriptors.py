@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,20 +40,13 @@ from typing import Any
 from ctm.result import EvalResult
 from genome import GENE_BY_NAME, GENE_NAMES, Genome, GenomeSpace
 from genome.genes import ChoiceGene, IntGene
+from search.errors import FieldError
 
 DescriptorFn = Callable[[Genome, EvalResult], float]
 DEFAULT_BINS = 10
 
 
-class ConfigError(ValueError):
-    """A bad YAML setting: names the field, the value and what is allowed."""
-
-    def __init__(self, field: str, value: Any, allowed: str):
-        self.field, self.value, self.allowed = field, value, allowed
-        super().__init__(f"{field} = {value!r}: allowed is {allowed}")
-
-
-class DescriptorError(ConfigError):
+class DescriptorError(FieldError):
     """A bad ``descriptors`` entry (unknown name, bad range or bins, a module:function that won't import)."""
 
 
@@ -285,3 +279,22 @@ def make_descriptors(config_list: Any, field: str = "descriptors", *, space: Gen
 def describe(descriptors: Sequence[Descriptor], genome: Genome, result: EvalResult | None) -> list[float]:
     """The descriptor vector of one evaluation (raises :class:`DescriptorValueError` if one can't be computed)."""
     return [d(genome, result) for d in descriptors]
+
+
+def describe_result(descriptors: Sequence[Descriptor], genome: Genome, result: EvalResult
+                    ) -> tuple[list[float] | None, str | None]:
+    """The one rule every consumer (journal, archive, MLflow, export) uses for an evaluation's descriptors.
+
+    All descriptors or none: ``(values, None)``, or ``(None, reason)`` when one cannot be computed. A failed
+    evaluation (or an "ok" one without a finite fitness) is described only when every descriptor needs the
+    genome alone (gene descriptors), so failures can still be placed in a region of the archive.
+    """
+    if not descriptors:
+        return None, None
+    fitness = result.fitness
+    usable = result.ok and isinstance(fitness, numbers.Real) and not isinstance(fitness, bool) and math.isfinite(
+        fitness)
+    try:
+        return describe(descriptors, genome, result if usable else None), None
+    except DescriptorValueError as exc:
+        return None, str(exc)

@@ -1,6 +1,6 @@
 """Durable files of a campaign: the append-only evaluation journal and atomic JSON snapshots.
 
-The journal is the campaign's ground truth (issue 6, "Durability: nothing lost"): every completed
+The journal is the campaign's ground truth: every completed
 evaluation is appended as one JSON line and fsynced *before* it is told to the strategy or logged to MLflow,
 so a campaign killed at any moment resumes with every evaluation it had finished.
 
@@ -12,7 +12,6 @@ so a campaign killed at any moment resumes with every evaluation it had finished
   truncated the next time the file is opened for appending.
 - :class:`Journal` stores :class:`~search.records.EvaluationRecord` objects (or campaign events such as
   ``{"event": "result", "record": {...}}``) in a :class:`JsonLines` file; ``records()`` decodes the records.
-- :class:`Spool` is a durable queue shared between processes (MLflow records waiting for the server).
 - :func:`write_atomic` / :func:`read_json` write and read snapshots (strategy state, archive, campaign state):
   a temporary file in the same directory, fsync, ``os.replace``, fsync of the directory, so a reader sees
   either the old or the new content, never a mixture.
@@ -24,19 +23,17 @@ number of readers may read concurrently.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from genome.io import fsync_dir, write_bytes_atomic
 from search.records import EvaluationRecord
 
-__all__ = ["Journal", "JournalCorruptError", "JsonLines", "Spool", "read_json", "write_atomic"]
+__all__ = ["Journal", "JournalCorruptError", "JsonLines", "encode_line", "read_json", "write_atomic"]
 
 
 class JournalCorruptError(ValueError):
@@ -195,60 +192,6 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class Spool:
-    """A durable queue of entries awaiting delivery (MLflow records while the server is away).
-
-    A JSON-lines file several processes may share (the campaign and ``ctmevo sync``): every change holds an
-    exclusive ``flock`` on ``.<name>.lock``; entries get an ``id`` and an ``attempts`` count. Delivered
-    entries are removed by :meth:`settle`, which rewrites the file atomically; entries given up on move to
-    ``<name>-rejected.jsonl``.
-    """
-
-    def __init__(self, directory: str | Path, name: str = "mlflow-spool") -> None:
-        self.directory = Path(directory)
-        self.path = self.directory / f"{name}.jsonl"
-        self.rejected_path = self.directory / f"{name}-rejected.jsonl"
-        self._lock_path = self.directory / f".{name}.lock"
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def add(self, entry: dict[str, Any]) -> None:
-        with self._locked(), JsonLines(self.path) as lines:
-            lines.append({"id": uuid.uuid4().hex, "attempts": 0, **entry})
-
-    def entries(self) -> list[dict[str, Any]]:
-        return JsonLines(self.path).read() if self else []
-
-    def __bool__(self) -> bool:
-        """Whether the spool file holds anything (one ``stat``, no read)."""
-        try:
-            return self.path.stat().st_size > 0
-        except FileNotFoundError:
-            return False
-
-    def __len__(self) -> int:
-        return len(self.entries())
-
-    def settle(self, done: set[str], attempts: Mapping[str, int], rejected: Sequence[dict[str, Any]]) -> None:
-        """Drop ``done`` entries, record failed ``attempts``, move ``rejected`` entries aside (atomically)."""
-        with self._locked():
-            drop = done | {e["id"] for e in rejected}
-            keep = [{**e, "attempts": attempts.get(e["id"], e.get("attempts", 0))}
-                    for e in self.entries() if e["id"] not in drop]
-            write_atomic(self.path, b"".join(encode_line(e) for e in keep))
-            if rejected:
-                with JsonLines(self.rejected_path) as lines:
-                    lines.extend(rejected)
 
 
 def write_atomic(path: str | Path, data: Any) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,3 +62,51 @@ class EvaluationRecord:
         return cls(campaign=data["campaign"], birth=data["birth"], proposal=Proposal.from_dict(data["proposal"]),
                    result=EvalResult.from_dict(data["result"]), finished_at=data["finished_at"],
                    extra=dict(data.get("extra") or {}))
+
+
+# -- choosing the best ---------------------------------------------------------------------------------------
+LOWER_IS_BETTER = frozenset({"ece", "exit_tick_mean", "param_count", "macs_per_forward", "wall_time_s",
+                             "train_loss"})
+
+
+def metric_of(record: EvaluationRecord, name: str) -> float | None:
+    """``fitness``, a result metric, or a descriptor (``descriptor.NAME`` or ``NAME``) of a record."""
+    if name == "fitness":
+        return record.result.fitness
+    if name in record.result.metrics:
+        return record.result.metrics[name]
+    descriptors = record.extra.get("descriptors") or {}
+    key = name.removeprefix("descriptor.")
+    return descriptors.get(key) if isinstance(descriptors, dict) else None
+
+
+def metric_names(records: Iterable[EvaluationRecord]) -> set[str]:
+    """Every metric :func:`metric_of` can read from some record (for messages listing the choices)."""
+    names = {"fitness"}
+    for r in records:
+        names |= set(r.result.metrics) | {f"descriptor.{d}" for d in (r.extra.get("descriptors") or {})}
+    return names
+
+
+def parse_by(by: str | None) -> tuple[str, bool]:
+    """A ranking metric → (name, maximise). ``min:NAME`` / ``max:NAME`` override the default direction
+    (metrics in :data:`LOWER_IS_BETTER` are minimised, everything else maximised)."""
+    by = by or "fitness"
+    if by.startswith(("min:", "max:")):
+        return by[4:], by.startswith("max:")
+    return by, by not in LOWER_IS_BETTER
+
+
+def ranked(records: Iterable[EvaluationRecord], by: str | None = None) -> list[EvaluationRecord]:
+    """Successful records that have the metric ``by`` (default fitness), best first; ties go to the earlier birth."""
+    metric, maximise = parse_by(by)
+    sign = 1.0 if maximise else -1.0
+    scored = [(v, r) for r in records if r.result.ok and (v := metric_of(r, metric)) is not None]
+    scored.sort(key=lambda vr: (-sign * vr[0], vr[1].birth))
+    return [r for _, r in scored]
+
+
+def best_record(records: Iterable[EvaluationRecord], by: str | None = None) -> EvaluationRecord | None:
+    """The best successful record by ``by`` (default fitness), or ``None`` when none has that metric."""
+    best = ranked(records, by)
+    return best[0] if best else None

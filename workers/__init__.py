@@ -7,8 +7,9 @@ names. ``workers`` knows nothing of search strategies; it calls ``config.evaluat
 """
 
 from workers.config import WorkersConfig, WorkersConfigError
+from workers.factory import make_pool
 from workers.job import EvalJob
-from workers.pool import InlinePool, Pool, PoolDisconnected, make_pool
+from workers.pool import InlinePool, Pool, PoolDisconnected
 
 __all__ = ["EvalJob", "InlinePool", "Pool", "PoolDisconnected", "RayPool", "WorkersConfig", "WorkersConfigError",
            "make_pool"]

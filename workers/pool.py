@@ -1,4 +1,4 @@
-"""The pool interface the campaign drives, the in-process :class:`InlinePool`, and :func:`make_pool`.
+"""The pool interface the campaign drives and the in-process :class:`InlinePool`.
 
 Steady-state use (no batch barrier)::
 
@@ -170,13 +170,3 @@ class InlinePool(Pool):
         ids = list(self._queue)
         self._queue.clear()
         return ids
-
-
-def make_pool(config: WorkersConfig | None = None, **kwargs: object) -> Pool:
-    """The pool named by ``config.backend`` (``"ray"`` by default); keyword arguments go to its constructor."""
-    config = config or WorkersConfig()
-    if config.backend == "inline":
-        return InlinePool(config, **kwargs)  # type: ignore[arg-type]
-    from workers.ray_pool import RayPool  # late: importing ray takes a second
-
-    return RayPool(config, **kwargs)  # type: ignore[arg-type]

@@ -17,6 +17,9 @@
 ==========================  =====================================================================
 
 Optuna and EvoTorch are imported only when one of their strategies is made.
+
+May import: the modules directly in ``search/`` (records, descriptors, archive, errors) and the layers below
+(``ctm.result``, ``genome``); never the other rooms of ``search``.
 """
 
 from __future__ import annotations

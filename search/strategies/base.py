@@ -26,14 +26,27 @@ import numpy as np
 
 from ctm.result import EvalResult
 from genome import Genome, GenomeSpace, RepairError, VectorCodec, crossover, mutate
-from search.descriptors import Descriptor, DescriptorValueError, describe
-from search.qd_metrics import QDArchive
+from search.archive import QDArchive
+from search.descriptors import Descriptor, describe_result
 from search.records import Proposal
 from search.strategies.evaluated import Evaluated, enumerate_space, ghash, phash, plain
-from search.strategies.settings import COMMON_SETTINGS, Setting, StrategyConfigError, validate_settings
+from search.strategies.settings import (
+    COMMON_SETTINGS,
+    Setting,
+    StrategyConfigError,
+    check_variation,
+    validate_settings,
+)
 
 STATE_FORMAT = 1
 ENUMERATE_LIMIT = 5_000  # spaces with at most this many gene combinations are enumerated when sampling fails
+
+
+class Unset:
+    """The type of :data:`UNSET`: an argument not given (``None`` means something else)."""
+
+
+UNSET = Unset()
 
 
 class UnknownProposalError(LookupError):
@@ -57,6 +70,8 @@ class Strategy(ABC):
             raise StrategyConfigError("seed", seed, "a non-negative integer")
         self.field = field
         self.settings = validate_settings({**COMMON_SETTINGS, **self.SETTINGS}, settings, f"{field}.settings")
+        if "variation" in self.settings:
+            check_variation(settings, self.settings["variation"], f"{field}.settings")
         self._check_settings(self.settings, f"{field}.settings")
         if self.NEEDS_DESCRIPTORS and not descriptors:
             raise StrategyConfigError(f"{field}.name", self.NAME, "a strategy that needs no descriptors, or "
@@ -123,8 +138,13 @@ class Strategy(ABC):
         """True when the strategy can propose nothing until some in-flight result is told."""
         return False
 
-    def tell(self, result: EvalResult) -> None:
-        """Record one finished evaluation (success or typed failure) of a proposal this strategy asked for."""
+    def tell(self, result: EvalResult, *, descriptors: Sequence[float] | Unset | None = UNSET) -> None:
+        """Record one finished evaluation (success or typed failure) of a proposal this strategy asked for.
+
+        ``descriptors``: the evaluation's descriptor values as the campaign computed and journaled them
+        (:func:`search.descriptors.describe_result`; ``None``: not computable); by default they are computed
+        here by that same rule.
+        """
         h = result.genome_hash
         proposal = self._in_flight.get(h)
         if proposal is None:
@@ -133,9 +153,16 @@ class Strategy(ABC):
             raise UnknownProposalError(f"tell({h}): no proposal with this genome hash is in flight (in flight: "
                                        f"{len(self._in_flight)} proposals)")
         del self._in_flight[h]
-        self._apply(self._evaluate_record(proposal, result), result)
+        if isinstance(descriptors, Unset):
+            values = describe_result(self.descriptors, proposal.genome, result)[0]
+        else:
+            values = None if descriptors is None else [float(v) for v in descriptors]
+            if values is not None and len(values) != len(self.descriptors):
+                raise ValueError(f"tell({h}): {len(values)} descriptor values for {len(self.descriptors)} "
+                                 "descriptors")
+        self._apply(self._evaluate_record(proposal, result, values), result)
 
-    def _evaluate_record(self, proposal: Proposal, result: EvalResult) -> Evaluated:
+    def _evaluate_record(self, proposal: Proposal, result: EvalResult, values: list[float] | None) -> Evaluated:
         status, fitness = result.status, result.fitness
         if status == "ok" and (isinstance(fitness, bool) or not isinstance(fitness, numbers.Real)
                                or not math.isfinite(fitness)):
@@ -143,12 +170,7 @@ class Strategy(ABC):
         behaviour = [float(b) for b in result.behaviour]
         rec = Evaluated(proposal=proposal, status=status, fitness=float(fitness) if status == "ok" else None,
                         behaviour=behaviour if behaviour and all(map(math.isfinite, behaviour)) else None)
-        genome = proposal.genome
-        if self.descriptors:
-            try:
-                rec.values = describe(self.descriptors, genome, result if rec.ok else None)
-            except DescriptorValueError:
-                rec.values = None  # a success without descriptors: counted, never archived
+        rec.values = values if self.descriptors else None  # a success without values: counted, never archived
         return rec
 
     def _apply(self, rec: Evaluated, result: EvalResult | None) -> None:

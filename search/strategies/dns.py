@@ -5,7 +5,7 @@ to its k nearest *fitter* members (+∞ when none is fitter): a solution survive
 far from anything better. Each successful result is offered to the archive on its own (``add_single``: the
 population plus the newcomer, the N best by that score survive), so no batch is needed; pyribs' scheduler is
 not used because it assumes synchronous batches. Parents are drawn uniformly from the population, children
-by mutation or crossover. Failed evaluations never enter the population.
+made by the ``variation`` setting (see :meth:`Strategy._breed`). Failed evaluations never enter the population.
 """
 
 from __future__ import annotations

@@ -7,9 +7,12 @@ back in order), which this contract does not have, so each result is inserted on
 ``add_single`` as soon as it is told. Solutions are ``VectorCodec.encode(genome)`` vectors; elites are also
 kept by genome hash. Failed evaluations never enter the archive.
 
-Proposals: the first ``initial_samples`` are random genomes; after that each is a child of elites drawn
-uniformly from the archive: a uniform crossover of two elites with probability ``crossover_rate``, else a
-mutation of one (``genome.operators``). While the archive is still empty (everything failed or is in flight)
+Proposals: the first ``initial_samples`` are random genomes; after that each is a child of two elites drawn
+uniformly from the archive, made by the ``variation`` setting: ``iso_line`` (the default; Vassiliades & Mouret
+2018: Gaussian plus directional variation of the two elites' codec vectors, tuned by ``iso_sigma`` and
+``line_sigma``) or ``genetic`` (a uniform crossover of the two elites with probability ``crossover_rate``,
+else a mutation of one with ``mutation_rate`` and ``mutation_sigma``, by ``genome.operators``). Settings of the
+variation not chosen are refused. While the archive is still empty (everything failed or is in flight)
 proposals stay random.
 """
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from search.qd_metrics import QDArchive
+from search.archive import QDArchive
 from search.records import Proposal
 from search.strategies.base import Strategy
 from search.strategies.evaluated import Evaluated

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from search.descriptors import ConfigError
+from search.errors import FieldError
 
 
-class StrategyConfigError(ConfigError):
+class StrategyConfigError(FieldError):
     """A bad ``strategy`` section: unknown name, unknown setting, a value of the wrong type or out of range."""
 
 
@@ -115,6 +115,21 @@ MUTATION_SETTINGS: dict[str, Setting] = {
     "iso_sigma": Setting(kind=float, default=0.1, low=0.0, high=1.0, doc="σ_iso of iso_line"),
     "line_sigma": Setting(kind=float, default=0.5, low=0.0, high=10.0, doc="σ_line of iso_line"),
 }
+# The settings that act only under one ``variation``: giving one while the other variation is chosen is refused.
+VARIATION_ONLY: dict[str, tuple[str, ...]] = {"genetic": ("mutation_rate", "mutation_sigma", "crossover_rate"),
+                                              "iso_line": ("iso_sigma", "line_sigma")}
+
+
+def check_variation(given: Mapping[str, Any], variation: str, field: str) -> None:
+    """Refuse a setting ``given`` explicitly that the chosen ``variation`` would ignore."""
+    for kind, names in VARIATION_ONLY.items():
+        for name in names:
+            if kind != variation and name in given:
+                raise StrategyConfigError(f"{field}.{name}", given[name], f"left out: {name} acts only with "
+                                          f"variation: {kind}, and this strategy uses variation: {variation} "
+                                          f"(set variation: {kind} to use it)")
+
+
 COMMON_SETTINGS: dict[str, Setting] = {
     "qd_offset": Setting(kind=float, default=0.0, doc="fixed offset subtracted from fitness in the QD-score "
                          "(choose it at or below the lowest fitness you expect)"),

@@ -20,7 +20,7 @@ import numpy as np
 
 from ctm.result import EvalResult
 from genome import Genome, GenomeSpace, VectorCodec
-from search.qd_metrics import grid_coverage
+from search.archive import grid_coverage
 from search.records import Proposal
 
 SPACE_CONFIG: dict[str, Any] = {"heads": 1, "sync_select": {"choices": ["random"]},

@@ -97,6 +97,16 @@ def test_campaign_runs_to_budget_and_archives_everything(reference):
     assert run.data.params["ticks"] == str(child["record"]["proposal"]["genes"]["ticks"])
 
 
+def test_descriptors_are_computed_once_and_the_archive_holds_the_journaled_values(reference):
+    journaled = {r["record"]["result"]["genome_hash"]: r["record"]["extra"] for r in results_in(reference.paths.root)}
+    rows = reference.strategy.archive_rows()
+    assert rows
+    for row in rows:
+        assert journaled[row["hash"]]["descriptors"] == row["descriptors"]
+    for h, extra in journaled.items():  # failures too: gene descriptors place them (ticks, memory length)
+        assert set(extra["descriptors"]) == {"ticks", "memory_length"}, h
+
+
 @pytest.mark.parametrize("kill_after", [1, 6, 15])
 def test_sigkill_at_any_point_then_resume_reproduces_the_archive(tmp_path, reference, kill_after):
     path = campaign_file(tmp_path, "ref")  # the same name, seed and settings as the reference

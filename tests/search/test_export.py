@@ -20,7 +20,6 @@ import torch
 import yaml
 from safetensors.torch import load as st_load
 
-import search.train_commands  # noqa: F401  (registers export and train)
 from ctm import build_model, make_task
 from ctm.result import TaskSpec
 from genome import Genome, to_yaml
@@ -59,7 +58,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
     from mlflow import MlflowClient
 
     from search.campaign import Campaign, start
-    from search.reporting import best_record, tracking_uri_for
+    from search.records import best_record
 
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("campaign")
@@ -70,7 +69,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
     assert len(records) == 6 and all(r.result.ok for r in records)
     best = best_record(records)
     child = next(r for r in records if r.proposal.parents and r.genome.hash in elites)
-    uri = tracking_uri_for(c)
+    uri = c.tracking_uri
     client = MlflowClient(uri)
     bare = None
     for r in records:
@@ -143,7 +142,7 @@ def test_registered_mlflow_model_loads_with_mlflows_loader_and_card_has_lineage(
     from mlflow import MlflowClient
 
     from search.export import export, locate
-    from search.export_mlflow import scoped_tracking_uri
+    from search.tracking.client import scoped_tracking_uri
 
     child = campaign.child.genome
     found = locate(child.hash[:7], campaign=campaign.root)

@@ -12,7 +12,8 @@ import pytest
 
 from genome import Genome
 from search import journal as journal_module
-from search.journal import Journal, JournalCorruptError, JsonLines, Spool, read_json, write_atomic
+from search.journal import Journal, JournalCorruptError, JsonLines, read_json, write_atomic
+from search.tracking.spool import Spool
 from tests.search.mlflow_helpers import make_record
 
 

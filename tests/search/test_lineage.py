@@ -9,8 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from genome import Genome
-from search.lineage import AmbiguousHashError, LineageError, lineage
-from search.tracking import Tracker
+from search.tracking import AmbiguousHashError, LineageError, Tracker, lineage
 from tests.search.mlflow_helpers import make_record
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from search import plots
+from search.campaign import pictures as plots
 from search.descriptors import make_descriptors
 from search.strategies import Strategy, make_strategy
 from tests.search import landscapes as L

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from ribs.archives import GridArchive
 
+from search.archive import QDArchive
 from search.descriptors import make_descriptors
-from search.qd_metrics import QDArchive
 from search.strategies import Strategy, make_strategy
 from tests.search import landscapes as L
 

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from search.descriptors import ConfigError, make_descriptors
+from search.descriptors import DescriptorError, make_descriptors
+from search.errors import ConfigError, FieldError, SearchError
 from search.strategies import STRATEGY_NAMES, StrategyConfigError, make_strategy, strategy_settings
 from tests.search import landscapes as L
 
@@ -19,8 +20,38 @@ def _error(name: str, settings: object = None, descriptors: list | None = None, 
     with pytest.raises(StrategyConfigError) as info:
         make_strategy(name, space=SPACE, seed=kw.pop("seed", 0), descriptors=DESCRIPTORS if descriptors is None
                       else descriptors, settings=settings, **kw)  # type: ignore[arg-type]
-    assert isinstance(info.value, ValueError) and isinstance(info.value, ConfigError)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, FieldError)
     return str(info.value)
+
+
+def test_one_hierarchy_of_user_facing_errors() -> None:
+    for cls in (StrategyConfigError, DescriptorError):
+        assert issubclass(cls, FieldError) and issubclass(cls, ConfigError) and issubclass(cls, SearchError)
+    with pytest.raises(DescriptorError) as info:
+        make_descriptors([{"name": "ticks", "bins": "x" * 10_000}], space=SPACE)
+    assert info.value.field == "descriptors[0].bins" and len(str(info.value)) < 400  # the value is cut short
+
+
+@pytest.mark.parametrize(("settings", "refused", "variation"), [
+    ({"crossover_rate": 0.2}, "crossover_rate", "genetic"),
+    ({"mutation_sigma": 0.2}, "mutation_sigma", "genetic"),
+    ({"variation": "iso_line", "mutation_rate": 0.5}, "mutation_rate", "genetic"),
+    ({"variation": "genetic", "iso_sigma": 0.2}, "iso_sigma", "iso_line"),
+])
+def test_a_setting_the_chosen_variation_ignores_is_refused(settings: dict, refused: str, variation: str) -> None:
+    message = _error("map_elites", settings)
+    assert message.startswith(f"strategy.settings.{refused} = ") and f"variation: {variation}" in message
+
+
+def test_settings_of_the_chosen_variation_are_used() -> None:
+    genetic = make_strategy("map_elites", space=SPACE, seed=0, descriptors=DESCRIPTORS,
+                            settings={"variation": "genetic", "crossover_rate": 1.0, "initial_samples": 2})
+    assert genetic.settings["crossover_rate"] == 1.0
+    for proposal in genetic.ask(2):
+        genetic.tell(L.Landscape().evaluate(proposal.genome))
+    children = genetic.ask(6)
+    assert {p.operator for p in children} <= {"crossover", "mutation", "sample"}
+    assert any(p.operator == "crossover" for p in children)
 
 
 @pytest.mark.parametrize(("name", "settings", "field", "allowed"), [
@@ -84,3 +115,17 @@ def test_evotorch_imports_without_warnings() -> None:
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Warning" not in done.stderr
+
+
+def test_tell_uses_the_descriptor_values_it_is_given_and_computes_them_otherwise() -> None:
+    landscape = L.Landscape()
+    strategy = make_strategy("map_elites", space=SPACE, seed=0, descriptors=DESCRIPTORS,
+                             settings={"initial_samples": 4})
+    given, computed = strategy.ask(2)
+    strategy.tell(landscape.evaluate(given.genome), descriptors=[0.99, 0.01])
+    strategy.tell(landscape.evaluate(computed.genome))
+    rows = {row["hash"]: row["descriptors"] for row in strategy.archive_rows()}
+    assert list(rows[given.genome.hash].values()) == [0.99, 0.01]
+    assert list(rows[computed.genome.hash].values()) == landscape.behaviours[1]
+    with pytest.raises(ValueError, match="3 descriptor values for 2 descriptors"):
+        strategy.tell(landscape.evaluate(strategy.ask(1)[0].genome), descriptors=[0.1, 0.2, 0.3])

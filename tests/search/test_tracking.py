@@ -14,8 +14,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from genome import Genome, from_yaml
 from search.journal import JsonLines
-from search.lineage import lineage
-from search.tracking import Tracker, TrackingURIError
+from search.tracking import Tracker, TrackingURIError, lineage
 from tests.search.mlflow_helpers import MlflowServer, free_port, make_record
 
 

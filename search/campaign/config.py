@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ctm.result import EvalBudget, TaskSpec
 from genome import GenomeError, GenomeSpace
-
-
-class ConfigError(ValueError):
-    """A campaign file that cannot be run as written."""
+from search.descriptors import make_descriptors
+from search.errors import ConfigError
+from search.strategies import make_strategy
+from workers import WorkersConfig
 
 
 class _Section(BaseModel):
@@ -157,9 +157,6 @@ def load_campaign_config(path: str | Path) -> CampaignConfig:
 def validate_components(config: CampaignConfig, *, source: str) -> None:
     """Build the task, descriptors, strategy and workers config once, so that their errors surface now."""
     from ctm import make_task
-    from search.descriptors import make_descriptors
-    from search.strategies import make_strategy
-    from workers import WorkersConfig
 
     try:
         make_task(config.task.spec())

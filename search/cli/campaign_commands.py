@@ -6,23 +6,23 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from search.cli import UsageError, register
+from search.cli.base import Command, UsageError, open_campaign, say
+
+if TYPE_CHECKING:
+    from search.campaign.loop import Campaign
 
 
-def _print(text: str) -> None:
-    print(text, flush=True)
-
-
-def _run_campaign(campaign, *, offline: bool) -> int:
-    from search.campaign import CampaignError
-    from search.reporting import best_record, tracking_uri_for
-    from search.tracking import TrackingURIError
+def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
+    from search.errors import SearchError
+    from search.records import best_record
+    from search.tracking.tracker import TrackingURIError
     from workers import PoolDisconnected
 
     try:
         campaign.run(offline_ok=offline)
-    except CampaignError as exc:
+    except SearchError as exc:
         raise UsageError(str(exc)) from None
     except PoolDisconnected as exc:
         print(f"ctmevo: lost the Ray cluster: {exc}\nEvery completed evaluation is saved. When the cluster is "
@@ -33,113 +33,93 @@ def _run_campaign(campaign, *, offline: bool) -> int:
                          f"{campaign.paths.config}, then: ctmevo resume {campaign.paths.root}  (or add --offline "
                          "to run now and send the records later with ctmevo sync)") from None
     except KeyboardInterrupt:
-        _print(f"\nStopped after {campaign.progress.done} evaluations; the state is saved.\n"
-               f"Continue with:  ctmevo resume {campaign.paths.root}")
+        say(f"\nStopped after {campaign.progress.done} evaluations; the state is saved.\n"
+            f"Continue with:  ctmevo resume {campaign.paths.root}")
         return 130
     best = best_record(campaign.records)
-    uri = tracking_uri_for(campaign)
-    _print(f"\nCampaign '{campaign.config.name}' finished: {campaign.progress.done} evaluations "
-           f"({campaign.progress.failures} failed) in {campaign.progress.elapsed_s:.0f} s.")
-    _print(f"  campaign directory : {campaign.paths.root}")
+    uri = campaign.tracking_uri
+    say(f"\nCampaign '{campaign.config.name}' finished: {campaign.progress.done} evaluations "
+        f"({campaign.progress.failures} failed) in {campaign.progress.elapsed_s:.0f} s.")
+    say(f"  campaign directory : {campaign.paths.root}")
     if best is not None:
-        _print(f"  best genome        : {best.result.genome_hash}  fitness {best.result.fitness:.4f}  "
-               f"(ctmevo lineage {best.result.genome_hash} --tracking-uri {uri})")
-    _print(f"  archive picture    : {campaign.paths.plots / 'archive.png'}")
-    _print(f"  archive table      : {campaign.paths.plots / 'archive.csv'}")
+        say(f"  best genome        : {best.result.genome_hash}  fitness {best.result.fitness:.4f}  "
+            f"(ctmevo lineage {best.result.genome_hash} --tracking-uri {uri})")
+    say(f"  archive picture    : {campaign.paths.plots / 'archive.png'}")
+    say(f"  archive table      : {campaign.paths.plots / 'archive.csv'}")
     if uri.startswith("sqlite:///"):
-        _print(f"  MLflow UI          : mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+        say(f"  MLflow UI          : mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
     else:
-        _print(f"  MLflow             : {uri}")
+        say(f"  MLflow             : {uri}")
     return 0
 
 
-def _open_errors():
-    from search.campaign import CampaignError
-    from search.config import ConfigError
-
-    return CampaignError, ConfigError
-
-
-def _open_campaign(directory: str):
-    """The campaign in ``directory``, or a UsageError (exit 2) saying why it cannot be opened."""
-    from search.campaign import Campaign
-
-    try:
-        return Campaign.open(Path(directory))
-    except _open_errors() as exc:
-        raise UsageError(str(exc)) from None
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from search.campaign import start
+    from search.campaign.loop import start
+    from search.errors import SearchError
 
-    errors = _open_errors()
     try:
         campaign = start(Path(args.file), directory=Path(args.dir) if args.dir else None, fresh=args.fresh)
-    except (*errors, FileNotFoundError) as exc:
+    except (SearchError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     return _run_campaign(campaign, offline=args.offline)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    campaign = _open_campaign(args.dir)
+    campaign = open_campaign(args.dir)
     if campaign.finished() and not args.more:
-        _print(f"{args.dir}: the campaign has already spent its budget ({campaign.progress.done} evaluations); "
+        say(f"{args.dir}: the campaign has already spent its budget ({campaign.progress.done} evaluations); "
                "raise budget.evaluations in campaign.yaml to continue")
         return 0
     return _run_campaign(campaign, offline=args.offline)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from search.reporting import tracking_uri_for
+    from search.records import ranked
 
-    campaign = _open_campaign(args.dir)
+    campaign = open_campaign(args.dir)
     p = campaign.progress
     m = p.metrics
-    _print(f"campaign {campaign.config.name} ({campaign.campaign_id}) in {campaign.paths.root}")
+    say(f"campaign {campaign.config.name} ({campaign.campaign_id}) in {campaign.paths.root}")
     budget = campaign.config.budget.evaluations
-    _print(f"  evaluations: {p.done}{f' of {budget}' if budget else ''}, failed {p.failures}, "
+    say(f"  evaluations: {p.done}{f' of {budget}' if budget else ''}, failed {p.failures}, "
            f"to re-submit on resume {campaign.pending}, elapsed {p.elapsed_s:.0f} s")
     for key in ("best_fitness", "coverage", "qd_score", "archive_size", "novelty_archive_size"):
         if key in m:
-            _print(f"  {key}: {m[key]:.4g}")
-    ranked = sorted((r for r in campaign.records if r.result.ok and r.result.fitness is not None),
-                    key=lambda r: -r.result.fitness)[: args.top]
-    if ranked:
-        _print("  best genomes:")
-        for r in ranked:
+            say(f"  {key}: {m[key]:.4g}")
+    best = ranked(campaign.records)[: args.top]
+    if best:
+        say("  best genomes:")
+        for r in best:
             g = r.genome
-            _print(f"    {r.result.genome_hash}  fitness {r.result.fitness:.4f}  T={g.ticks} M={g.memory_length} "
+            say(f"    {r.result.genome_hash}  fitness {r.result.fitness:.4f}  T={g.ticks} M={g.memory_length} "
                    f"D={g.d_model} cell={campaign.strategy.cell_of(r.result.genome_hash)}")
-    _print(f"  archive picture: {campaign.paths.plots / 'archive.png'}")
-    _print(f"  tracking: {tracking_uri_for(campaign)}")
+    say(f"  archive picture: {campaign.paths.plots / 'archive.png'}")
+    say(f"  tracking: {campaign.tracking_uri}")
     return 0
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from search.reporting import tracking_uri_for
+
     from search.tracking import Tracker
 
-    campaign = _open_campaign(args.dir)
-    tracker = Tracker(tracking_uri=tracking_uri_for(campaign), campaign_id=campaign.campaign_id,
+    campaign = open_campaign(args.dir)
+    tracker = Tracker(tracking_uri=campaign.tracking_uri, campaign_id=campaign.campaign_id,
                       experiment_name=campaign.config.tracking.experiment or campaign.config.name,
                       spool_dir=campaign.paths.spool)
     before = tracker.pending()
     tracker.replay()
     after = tracker.pending()
-    _print(f"{before - after} spooled record(s) sent to {tracking_uri_for(campaign)}; {after} still pending")
+    say(f"{before - after} spooled record(s) sent to {campaign.tracking_uri}; {after} still pending")
     return 0 if after == 0 else 1
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from search.lineage import LineageError, lineage
+    from search.tracking.lineages import LineageError, lineage
 
     uri = args.tracking_uri  # explicit --tracking-uri, then --campaign, then $MLFLOW_TRACKING_URI
     if uri is None and args.campaign:
-        from search.reporting import tracking_uri_for
-
-        campaign = _open_campaign(args.campaign)
-        uri, args.campaign_id = tracking_uri_for(campaign), campaign.campaign_id
+        campaign = open_campaign(args.campaign)
+        uri, args.campaign_id = campaign.tracking_uri, campaign.campaign_id
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri is None:
         raise UsageError("say where the runs are: --tracking-uri URI (or --campaign DIR, or MLFLOW_TRACKING_URI)")
@@ -148,7 +128,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     except LineageError as exc:
         raise UsageError(str(exc)) from None
     if args.format == "tree":
-        _print(graph.to_tree_text())
+        say(graph.to_tree_text())
         return 0
     out = Path(args.out or f"lineage-{args.run[:16]}.{args.format}")
     if args.format == "dot":
@@ -157,7 +137,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         out.write_text(graph.to_html())
     else:
         graph.to_png(out)
-    _print(f"wrote {out}")
+    say(f"wrote {out}")
     return 0
 
 
@@ -199,8 +179,10 @@ def _setup_lineage(p: argparse.ArgumentParser) -> None:
     p.set_defaults(campaign_id=None)
 
 
-register("run", "start a search campaign from a YAML file", _setup_run, cmd_run)
-register("resume", "continue a stopped campaign exactly where it stopped", _setup_resume, cmd_resume)
-register("status", "summarise a running or stopped campaign", _setup_status, cmd_status)
-register("sync", "re-send MLflow records spooled while the tracking server was away", _setup_dir, cmd_sync)
-register("lineage", "print or draw the ancestry of an evaluated genome", _setup_lineage, cmd_lineage)
+COMMANDS = [
+    Command("run", "start a search campaign from a YAML file", _setup_run, cmd_run),
+    Command("resume", "continue a stopped campaign exactly where it stopped", _setup_resume, cmd_resume),
+    Command("status", "summarise a running or stopped campaign", _setup_status, cmd_status),
+    Command("sync", "re-send MLflow records spooled while the tracking server was away", _setup_dir, cmd_sync),
+    Command("lineage", "print or draw the ancestry of an evaluated genome", _setup_lineage, cmd_lineage),
+]

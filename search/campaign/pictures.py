@@ -1,4 +1,4 @@
-"""Pictures of a search, saved as PNG: archive heatmaps and metrics over evaluations.
+"""Pictures and tables of a search: archive heatmaps and metrics over evaluations (PNG), the archive table (CSV).
 
 Figures are drawn with matplotlib's object API on the Agg canvas (``Figure`` + ``FigureCanvasAgg``), so no
 global backend or pyplot state is touched and plotting works on headless machines and in worker threads.
@@ -12,6 +12,8 @@ Heatmaps use pyribs' ``ribs.visualize`` (``grid_archive_heatmap``, ``cvt_archive
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,9 @@ from matplotlib.figure import Figure
 from ribs.archives import GridArchive
 from ribs.visualize import cvt_archive_heatmap, grid_archive_heatmap
 
+from genome.io import write_bytes_atomic
+from search.archive import QDArchive
 from search.descriptors import Descriptor
-from search.qd_metrics import QDArchive
 
 DEFAULT_METRICS = ("qd_score", "coverage", "best_fitness", "archive_size", "novelty_archive_size",
                    "novelty_threshold", "failures")
@@ -160,3 +163,24 @@ def compare_plot(histories: Mapping[str, Sequence[Mapping[str, float]]], path: s
     ax.legend(fontsize=8)
     ax.set_title(title or f"{key} over evaluations", fontsize=10)
     return _save(fig, path)
+
+
+def write_archive_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """The archive table (one row per elite: hash, cell, fitness, genes.*, descriptors.*), written atomically."""
+    flat = [_flatten(r) for r in rows]
+    columns = sorted({k for r in flat for k in r}, key=lambda k: (k not in ("hash", "cell", "fitness"), k))
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(flat)
+    write_bytes_atomic(path, text.getvalue().encode())
+
+
+def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -1,11 +1,13 @@
-"""The ancestry of an evaluated genome, read from MLflow alone (no campaign directory needed).
+"""The ancestry of an evaluated genome, as a DAG read from MLflow alone or from a campaign's journal.
 
 ``lineage(uri, "3f2a9c")`` finds the evaluation run (by run id, or by genome-hash prefix through the tag
 ``ctmevo.genome_hash``), then walks ``ctmevo.parent_hashes`` back to the founders (runs without parents)
-inside the same campaign. Crossover children have two parents, so the ancestry is a DAG: a genome reached
-along two lines is one node. Each node carries its run id, fitness, operator and the genes (MLflow params)
-that differ from each parent. Renderers: :meth:`LineageGraph.to_tree_text`, :meth:`~LineageGraph.to_dot`,
-:meth:`~LineageGraph.to_html` (self-contained, inline SVG) and :meth:`~LineageGraph.to_png`.
+inside the same campaign. :func:`lineage_from_records` walks the same way through journal records (no MLflow
+needed). Both use one walk (:func:`_walk`), level by level. Crossover children have two parents, so the ancestry
+is a DAG: a genome reached along two lines is one node. Each node carries its run id (when known), fitness,
+operator and the genes that differ from each parent. Renderers: :meth:`LineageGraph.to_tree_text`,
+:meth:`~LineageGraph.to_dot`, :meth:`~LineageGraph.to_html` (self-contained, inline SVG), :meth:`~LineageGraph.to_png`
+and :meth:`~LineageGraph.chain` (founder → … → root along first parents, for model cards).
 """
 
 from __future__ import annotations
@@ -13,15 +15,20 @@ from __future__ import annotations
 import html
 import io
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
-from mlflow.entities import Run, ViewType
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from search.mlflow_payload import (
+from search.records import EvaluationRecord
+from search.text import fmt
+from search.tracking.client import active_experiments
+from search.tracking.client import client as mlflow_client
+from search.tracking.payload import (
     TAG_BIRTH,
     TAG_CAMPAIGN,
     TAG_HASH,
@@ -30,9 +37,8 @@ from search.mlflow_payload import (
     TAG_PARENT_RUN_IDS,
     TAG_STATUS,
 )
-from search.tracking import configure_http_defaults
 
-__all__ = ["AmbiguousHashError", "LineageError", "LineageGraph", "LineageNode", "lineage"]
+__all__ = ["AmbiguousHashError", "LineageError", "LineageGraph", "LineageNode", "lineage", "lineage_from_records"]
 
 _HEX = re.compile(r"^[0-9a-f]+$")
 _MAX_CANDIDATES = 20
@@ -48,7 +54,7 @@ class AmbiguousHashError(LineageError):
     def __init__(self, prefix: str, candidates: list[dict[str, Any]]) -> None:
         self.prefix, self.candidates = prefix, candidates
         rows = "\n".join(f"  {c['genome_hash']}  campaign {c['campaign']}  run {c['run_id']}  "
-                         f"fitness {_fmt(c['fitness'])}" for c in candidates)
+                         f"fitness {fmt(c['fitness'])}" for c in candidates)
         more = " (first 20)" if len(candidates) >= _MAX_CANDIDATES else ""
         super().__init__(f"genome hash prefix {prefix!r} is ambiguous; it matches{more}:\n{rows}\n"
                          "give more digits, or the run id")
@@ -59,7 +65,7 @@ class LineageNode:
     """One ancestor. ``changes[parent_hash]`` maps each gene that differs to (parent value, own value)."""
 
     genome_hash: str
-    run_id: str | None  # None: a parent named by a child but with no run in MLflow (e.g. still spooled)
+    run_id: str | None = None  # None: not (yet) in MLflow, or a graph read from the journal
     campaign: str = ""
     fitness: float | None = None
     operator: str = ""
@@ -69,10 +75,8 @@ class LineageNode:
     genes: dict[str, str] = field(default_factory=dict)
     changes: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
     expanded: bool = True  # False: its parents lie beyond the requested depth
-
-    @property
-    def found(self) -> bool:
-        return self.run_id is not None
+    parent_run_ids: tuple[str, ...] = ()  # the parents' MLflow runs as the child recorded them
+    found: bool = True  # False: a parent named by a child but not in the source (e.g. a record still spooled)
 
 
 @dataclass
@@ -107,13 +111,16 @@ class LineageGraph:
     # -- text ------------------------------------------------------------------------------------------------
     def _label(self, node: LineageNode) -> str:
         if not node.found:
+            if not self.tracking_uri:
+                return f"{node.genome_hash}  (not in the journal)"
             return f"{node.genome_hash}  (no run in MLflow: spooled and not yet synced, or deleted)"
-        parts = [node.genome_hash, f"fitness {_fmt(node.fitness)}", node.operator or "?"]
+        parts = [node.genome_hash, f"fitness {fmt(node.fitness)}", node.operator or "?"]
         if node.birth is not None:
             parts.append(f"birth {node.birth}")
         if node.status and node.status != "ok":
             parts.append(f"status {node.status}")
-        parts.append(f"run {node.run_id}")
+        if node.run_id:
+            parts.append(f"run {node.run_id}")
         if not node.parents:
             parts.append("[founder]")
         return "  ".join(parts)
@@ -153,7 +160,7 @@ class LineageGraph:
         """Graphviz source: parent → child edges labelled with the genes that changed."""
         out = ["digraph lineage {", '  rankdir=TB; node [shape=box, style=rounded, fontname="Helvetica"];']
         for h, n in self.nodes.items():
-            label = f"{h}\\nfitness {_fmt(n.fitness)}\\n{n.operator or '?'}" + (
+            label = f"{h}\\nfitness {fmt(n.fitness)}\\n{n.operator or '?'}" + (
                 f"\\nrun {n.run_id[:12]}" if n.run_id else "\\n(no run)")
             style = ", penwidth=2.5" if h == self.root else (", style=dashed" if not n.found else "")
             out.append(f'  "{h}" [label="{_dot_escape(label)}"{style}];')
@@ -164,6 +171,14 @@ class LineageGraph:
             out.append(f'  "{parent}" -> "{child}" [label="{_dot_escape(text)}", fontsize=9];')
         out.append("}")
         return "\n".join(out) + "\n"
+
+    def chain(self) -> list[LineageNode]:
+        """Founder → … → root along first parents (stops at a parent not in the graph or a repeat)."""
+        out, seen = [self.nodes[self.root]], {self.root}
+        while out[-1].parents and out[-1].parents[0] in self.nodes and out[-1].parents[0] not in seen:
+            seen.add(out[-1].parents[0])
+            out.append(self.nodes[out[-1].parents[0]])
+        return out[::-1]
 
     # -- pictures --------------------------------------------------------------------------------------------
     def _figure(self) -> Any:
@@ -188,7 +203,7 @@ class LineageGraph:
                                     "connectionstyle": f"arc3,rad={bend}"})
         for h, n in self.nodes.items():
             face = "#ffe9a8" if h == self.root else ("#eeeeee" if not n.found else "#d6e8fa")
-            ax.text(gen[h], y[h], f"{h[:10]}\nfitness {_fmt(n.fitness)}\n{n.operator or '?'}", ha="center",
+            ax.text(gen[h], y[h], f"{h[:10]}\nfitness {fmt(n.fitness)}\n{n.operator or '?'}", ha="center",
                     va="center", fontsize=8, family="monospace",
                     bbox={"boxstyle": "round", "facecolor": face, "edgecolor": "0.3",
                           "linestyle": "-" if n.found else "--"})
@@ -215,7 +230,7 @@ class LineageGraph:
         svg = buffer.getvalue()
         svg = svg[svg.index("<svg"):]
         rows = "".join(
-            f"<tr><td><code>{h}</code></td><td>{_fmt(n.fitness)}</td><td>{html.escape(n.operator)}</td>"
+            f"<tr><td><code>{h}</code></td><td>{fmt(n.fitness)}</td><td>{html.escape(n.operator)}</td>"
             f"<td>{'' if n.birth is None else n.birth}</td><td><code>{n.run_id or '—'}</code></td>"
             f"<td>{html.escape('; '.join(self._details(n)))}</td></tr>" for h, n in self.nodes.items())
         style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
@@ -229,10 +244,6 @@ class LineageGraph:
                 f"<h2>Tree</h2><pre>{html.escape(self.to_tree_text())}</pre></body></html>\n")
 
 
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4f}"
-
-
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
@@ -241,7 +252,60 @@ def _dot_escape(text: str) -> str:
     return text.replace('"', '\\"')
 
 
-# -- reading MLflow --------------------------------------------------------------------------------------------
+# -- building ------------------------------------------------------------------------------------------------
+Fetch = Callable[[list[str], list[LineageNode]], dict[str, "LineageNode | None"]]
+
+
+def _walk(start: LineageNode, fetch: Fetch, depth: int | None, tracking_uri: str = "") -> LineageGraph:
+    """Breadth-first from ``start`` to the founders (or ``depth`` generations): ``fetch(hashes, children)``
+    returns the nodes of the parents ``hashes`` (``None`` for one it cannot find), without ``changes``."""
+    if depth is not None and depth < 0:
+        raise ValueError(f"depth = {depth}: allowed is None (to the founders) or an integer >= 0")
+    known: dict[str, LineageNode | None] = {start.genome_hash: start}
+    levels = [[start.genome_hash]]
+    limit = float("inf") if depth is None else depth
+    while levels[-1] and len(levels) - 1 < limit + 1:  # one level past the depth: its genes give the changes
+        children = [n for h in levels[-1] if (n := known[h]) is not None]
+        wanted = list(dict.fromkeys(p for c in children for p in c.parents if p not in known))
+        known.update(fetch(wanted, children))
+        levels.append(wanted)
+    shown = levels if depth is None else levels[: depth + 1]
+    nodes = {h: _finished(h, known, expanded=depth is None or i < depth) for i, level in enumerate(shown)
+             for h in level}
+    return LineageGraph(root=start.genome_hash, nodes=nodes, tracking_uri=tracking_uri, depth=depth)
+
+
+def _finished(h: str, known: dict[str, LineageNode | None], *, expanded: bool) -> LineageNode:
+    node = known.get(h)
+    if node is None:
+        return LineageNode(genome_hash=h, expanded=False, found=False)
+    changes = {}
+    for p in dict.fromkeys(node.parents):
+        parent = known.get(p)
+        if parent is not None:
+            changes[p] = {g: (parent.genes.get(g, "-"), v) for g, v in node.genes.items() if parent.genes.get(g) != v}
+    return replace(node, changes=changes, expanded=expanded)
+
+
+def lineage_from_records(records: Sequence[EvaluationRecord], key: str, depth: int | None = None) -> LineageGraph:
+    """The ancestry of the journal record whose genome hash is ``key`` (or starts with it), from records alone."""
+    by_hash = {r.genome.hash: r for r in records}
+    hits = [h for h in by_hash if h.startswith(key.strip().lower())] if key else []
+    if len(hits) != 1:
+        what = "is ambiguous: it matches " + ", ".join(sorted(hits)[:10]) if hits else "matches no evaluation"
+        raise LineageError(f"genome hash {key!r} {what} ({len(records)} evaluations in the journal)")
+
+    def node(r: EvaluationRecord) -> LineageNode:
+        return LineageNode(genome_hash=r.genome.hash, campaign=r.campaign, fitness=r.result.fitness,
+                           operator=r.proposal.operator, birth=r.birth, status=r.result.status,
+                           parents=tuple(r.proposal.parents), genes={k: str(v) for k, v in r.genome.to_dict().items()})
+
+    def fetch(hashes: list[str], children: list[LineageNode]) -> dict[str, LineageNode | None]:
+        return {h: node(by_hash[h]) if h in by_hash else None for h in hashes}
+
+    return _walk(node(by_hash[hits[0]]), fetch, depth)
+
+
 def lineage(tracking_uri: str, run_id_or_hash: str, depth: int | None = None, *,
             campaign: str | None = None) -> LineageGraph:
     """The ancestry of an evaluation run (a run id, or a genome hash or unique prefix of one).
@@ -254,47 +318,30 @@ def lineage(tracking_uri: str, run_id_or_hash: str, depth: int | None = None, *,
         raise ValueError(f"depth = {depth}: allowed is None (to the founders) or an integer >= 0")
     if campaign is not None and not re.match(r"^[A-Za-z0-9_.:\-]{1,200}$", campaign):
         raise LineageError(f"campaign = {campaign!r}: allowed are 1-200 letters, digits, '_', '.', ':' or '-'")
-    configure_http_defaults()
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = mlflow_client(tracking_uri)
     start = _resolve(client, tracking_uri, run_id_or_hash.strip().lower(), campaign)
     experiment, camp = start.info.experiment_id, start.data.tags[TAG_CAMPAIGN]
-    runs: dict[str, Run | None] = {start.data.tags[TAG_HASH]: start}
-    levels = [[start.data.tags[TAG_HASH]]]
-    limit = float("inf") if depth is None else depth
-    while levels[-1] and len(levels) - 1 < limit + 1:  # one level past the depth: its genes give the changes
-        wanted: dict[str, None] = {}
-        run_ids: set[str] = set()
-        for run in (runs[h] for h in levels[-1] if runs[h] is not None):
-            run_ids.update(_split(run.data.tags.get(TAG_PARENT_RUN_IDS)))
-            parents = _split(run.data.tags.get(TAG_PARENT_HASHES))
-            wanted.update(dict.fromkeys(p for p in parents if p not in runs))
-        runs.update(_fetch(client, experiment, camp, list(wanted), sorted(run_ids)))
-        levels.append(list(wanted))
-    nodes = {h: _node(h, runs, expanded=depth is None or i < depth)
-             for i, level in enumerate(levels if depth is None else levels[: depth + 1]) for h in level}
-    return LineageGraph(root=levels[0][0], nodes=nodes, tracking_uri=tracking_uri, depth=depth)
+
+    def fetch(hashes: list[str], children: list[LineageNode]) -> dict[str, LineageNode | None]:
+        run_ids = sorted({rid for c in children for rid in c.parent_run_ids})
+        return {h: None if run is None else _node(run) for h, run in _fetch(client, experiment, camp, hashes,
+                                                                           run_ids).items()}
+
+    return _walk(_node(start), fetch, depth, tracking_uri)
 
 
 def _split(value: str | None) -> list[str]:
     return [v for v in (value or "").split(",") if v]
 
 
-def _node(h: str, runs: dict[str, Run | None], *, expanded: bool) -> LineageNode:
-    run = runs.get(h)
-    if run is None:
-        return LineageNode(genome_hash=h, run_id=None, expanded=False)
-    tags, genes = run.data.tags, dict(run.data.params)
-    parents = tuple(_split(tags.get(TAG_PARENT_HASHES)))
-    changes = {}
-    for p in dict.fromkeys(parents):
-        if runs.get(p) is not None:
-            theirs = runs[p].data.params
-            changes[p] = {g: (theirs.get(g, "—"), v) for g, v in genes.items() if theirs.get(g) != v}
+def _node(run: Run) -> LineageNode:
+    tags = run.data.tags
     birth = tags.get(TAG_BIRTH)
-    return LineageNode(genome_hash=h, run_id=run.info.run_id, campaign=tags.get(TAG_CAMPAIGN, ""),
+    return LineageNode(genome_hash=tags[TAG_HASH], run_id=run.info.run_id, campaign=tags.get(TAG_CAMPAIGN, ""),
                        fitness=run.data.metrics.get("fitness"), operator=tags.get(TAG_OPERATOR, ""),
                        birth=int(birth) if birth and birth.isdigit() else None, status=tags.get(TAG_STATUS, ""),
-                       parents=parents, genes=genes, changes=changes, expanded=expanded)
+                       parents=tuple(_split(tags.get(TAG_PARENT_HASHES))), genes=dict(run.data.params),
+                       parent_run_ids=tuple(_split(tags.get(TAG_PARENT_RUN_IDS))))
 
 
 def _fetch(client: MlflowClient, experiment: str, campaign: str, hashes: list[str],
@@ -330,7 +377,7 @@ def _resolve(client: MlflowClient, uri: str, key: str, campaign: str | None) -> 
             raise LineageError(f"run {key} in {uri} is not a ctmevo evaluation run (no {TAG_HASH} tag; "
                                "a campaign run has no ancestry)")
         return run
-    experiments = _all_experiments(client)
+    experiments = active_experiments(client)
     query = f"tags.`{TAG_HASH}` LIKE '{key}%'"
     if campaign:
         query += f" and tags.`{TAG_CAMPAIGN}` = '{campaign}'"
@@ -348,13 +395,3 @@ def _resolve(client: MlflowClient, uri: str, key: str, campaign: str | None) -> 
             {"genome_hash": h, "campaign": c, "run_id": r.info.run_id, "fitness": r.data.metrics.get("fitness")}
             for (h, c), r in list(distinct.items())[:_MAX_CANDIDATES]])
     return next(iter(distinct.values()))
-
-
-def _all_experiments(client: MlflowClient) -> list[str]:
-    ids, token = [], None
-    while True:
-        page = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
-        ids.extend(e.experiment_id for e in page)
-        token = page.token
-        if not token:
-            return ids

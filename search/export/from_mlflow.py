@@ -1,52 +1,30 @@
-"""The MLflow side of ``ctmevo export``: find evaluation runs, fetch their artifacts, log the bundle's model.
+"""Locating an evaluation on an MLflow tracking server alone: find evaluation runs, fetch their artifacts.
 
-Evaluation runs are the ones :mod:`search.tracking` writes (tags in :mod:`search.mlflow_payload`): the genes as
-params, ``genome.yaml`` and (for kept elites) ``checkpoint/<hash>.safetensors`` as artifacts, the campaign's
-``config.yaml`` on the parent campaign run. The logged model goes into an ``export`` run of the source run's
-experiment, tagged ``ctmevo.source_run_id``.
+Evaluation runs are the ones :mod:`search.tracking.tracker` writes (tags in :mod:`search.tracking.payload`):
+the genes as params, ``genome.yaml`` and (for kept elites) ``checkpoint/<hash>.safetensors`` as artifacts, the
+campaign's ``config.yaml`` on the parent campaign run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
-import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
 from mlflow import MlflowClient
-from mlflow.entities import Run, ViewType
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from ctm.result import TaskSpec
-from search.export import (
-    TAG_EXPORT_CAMPAIGN,
-    TAG_EXPORT_HASH,
-    TAG_SOURCE_RUN,
-    ExportError,
-    Located,
-    genome_from_text,
-    parse_by,
-    record_from_run,
-)
-from search.mlflow_payload import TAG_CAMPAIGN, TAG_CELL, TAG_HASH, TAG_KIND, TAG_PARENT_RUN, TAG_STATUS
-from search.tracking import configure_http_defaults
+from search.export.located import ExportError, Located, genome_from_text, record_from_run
+from search.records import parse_by
+from search.tracking.client import active_experiments
+from search.tracking.client import client as _client
+from search.tracking.lineages import LineageError, lineage
+from search.tracking.payload import TAG_CAMPAIGN, TAG_CELL, TAG_HASH, TAG_KIND, TAG_PARENT_RUN, TAG_STATUS
 
 log = logging.getLogger("ctmevo.export")
-EXPORT_EXPERIMENT = "ctmevo-exports"
-
-
-def _client(uri: str) -> MlflowClient:
-    configure_http_defaults()
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars in the CLI
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def _experiments(client: MlflowClient) -> list[str]:
-    return [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
 
 
 def _get_run(client: MlflowClient, uri: str, run_id: str) -> Run:
@@ -107,8 +85,6 @@ def locate_in_mlflow(uri: str, *, key: str | None, best: bool, by: str | None, c
         if len(key) == 32:
             run = _get_run(client, uri, key)
         else:
-            from search.lineage import LineageError, lineage
-
             try:
                 graph = lineage(uri, key, depth=0)
             except LineageError as exc:
@@ -118,7 +94,7 @@ def locate_in_mlflow(uri: str, *, key: str | None, best: bool, by: str | None, c
         metric, maximise = parse_by(by)
         run = None
         for name in (metric, f"descriptor.{metric}"):
-            runs = client.search_runs(_experiments(client), ok, order_by=[
+            runs = client.search_runs(active_experiments(client), ok, order_by=[
                 f"metrics.`{name}` {'DESC' if maximise else 'ASC'}"], max_results=1)
             if runs and name in runs[0].data.metrics:
                 run = runs[0]
@@ -126,7 +102,7 @@ def locate_in_mlflow(uri: str, *, key: str | None, best: bool, by: str | None, c
         if run is None:
             raise ExportError(f"--by {metric}: no successful evaluation run in {uri} has this metric")
     else:
-        runs = client.search_runs(_experiments(client), f"{ok} and tags.`{TAG_CELL}` = '{cell}'",
+        runs = client.search_runs(active_experiments(client), f"{ok} and tags.`{TAG_CELL}` = '{cell}'",
                                   order_by=["metrics.`fitness` DESC"], max_results=1)
         if not runs:
             raise ExportError(f"--cell {cell}: no evaluation run in {uri} landed in that cell")
@@ -171,7 +147,7 @@ def enrich_from_mlflow(found: Located) -> None:
         else:
             query = (f"tags.`{TAG_KIND}` = 'evaluation' and tags.`{TAG_HASH}` = '{found.genome.hash}' and "
                      f"tags.`{TAG_CAMPAIGN}` = '{found.record.campaign}'")
-            runs = client.search_runs(_experiments(client), query, order_by=["attributes.start_time ASC"],
+            runs = client.search_runs(active_experiments(client), query, order_by=["attributes.start_time ASC"],
                                       max_results=1)
             if not runs:
                 return
@@ -187,82 +163,4 @@ def enrich_from_mlflow(found: Located) -> None:
             found.checkpoint, found.checkpoint_source = checkpoint
 
 
-def _export_experiment(client: MlflowClient, uri: str) -> str:
-    experiment = client.get_experiment_by_name(EXPORT_EXPERIMENT)
-    if experiment is not None:
-        return experiment.experiment_id
-    root = None
-    if uri.startswith("sqlite:///"):  # artifacts beside the database, as search.tracking does
-        root = (Path(uri[len("sqlite:///"):]).expanduser().resolve().parent / "mlartifacts").as_uri()
-    return client.create_experiment(EXPORT_EXPERIMENT, root)
-
-
-def log_bundle_model(out: Path, found: Located, *, registered_name: str | None = None) -> tuple[str, str]:
-    """Log the bundle's model with ``mlflow.pytorch.log_model`` (genes as params, the evaluation's metrics
-    linked to the logged model, the bundle files as artifacts); returns (export run id, model URI)."""
-    import mlflow
-    import mlflow.pytorch
-    import torch
-
-    from ctm.bundle import load_bundle
-
-    uri = str(found.tracking_uri)
-    bundle = load_bundle(out)
-    client = _client(uri)
-    experiment_id = found.experiment_id or _export_experiment(client, uri)
-    genome = found.genome
-    metrics = {k: float(v) for k, v in {"fitness": found.record.result.fitness, **found.record.result.metrics}.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-    tags = {TAG_KIND: "export", TAG_EXPORT_HASH: genome.hash, TAG_EXPORT_CAMPAIGN: found.record.campaign,
-            TAG_SOURCE_RUN: found.run_id or "", "mlflow.note.content":
-            f"Exported CTM {genome.hash} ({found.task.name}); bundle written to {out.resolve()}"}
-    run_name = f"export-{genome.hash}"
-    with scoped_tracking_uri(uri), mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
-        info = mlflow.pytorch.log_model(
-            bundle.model, name="ctm", params={k: str(v) for k, v in genome.to_dict().items()},
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pyyaml", "safetensors"],
-            metadata={"genome_hash": genome.hash, "task": found.task.to_dict(),
-                      "note": "needs the ctm and genome packages of ctmevo importable"},
-            registered_model_name=registered_name, serialization_format="pickle")
-        if metrics:
-            mlflow.log_metrics(metrics, model_id=info.model_id)
-        mlflow.log_params({f"task.{k}": str(v) for k, v in {"name": found.task.name,
-                                                              **found.task.params}.items()})
-        mlflow.log_artifacts(str(out), artifact_path="bundle")
-    return run.info.run_id, info.model_uri
-
-
-@contextlib.contextmanager
-def scoped_tracking_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's fluent API at ``uri`` for a block, then restore it and ``MLFLOW_TRACKING_URI``.
-
-    ``mlflow.set_tracking_uri`` also writes the environment variable, which child processes inherit; without
-    the restore, a later ``ctmevo`` subprocess would silently track into another store.
-    """
-    import mlflow
-
-    env_before = os.environ.get("MLFLOW_TRACKING_URI")
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)
-        if env_before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = env_before
-
-
-def attach_file(uri: str, run_id: str, path: Path, artifact_dir: str = "bundle") -> None:
-    _client(uri).log_artifact(run_id, str(path), artifact_dir)
-
-
-def run_link(uri: str | None, experiment_id: str | None, run_id: str | None) -> str | None:
-    """A browser link for http(s) tracking servers; None for local stores."""
-    if not (uri and run_id and experiment_id) or not uri.startswith(("http://", "https://")):
-        return None
-    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-
-
-__all__ = ["attach_file", "enrich_from_mlflow", "hash_of_run", "locate_in_mlflow", "log_bundle_model", "run_link"]
+__all__ = ["enrich_from_mlflow", "hash_of_run", "locate_in_mlflow"]

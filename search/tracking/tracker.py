@@ -1,7 +1,7 @@
 """The MLflow archive of a campaign: one experiment, one campaign run, one child run per evaluation.
 
 The campaign run (``ctmevo.kind = campaign``) holds the config, the QD metrics and refreshed artifacts; each
-evaluation run (``mlflow.parentRunId`` = the campaign run) is built by :mod:`search.mlflow_payload`, whose
+evaluation run (``mlflow.parentRunId`` = the campaign run) is built by :mod:`search.tracking.payload`, whose
 ``TAG_*`` constants name the tags (see docs/mlflow.md). Evaluation runs are keyed by (campaign, genome hash):
 a terminated run is returned as is, a run half-written by a crash is completed, so resumes, replays and
 ``ctmevo sync`` re-send records safely.
@@ -9,15 +9,14 @@ a terminated run is returned as is, a run half-written by a crash is completed, 
 Tracking failures never stop a campaign: a failed call is spooled (``spool_dir/mlflow-spool.jsonl``) and the
 tracker stays offline for ``retry_interval_s`` (doubling while failures persist, up to :data:`MAX_OFFLINE_S`),
 spooling without touching the network; then the next call replays the spool first, in order, so parents reach
-MLflow before their children. :data:`HTTP_DEFAULTS` lower MLflow's HTTP retries so a dead server costs about
-two seconds. Entries MLflow rejects outright are set aside after :data:`MAX_ATTEMPTS` attempts.
+MLflow before their children. :data:`~search.tracking.client.HTTP_DEFAULTS` lower MLflow's HTTP retries so a
+dead server costs about two seconds. Entries MLflow rejects outright are set aside after :data:`MAX_ATTEMPTS` attempts.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -26,27 +25,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
-from mlflow.exceptions import MlflowException
 
+import search.tracking.payload as mp
 from genome.io import to_yaml
-from search import mlflow_payload as mp
-from search.journal import Spool
 from search.records import EvaluationRecord
+from search.tracking.client import client as mlflow_client
+from search.tracking.client import ensure_experiment, first_line, is_transient
+from search.tracking.spool import Spool
 
-__all__ = ["HTTP_DEFAULTS", "MAX_ATTEMPTS", "MAX_OFFLINE_S", "Tracker", "TrackingURIError", "configure_http_defaults",
-           "is_transient"]
+__all__ = ["MAX_ATTEMPTS", "MAX_OFFLINE_S", "Tracker", "TrackingURIError"]
 
 log = logging.getLogger("ctmevo.tracking")
 
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # no "View run" lines over the live view
 MAX_OFFLINE_S = 600.0  # longest wait between connection attempts while the server stays away
 MAX_ATTEMPTS = 3  # replays of an entry MLflow rejects (not a connection problem) before it is set aside
-_CLIENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST",
-                  "INVALID_STATE", "BAD_REQUEST", "MALFORMED_REQUEST", "INVALID_REQUEST"}
 _DONE = ("FINISHED", "FAILED", "KILLED")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 
@@ -59,30 +52,6 @@ class TrackingURIError(RuntimeError):
         super().__init__(f"MLflow tracking URI {uri!r} is unusable: {reason}. Check tracking.uri in the "
                          "campaign file (e.g. sqlite:///<dir>/mlflow.db or http://host:port) and that the "
                          "server is up.")
-
-
-def configure_http_defaults() -> None:
-    """Set :data:`HTTP_DEFAULTS` in ``os.environ`` where the user has not set them (read per request)."""
-    for key, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` looks like the store being away (retry later), not MLflow rejecting the data."""
-    if isinstance(exc, MlflowException):
-        return exc.error_code not in _CLIENT_ERRORS
-    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
-        return False
-    return isinstance(exc, (OSError, TimeoutError)) or type(exc).__name__ == "OperationalError"
-
-
-def _sqlite_artifact_root(uri: str) -> str | None:
-    """For ``sqlite:///path/db``: create the db's folder; artifacts go to ``mlartifacts`` beside it."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    db = Path(uri[len("sqlite:///"):]).expanduser().resolve()
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return (db.parent / "mlartifacts").as_uri()
 
 
 class Tracker:
@@ -104,7 +73,6 @@ class Tracker:
         if not _ID_RE.match(campaign_id):
             raise ValueError(f"campaign_id = {campaign_id!r}: allowed are 1-200 letters, digits, '_', '.', ':' "
                              "or '-'")
-        configure_http_defaults()
         self.tracking_uri, self.experiment_name, self.campaign_id = tracking_uri, experiment_name, campaign_id
         self.retry_interval_s = retry_interval_s
         self._spool = Spool(spool_dir)
@@ -118,15 +86,14 @@ class Tracker:
         self._campaign_run_id: str | None = None
         self._done: dict[str, tuple[str, str]] = {}  # genome hash -> (run id, status) of terminated runs
         try:
-            self._artifact_root = _sqlite_artifact_root(tracking_uri)
-            self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            self._client = mlflow_client(tracking_uri)
         except Exception as exc:
             raise TrackingURIError(tracking_uri, f"{type(exc).__name__}: {exc}") from exc
         try:
             self._connect()
         except Exception as exc:
             if not (offline_ok and is_transient(exc)):
-                raise TrackingURIError(tracking_uri, _first_line(exc)) from exc
+                raise TrackingURIError(tracking_uri, first_line(exc)) from exc
             self._went_offline(exc, "start-up")
 
     # -- state ---------------------------------------------------------------------------------------------
@@ -211,9 +178,9 @@ class Tracker:
                         break
                     tries = int(entry.get("attempts", 0)) + 1
                     log.warning("MLflow rejected spooled %s (attempt %d of %d): %s", entry["kind"], tries,
-                                MAX_ATTEMPTS, _first_line(exc))
+                                MAX_ATTEMPTS, first_line(exc))
                     if tries >= MAX_ATTEMPTS:
-                        rejected.append({**entry, "attempts": tries, "error": _first_line(exc)})
+                        rejected.append({**entry, "attempts": tries, "error": first_line(exc)})
                     else:
                         attempts[entry["id"]] = tries
                     continue
@@ -273,7 +240,7 @@ class Tracker:
             self._went_offline(exc, what)
         else:
             log.warning("MLflow rejected %s (kept in the spool, %s): %s", what, self._spool.path,
-                        _first_line(exc))
+                        first_line(exc))
 
     def _went_offline(self, exc: BaseException, what: str) -> None:
         self._outages += 1
@@ -281,7 +248,7 @@ class Tracker:
         self._offline_until = time.monotonic() + wait
         if not self._warned:
             log.warning("MLflow at %s is unavailable during %s (%s); records are spooled to %s and re-sent "
-                        "when it answers (or by `ctmevo sync`)", self.tracking_uri, what, _first_line(exc),
+                        "when it answers (or by `ctmevo sync`)", self.tracking_uri, what, first_line(exc),
                         self._spool.path)
         self._warned = True
 
@@ -308,19 +275,7 @@ class Tracker:
     # -- MLflow operations ------------------------------------------------------------------------------------
     def _connect(self) -> None:
         client = self._client
-        experiment = client.get_experiment_by_name(self.experiment_name)
-        if experiment is None:
-            try:
-                self._experiment_id = client.create_experiment(self.experiment_name, self._artifact_root)
-            except MlflowException as exc:  # created meanwhile by another process
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-                self._experiment_id = client.get_experiment_by_name(self.experiment_name).experiment_id
-        else:
-            self._experiment_id = experiment.experiment_id
-            if experiment.lifecycle_stage == "deleted":
-                log.warning("restoring deleted MLflow experiment %r", self.experiment_name)
-                client.restore_experiment(self._experiment_id)
+        self._experiment_id = ensure_experiment(client, self.tracking_uri, self.experiment_name)
         runs = client.search_runs([self._experiment_id], f"tags.`{mp.TAG_KIND}` = 'campaign' and "
                                   f"tags.`{mp.TAG_CAMPAIGN}` = '{self.campaign_id}'",
                                   order_by=["attributes.start_time ASC"], max_results=5)
@@ -429,8 +384,3 @@ class Tracker:
                    tags: Sequence[RunTag] = ()) -> None:
         for m, p, t in mp.batches(metrics, params, tags):
             self._client.log_batch(run_id, metrics=m, params=p, tags=t)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"

@@ -4,13 +4,16 @@ The loop keeps every worker slot busy::
 
     while budget left:
         proposals = strategy.ask(free slots)   → journal "ask" event (fsynced) → pool.submit
-        result = pool.poll()                   → journal "result" event (fsynced) → strategy.tell → MLflow
+        result = pool.poll()                   → journal "result" event (fsynced) → strategy.tell → reporter
 
 The journal is the source of truth. ``state.json`` is an atomic snapshot of the strategy taken every
 ``snapshot_every`` evaluations, with the number of journal events it includes. Resuming restores the snapshot,
 replays the journal events after it (asks are re-asked and must reproduce the same genomes, results are
 re-told), and re-submits the proposals that were in flight at the stop. MLflow runs are keyed by campaign and
 genome hash, so re-logging after a crash finds the existing run instead of creating a duplicate.
+
+Descriptors are computed once per evaluation, here (:func:`search.descriptors.describe_result`), journaled
+with the result, and told to the strategy: the journal, the archive, MLflow and export see the same values.
 """
 
 from __future__ import annotations
@@ -22,81 +25,24 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search.config import CampaignConfig, load_campaign_config
-from search.descriptors import make_descriptors
+from ctm.result import EvalResult
+from search.campaign.config import CampaignConfig, load_campaign_config
+from search.campaign.paths import CampaignPaths, default_tracking_uri
+from search.campaign.progress import Progress
+from search.campaign.reporter import CampaignReporter, Reporter
+from search.descriptors import describe_result, make_descriptors
+from search.errors import CampaignError
 from search.journal import Journal, read_json, write_atomic
 from search.records import EvaluationRecord, Proposal
 from search.strategies import Strategy, make_strategy
-from workers import EvalJob, WorkersConfig, make_pool
+from workers import EvalJob, Pool, WorkersConfig, make_pool
+
+__all__ = ["STATE_VERSION", "Campaign", "evaluation_seed", "start"]
 
 STATE_VERSION = 1
-
-
-class CampaignError(RuntimeError):
-    """A campaign directory that cannot be created or resumed as asked."""
-
-
-@dataclass(frozen=True)
-class CampaignPaths:
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "campaign.yaml"
-
-    @property
-    def meta(self) -> Path:
-        return self.root / "campaign.json"
-
-    @property
-    def journal(self) -> Path:
-        return self.root / "journal.jsonl"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state.json"
-
-    @property
-    def plots(self) -> Path:
-        return self.root / "plots"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def spool(self) -> Path:
-        return self.root / "spool"
-
-    @property
-    def mlflow_db(self) -> Path:
-        return self.root / "mlflow.db"
-
-
-@dataclass
-class Progress:
-    """What the live view shows; updated after every result."""
-
-    done: int = 0
-    failures: int = 0
-    in_flight: int = 0
-    budget: int | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    best_hash: str | None = None
-    started: float = field(default_factory=time.monotonic)
-    elapsed_before: float = 0.0
-
-    @property
-    def elapsed_s(self) -> float:
-        return self.elapsed_before + time.monotonic() - self.started
-
-    @property
-    def per_hour(self) -> float:
-        return 3600.0 * self.done / max(self.elapsed_s, 1e-9)
 
 
 def evaluation_seed(campaign_seed: int, genome_hash: str) -> int:
@@ -123,7 +69,6 @@ class Campaign:
         self._births = 0
         self._pending: dict[str, tuple[int, Proposal]] = {}  # asked, no result yet: hash → (birth, proposal)
         self._records: list[EvaluationRecord] = []
-        self.tracker = None
 
     # -- creation and resumption -------------------------------------------------------------------------
     @classmethod
@@ -150,6 +95,11 @@ class Campaign:
                        campaign_id=meta["campaign_id"])
         campaign._restore()
         return campaign
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow store of this campaign: ``tracking.uri``, or the sqlite store inside its directory."""
+        return self.config.tracking.uri or default_tracking_uri(self.paths)
 
     def _restore(self) -> None:
         """Snapshot first, then every journal event after it, exactly as they happened."""
@@ -188,11 +138,18 @@ class Campaign:
         elif event["event"] == "result":
             record = EvaluationRecord.from_dict(event["record"])
             self._pending.pop(record.result.genome_hash, None)
-            self.strategy.tell(record.result)
+            self.strategy.tell(record.result, descriptors=self._journaled_descriptors(record))
             self._records.append(record)
         else:
             raise CampaignError(f"{self.paths.journal}: unknown event {event['event']!r}")
         self._events += 1
+
+    def _journaled_descriptors(self, record: EvaluationRecord) -> list[float] | None:
+        """The descriptor values a result event holds (all of them, in the campaign's order), else None."""
+        values = record.extra.get("descriptors")
+        if not isinstance(values, dict) or any(d.name not in values for d in self.descriptors):
+            return None
+        return [float(values[d.name]) for d in self.descriptors]
 
     def snapshot(self) -> None:
         write_atomic(self.paths.state, {
@@ -230,17 +187,16 @@ class Campaign:
                        seed=evaluation_seed(self.config.seed, proposal.genome_hash),
                        want_checkpoint=self.config.tracking.checkpoints != "none")
 
-    def run(self, *, on_progress: Callable[[Progress], None] | None = None, pool: Any = None,
-            offline_ok: bool = False) -> Progress:
+    def run(self, *, on_progress: Callable[[Progress], None] | None = None, pool: Pool | None = None,
+            reporter: Reporter | None = None, offline_ok: bool = False) -> Progress:
         """Run until the budget is spent (or forever); KeyboardInterrupt stops gracefully and re-raises.
 
+        ``reporter`` receives every record (default: :class:`CampaignReporter`: live view, pictures, MLflow).
         ``offline_ok``: start even if the tracking server cannot be reached (records are spooled for
         ``ctmevo sync``); otherwise an unreachable server is an error before any evaluation starts.
         """
-        from search.reporting import CampaignReporter
-
         with self._lock():
-            reporter = CampaignReporter(self, offline_ok=offline_ok)
+            reporter = reporter or CampaignReporter(self, offline_ok=offline_ok)
             reporter.start()
             own_pool = pool is None
             pool = pool or make_pool(self.workers_config)
@@ -249,17 +205,10 @@ class Campaign:
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         """One process per campaign directory: a second ``run``/``resume`` is refused, not interleaved."""
-        with (self.paths.root / "campaign.lock").open("a+") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise CampaignError(f"{self.paths.root} is being run by another ctmevo process right now") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with lock_campaign(self.paths.root):
+            yield
 
-    def _loop(self, pool: Any, own_pool: bool, reporter: Any,
+    def _loop(self, pool: Pool, own_pool: bool, reporter: Reporter,
               on_progress: Callable[[Progress], None] | None) -> Progress:
         try:
             for proposal in [p for _, p in sorted(self._pending.values(), key=lambda bp: bp[0])]:
@@ -286,7 +235,7 @@ class Campaign:
             reporter.close()
         return self.progress
 
-    def _fill(self, pool: Any) -> None:
+    def _fill(self, pool: Pool) -> None:
         free = pool.free_slots
         left = self._budget_left()
         if left is not None:
@@ -303,20 +252,25 @@ class Campaign:
         for proposal in proposals:
             pool.submit(self._job(proposal))
 
-    def _record(self, result: Any, reporter: Any) -> None:
+    def _record(self, result: EvalResult, reporter: Reporter) -> None:
         if result.genome_hash not in self._pending:
             return  # a duplicate delivery (e.g. a retried job that also finished): already recorded
         birth, proposal = self._pending[result.genome_hash]
         checkpoint, result.checkpoint = result.checkpoint, None
+        values, problem = describe_result(self.descriptors, proposal.genome, result)
+        extra: dict[str, Any] = {}
+        if values is not None:
+            extra["descriptors"] = {d.name: v for d, v in zip(self.descriptors, values, strict=True)}
+        elif problem is not None:
+            extra["descriptor_error"] = problem
         record = EvaluationRecord(campaign=self.campaign_id, birth=birth, proposal=proposal, result=result,
-                                  finished_at=time.time(),
-                                  extra={"descriptors": self._descriptor_values(proposal, result)})
+                                  finished_at=time.time(), extra=extra)
         event = {"event": "result", "record": record.to_dict()}
         self.journal.append(event)  # on disk before anything depends on it
         self._apply(event, replay=False)
         if checkpoint is not None:
             self.paths.checkpoints.mkdir(exist_ok=True)
-            write_atomic(self.paths.checkpoints / f"{proposal.genome_hash}.safetensors", checkpoint)
+            write_atomic(self.paths.checkpoint(proposal.genome_hash), checkpoint)
         self.progress.done = len(self._records)
         self.progress.in_flight = len(self._pending)
         self.progress.failures += not result.ok
@@ -325,22 +279,25 @@ class Campaign:
             self.snapshot()
         reporter.recorded(record)
 
-    def _descriptor_values(self, proposal: Proposal, result: Any) -> dict[str, float]:
-        if not result.ok:
-            return {}
-        values = {}
-        for descriptor in self.descriptors:
-            try:
-                values[descriptor.name] = float(descriptor(proposal.genome, result))
-            except Exception:  # a user descriptor failing on one result must not stop the campaign
-                continue
-        return values
-
-    def _stop(self, pool: Any) -> None:
+    def _stop(self, pool: Pool | None) -> None:
         """Graceful stop: cancel in-flight work (it is re-submitted on resume) and save the state."""
         if pool is not None:
             pool.shutdown()
         self.snapshot()
+
+
+@contextlib.contextmanager
+def lock_campaign(root: Path) -> Iterator[None]:
+    """Hold the lock of the campaign directory ``root``; :class:`CampaignError` if another process holds it."""
+    with CampaignPaths(root).lock.open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CampaignError(f"{root} is being run by another ctmevo process right now") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def start(config_path: Path, *, directory: Path | None = None, fresh: bool = False) -> Campaign:

@@ -1,6 +1,7 @@
 """What an evaluation looks like in MLflow: tag names, params, metrics (pure functions, no I/O).
 
-Shared by :mod:`search.tracking` (which writes runs) and :mod:`search.lineage` (which reads them).
+Shared by :mod:`search.tracking.tracker` (which writes runs), :mod:`search.tracking.lineages` and
+:mod:`search.export` (which read them).
 
 An evaluation run carries:
 
@@ -28,7 +29,7 @@ from mlflow.entities import Metric, Param, RunTag
 from search.records import EvaluationRecord
 
 TAG_PARENT_RUN = "mlflow.parentRunId"
-TAG_KIND = "ctmevo.kind"  # "campaign" or "evaluation"
+TAG_KIND = "ctmevo.kind"  # "campaign", "evaluation", "export" or "training"
 TAG_CAMPAIGN = "ctmevo.campaign"
 TAG_HASH = "ctmevo.genome_hash"
 TAG_PARENT_HASHES = "ctmevo.parent_hashes"  # comma-separated, all parents (two for crossover)
@@ -40,6 +41,9 @@ TAG_STATUS = "ctmevo.status"
 TAG_FAILURE = "ctmevo.failure"
 TAG_SEED = "ctmevo.seed"
 TAG_WORKER = "ctmevo.worker"
+TAG_SOURCE_RUN = "ctmevo.source_run_id"  # on export and training runs: the evaluation run they came from
+TAG_EXPORT_HASH = "ctmevo.export.genome_hash"  # export runs use their own keys, never the evaluation ones
+TAG_EXPORT_CAMPAIGN = "ctmevo.export.campaign"
 MAX_TAG_CHARS = 5000
 MAX_PARAM_CHARS = 500
 BATCH_METRICS, BATCH_PARAMS_TAGS, BATCH_ENTITIES = 1000, 100, 1000  # MLflow's log_batch limits

@@ -1,0 +1,79 @@
+"""The live view of a running campaign: a rich panel on a terminal, a progress line every few seconds otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bar
+from rich.table import Table
+
+from search.campaign.progress import Progress
+from search.text import fmt
+
+__all__ = ["LiveView"]
+
+PLAIN_EVERY_S = 5.0  # at most one progress line this often when stdout is not a terminal
+
+
+class LiveView:
+    """Shows ``progress`` (and ``spooled()``, the MLflow records waiting) while a campaign runs."""
+
+    def __init__(self, *, name: str, progress: Progress, spooled: Callable[[], int],
+                 console: Console | None = None) -> None:
+        self.name, self.progress, self.spooled = name, progress, spooled
+        self.console = console or Console(stderr=True)
+        self._live: Live | None = None
+        self._bar: Bar | None = None
+        self._task_id: object = None
+        self._last_plain = 0.0
+
+    def start(self) -> None:
+        if not self.console.is_terminal:
+            return
+        self._bar = Bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=self.console)
+        self._task_id = self._bar.add_task(self.name, total=self.progress.budget, completed=self.progress.done)
+        self._live = Live(self._view(), console=self.console, refresh_per_second=4, transient=False)
+        self._live.start()
+
+    def update(self, *, final: bool = False) -> None:
+        """Refresh the panel, or print a progress line when enough time has passed (or ``final``)."""
+        if self._live is not None and self._bar is not None:
+            self._bar.update(self._task_id, completed=self.progress.done)  # type: ignore[arg-type]
+            self._live.update(self._view())
+        elif final or time.monotonic() - self._last_plain > PLAIN_EVERY_S:
+            self._last_plain = time.monotonic()
+            print(self.line(), file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _view(self) -> Group:
+        p, m = self.progress, self.progress.metrics
+        table = Table.grid(padding=(0, 2))
+        for label, value in (
+            ("done / in flight / failed", f"{p.done} / {p.in_flight} / {p.failures}"),
+            ("best fitness", fmt(m.get("best_fitness"))),
+            ("coverage", fmt(m.get("coverage"))),
+            ("QD-score", fmt(m.get("qd_score"))),
+            ("archive size", fmt(m.get("archive_size"))),
+            ("evaluations / hour", f"{p.per_hour:,.0f}"),
+            ("MLflow records spooled", str(self.spooled())),
+        ):
+            table.add_row(f"[dim]{label}", value)
+        return Group(self._bar, table) if self._bar is not None else Group(table)
+
+    def line(self) -> str:
+        """One progress line (for logs)."""
+        p, m = self.progress, self.progress.metrics
+        total = f"/{p.budget}" if p.budget else ""
+        return (f"[{self.name}] {p.done}{total} done, {p.in_flight} in flight, {p.failures} failed,"
+                f" best {fmt(m.get('best_fitness'))}, coverage {fmt(m.get('coverage'))}, "
+                f"QD-score {fmt(m.get('qd_score'))}, {p.per_hour:,.0f}/h")

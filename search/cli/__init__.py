@@ -1,0 +1,18 @@
+"""The ``ctmevo`` command line: the room that turns arguments into calls of the other rooms.
+
+=====================  ======================================================================================
+``base``               :class:`Command`, :class:`UsageError` (exit 2), exit codes, opening a campaign
+``app``                the parser and :func:`main` (the ``ctmevo`` entry point)
+``validate``           ``ctmevo validate``
+``campaign_commands``  ``run``, ``resume``, ``status``, ``sync``, ``lineage``
+``train_commands``     ``export``, ``train``
+=====================  ======================================================================================
+
+May import every other room of ``search`` and the layers below. Commands import what they need when they run.
+"""
+
+from __future__ import annotations
+
+from search.cli.app import main
+
+__all__ = ["main"]

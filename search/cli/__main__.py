@@ -1,0 +1,7 @@
+"""``python -m search.cli``: the ``ctmevo`` command."""
+
+import sys
+
+from search.cli.app import main
+
+sys.exit(main())

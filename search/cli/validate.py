@@ -1,0 +1,62 @@
+"""``ctmevo validate FILE``: check a genome or campaign file without running anything."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from search.cli.base import Command, UsageError
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    import yaml
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: malformed YAML: {exc}") from None
+    if isinstance(doc, dict) and "genes" in doc:
+        from genome import GenomeError, SchemaError
+        from genome.io import genome_from_document
+
+        try:
+            genome = genome_from_document(doc, source=str(path))
+        except (GenomeError, SchemaError) as exc:
+            raise UsageError(str(exc)) from None
+        print(f"{path}: valid genome {genome.hash}: {_genome_summary(genome, args.task)}")
+        return 0
+    from search.campaign.config import parse_campaign_config
+    from search.errors import ConfigError
+
+    try:
+        config = parse_campaign_config(doc, source=str(path))
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{path}: valid campaign '{config.name}': {config.summary()}")
+    return 0
+
+
+def _genome_summary(genome, task_name: str | None) -> str:
+    from genome import estimate
+
+    if task_name is None:
+        task_name = "parity"
+    from ctm import make_task
+    from ctm.result import TaskSpec
+
+    shape = make_task(TaskSpec(name=task_name)).shape
+    cost = estimate(genome, shape)
+    return (f"T={genome.ticks} M={genome.memory_length} D={genome.d_model} D_in={genome.d_input}, "
+            f"{cost.params:,} parameters and {cost.macs_per_forward:,} MACs per forward on {task_name}")
+
+
+def _setup_validate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="a genome file (with 'genes:') or a campaign file")
+    p.add_argument("--task", default=None, help="task for the genome's cost summary (default: parity)")
+
+
+COMMANDS = [Command("validate", "check a genome or campaign file and print a one-line summary", _setup_validate,
+                    _cmd_validate)]

@@ -1,0 +1,35 @@
+"""Tracking: everything ctmevo writes to and reads from MLflow.
+
+=====================  ======================================================================================
+``client``             one way to open a client: HTTP defaults, experiments, artifact roots, links
+``payload``            what an evaluation run holds: tag names, params (genes), metrics (pure functions)
+``tracker``            :class:`Tracker`: one campaign run, one child run per evaluation, never blocking a campaign
+``spool``              records waiting for an unreachable server (``ctmevo sync`` re-sends them)
+``lineages``           ancestry DAGs from MLflow or from journal records; tree, dot, html, png
+``train_logger``       logs a ``ctmevo train`` run, linked to its source evaluation
+=====================  ======================================================================================
+
+May import: the modules directly in ``search/`` (records, journal, errors, text) and the layers below; never
+``search.campaign``, ``search.export`` or ``search.cli``. Members are imported on first use (MLflow takes
+seconds to import).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_API = {
+    "Tracker": "search.tracking.tracker", "TrackingURIError": "search.tracking.tracker",
+    "Spool": "search.tracking.spool", "LineageGraph": "search.tracking.lineages",
+    "LineageError": "search.tracking.lineages", "AmbiguousHashError": "search.tracking.lineages",
+    "lineage": "search.tracking.lineages", "lineage_from_records": "search.tracking.lineages",
+    "MlflowTrainLogger": "search.tracking.train_logger",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'search.tracking' has no attribute {name!r}")

@@ -1,0 +1,123 @@
+"""How ctmevo talks to an MLflow tracking store: client settings, experiments, artifact roots, links.
+
+Every module of :mod:`search.tracking` and :mod:`search.export` that opens a client goes through
+:func:`client`, so the HTTP retry defaults (:data:`HTTP_DEFAULTS`: a dead server costs about two seconds, not
+minutes) and the artifact location of local stores (:func:`artifact_root`) are decided once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+from mlflow.exceptions import MlflowException
+
+__all__ = ["HTTP_DEFAULTS", "active_experiments", "artifact_root", "client", "configure_http_defaults",
+           "ensure_experiment", "first_line", "is_transient", "run_link", "scoped_tracking_uri"]
+
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # no "View run" lines over the live view
+                 "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # no download bars in the CLI
+_CLIENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST",
+                  "INVALID_STATE", "BAD_REQUEST", "MALFORMED_REQUEST", "INVALID_REQUEST"}
+
+
+def configure_http_defaults() -> None:
+    """Set :data:`HTTP_DEFAULTS` in ``os.environ`` where the user has not set them (read per request)."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def client(uri: str) -> MlflowClient:
+    """An MLflow client for ``uri`` (tracking and registry), with :data:`HTTP_DEFAULTS` applied; for a
+    ``sqlite:///`` store the database's folder is created first."""
+    configure_http_defaults()
+    artifact_root(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment of ``uri`` keeps artifacts: ``mlartifacts`` beside a ``sqlite:///`` database
+    (whose folder is created); ``None`` (the server's default) for other stores."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///"):]).expanduser().resolve()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return (db.parent / "mlartifacts").as_uri()
+
+
+def ensure_experiment(mlflow: MlflowClient, uri: str, name: str) -> str:
+    """The id of experiment ``name`` in ``uri``, created (or restored, if deleted) when needed."""
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return mlflow.create_experiment(name, artifact_root(uri))
+        except MlflowException as exc:  # created meanwhile by another process
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = mlflow.get_experiment_by_name(name)
+            assert experiment is not None
+    if experiment.lifecycle_stage == "deleted":
+        mlflow.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def active_experiments(mlflow: MlflowClient) -> list[str]:
+    """Ids of every active experiment (all pages)."""
+    ids: list[str] = []
+    token = None
+    while True:
+        page = mlflow.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+        ids.extend(e.experiment_id for e in page)
+        token = page.token
+        if not token:
+            return ids
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` looks like the store being away (retry later), not MLflow rejecting the data."""
+    if isinstance(exc, MlflowException):
+        return exc.error_code not in _CLIENT_ERRORS
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        return False
+    return isinstance(exc, (OSError, TimeoutError)) or type(exc).__name__ == "OperationalError"
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters), for one-line warnings."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+@contextlib.contextmanager
+def scoped_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at ``uri`` for a block, then restore it and ``MLFLOW_TRACKING_URI``.
+
+    ``mlflow.set_tracking_uri`` also writes the environment variable, which child processes inherit; without
+    the restore, a later ``ctmevo`` subprocess would silently track into another store.
+    """
+    import mlflow
+
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if env_before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env_before
+
+
+def run_link(uri: str | None, experiment_id: str | None, run_id: str | None) -> str | None:
+    """A browser link for http(s) tracking servers; None for local stores."""
+    if not (uri and run_id and experiment_id) or not uri.startswith(("http://", "https://")):
+        return None
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
