@@ -1,7 +1,8 @@
 """ctmevo's Continuous Thought Machine: the model, its tasks and the fitness evaluation.
 
-``build_model``, ``make_task`` and ``evaluate`` load torch on first use, so ``import ctm.result`` (plain data,
-used by workers and search) never imports torch.
+``build_model``, ``make_task``, ``evaluate``, ``load_bundle`` and the evaluation-state functions
+(``pack_state``, ``unpack_state``, ``weights_only``: :mod:`ctm.eval_state`) load torch on first use, so
+``import ctm.result`` (plain data, used by workers and search) never imports torch.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 from ctm.result import BEHAVIOUR_POINTS, EvalBudget, EvalResult, Failure, TaskSpec
 
 _LAZY = {"build_model": "ctm.build", "make_task": "ctm.tasks", "evaluate": "ctm.evaluation",
-         "load_bundle": "ctm.bundle"}
+         "load_bundle": "ctm.bundle", "EvalState": "ctm.eval_state", "EvalStateError": "ctm.eval_state",
+         "pack_state": "ctm.eval_state", "unpack_state": "ctm.eval_state", "weights_only": "ctm.eval_state"}
 
 
 def __getattr__(name: str) -> Any:
@@ -21,5 +23,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ctm' has no attribute {name!r}")
 
 
-__all__ = ["BEHAVIOUR_POINTS", "EvalBudget", "EvalResult", "Failure", "TaskSpec", "build_model", "evaluate",
-           "load_bundle", "make_task"]
+__all__ = ["BEHAVIOUR_POINTS", "EvalBudget", "EvalResult", "EvalState", "EvalStateError", "Failure", "TaskSpec",
+           "build_model", "evaluate", "load_bundle", "make_task", "pack_state", "unpack_state", "weights_only"]

@@ -40,6 +40,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
+from ctm.eval_state import EvalStateError, fit_problems, weights_only
 from ctm.result import TaskSpec
 from genome import Genome, GenomeError, SchemaError, estimate, from_yaml, resolve, to_yaml
 from genome.io import write_bytes_atomic
@@ -124,12 +125,14 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def weights_bytes(state: Mapping[str, Tensor] | bytes, *, genome_hash: str) -> bytes:
-    """safetensors bytes of a state dict (or of existing safetensors bytes), tagged with the genome hash."""
+    """safetensors bytes of a state dict, tagged with the genome hash. ``state`` may also be safetensors bytes:
+    a weights file or a campaign checkpoint holding a whole evaluation state (:mod:`ctm.eval_state`; only its
+    weights are kept)."""
     if isinstance(state, (bytes, bytearray)):
         try:
-            state = st_load(bytes(state))
-        except (SafetensorError, ValueError, RuntimeError) as exc:
-            raise BundleError(f"the checkpoint is not a readable safetensors file ({exc})") from None
+            state = weights_only(bytes(state))
+        except EvalStateError as exc:
+            raise BundleError(f"the checkpoint is not a readable weights or evaluation-state file ({exc})") from None
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     return st_save(tensors, metadata={"format": BUNDLE_FORMAT, "genome_hash": genome_hash})
 
@@ -253,19 +256,8 @@ def read_weights(root: Path, manifest: Mapping[str, Any]) -> dict[str, Tensor] |
 
 def _load_state(model: nn.Module, state: Mapping[str, Tensor], *, where: str) -> None:
     """``load_state_dict(strict=True)`` with shape and key mismatches reported as a :class:`BundleError`."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: weights {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(state)) if tuple(own[k].shape) != tuple(state[k].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if shapes:
-            parts.append("shape mismatch: " + "; ".join(shapes[:5]) + (" …" if len(shapes) > 5 else ""))
-        if missing:
-            parts.append(f"missing tensors {missing[:5]}")
-        if unexpected:
-            parts.append(f"unexpected tensors {unexpected[:5]}")
+    parts = fit_problems(state, model.state_dict())
+    if parts:
         raise BundleError(f"{where} do not fit the model built from the genome and task ({', '.join(parts)}); "
                           "the task's shapes must match the ones the weights were trained for")
     model.load_state_dict(dict(state), strict=True)

@@ -2,15 +2,26 @@
 
 ``evaluate(genome, task, budget, seed)`` trains with AdamW (learning rate and batch size from the genome's
 genes; linear warm-up over ``budget.warmup_steps`` then constant; gradient norm clipped to
-``budget.grad_clip``) until ``budget.steps`` optimizer steps or ``budget.seconds`` of training, whichever comes
-first. Training batches come from ``seed``; validation (``budget.val_samples``) and the behaviour probe
+``budget.grad_clip``; the loop is :class:`ctm.loop.TrainingLoop`) until ``budget.steps`` optimizer steps or
+``budget.seconds`` of training, whichever comes first. Training batch ``i`` is
+``task.batch("train", i, batch_size, seed)``; validation (``budget.val_samples``) and the behaviour probe
 (``PROBE_SAMPLES``) always come from ``VALIDATION_SEED``, so every genome is measured on the same data.
 
-Everything is a pure function of (genome, task, budget, seed) on CPU: weights, pairs, dropout and data are
-seeded, and the caller's global RNG is left as it was. Non-finite loss or gradients give a ``diverged``
-failure; a torch out-of-memory error gives ``oom``; a genome the task cannot use (``TaskMismatch``) gives
-``error``. On CUDA the forward runs under bf16 autocast (``amp``), and ``compile_model`` wraps the model in
-``torch.compile``.
+Continuing (fidelity rungs): ``want_checkpoint=True`` returns the evaluation state (:mod:`ctm.eval_state`:
+weights, AdamW state, steps, schedule position, RNG, losses) as ``result.checkpoint``; passing it back as
+``start`` continues training at step s = its ``steps`` with batch s of the same stream, up to ``budget.steps``
+steps IN TOTAL: ``budget.steps`` is the cumulative target, so a ladder [100, 300, 900] trains 100 steps, then
+200 more, then 600 more, and on CPU ends with the same weights and fitness as one uninterrupted 900-step
+evaluation (bit for bit, given the same seed and batch size). ``budget.seconds`` limits each call's own
+training time. A weights-only ``start`` (``safetensors.torch.save(state_dict)``) trains ``budget.steps`` from
+step 0 with those weights and a fresh optimizer.
+
+Everything is a pure function of (genome, task, budget, seed, start) on CPU: weights, pairs, dropout and data
+are seeded (a continued start restores its RNG state), and the caller's global RNG is left as it was. The
+schedule is a function of the step index and the current ``budget.warmup_steps``. Non-finite loss or gradients
+give a ``diverged`` failure; a torch out-of-memory error gives ``oom``; a genome the task cannot use
+(``TaskMismatch``) gives ``error``. On CUDA the forward runs under bf16 autocast (``amp``), and
+``compile_model`` wraps the model in ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -19,16 +30,18 @@ import gc
 import math
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ctm.build import build_model
+from ctm.eval_state import EvalState, EvalStateError, load_weights, pack_state, restore_rng, rng_snapshot, unpack_state
+from ctm.loop import Diverged, TrainingLoop, make_optimizer, warmup_constant
 from ctm.metrics import behaviour_vector, exit_metrics, expected_calibration_error, measure_macs
 from ctm.model import CTM, count_parameters
 from ctm.result import EvalBudget, EvalResult, TaskSpec
-from ctm.step import autocast_context, backward_step, read_back
+from ctm.step import autocast_context
 from ctm.tasks import TaskMismatch, make_task
 from genome.genome import Genome
 
@@ -40,35 +53,50 @@ OOM_MESSAGES = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALL
 CUDA_SYNC_EVERY = 16  # on CUDA, read losses back (and check them) every this many steps
 
 
-class _Diverged(RuntimeError):
-    pass
-
-
 @dataclass
 class _Progress:
     """What a failed evaluation still reports."""
 
-    steps: int = 0
-    losses: list[float] = field(default_factory=list)
+    start_step: int = 0
+    loop: TrainingLoop | None = None
     param_count: int = 0
     macs: int = 0
 
+    @property
+    def steps(self) -> int:
+        return self.loop.step if self.loop is not None else self.start_step
+
+    @property
+    def losses(self) -> list[float]:
+        return self.loop.losses if self.loop is not None else []
+
 
 def evaluate(genome: Genome, task: Any, budget: EvalBudget, seed: int, device: str = "cpu", *,
-             batch_size: int | None = None, want_checkpoint: bool = False, compile_model: bool = False,
-             amp: bool | None = None) -> EvalResult:
+             batch_size: int | None = None, want_checkpoint: bool = False, start: bytes | None = None,
+             compile_model: bool = False, amp: bool | None = None) -> EvalResult:
     """Train and measure ``genome`` on ``task`` (a task object, ``TaskSpec`` or its dict). Never raises for
     divergence or out-of-memory: those come back as ``EvalResult.failed``. ``batch_size`` overrides the gene
-    (the worker pool halves it after an OOM); ``want_checkpoint`` returns the weights as safetensors bytes."""
-    start = time.perf_counter()
+    (the worker pool halves it after an OOM); ``want_checkpoint`` returns the evaluation state (weights,
+    optimizer, steps; :mod:`ctm.eval_state`) as ``result.checkpoint``.
+
+    ``start`` is such a state (training continues at its step up to ``budget.steps`` in total) or a weights-only
+    safetensors blob (``budget.steps`` from step 0 with those weights). A ``start`` that is unreadable, of
+    another genome or does not fit the model raises :class:`ctm.eval_state.EvalStateError` (a ``ValueError``)
+    before any training. ``metrics["train_steps"]`` counts all steps trained, ``metrics["start_step"]`` the
+    steps the start state had already done.
+    """
+    began = time.perf_counter()
     if budget.steps is None and budget.seconds is None:
         raise ValueError("budget.steps = None and budget.seconds = None: allowed is at least one of them set")
     if budget.val_samples < 1:
         raise ValueError(f"budget.val_samples = {budget.val_samples}: allowed is an integer >= 1")
+    begin = _start_state(start, genome) if start is not None else None
+    spec = task.to_dict() if isinstance(task, TaskSpec) else dict(task) if isinstance(task, dict) else None
     if isinstance(task, (TaskSpec, dict)):
         task = make_task(task)
-    progress = _Progress()
+    progress = _Progress(start_step=begin.steps if begin is not None and begin.continues else 0)
     failure: tuple[str, str, str] | None = None
+    steps: int | None = None
     try:
         if hasattr(task, "check_genome"):
             task.check_genome(genome)
@@ -78,13 +106,14 @@ def evaluate(genome: Genome, task: Any, budget: EvalBudget, seed: int, device: s
             torch.manual_seed(seed)
             result = _run(genome, task, budget, seed, dev, progress, batch_size=batch_size or genome.batch_size,
                           want_checkpoint=want_checkpoint, compile_model=compile_model,
-                          amp=(dev.type == "cuda") if amp is None else amp)
-        result.metrics["wall_time_s"] = time.perf_counter() - start
+                          amp=(dev.type == "cuda") if amp is None else amp, begin=begin, spec=spec)
+        result.metrics["wall_time_s"] = time.perf_counter() - began
         return result
     except TaskMismatch as exc:
         failure = ("error", str(exc), traceback.format_exc())
-    except _Diverged as exc:
+    except Diverged as exc:
         failure = ("diverged", str(exc), "")
+        steps = exc.step - 1
     except torch.OutOfMemoryError as exc:
         failure = ("oom", f"out of memory: {exc}", traceback.format_exc())
     except RuntimeError as exc:  # allocation failures some backends raise without the typed error
@@ -95,22 +124,40 @@ def evaluate(genome: Genome, task: Any, budget: EvalBudget, seed: int, device: s
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     kind, message, trace = failure
-    metrics = {"train_steps": float(progress.steps), "wall_time_s": time.perf_counter() - start}
+    metrics = {"train_steps": float(progress.steps if steps is None else steps),
+               "start_step": float(progress.start_step), "wall_time_s": time.perf_counter() - began}
     if progress.param_count:
         metrics["param_count"] = float(progress.param_count)
     return EvalResult.failed(genome.hash, kind, message, trace, seed=seed, metrics=metrics,
                              train_loss=_compress(progress.losses))
 
 
+def _start_state(start: bytes, genome: Genome) -> EvalState:
+    """The unpacked ``start``, refused when it records another genome."""
+    try:
+        state = unpack_state(start)
+    except EvalStateError as exc:
+        raise EvalStateError(f"start: {exc}") from None
+    if state.genome_hash is not None and state.genome_hash != genome.hash:
+        raise EvalStateError(f"start: the state belongs to genome {state.genome_hash}, not to {genome.hash}; "
+                             "continue an evaluation only with its own genome's state")
+    return state
+
+
 def _run(genome: Genome, task: Any, budget: EvalBudget, seed: int, dev: torch.device, progress: _Progress, *,
-         batch_size: int, want_checkpoint: bool, compile_model: bool, amp: bool) -> EvalResult:
-    model = build_model(genome, task, seed=seed).to(dev)
+         batch_size: int, want_checkpoint: bool, compile_model: bool, amp: bool, begin: EvalState | None,
+         spec: dict[str, Any] | None) -> EvalResult:
+    model = build_model(genome, task, seed=seed)
+    if begin is not None:
+        load_weights(model, begin.weights, where="start")
+    model = model.to(dev)
     progress.param_count = count_parameters(model)
     probe_x, probe_y = task.batch("probe", 0, PROBE_SAMPLES, VALIDATION_SEED)
     progress.macs = measure_macs(model, probe_x[:1].to(dev))
     forward = torch.compile(model) if compile_model else model
 
-    _train(model, forward, task, budget, seed, dev, progress, batch_size, amp, genome.learning_rate)
+    loop = _train(model, forward, task, budget, seed, dev, progress, batch_size, amp, genome.learning_rate, begin)
+    rng = rng_snapshot(dev)
 
     model.eval()
     val_x, val_y = task.batch("val", 0, budget.val_samples, VALIDATION_SEED)
@@ -123,54 +170,44 @@ def _run(genome: Genome, task: Any, budget: EvalBudget, seed: int, dev: torch.de
         "sequence_accuracy": float(val["sequence"].mean()), "exit_accuracy": exit_acc,
         "exit_tick_mean": exit_tick, "ece": expected_calibration_error(val["confidence"], val["correct"]),
         "param_count": float(progress.param_count), "macs_per_forward": float(progress.macs),
-        "train_steps": float(progress.steps),
+        "train_steps": float(loop.step), "start_step": float(progress.start_step),
     }
     per_tick_accuracy = val["per_tick"].mean(0).tolist()
     per_tick_certainty = val["certainty"].mean(0).tolist()
-    checkpoint = _checkpoint(model) if want_checkpoint else None
+    checkpoint = None
+    if want_checkpoint:
+        checkpoint = pack_state(EvalState(
+            weights=model.state_dict(), genome_hash=genome.hash, optimizer=loop.optimizer.state_dict(),
+            steps=loop.step, schedule_step=loop.scheduler.last_epoch, rng=rng, losses=loop.losses,
+            meta={"task": spec, "seed": seed, "batch_size": batch_size, "learning_rate": genome.learning_rate,
+                  "warmup_steps": budget.warmup_steps}))
     return EvalResult(
         genome_hash=genome.hash, fitness=accuracy, metrics=metrics, per_tick_accuracy=per_tick_accuracy,
-        per_tick_certainty=per_tick_certainty, train_loss=_compress(progress.losses),
+        per_tick_certainty=per_tick_certainty, train_loss=_compress(loop.losses),
         behaviour=behaviour_vector(probe["per_tick"].mean(0).tolist(), probe["certainty"].mean(0).tolist()),
         seed=seed, checkpoint=checkpoint,
     )
 
 
 def _train(model: CTM, forward: Any, task: Any, budget: EvalBudget, seed: int, dev: torch.device,
-           progress: _Progress, batch_size: int, amp: bool, learning_rate: float) -> None:
+           progress: _Progress, batch_size: int, amp: bool, learning_rate: float,
+           begin: EvalState | None) -> TrainingLoop:
+    """Train from scratch, from ``begin``'s weights (fresh optimizer) or continuing ``begin`` (its optimizer,
+    schedule position, RNG and data stream position) up to ``budget.steps`` steps in total."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=WEIGHT_DECAY)
-    warmup = max(budget.warmup_steps, 0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup
-                                                 else 1.0)
-    sync_every = CUDA_SYNC_EVERY if dev.type == "cuda" else 1
-    pending: list[torch.Tensor] = []
-    began = time.perf_counter()
-    model.train()
-    step = 0
-    while (budget.steps is None or step < budget.steps) and (
-            budget.seconds is None or time.perf_counter() - began < budget.seconds):
-        x, y = task.batch("train", step, batch_size, seed)
-        pending.append(backward_step(forward, task, x, y, optimizer=optimizer, params=params,
-                                     grad_clip=budget.grad_clip, device=dev, amp=amp))
-        if len(pending) >= sync_every:
-            _flush(pending, progress)
-        optimizer.step()
-        schedule.step()
-        model.project_()
-        step += 1
-        progress.steps = step
-    _flush(pending, progress)
-
-
-def _flush(pending: list[torch.Tensor], progress: _Progress) -> None:
-    """Read back the pending (loss, gradient norm) pairs; raise ``_Diverged`` at the first non-finite one."""
-    for loss, norm in read_back(pending):
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            at = len(progress.losses) + 1
-            what = "loss" if not math.isfinite(loss) else "gradient norm"
-            raise _Diverged(f"non-finite {what} ({loss if what == 'loss' else norm}) at training step {at}")
-        progress.losses.append(loss)
+    resume = begin is not None and begin.continues
+    optimizer, scheduler = make_optimizer(
+        params, learning_rate=learning_rate, weight_decay=WEIGHT_DECAY, schedule=warmup_constant(budget.warmup_steps),
+        optimizer_state=begin.optimizer if resume else None,
+        start_step=(begin.schedule_step or 0) if resume else 0)
+    if resume:
+        restore_rng(begin.rng, dev)
+    loop = TrainingLoop(model=model, forward=forward, task=task, optimizer=optimizer, scheduler=scheduler,
+                        params=params, seed=seed, batch_size=batch_size, grad_clip=budget.grad_clip, device=dev,
+                        amp=amp, step=progress.start_step, losses=list(begin.losses) if resume else [])
+    progress.loop = loop
+    loop.run(until=budget.steps, seconds=budget.seconds, flush_every=CUDA_SYNC_EVERY if dev.type == "cuda" else 1)
+    return loop
 
 
 @torch.no_grad()
@@ -198,7 +235,3 @@ def _compress(losses: list[float]) -> list[float]:
     chunk = math.ceil(len(losses) / MAX_LOSS_POINTS)
     return [sum(losses[i:i + chunk]) / len(losses[i:i + chunk]) for i in range(0, len(losses), chunk)]
 
-
-def _checkpoint(model: CTM) -> bytes:
-    from safetensors.torch import save
-    return save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})

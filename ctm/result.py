@@ -38,7 +38,9 @@ class EvalBudget:
     """How much training one fitness evaluation gets, and how it is measured.
 
     Training stops after ``steps`` optimizer steps or ``seconds`` of wall time, whichever comes first
-    (``None`` = no limit of that kind; at least one must be set).
+    (``None`` = no limit of that kind; at least one must be set). ``steps`` counts in total: an evaluation that
+    continues a state of s steps (``evaluate(start=...)``) trains ``steps - s`` more; ``seconds`` limits each
+    call's own training time.
     """
 
     steps: int | None = 200
@@ -71,7 +73,8 @@ class EvalResult:
     ``per_step_accuracy`` and ``sequence_accuracy`` (mazes, sorting), ``exit_accuracy`` and ``exit_tick_mean``
     (stopping at the first tick whose certainty passes ``budget.exit_threshold``), ``ece`` (expected
     calibration error), ``param_count`` (measured on the built model), ``macs_per_forward``,
-    ``train_steps``, ``wall_time_s``.
+    ``train_steps`` (optimizer steps in total, including those of a continued start state), ``start_step`` (the
+    steps the start state had done; 0 for a fresh start), ``wall_time_s``.
     """
 
     genome_hash: str
@@ -86,7 +89,7 @@ class EvalResult:
     seed: int = 0
     attempts: int = 1
     worker: str = ""
-    checkpoint: bytes | None = None  # safetensors bytes of the trained weights, when asked for
+    checkpoint: bytes | None = None  # evaluation state (ctm.eval_state: weights, optimizer, steps), when asked
 
     @property
     def ok(self) -> bool:

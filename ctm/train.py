@@ -20,7 +20,6 @@ MLflow (or anything else) hooks in through a :class:`TrainCallback`, so this mod
 from __future__ import annotations
 
 import json
-import math
 import random
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -32,9 +31,10 @@ from torch import nn
 
 from ctm.bundle import write_bundle
 from ctm.evaluation import VALIDATION_SEED
+from ctm.loop import Diverged, TrainingLoop, WarmupCosine, lr_factor, make_optimizer
 from ctm.metrics import exit_metrics, expected_calibration_error
 from ctm.result import TaskSpec
-from ctm.step import autocast_context, backward_step, read_back
+from ctm.step import autocast_context
 from ctm.train_state import (
     TrainError,
     checkpoint_paths,
@@ -176,25 +176,7 @@ def measure(model: nn.Module, task: Any, *, samples: int, batch_size: int, devic
     return metrics, v["per_tick"].mean(0).tolist(), v["certainty"].mean(0).tolist()
 
 
-# -- the loop ------------------------------------------------------------------------------------------------
-def lr_factor(step: int, *, steps: int, warmup: int, min_ratio: float) -> float:
-    """Learning-rate multiplier before optimizer step ``step`` (0-based): linear warm-up, then cosine decay."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-class _LrLambda:
-    """The schedule as an object: LambdaLR saves its plain attributes in its state dict."""
-
-    def __init__(self, config: TrainConfig):
-        self.steps, self.warmup, self.min_ratio = config.steps, config.warmup_steps or 0, config.min_lr_ratio
-
-    def __call__(self, step: int) -> float:
-        return lr_factor(step, steps=self.steps, warmup=self.warmup, min_ratio=self.min_ratio)
-
-
+# -- the loop (ctm.loop) ---------------------------------------------------------------------------------------
 def _progress_bar(enabled: bool) -> Any:
     from rich import progress as rp
     from rich.console import Console
@@ -227,8 +209,10 @@ def train(model: nn.Module, task: Any, *, genome: Genome, task_spec: TaskSpec, c
 
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _LrLambda(config))
+    optimizer, scheduler = make_optimizer(params, learning_rate=config.learning_rate,
+                                          weight_decay=config.weight_decay,
+                                          schedule=WarmupCosine(steps=config.steps, warmup=config.warmup_steps or 0,
+                                                                min_ratio=config.min_lr_ratio))
     losses: list[float] = []
     evaluations: list[dict[str, Any]] = []
     step = 0
@@ -276,31 +260,34 @@ def train(model: nn.Module, task: Any, *, genome: Genome, task_spec: TaskSpec, c
     bar = _progress_bar(progress)
     bar_task = bar.add_task(f"train {genome.hash[:8]}", total=config.steps, completed=step, loss="–",
                             lr="–", val="–")
-    pending: list[torch.Tensor] = []
+    loop = TrainingLoop(model=model, task=task, optimizer=optimizer, scheduler=scheduler, params=params,
+                        seed=config.seed, batch_size=config.batch_size, grad_clip=config.grad_clip, device=device,
+                        amp=amp, step=step, losses=losses)
+
+    def logged(at: int) -> bool:  # the steps whose loss is read back (and logged)
+        return (at % config.log_every == 0 or at == config.steps or at % config.checkpoint_every == 0
+                or at % config.eval_every == 0)
+
+    def after_step(at: int) -> None:
+        nonlocal step
+        step = result.steps = at
+        if logged(at):
+            bar.update(bar_task, completed=at, loss=f"{losses[-1]:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            cb.on_log(at, {"train_loss": losses[-1], "lr": scheduler.get_last_lr()[0]})
+        if at % config.eval_every == 0 or at == config.steps:
+            evaluate_now()
+        if at % config.checkpoint_every == 0 or at == config.steps:
+            save_checkpoint()
+
     status = "failed"
-    model.train()
     try:
         with bar:
-            while step < config.steps:
-                x, y = task.batch("train", step, config.batch_size, config.seed)
-                pending.append(backward_step(model, task, x, y, optimizer=optimizer, params=params,
-                                             grad_clip=config.grad_clip, device=device, amp=amp))
-                optimizer.step()
-                scheduler.step()
-                if hasattr(model, "project_"):
-                    model.project_()
-                step += 1
-                result.steps = step
-                boundary = step % config.log_every == 0 or step == config.steps
-                if boundary or step % config.checkpoint_every == 0 or step % config.eval_every == 0:
-                    _flush(pending, losses, step)
-                    bar.update(bar_task, completed=step, loss=f"{losses[-1]:.4f}",
-                               lr=f"{scheduler.get_last_lr()[0]:.2e}")
-                    cb.on_log(step, {"train_loss": losses[-1], "lr": scheduler.get_last_lr()[0]})
-                if step % config.eval_every == 0 or step == config.steps:
-                    evaluate_now()
-                if step % config.checkpoint_every == 0 or step == config.steps:
-                    save_checkpoint()
+            try:
+                loop.run(until=config.steps, flush_every=None, flush_at=logged, after_step=after_step)
+            except Diverged as exc:
+                what = "loss" if exc.what == "loss" else "gradient"
+                raise TrainError(f"training diverged: non-finite {what} at step {exc.step}; lower the learning "
+                                 "rate (--lr) or resume from an earlier checkpoint") from None
         result.bundle = write_bundle(out / "bundle", genome=genome, task_spec=task_spec, weights=model.state_dict(),
                                      model_seed=model_seed, overwrite=True,
                                      source={**(source or {}), "trained_steps": step,
@@ -313,16 +300,6 @@ def train(model: nn.Module, task: Any, *, genome: Genome, task_spec: TaskSpec, c
         raise
     finally:
         cb.on_end(result, status)
-
-
-def _flush(pending: list[torch.Tensor], losses: list[float], step: int) -> None:
-    values = read_back(pending)
-    for i, (loss, norm) in enumerate(values):
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            at = step - len(values) + i + 1
-            raise TrainError(f"training diverged: non-finite {'loss' if not math.isfinite(loss) else 'gradient'} "
-                             f"at step {at}; lower the learning rate (--lr) or resume from an earlier checkpoint")
-        losses.append(loss)
 
 
 def _check_resume(path: Path, state: dict[str, Any], genome: Genome, task_spec: TaskSpec,

@@ -12,6 +12,7 @@ from safetensors.torch import load
 
 import ctm.evaluation
 from ctm import BEHAVIOUR_POINTS, EvalBudget, EvalResult, TaskSpec, build_model, evaluate, make_task
+from ctm.eval_state import weights_only
 from ctm.tasks.parity import ParityTask
 from genome.cost import estimate
 
@@ -69,7 +70,7 @@ def test_checkpoint_round_trip() -> None:
     result = evaluate(genome, PARITY, BUDGET, seed=1, want_checkpoint=True)
     assert isinstance(result.checkpoint, bytes)
     model = build_model(genome, make_task(PARITY), seed=99)
-    model.load_state_dict(load(result.checkpoint))
+    model.load_state_dict(weights_only(result.checkpoint))  # the checkpoint is a full evaluation state now
     assert "checkpoint" not in result.to_dict()
     assert evaluate(genome, PARITY, BUDGET, seed=1).checkpoint is None
     io.BytesIO(result.checkpoint)  # plain bytes

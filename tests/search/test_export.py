@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from safetensors.torch import load as st_load
 
 from ctm import build_model, make_task
+from ctm.eval_state import weights_only
 from ctm.result import TaskSpec
 from genome import Genome, to_yaml
 from search.cli import main
@@ -92,7 +92,7 @@ def ctmevo(*args: str) -> int:
 def search_model(root: Path, genome: Genome) -> torch.nn.Module:
     """The model as the search process had it: built from the genome, the campaign's checkpoint loaded."""
     model = build_model(genome, make_task(TASK), seed=0)
-    model.load_state_dict(st_load((root / "checkpoints" / f"{genome.hash}.safetensors").read_bytes()))
+    model.load_state_dict(weights_only((root / "checkpoints" / f"{genome.hash}.safetensors").read_bytes()))
     return model.eval()
 
 
