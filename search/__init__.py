@@ -17,7 +17,7 @@ Where things live:
 ``text``               how numbers are shown
 ``strategies/``        MAP-Elites, CVT, novelty, NSLC, DNS, random, regularised evolution, Optuna, EvoTorch
 ``campaign/``          campaign files, the loop, snapshots and resume, the live view, pictures
-``tracking/``          MLflow: runs, spool, lineage, training logs
+``tracking/``          MLflow: batched writers, the archive of a campaign, lineage, training logs
 ``export/``            bundles of discovered architectures, model cards, MLflow models
 ``cli/``               the ``ctmevo`` command
 =====================  ======================================================================================
@@ -42,7 +42,7 @@ _API = {
     "Strategy": "search.strategies", "make_strategy": "search.strategies", "STRATEGY_NAMES": "search.strategies",
     "Campaign": "search.campaign.loop", "CampaignConfig": "search.campaign.config",
     "load_campaign_config": "search.campaign.config", "start": "search.campaign.loop",
-    "Tracker": "search.tracking.tracker", "lineage": "search.tracking.lineages",
+    "MlflowArchiver": "search.tracking.archiver", "lineage": "search.tracking.lineages",
     "locate": "search.export.find",
     "main": "search.cli.app",
 }

@@ -20,6 +20,7 @@ Values outside a range are clipped into the border cells (pyribs' behaviour).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -43,6 +44,7 @@ class QDArchive:
         self.kind = kind
         self.qd_offset = float(qd_offset)
         self._elites: dict[int, tuple[str, list[float], float]] = {}  # cell index → (hash, values, fitness)
+        self._occupied: list[int] = []  # the keys of _elites, sorted (kept up to date on insertion)
         if kind == "grid":
             self.archive: GridArchive | CVTArchive = GridArchive(
                 solution_dim=solution_dim, dims=[d.bins for d in self.descriptors],
@@ -90,6 +92,8 @@ class QDArchive:
         info = self.archive.add_single(solution, fitness, self.measures(values))
         inserted = int(info["status"]) > 0
         if inserted:
+            if index not in self._elites:
+                bisect.insort(self._occupied, index)
             self._elites[index] = (genome_hash, [float(v) for v in values], float(fitness))
         return inserted
 
@@ -98,8 +102,10 @@ class QDArchive:
         return len(self.archive)
 
     def elite_indices(self) -> list[int]:
-        """Occupied cells in increasing index order (a deterministic order for parent selection)."""
-        return sorted(self._elites)
+        """Occupied cells in increasing index order (a deterministic order for parent selection).
+
+        The list is the archive's own (no copy: O(1) per call); do not change it."""
+        return self._occupied
 
     def elite_hash(self, index: int) -> str:
         return self._elites[index][0]

@@ -8,6 +8,7 @@
     │       ├── DescriptorError      (search.descriptors)
     │       └── StrategyConfigError  (search.strategies.settings)
     └── CampaignError                a campaign directory that cannot be created, opened or resumed as asked
+        └── CampaignStorageError     a campaign file that cannot be written (disk full, read-only directory)
 
 The CLI exits with status 2 for all of them. Values quoted in messages are cut short (:func:`genome.errors.quoted`),
 so a 10 MB value never makes a 10 MB message. Lower layers have their own errors (``genome.GenomeError``,
@@ -16,11 +17,12 @@ so a 10 MB value never makes a 10 MB message. Lower layers have their own errors
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from genome.errors import quoted
 
-__all__ = ["CampaignError", "ConfigError", "FieldError", "SearchError", "quoted"]
+__all__ = ["CampaignError", "CampaignStorageError", "ConfigError", "FieldError", "SearchError", "quoted"]
 
 
 class SearchError(Exception):
@@ -41,3 +43,11 @@ class FieldError(ConfigError):
 
 class CampaignError(SearchError, RuntimeError):
     """A campaign directory that cannot be created, opened or resumed as asked."""
+
+
+class CampaignStorageError(CampaignError):
+    """A campaign file could not be written (disk full, read-only or vanished directory)."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        self.path, self.reason = path, exc.strerror or str(exc)
+        super().__init__(f"cannot write {path}: {self.reason} (errno {exc.errno})")

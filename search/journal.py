@@ -33,7 +33,8 @@ from typing import Any
 from genome.io import fsync_dir, write_bytes_atomic
 from search.records import EvaluationRecord
 
-__all__ = ["Journal", "JournalCorruptError", "JsonLines", "encode_line", "read_json", "write_atomic"]
+__all__ = ["Journal", "JournalCorruptError", "JsonLines", "JsonLinesFollower", "encode_line", "read_json",
+           "write_atomic"]
 
 
 class JournalCorruptError(ValueError):
@@ -164,6 +165,10 @@ class Journal:
         """Append ``entry`` and fsync: a completed evaluation is on disk before anything depends on it."""
         self._lines.append(entry.to_dict() if isinstance(entry, EvaluationRecord) else dict(entry))
 
+    def extend(self, entries: Iterable[EvaluationRecord | Mapping[str, Any]]) -> None:
+        """Append several entries with ONE write and ONE fsync (group commit)."""
+        self._lines.extend(e.to_dict() if isinstance(e, EvaluationRecord) else dict(e) for e in entries)
+
     def read(self) -> list[dict[str, Any]]:
         """Every complete entry; raises :class:`JournalCorruptError` on damage before the last line."""
         return self._lines.read()
@@ -220,3 +225,47 @@ def read_json(path: str | Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
+
+
+class JsonLinesFollower:
+    """Reads a growing JSON-lines file incrementally, like ``tail -f``: each call returns the complete lines
+    appended since the last one, with the byte offset just after each (the reader's durable cursor).
+
+    A consumer of the journal (MLflow records, pictures) keeps its own follower and persists the offset of the
+    last line it has fully handled; after a restart it continues from there. An incomplete final line (a write
+    in progress, or torn by a crash) is left for a later call.
+    """
+
+    def __init__(self, path: str | Path, offset: int = 0, *, max_bytes: int = 16 * 2**20) -> None:
+        self.path = Path(path)
+        self.offset = int(offset)
+        self.max_bytes = max_bytes
+        self.line = 0  # complete lines returned so far (from ``offset`` at construction)
+
+    def read(self) -> list[tuple[int, dict[str, Any]]]:
+        """``[(offset after the line, object), ...]`` for the complete lines after :attr:`offset` (at most
+        ``max_bytes`` of them per call); advances :attr:`offset`. Raises :class:`JournalCorruptError`."""
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read(self.max_bytes)
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1
+        out: list[tuple[int, dict[str, Any]]] = []
+        position = self.offset
+        for raw in data[:end].split(b"\n")[:-1]:
+            position += len(raw) + 1
+            self.line += 1
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise JournalCorruptError(self.path, self.line, f"{exc} (at byte {position - len(raw) - 1})"
+                                          ) from None
+            if not isinstance(obj, dict):
+                raise JournalCorruptError(self.path, self.line, f"a JSON {type(obj).__name__}, not an object")
+            out.append((position, obj))
+        self.offset += end
+        return out

@@ -57,6 +57,17 @@ class EvaluationRecord:
         return {"campaign": self.campaign, "birth": self.birth, "proposal": self.proposal.to_dict(),
                 "result": self.result.to_dict(), "finished_at": self.finished_at, "extra": self.extra}
 
+    def slim(self) -> EvaluationRecord:
+        """This record without its loss curve, per-tick arrays and behaviour (what a long campaign keeps in
+        memory; the journal has them all)."""
+        r = self.result
+        if not (r.train_loss or r.per_tick_accuracy or r.per_tick_certainty or r.behaviour):
+            return self
+        light = EvalResult(genome_hash=r.genome_hash, status=r.status, fitness=r.fitness, metrics=r.metrics,
+                           failure=r.failure, seed=r.seed, attempts=r.attempts, worker=r.worker)
+        return EvaluationRecord(campaign=self.campaign, birth=self.birth, proposal=self.proposal, result=light,
+                                finished_at=self.finished_at, extra=self.extra)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvaluationRecord:
         return cls(campaign=data["campaign"], birth=data["birth"], proposal=Proposal.from_dict(data["proposal"]),

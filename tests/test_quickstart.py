@@ -35,7 +35,7 @@ def quickstart(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     config["budget"]["evaluations"] = 6
     config["evaluation"]["steps"] = 8
     config["evaluation"]["val_samples"] = 64
-    config["plot_every"] = 3
+    config["plot_every_s"] = 3
     (tmp / "quickstart.yaml").write_text(yaml.safe_dump(config))
     return tmp, ctmevo("run", "quickstart.yaml", cwd=tmp)
 

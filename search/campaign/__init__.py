@@ -3,9 +3,12 @@
 =====================  ======================================================================================
 ``config``             the campaign file (pydantic schema), validated completely before anything runs
 ``paths``              the layout of a campaign directory
-``loop``               :class:`Campaign`: ask → journal → submit → poll → journal → tell; snapshots; resume
+``loop``               :class:`Campaign`: ask → journal → submit → poll → journal → tell; resume
+``state``              the small snapshot the loop restarts from (the journal holds the rest)
 ``progress``           counts and metrics after every result
-``reporter``           what the loop reports to: MLflow records, pictures, the live view
+``reporter``           what the loop reports to: metric history, live view, the consumers of the journal
+``consumers``          a consumer of the journal on its own thread, with a durable cursor
+``observers``          the two consumers: the MLflow archive and the pictures
 ``live``               the live view (terminal panel or log lines)
 ``pictures``           archive heatmaps, metrics over evaluations, the archive table
 =====================  ======================================================================================
@@ -22,7 +25,7 @@ from typing import Any
 
 _API = {
     "Campaign": "search.campaign.loop", "evaluation_seed": "search.campaign.loop", "start": "search.campaign.loop",
-    "lock_campaign": "search.campaign.loop", "STATE_VERSION": "search.campaign.loop",
+    "lock_campaign": "search.campaign.paths", "STATE_VERSION": "search.campaign.state",
     "CampaignConfig": "search.campaign.config", "load_campaign_config": "search.campaign.config",
     "parse_campaign_config": "search.campaign.config", "CampaignPaths": "search.campaign.paths",
     "default_tracking_uri": "search.campaign.paths", "Progress": "search.campaign.progress",

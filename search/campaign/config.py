@@ -69,7 +69,9 @@ class TrackingSection(_Section):
     uri: str | None = Field(default=None, description="MLflow tracking URI; default: sqlite in the campaign dir")
     experiment: str | None = None
     checkpoints: Literal["none", "elites", "all"] = "none"
-    log_every: int = Field(default=1, ge=1, description="refresh campaign metrics every N evaluations")
+    log_every: int = Field(default=1, ge=1, description="log campaign metrics every N evaluations")
+    retry_after_s: float = Field(default=30.0, gt=0, le=3600, description="first wait before trying an "
+                                 "unreachable server again (doubling while it stays away, at most 10 minutes)")
 
 
 class CampaignConfig(_Section):
@@ -84,8 +86,10 @@ class CampaignConfig(_Section):
     budget: BudgetSection = Field(default_factory=BudgetSection)
     workers: dict[str, Any] = Field(default_factory=dict)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
-    snapshot_every: int = Field(default=10, ge=1, description="snapshot the strategy every N evaluations")
-    plot_every: int = Field(default=10, ge=1, description="refresh pictures every N evaluations")
+    snapshot_every: int = Field(default=100, ge=1, description="snapshot the loop state every N evaluations (and "
+                                "at every stop); the snapshot is small, the journal holds the rest")
+    plot_every_s: float = Field(default=60.0, gt=0, description="redraw the pictures every N seconds (and at the "
+                                "end), beside the loop")
 
     @field_validator("genome_space", mode="before")
     @classmethod

@@ -21,11 +21,11 @@ PLAIN_EVERY_S = 5.0  # at most one progress line this often when stdout is not a
 
 
 class LiveView:
-    """Shows ``progress`` (and ``spooled()``, the MLflow records waiting) while a campaign runs."""
+    """Shows ``progress`` and ``status()`` (label, text) lines, e.g. how far MLflow lags, while a campaign runs."""
 
-    def __init__(self, *, name: str, progress: Progress, spooled: Callable[[], int],
+    def __init__(self, *, name: str, progress: Progress, status: Callable[[], list[tuple[str, str]]],
                  console: Console | None = None) -> None:
-        self.name, self.progress, self.spooled = name, progress, spooled
+        self.name, self.progress, self.status = name, progress, status
         self.console = console or Console(stderr=True)
         self._live: Live | None = None
         self._bar: Bar | None = None
@@ -65,7 +65,7 @@ class LiveView:
             ("QD-score", fmt(m.get("qd_score"))),
             ("archive size", fmt(m.get("archive_size"))),
             ("evaluations / hour", f"{p.per_hour:,.0f}"),
-            ("MLflow records spooled", str(self.spooled())),
+            *self.status(),
         ):
             table.add_row(f"[dim]{label}", value)
         return Group(self._bar, table) if self._bar is not None else Group(table)
@@ -74,6 +74,7 @@ class LiveView:
         """One progress line (for logs)."""
         p, m = self.progress, self.progress.metrics
         total = f"/{p.budget}" if p.budget else ""
+        extra = "".join(f", {label}: {text}" for label, text in self.status())
         return (f"[{self.name}] {p.done}{total} done, {p.in_flight} in flight, {p.failures} failed,"
                 f" best {fmt(m.get('best_fitness'))}, coverage {fmt(m.get('coverage'))}, "
-                f"QD-score {fmt(m.get('qd_score'))}, {p.per_hour:,.0f}/h")
+                f"QD-score {fmt(m.get('qd_score'))}, {p.per_hour:,.0f}/h{extra}")

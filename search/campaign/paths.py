@@ -10,16 +10,22 @@
     checkpoints/         trained weights per evaluation (safetensors), written before the journal refers to them
     plots/               archive.png, metrics.png, lineage.png, archive.csv
     metrics.jsonl        campaign metrics after every evaluation (the history behind metrics.png)
-    spool/               MLflow records waiting for the tracking server (see ``ctmevo sync``)
+    consumers/           each durable consumer's cursor into the journal (mlflow.json: what MLflow holds)
     mlflow.db            the default MLflow store (sqlite), with mlartifacts/ beside it
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
-__all__ = ["CampaignPaths", "default_tracking_uri"]
+from search.errors import CampaignError, CampaignStorageError
+
+__all__ = ["CampaignPaths", "default_tracking_uri", "lock_campaign"]
 
 
 @dataclass(frozen=True)
@@ -67,9 +73,8 @@ class CampaignPaths:
     def checkpoint(self, genome_hash: str) -> Path:
         return self.checkpoints / f"{genome_hash}.safetensors"
 
-    @property
-    def spool(self) -> Path:
-        return self.root / "spool"
+    def consumer_cursor(self, name: str) -> Path:
+        return self.root / "consumers" / f"{name}.json"
 
     @property
     def mlflow_db(self) -> Path:
@@ -79,3 +84,23 @@ class CampaignPaths:
 def default_tracking_uri(paths: CampaignPaths) -> str:
     """The MLflow store a campaign uses when its file sets no ``tracking.uri``: sqlite inside its directory."""
     return f"sqlite:///{paths.mlflow_db.resolve()}"
+
+
+@contextlib.contextmanager
+def lock_campaign(root: Path) -> Iterator[IO[str]]:
+    """Hold the lock of the campaign directory ``root``; :class:`CampaignError` if another process holds it."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fh = CampaignPaths(root).lock.open("a+")
+    except OSError as exc:
+        raise CampaignStorageError(Path(exc.filename or root), exc) from None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CampaignError(f"{root} is being run by another ctmevo process right now; wait for it to end "
+                                "(or stop it) first") from None
+        try:
+            yield fh
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

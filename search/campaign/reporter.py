@@ -1,37 +1,40 @@
-"""What a running campaign shows and archives: the live view, pictures, the archive table and MLflow records.
+"""What a running campaign reports to: the metric history, the live view, and the consumers of its journal.
 
-The loop calls a :class:`Reporter` (``start``, ``recorded`` after every journaled result, ``tick`` after every
-poll, ``finish`` at the end of the budget, ``close`` always). :class:`CampaignReporter` is the default one;
-it sees the campaign only through :class:`CampaignView` (so this module never imports the loop). Nothing here
-can stop a campaign: MLflow failures are spooled by the tracker and replayed later, and a picture that fails
-to render is skipped with a warning.
+The loop calls a :class:`Reporter`: ``start`` (before the first evaluation), ``recorded(records)`` after every
+batch of journaled results, ``tick`` after every poll, ``finish(status)`` when the loop ends (``FINISHED``,
+``KILLED`` after Ctrl-C, ``FAILED`` after a crash), ``close`` always. :class:`CampaignReporter` does only cheap
+things on the loop's thread (one line appended to ``metrics.jsonl`` per batch, a wake-up call, a view
+refresh at most four times a second); MLflow and pictures run beside it as consumers of the journal
+(:mod:`.consumers`, :mod:`.observers`) and may lag in a burst, then catch up. At the end it waits for them,
+boundedly, with a progress line; what is left is said, and ``ctmevo sync`` sends it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from rich.console import Console
 
 from search.campaign.config import CampaignConfig
+from search.campaign.consumers import ConsumerRunner
 from search.campaign.live import LiveView
 from search.campaign.paths import CampaignPaths
 from search.campaign.progress import Progress
 from search.descriptors import Descriptor
-from search.records import EvaluationRecord, best_record
+from search.records import EvaluationRecord
 from search.strategies import Strategy
 
-if TYPE_CHECKING:  # imported when a campaign starts: MLflow and matplotlib take seconds to import
-    from search.tracking.tracker import Tracker
-
-__all__ = ["CampaignReporter", "CampaignView", "Reporter"]
+__all__ = ["CampaignReporter", "CampaignView", "Reporter", "mlflow_archiver", "mlflow_runner", "sync"]
 
 log = logging.getLogger(__name__)
-REPLAY_EVERY_S = 30.0
+DRAIN_MIN_S = 60.0  # the end of a run waits at least this long for MLflow to catch up (and at most 10x)
+DRAIN_KILLED_S = 10.0  # after Ctrl-C: a short wait; what is left goes out on resume or with `ctmevo sync`
+VIEW_EVERY_S = 0.25
 
 
 class CampaignView(Protocol):
@@ -45,12 +48,7 @@ class CampaignView(Protocol):
     descriptors: list[Descriptor]
 
     @property
-    def records(self) -> list[EvaluationRecord]: ...
-
-    @property
     def tracking_uri(self) -> str: ...
-
-    def finished(self) -> bool: ...
 
 
 class Reporter(Protocol):
@@ -58,123 +56,153 @@ class Reporter(Protocol):
 
     def start(self) -> None: ...
 
-    def recorded(self, record: EvaluationRecord) -> None: ...
+    def recorded(self, records: Sequence[EvaluationRecord]) -> None: ...
 
     def tick(self) -> None: ...
 
-    def finish(self) -> None: ...
+    def finish(self, status: str) -> None: ...
 
     def close(self) -> None: ...
 
 
+def mlflow_archiver(campaign: CampaignView) -> Any:
+    """The campaign's :class:`~search.tracking.archiver.MlflowArchiver` (not yet connected)."""
+    from search.tracking.archiver import MlflowArchiver
+
+    c = campaign
+    return MlflowArchiver(tracking_uri=c.tracking_uri, experiment_name=c.config.tracking.experiment or c.config.name,
+                          campaign_id=c.campaign_id, config=json.loads(json.dumps(c.config.model_dump(mode="json"))),
+                          checkpoints=c.config.tracking.checkpoints, checkpoint_of=c.paths.checkpoint)
+
+
+def mlflow_runner(campaign: CampaignView, archiver: Any, *, first_wait_s: float | None = None) -> ConsumerRunner:
+    """A runner of the MLflow consumer with its durable cursor (``consumers/mlflow.json``)."""
+    from search.campaign.observers import MlflowConsumer
+
+    rejected = campaign.paths.consumer_cursor("mlflow-rejected").with_suffix(".jsonl")
+    consumer = MlflowConsumer(archiver, log_every=campaign.config.tracking.log_every, rejected=rejected)
+    made = [False]
+
+    def make() -> MlflowConsumer:
+        if made[0]:  # a restart after a crash: a fresh archiver, connected again
+            return MlflowConsumer(mlflow_archiver(campaign), log_every=campaign.config.tracking.log_every,
+                                  rejected=rejected)
+        made[0] = True
+        return consumer
+
+    wait = campaign.config.tracking.retry_after_s if first_wait_s is None else first_wait_s
+    runner = ConsumerRunner("mlflow", make, journal=campaign.paths.journal, metrics=campaign.paths.metrics,
+                            cursor=campaign.paths.consumer_cursor("mlflow"), first_wait_s=wait)
+    runner.consumer = consumer  # type: ignore[attr-defined]
+    return runner
+
+
+def sync(campaign: CampaignView, *, finished: bool, timeout_s: float | None = None) -> tuple[int, str | None]:
+    """Send what MLflow lacks of ``campaign`` (from the MLflow consumer's cursor to the end of the journal) now.
+
+    Returns (results still not in MLflow, the last error); raises
+    :class:`~search.tracking.archiver.TrackingUnavailable` when the server does not answer at all."""
+    archiver = mlflow_archiver(campaign)
+    archiver.connect()
+    runner = mlflow_runner(campaign, archiver, first_wait_s=5.0)
+    runner.start()
+    runner.stop(status="FINISHED" if finished else "KILLED", final=True, timeout=timeout_s,
+                give_up_after=DRAIN_MIN_S if timeout_s is None else timeout_s)
+    return runner.behind(campaign.progress.done), runner.error
+
+
 class CampaignReporter:
-    """Live view + MLflow (one child run per evaluation, campaign metrics and artifacts) + pictures."""
+    """Metric history + live view + the MLflow and picture consumers (see the module docstring)."""
 
     def __init__(self, campaign: CampaignView, *, console: Console | None = None, offline_ok: bool = False):
         self.campaign = campaign
         self.offline_ok = offline_ok
-        self.tracker: Tracker | None = None
-        self.history: list[dict[str, float]] = []
         self.view = LiveView(name=campaign.config.name, progress=campaign.progress, console=console,
-                             spooled=lambda: self.tracker.pending() if self.tracker else 0)
-        self._last_replay = time.monotonic()
+                             status=self.status_lines)
+        self.runners: list[ConsumerRunner] = []
+        self.mlflow: ConsumerRunner | None = None
+        self._metrics_file: Any = None
+        self._last_view = 0.0
 
     # -- life cycle ---------------------------------------------------------------------------------------
     def start(self) -> None:
-        from search.tracking.tracker import Tracker
+        """Connect to MLflow (an unreachable server is an error unless ``offline_ok``), start the consumers."""
+        from search.campaign.observers import PictureConsumer
+        from search.tracking.archiver import TrackingUnavailable, TrackingURIError
 
         c = self.campaign
-        self.tracker = Tracker(tracking_uri=c.tracking_uri, experiment_name=c.config.tracking.experiment
-                               or c.config.name, campaign_id=c.campaign_id, spool_dir=c.paths.spool,
-                               offline_ok=self.offline_ok)
-        self.tracker.start_campaign(config=json.loads(json.dumps(c.config.model_dump(mode="json"))))
-        self._load_history()
-        for record in c.records:  # journaled before a stop but perhaps never logged: idempotent, no duplicates
-            self._log(record)
+        archiver = mlflow_archiver(c)
+        try:
+            archiver.connect()
+        except TrackingUnavailable as exc:
+            if not self.offline_ok:
+                raise TrackingURIError(c.tracking_uri, str(exc)) from None
+            log.warning("%s; the campaign runs and the records wait in its journal (ctmevo sync sends them)", exc)
+        self.mlflow = mlflow_runner(c, archiver)
+        qd = getattr(c.strategy, "qd", None)
+        mlflow_consumer = self.mlflow.consumer  # type: ignore[attr-defined]
+        pictures = ConsumerRunner("pictures", lambda: PictureConsumer(
+            paths=c.paths, descriptors=c.descriptors, archive_config=qd.config() if qd is not None else None,
+            codec=c.strategy.codec, every_s=c.config.plot_every_s, upload=mlflow_consumer.add_artifacts,
+            seed=c.config.seed), journal=c.paths.journal, metrics=c.paths.metrics, cursor=None, tick_every_s=1.0)
+        self.runners = [pictures, self.mlflow]  # pictures first: their last refresh is uploaded by MLflow's
+        for runner in self.runners:
+            runner.start()
+        self._metrics_file = c.paths.metrics.open("a")
         self.view.start()
 
-    def recorded(self, record: EvaluationRecord) -> None:
-        c = self.campaign
-        assert self.tracker is not None
-        self._log(record)
-        metrics = dict(c.progress.metrics)
-        metrics["evaluations"] = c.progress.done
-        metrics["failures"] = c.progress.failures
-        self.history.append(metrics)
-        self._append_history(metrics)
-        if c.progress.done % c.config.tracking.log_every == 0:
-            self.tracker.log_campaign_metrics(step=c.progress.done, metrics=metrics)
-        if c.progress.done % c.config.plot_every == 0:
-            self.refresh_pictures()
-        if not self.view.console.is_terminal:
-            self.view.update(final=c.finished())
+    def recorded(self, records: Sequence[EvaluationRecord]) -> None:
+        p = self.campaign.progress
+        self._write_metrics({**p.metrics, "evaluations": p.done, "failures": p.failures})
+        for runner in self.runners:
+            runner.wake()
+
+    def _write_metrics(self, point: dict[str, Any]) -> None:
+        if self._metrics_file is not None:
+            self._metrics_file.write(json.dumps(point) + "\n")
+            self._metrics_file.flush()  # no fsync: the history is derived data
 
     def tick(self) -> None:
-        assert self.tracker is not None
-        if self.view.console.is_terminal:
+        now = time.monotonic()
+        if now - self._last_view >= VIEW_EVERY_S:
+            self._last_view = now
             self.view.update()
-        if self.tracker.pending() and time.monotonic() - self._last_replay > REPLAY_EVERY_S:
-            self._last_replay = time.monotonic()
-            self.tracker.replay()
 
-    def finish(self) -> None:
-        assert self.tracker is not None
-        self.refresh_pictures()
-        if self.tracker.pending():
-            self.tracker.replay()
+    def finish(self, status: str) -> None:
+        """Final metrics and pictures; wait (boundedly) for MLflow to catch up; end the campaign run."""
+        p = self.campaign.progress
+        self._write_metrics({**p.metrics, "evaluations": p.done, "failures": p.failures, "final": True})
+        if self._metrics_file is not None:
+            self._metrics_file.close()
+            self._metrics_file = None
+        self.view.stop()
+        limit = {"FINISHED": min(10 * DRAIN_MIN_S, max(DRAIN_MIN_S, 0.25 * p.elapsed_s)), "KILLED": DRAIN_KILLED_S
+                 }.get(status, DRAIN_MIN_S)
+        deadline = time.monotonic() + limit
+        for runner in self.runners:  # in order: the pictures' last refresh is uploaded by the MLflow consumer
+            runner.stop(status=status, final=True, timeout=0, give_up_after=max(0.0, deadline - time.monotonic()))
+            said = time.monotonic()
+            while not runner.finished.wait(min(5.0, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    break
+                if runner is self.mlflow and time.monotonic() - said >= 5.0:
+                    said = time.monotonic()
+                    print(f"[{self.campaign.config.name}] finishing: MLflow {runner.behind(p.done):,} record(s) "
+                          f"behind" + (f" ({runner.error})" if runner.error else ""), file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.view.stop()
+        if self._metrics_file is not None:
+            self._metrics_file.close()
+            self._metrics_file = None
 
-    # -- MLflow ---------------------------------------------------------------------------------------------
-    def _log(self, record: EvaluationRecord) -> None:
-        c = self.campaign
-        assert self.tracker is not None
-        h = record.result.genome_hash
-        checkpoint = c.paths.checkpoint(h)
-        keep = c.config.tracking.checkpoints == "all" or (
-            c.config.tracking.checkpoints == "elites" and h in set(c.strategy.elite_hashes()))
-        self.tracker.log_evaluation(record, cell=c.strategy.cell_of(h),
-                                    checkpoint_path=str(checkpoint) if keep and checkpoint.exists() else None)
+    # -- what the view shows ---------------------------------------------------------------------------
+    def mlflow_behind(self) -> int:
+        return self.mlflow.behind(self.campaign.progress.done) if self.mlflow else 0
 
-    # -- pictures and tables ----------------------------------------------------------------------------
-    def refresh_pictures(self) -> list[Path]:
-        from search.campaign.pictures import archive_heatmap, metrics_over_evaluations, write_archive_csv
-
-        c = self.campaign
-        c.paths.plots.mkdir(parents=True, exist_ok=True)
-        made: list[Path] = []
-        write_archive_csv(c.strategy.archive_rows(), c.paths.archive_csv)
-        made.append(c.paths.archive_csv)
-        has_archive = getattr(c.strategy, "qd", None) is not None and len(c.descriptors) >= 1
-        for name, draw in (("archive.png", lambda p: has_archive and archive_heatmap(c.strategy, p)),
-                           ("metrics.png", lambda p: metrics_over_evaluations(self.history, p)),
-                           ("lineage.png", self._lineage_png)):
-            path = c.paths.plots / name
-            try:
-                if draw(path) is not False and path.exists():
-                    made.append(path)
-            except Exception as exc:  # a picture must never stop a campaign
-                log.warning("could not draw %s: %s", path, exc)
-        if self.tracker is not None:
-            self.tracker.log_campaign_artifacts([str(p) for p in made])
-        return made
-
-    def _lineage_png(self, path: Path) -> bool:
-        from search.tracking.lineages import lineage
-
-        best = best_record(self.campaign.records)
-        if best is None or self.tracker is None or self.tracker.pending():
-            return False
-        lineage(self.campaign.tracking_uri, best.result.genome_hash,
-                campaign=self.campaign.campaign_id).to_png(path)
-        return True
-
-    def _append_history(self, metrics: dict[str, float]) -> None:
-        with self.campaign.paths.metrics.open("a") as fh:
-            fh.write(json.dumps(metrics) + "\n")
-
-    def _load_history(self) -> None:
-        path = self.campaign.paths.metrics
-        if path.exists():
-            self.history = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    def status_lines(self) -> list[tuple[str, str]]:
+        lines = [("MLflow", f"{self.mlflow_behind():,} record(s) behind" if self.mlflow else "–")]
+        for runner in self.runners:
+            if runner.error:
+                lines.append((runner.name, runner.error[:160]))
+        return lines

@@ -15,42 +15,57 @@ if TYPE_CHECKING:
 
 
 def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
-    from search.errors import SearchError
+    from search.errors import CampaignStorageError, SearchError
     from search.records import best_record
-    from search.tracking.tracker import TrackingURIError
+    from search.tracking.archiver import TrackingURIError
     from workers import PoolDisconnected
 
+    root = campaign.paths.root
     try:
         campaign.run(offline_ok=offline)
+    except CampaignStorageError as exc:
+        print(f"ctmevo: {exc}.\nThe campaign stopped; its journal holds every evaluation recorded before. Free "
+              f"space or fix the permissions, then: ctmevo resume {root}", file=sys.stderr)
+        return 1
     except SearchError as exc:
         raise UsageError(str(exc)) from None
     except PoolDisconnected as exc:
         print(f"ctmevo: lost the Ray cluster: {exc}\nEvery completed evaluation is saved. When the cluster is "
-              f"back: ctmevo resume {campaign.paths.root}", file=sys.stderr)
+              f"back: ctmevo resume {root}", file=sys.stderr)
         return 1
     except TrackingURIError as exc:
         raise UsageError(f"{exc}\nNothing was evaluated. Start the tracking server or fix tracking.uri in "
-                         f"{campaign.paths.config}, then: ctmevo resume {campaign.paths.root}  (or add --offline "
-                         "to run now and send the records later with ctmevo sync)") from None
+                         f"{campaign.paths.config}, then: ctmevo resume {root}  (or ctmevo resume {root} "
+                         "--offline to run now and send the records later with ctmevo sync)") from None
     except KeyboardInterrupt:
         say(f"\nStopped after {campaign.progress.done} evaluations; the state is saved.\n"
-            f"Continue with:  ctmevo resume {campaign.paths.root}")
+            f"Continue with:  ctmevo resume {root}")
         return 130
     best = best_record(campaign.records)
     uri = campaign.tracking_uri
     say(f"\nCampaign '{campaign.config.name}' finished: {campaign.progress.done} evaluations "
         f"({campaign.progress.failures} failed) in {campaign.progress.elapsed_s:.0f} s.")
-    say(f"  campaign directory : {campaign.paths.root}")
+    say(f"  campaign directory : {root}")
     if best is not None:
         say(f"  best genome        : {best.result.genome_hash}  fitness {best.result.fitness:.4f}  "
-            f"(ctmevo lineage {best.result.genome_hash} --tracking-uri {uri})")
+            f"(ctmevo lineage {best.result.genome_hash} --campaign {root})")
     say(f"  archive picture    : {campaign.paths.plots / 'archive.png'}")
-    say(f"  archive table      : {campaign.paths.plots / 'archive.csv'}")
+    say(f"  archive table      : {campaign.paths.archive_csv}")
     if uri.startswith("sqlite:///"):
         say(f"  MLflow UI          : mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
     else:
         say(f"  MLflow             : {uri}")
+    behind = _mlflow_behind(campaign)
+    if behind:
+        say(f"  not yet in MLflow  : {behind:,} evaluation(s), kept in the journal; send them with: "
+            f"ctmevo sync {root}")
     return 0
+
+
+def _mlflow_behind(campaign: Campaign) -> int:
+    from search.campaign.summary import summarise
+
+    return summarise(campaign.paths.root).mlflow_behind
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -74,43 +89,56 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from search.records import ranked
+    from search.campaign.summary import summarise
+    from search.errors import SearchError
+    from search.text import fmt
 
-    campaign = open_campaign(args.dir)
-    p = campaign.progress
-    m = p.metrics
-    say(f"campaign {campaign.config.name} ({campaign.campaign_id}) in {campaign.paths.root}")
-    budget = campaign.config.budget.evaluations
-    say(f"  evaluations: {p.done}{f' of {budget}' if budget else ''}, failed {p.failures}, "
-           f"to re-submit on resume {campaign.pending}, elapsed {p.elapsed_s:.0f} s")
-    for key in ("best_fitness", "coverage", "qd_score", "archive_size", "novelty_archive_size"):
-        if key in m:
-            say(f"  {key}: {m[key]:.4g}")
-    best = ranked(campaign.records)[: args.top]
-    if best:
+    try:
+        s = summarise(Path(args.dir), top=args.top)
+    except SearchError as exc:
+        raise UsageError(str(exc)) from None
+    state = "running now" if s.running else ("finished" if s.finished else "stopped")
+    say(f"campaign {s.name} ({s.campaign_id}) in {s.root}: {state}")
+    say(f"  evaluations: {s.done}{f' of {s.budget}' if s.budget else ' (open-ended)'}, failed {s.failures}, "
+        f"to re-submit on resume {s.pending if not s.running else 0}, elapsed {s.elapsed_s:.0f} s")
+    for key, value in s.metrics.items():
+        say(f"  {key}: {fmt(value)}")
+    if s.best:
         say("  best genomes:")
-        for r in best:
-            g = r.genome
-            say(f"    {r.result.genome_hash}  fitness {r.result.fitness:.4f}  T={g.ticks} M={g.memory_length} "
-                   f"D={g.d_model} cell={campaign.strategy.cell_of(r.result.genome_hash)}")
-    say(f"  archive picture: {campaign.paths.plots / 'archive.png'}")
-    say(f"  tracking: {campaign.tracking_uri}")
+        for b in s.best:
+            g = b["genes"]
+            say(f"    {b['hash']}  fitness {b['fitness']:.4f}  T={g.get('ticks')} M={g.get('memory_length')} "
+                f"D={g.get('d_model')} cell={b['cell']}")
+    say(f"  archive picture: {s.root / 'plots' / 'archive.png'}")
+    lag = f"{s.mlflow_behind:,} evaluation(s) not yet sent" if s.mlflow_behind else "up to date"
+    say(f"  tracking: {s.tracking_uri} (MLflow {lag})")
+    if s.mlflow_behind and not s.running:
+        say(f"  send them: ctmevo sync {s.root}")
     return 0
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from search.campaign.reporter import sync
+    from search.campaign.summary import summarise
+    from search.tracking.archiver import TrackingUnavailable, TrackingURIError
 
-    from search.tracking import Tracker
-
+    if summarise(Path(args.dir)).running:
+        raise UsageError(f"{args.dir} is running right now: it sends its records to MLflow itself (see "
+                         f"'ctmevo status {args.dir}')")
     campaign = open_campaign(args.dir)
-    tracker = Tracker(tracking_uri=campaign.tracking_uri, campaign_id=campaign.campaign_id,
-                      experiment_name=campaign.config.tracking.experiment or campaign.config.name,
-                      spool_dir=campaign.paths.spool)
-    before = tracker.pending()
-    tracker.replay()
-    after = tracker.pending()
-    say(f"{before - after} spooled record(s) sent to {campaign.tracking_uri}; {after} still pending")
-    return 0 if after == 0 else 1
+    total = campaign.progress.done
+    try:
+        left, error = sync(campaign, finished=campaign.finished())
+    except (TrackingUnavailable, TrackingURIError) as exc:
+        print(f"ctmevo sync: {exc}\nNothing was sent; the evaluations wait in {campaign.paths.journal}. Run "
+              f"'ctmevo sync {args.dir}' again when the server answers.", file=sys.stderr)
+        return 1
+    if left:
+        print(f"ctmevo sync: {total - left} of {total} evaluation(s) are in MLflow at {campaign.tracking_uri}; "
+              f"{left} could not be sent ({error}). Run 'ctmevo sync {args.dir}' again.", file=sys.stderr)
+        return 1
+    say(f"all {total} evaluation(s) of {campaign.campaign_id} are in MLflow at {campaign.tracking_uri}")
+    return 0
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
@@ -150,7 +178,8 @@ def _setup_run(p: argparse.ArgumentParser) -> None:
 
 def _add_offline(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", action="store_true",
-                   help="start even if the MLflow server is unreachable; records are spooled for 'ctmevo sync'")
+                   help="start even if the MLflow server is unreachable; the records wait in the journal and are sent "
+                   "when it answers (or by 'ctmevo sync')")
 
 
 def _setup_dir(p: argparse.ArgumentParser) -> None:
@@ -183,6 +212,7 @@ COMMANDS = [
     Command("run", "start a search campaign from a YAML file", _setup_run, cmd_run),
     Command("resume", "continue a stopped campaign exactly where it stopped", _setup_resume, cmd_resume),
     Command("status", "summarise a running or stopped campaign", _setup_status, cmd_status),
-    Command("sync", "re-send MLflow records spooled while the tracking server was away", _setup_dir, cmd_sync),
+    Command("sync", "send MLflow the evaluations it lacks (after the tracking server was away)", _setup_dir,
+            cmd_sync),
     Command("lineage", "print or draw the ancestry of an evaluated genome", _setup_lineage, cmd_lineage),
 ]

@@ -1,6 +1,6 @@
 """Locating an evaluation on an MLflow tracking server alone: find evaluation runs, fetch their artifacts.
 
-Evaluation runs are the ones :mod:`search.tracking.tracker` writes (tags in :mod:`search.tracking.payload`):
+Evaluation runs are the ones :mod:`search.tracking.archiver` writes (tags in :mod:`search.tracking.payload`):
 the genes as params, ``genome.yaml`` and (for kept elites) ``checkpoint/<hash>.safetensors`` as artifacts, the
 campaign's ``config.yaml`` on the parent campaign run.
 """

@@ -19,7 +19,7 @@ import math
 import numbers
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -92,6 +92,7 @@ class Strategy(ABC):
         self._asked = 0
         self.exhausted = False
         self._best: float | None = None
+        self._successes = 0
         self._failure_kinds: Counter[str] = Counter()
         self._failure_regions: Counter[str] = Counter()
         self._descriptor_errors = 0
@@ -180,6 +181,7 @@ class Strategy(ABC):
             rec.cell = self.qd.cell_of_values(rec.values)
         if rec.ok:
             assert rec.fitness is not None
+            self._successes += 1
             if self.descriptors and rec.values is None:
                 self._descriptor_errors += 1
             self._best = rec.fitness if self._best is None else max(self._best, rec.fitness)
@@ -221,7 +223,7 @@ class Strategy(ABC):
         ``failures.kind.<kind>`` counts failures by kind; ``failures.cell.<cell>`` by the archive cell
         (``near_<cell>``: the first parent's cell when a failure's own descriptors can't be computed).
         """
-        successes = sum(1 for r in self._records.values() if r.ok)
+        successes = self._successes
         out = {"evaluations": float(len(self._records)), "successes": float(successes),
                "failures": float(len(self._records) - successes), "in_flight": float(len(self._in_flight)),
                "asked": float(self._asked), "qd_score": 0.0, "coverage": 0.0, "archive_size": 0.0,
@@ -235,6 +237,10 @@ class Strategy(ABC):
         out.update({f"failures.cell.{k}": float(v) for k, v in sorted(self._failure_regions.items())})
         out.update(self._extra_metrics())
         return out
+
+    def cell_for(self, values: Sequence[float]) -> str | None:
+        """The archive cell descriptor ``values`` fall in (None without an archive): a pure function of them."""
+        return self.qd.cell_of_values(values) if self.qd is not None else None
 
     def cell_of(self, genome_hash: str) -> str | None:
         """The archive cell an evaluated genome landed in (None: not evaluated, or no cell computable)."""
@@ -266,16 +272,31 @@ class Strategy(ABC):
                                       "descriptors": [d.to_config() for d in self.descriptors],
                                       "space": self.space.to_config()}))
 
-    def state_dict(self) -> dict[str, Any]:
-        """The full state as plain JSON data (no numpy, no pickle)."""
-        return {"format": STATE_FORMAT, **self._identity(), "rng": plain(self.rng.bit_generator.state),
-                "asked": self._asked, "exhausted": self.exhausted,
-                "archive": self.qd.config() if self.qd is not None else None,
-                "in_flight": [p.to_dict() for p in self._in_flight.values()],
-                "records": [r.to_dict() for r in self._records.values()], "extra": self._extra_state()}
+    def state_dict(self, *, with_log: bool = True) -> dict[str, Any]:
+        """The full state as plain JSON data (no numpy, no pickle).
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a state saved by a strategy built with the same name, seed, settings, descriptors, space."""
+        ``with_log=False`` leaves out the told log (every evaluation, O(evaluations)): a campaign keeps that log
+        in its journal and hands it back to :meth:`load_state_dict`, so its snapshots stay small.
+        """
+        state = {"format": STATE_FORMAT, **self._identity(), "rng": plain(self.rng.bit_generator.state),
+                 "asked": self._asked, "exhausted": self.exhausted,
+                 "archive": self.qd.config() if self.qd is not None else None,
+                 "in_flight": [p.to_dict() for p in self._in_flight.values()], "extra": self._extra_state(),
+                 "told": len(self._records)}
+        if with_log:
+            state["records"] = [r.to_dict() for r in self._records.values()]
+        return state
+
+    def log_entry(self, proposal: Proposal, result: EvalResult, descriptors: Sequence[float] | None) -> Evaluated:
+        """The told-log entry of one evaluation, as :meth:`tell` makes it (for a log kept elsewhere)."""
+        return self._evaluate_record(proposal, result, None if descriptors is None else list(descriptors))
+
+    def load_state_dict(self, state: Mapping[str, Any], *, log: Iterable[Evaluated] | None = None) -> None:
+        """Restore a state saved by a strategy built with the same name, seed, settings, descriptors, space.
+
+        A state saved without its log (``state_dict(with_log=False)``) needs ``log``: the told evaluations in
+        tell order (see :meth:`log_entry`), exactly ``state["told"]`` of them.
+        """
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"strategy state format {state.get('format')!r}: this ctmevo reads {STATE_FORMAT}")
         mine = self._identity()
@@ -286,8 +307,15 @@ class Strategy(ABC):
         self._init_state()
         if self.qd is not None and state.get("archive"):
             self.qd = self._make_archive(state["archive"])
-        for data in state["records"]:
-            self._apply(Evaluated.from_dict(data), None)
+        if "records" in state:
+            log = (Evaluated.from_dict(data) for data in state["records"])
+        elif log is None:
+            raise ValueError("this strategy state was saved without its told log: pass log=... (the journal's)")
+        for rec in log:
+            self._apply(rec, None)
+        if "told" in state and len(self._records) != int(state["told"]):
+            raise ValueError(f"strategy state: {len(self._records)} told evaluations replayed, the state was saved "
+                             f"after {state['told']}")
         for data in state["in_flight"]:
             proposal = Proposal.from_dict(data)
             self._in_flight[phash(proposal)] = proposal

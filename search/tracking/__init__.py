@@ -3,8 +3,8 @@
 =====================  ======================================================================================
 ``client``             one way to open a client: HTTP defaults, experiments, artifact roots, links
 ``payload``            what an evaluation run holds: tag names, params (genes), metrics (pure functions)
-``tracker``            :class:`Tracker`: one campaign run, one child run per evaluation, never blocking a campaign
-``spool``              records waiting for an unreachable server (``ctmevo sync`` re-sends them)
+``writers``            batched writes of many runs: one SQL transaction per batch, or threads on a server
+``archiver``           :class:`MlflowArchiver`: a campaign run and one run per evaluation, exactly once
 ``lineages``           ancestry DAGs from MLflow or from journal records; tree, dot, html, png
 ``train_logger``       logs a ``ctmevo train`` run, linked to its source evaluation
 =====================  ======================================================================================
@@ -20,8 +20,8 @@ import importlib
 from typing import Any
 
 _API = {
-    "Tracker": "search.tracking.tracker", "TrackingURIError": "search.tracking.tracker",
-    "Spool": "search.tracking.spool", "LineageGraph": "search.tracking.lineages",
+    "MlflowArchiver": "search.tracking.archiver", "TrackingURIError": "search.tracking.archiver",
+    "TrackingUnavailable": "search.tracking.archiver", "LineageGraph": "search.tracking.lineages",
     "LineageError": "search.tracking.lineages", "AmbiguousHashError": "search.tracking.lineages",
     "lineage": "search.tracking.lineages", "lineage_from_records": "search.tracking.lineages",
     "MlflowTrainLogger": "search.tracking.train_logger",

@@ -76,7 +76,7 @@ class LineageNode:
     changes: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
     expanded: bool = True  # False: its parents lie beyond the requested depth
     parent_run_ids: tuple[str, ...] = ()  # the parents' MLflow runs as the child recorded them
-    found: bool = True  # False: a parent named by a child but not in the source (e.g. a record still spooled)
+    found: bool = True  # False: a parent named by a child but not in the source (e.g. a record not yet sent)
 
 
 @dataclass
@@ -113,7 +113,7 @@ class LineageGraph:
         if not node.found:
             if not self.tracking_uri:
                 return f"{node.genome_hash}  (not in the journal)"
-            return f"{node.genome_hash}  (no run in MLflow: spooled and not yet synced, or deleted)"
+            return f"{node.genome_hash}  (no run in MLflow: not yet sent (see ctmevo status), or deleted)"
         parts = [node.genome_hash, f"fitness {fmt(node.fitness)}", node.operator or "?"]
         if node.birth is not None:
             parts.append(f"birth {node.birth}")

@@ -1,6 +1,6 @@
 """What an evaluation looks like in MLflow: tag names, params, metrics (pure functions, no I/O).
 
-Shared by :mod:`search.tracking.tracker` (which writes runs), :mod:`search.tracking.lineages` and
+Shared by :mod:`search.tracking.archiver` (which writes runs), :mod:`search.tracking.lineages` and
 :mod:`search.export` (which read them).
 
 An evaluation run carries:
@@ -41,6 +41,7 @@ TAG_STATUS = "ctmevo.status"
 TAG_FAILURE = "ctmevo.failure"
 TAG_SEED = "ctmevo.seed"
 TAG_WORKER = "ctmevo.worker"
+TAG_RESULT_INDEX = "ctmevo.result_index"  # the journal result this run holds last (re-sent batches skip it)
 TAG_SOURCE_RUN = "ctmevo.source_run_id"  # on export and training runs: the evaluation run they came from
 TAG_EXPORT_HASH = "ctmevo.export.genome_hash"  # export runs use their own keys, never the evaluation ones
 TAG_EXPORT_CAMPAIGN = "ctmevo.export.campaign"

@@ -16,6 +16,7 @@ from pathlib import Path
 from ctm.result import EvalResult
 from genome import Genome
 from search.records import EvaluationRecord, Proposal
+from search.tracking.archiver import MlflowArchiver
 
 
 def free_port() -> int:
@@ -104,7 +105,8 @@ def _wait_group_gone(pgid: int, timeout: float = 10.0) -> None:
 
 def make_record(genome: Genome, *, campaign: str, birth: int, parents: Sequence[str] = (),
                 operator: str = "sample", fitness: float | None = 0.5, ticks: int = 5, losses: int = 4,
-                status: str = "ok", descriptors: dict[str, float] | None = None) -> EvaluationRecord:
+                status: str = "ok", descriptors: dict[str, float] | None = None, cell: str | None = None
+                ) -> EvaluationRecord:
     """A plausible finished evaluation of ``genome`` (a failure when ``status`` is not ``ok``)."""
     if status == "ok":
         result = EvalResult(
@@ -119,4 +121,14 @@ def make_record(genome: Genome, *, campaign: str, birth: int, parents: Sequence[
     return EvaluationRecord(campaign=campaign, birth=birth,
                             proposal=Proposal(genome=genome, parents=tuple(parents), operator=operator),
                             result=result, finished_at=1_700_000_000.0 + birth,
-                            extra={"descriptors": descriptors or {"ticks": float(genome.ticks)}})
+                            extra={"descriptors": descriptors or {"ticks": float(genome.ticks)},
+                                   **({"cell": cell} if cell is not None else {})})
+
+
+def write_records(uri: str, campaign: str, records: Sequence[EvaluationRecord], *, experiment: str | None = None,
+                  start: int = 0) -> MlflowArchiver:
+    """Archive ``records`` as journal results ``start, start+1, ...`` (one batch), as a campaign would."""
+    archiver = MlflowArchiver(tracking_uri=uri, experiment_name=experiment or f"exp-{campaign}",
+                              campaign_id=campaign, config={"name": campaign})
+    archiver.write_results(list(enumerate(records, start=start)))
+    return archiver

@@ -33,8 +33,8 @@ def campaign_file(tmp: Path, name: str, *, evaluations: int = 24, tracking_uri: 
         "evaluation": {"steps": 5},
         "budget": {"evaluations": evaluations},
         "workers": {"backend": backend, "evaluate_fn": FAKE, "timeout_s": 60},
-        "tracking": {"uri": tracking_uri, "checkpoints": "elites"},
-        "snapshot_every": 4, "plot_every": 8,
+        "tracking": {"uri": tracking_uri, "checkpoints": "elites", "retry_after_s": 2},
+        "snapshot_every": 4, "plot_every_s": 5,
     }
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -38,7 +38,7 @@ CONFIG = {
                     {"name": "memory_length", "bins": 3, "range": [1, 4]}],
     "evaluation": {"steps": 3, "val_samples": 32}, "budget": {"evaluations": 6},
     "workers": {"backend": "inline", "timeout_s": 120}, "tracking": {"checkpoints": "elites"},
-    "snapshot_every": 2, "plot_every": 100,
+    "snapshot_every": 2, "plot_every_s": 100,
 }
 
 

@@ -1,4 +1,4 @@
-"""The journal: append + fsync, torn final lines, corruption, atomic snapshots, the spool."""
+"""The journal: append + fsync, torn final lines, corruption, atomic snapshots, followers."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import pytest
 
 from genome import Genome
 from search import journal as journal_module
-from search.journal import Journal, JournalCorruptError, JsonLines, read_json, write_atomic
-from search.tracking.spool import Spool
+from search.journal import Journal, JournalCorruptError, JsonLines, JsonLinesFollower, read_json, write_atomic
 from tests.search.mlflow_helpers import make_record
 
 
@@ -164,14 +163,23 @@ def test_read_json_errors_name_the_file(tmp_path: Path) -> None:
         read_json(tmp_path / "bad.json")
 
 
-def test_spool_add_settle_and_reject(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    assert not spool and len(spool) == 0
-    for i in range(3):
-        spool.add({"kind": "metrics", "n": i})
-    entries = spool.entries()
-    assert len(spool) == 3 and all(e["attempts"] == 0 and e["id"] for e in entries)
-    spool.settle({entries[0]["id"]}, {entries[1]["id"]: 2}, [{**entries[2], "error": "bad"}])
-    left = spool.entries()
-    assert [(e["n"], e["attempts"]) for e in left] == [(1, 2)]
-    assert [e["n"] for e in JsonLines(spool.rejected_path).read()] == [2]
+def test_a_follower_reads_complete_lines_as_they_come_and_resumes_from_its_offset(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    follower = JsonLinesFollower(path)
+    assert follower.read() == []  # no file yet
+    with JsonLines(path) as lines:
+        lines.extend([{"n": 0}, {"n": 1}])
+    got = follower.read()
+    assert [obj["n"] for _, obj in got] == [0, 1] and got[-1][0] == follower.offset == path.stat().st_size
+    with path.open("ab") as fh:
+        fh.write(b'{"n": 2}\n{"n": 3')  # a line being written: left for later
+    assert [obj["n"] for _, obj in follower.read()] == [2]
+    with path.open("ab") as fh:
+        fh.write(b"}\n")
+    assert [obj["n"] for _, obj in follower.read()] == [3]
+    again = JsonLinesFollower(path, got[0][0])  # a consumer restarted from its saved cursor
+    assert [obj["n"] for _, obj in again.read()] == [1, 2, 3]
+    with path.open("ab") as fh:
+        fh.write(b"not json\n")
+    with pytest.raises(JournalCorruptError, match="line"):
+        follower.read()

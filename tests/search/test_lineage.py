@@ -9,14 +9,15 @@ import pytest
 from mlflow import MlflowClient
 
 from genome import Genome
-from search.tracking import AmbiguousHashError, LineageError, Tracker, lineage
+from search.tracking import AmbiguousHashError, LineageError, lineage
+from search.tracking.archiver import MlflowArchiver
 from tests.search.mlflow_helpers import make_record
 
 
 @dataclass
 class Campaign:
     uri: str
-    tracker: Tracker
+    archiver: MlflowArchiver
     g: dict[str, Genome]
     runs: dict[str, str]
 
@@ -29,7 +30,7 @@ def camp(tmp_path_factory: pytest.TempPathFactory) -> Campaign:
     """
     root = tmp_path_factory.mktemp("lineage")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    tracker = Tracker(tracking_uri=uri, experiment_name="lineage", campaign_id="lin", spool_dir=root)
+    archiver = MlflowArchiver(tracking_uri=uri, experiment_name="lineage", campaign_id="lin", config={})
     g = {"A": Genome(ticks=21), "B": Genome(ticks=22, memory_length=4)}
     g["C"] = g["A"].replace(memory_length=12)
     g["D"] = g["B"].replace(d_model=128)
@@ -40,13 +41,13 @@ def camp(tmp_path_factory: pytest.TempPathFactory) -> Campaign:
     plan = {"A": ((), "sample"), "B": ((), "sample"), "C": (("A",), "mutation"), "D": (("B",), "mutation"),
             "E": (("C", "D"), "crossover"), "F": (("E",), "mutation"), "G": (("F", "C"), "crossover"),
             "Z": (("missing",), "mutation")}
-    runs = {}
     for birth, (name, (parents, operator)) in enumerate(plan.items()):
         hashes = [g[p].hash if p in g else "00000000deadbeef" for p in parents]
         record = make_record(g[name], campaign="lin", birth=birth, parents=hashes, operator=operator,
-                             fitness=0.1 * (birth + 1))
-        runs[name] = tracker.log_evaluation(record, cell=name)
-    return Campaign(uri=uri, tracker=tracker, g=g, runs=runs)
+                             fitness=0.1 * (birth + 1), cell=name)
+        archiver.write_results([(birth, record)])
+    runs = {name: archiver.run_id_of(genome.hash) for name, genome in g.items()}
+    return Campaign(uri=uri, archiver=archiver, g=g, runs=runs)
 
 
 def _h(camp: Campaign, *names: str) -> list[str]:
@@ -107,7 +108,7 @@ def test_unknown_and_bad_keys_fail_clearly(camp: Campaign) -> None:
     with pytest.raises(LineageError, match="neither a run id"):
         lineage(camp.uri, "not-a-hash")
     with pytest.raises(LineageError, match="not a ctmevo evaluation run"):
-        lineage(camp.uri, camp.tracker.campaign_run_id)
+        lineage(camp.uri, camp.archiver.campaign_run_id)
     with pytest.raises(ValueError, match="depth"):
         lineage(camp.uri, camp.g["G"].hash, depth=-1)
 
@@ -118,7 +119,7 @@ def test_an_ambiguous_prefix_lists_the_candidates(camp: Campaign, tmp_path: Path
     while True:  # add founders until two hashes share a first digit (deterministic: hashes are fixed)
         extra = Genome(ticks=ticks)
         prefix = extra.hash[0]
-        camp.tracker.log_evaluation(make_record(extra, campaign="lin", birth=100 + ticks), cell=None)
+        camp.archiver.write_results([(100 + ticks, make_record(extra, campaign="lin", birth=100 + ticks))])
         if prefix in seen:
             break
         seen[prefix] = extra.hash

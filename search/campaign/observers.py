@@ -1,0 +1,183 @@
+"""The two consumers of a campaign's journal: its MLflow archive and its pictures (see :mod:`.consumers`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from genome import VectorCodec
+from search.archive import QDArchive
+from search.campaign.paths import CampaignPaths
+from search.descriptors import Descriptor
+from search.journal import JsonLines
+from search.records import EvaluationRecord, best_record
+from search.tracking.archiver import MlflowArchiver, TrackingUnavailable
+from search.tracking.client import first_line
+
+__all__ = ["MlflowConsumer", "PictureConsumer"]
+
+log = logging.getLogger("ctmevo.consumers")
+
+
+class MlflowConsumer:
+    """Journal results → evaluation runs; metric lines → campaign metrics (every ``log_every`` evaluations);
+    refreshed pictures → campaign artifacts."""
+
+    def __init__(self, archiver: MlflowArchiver, *, log_every: int = 1, rejected: Path | None = None) -> None:
+        self.archiver, self.log_every, self.rejected = archiver, log_every, rejected
+        self._artifacts: list[Path] = []
+        self._lock = threading.Lock()
+        self._last_step = -1
+
+    def add_artifacts(self, paths: Sequence[Path]) -> None:
+        """Called by the picture consumer (another thread): upload these at the next tick."""
+        with self._lock:
+            self._artifacts = list(dict.fromkeys([*self._artifacts, *paths]))
+
+    def open(self) -> None:
+        if not self.archiver.connected:
+            self.archiver.connect()
+
+    def observe(self, index: int, record: EvaluationRecord) -> None:
+        self.archiver.observe(index, record)
+
+    def results(self, items: list[tuple[int, EvaluationRecord]]) -> None:
+        """One batch; if MLflow refuses it (not a connection problem), record by record, and a record it
+        refuses on its own is set aside in ``rejected`` (with the error) so that it blocks nothing after it."""
+        try:
+            self.archiver.write_results(items)
+            return
+        except TrackingUnavailable:
+            raise
+        except Exception as exc:
+            if len(items) == 1:
+                self._reject(items[0], exc)
+                return
+        for item in items:
+            try:
+                self.archiver.write_results([item])
+            except TrackingUnavailable:
+                raise
+            except Exception as exc:
+                self._reject(item, exc)
+
+    def _reject(self, item: tuple[int, EvaluationRecord], exc: Exception) -> None:
+        index, record = item
+        log.warning("MLflow refused evaluation %s (result %d): %s; set aside in %s", record.genome.hash, index,
+                    first_line(exc), self.rejected)
+        if self.rejected is not None:
+            with JsonLines(self.rejected) as lines:
+                lines.append({"index": index, "genome_hash": record.genome.hash, "error": first_line(exc)})
+
+    def metrics(self, points: list[dict[str, Any]]) -> None:
+        due = []
+        for point in points:
+            step = int(point.get("evaluations", 0))
+            if step // self.log_every > self._last_step // self.log_every or point.get("final"):
+                due.append((step, {k: v for k, v in point.items() if k != "final"}))
+                self._last_step = step
+        self.archiver.write_metrics(due)
+
+    def tick(self, final: bool) -> None:
+        with self._lock:
+            paths, self._artifacts = self._artifacts, []
+        try:
+            self.archiver.write_artifacts(paths)
+        except Exception:
+            self.add_artifacts(paths)  # keep them for the next attempt
+            raise
+
+    def close(self, status: str) -> None:
+        self.archiver.close(status)
+
+
+class PictureConsumer:
+    """Keeps a replica of the archive (the same rule as the strategy's) and the metric history, and redraws
+    ``plots/`` (archive.png, metrics.png, lineage.png of the best genome, archive.csv) every ``every_s``
+    seconds and at the end, never on the loop's thread."""
+
+    def __init__(self, *, paths: CampaignPaths, descriptors: Sequence[Descriptor], archive_config: dict | None,
+                 codec: VectorCodec, every_s: float = 60.0, upload: Callable[[list[Path]], None] | None = None,
+                 seed: int = 0) -> None:
+        self.paths, self.descriptors, self.codec = paths, list(descriptors), codec
+        self.archive_config, self.every_s, self.upload, self.seed = archive_config, every_s, upload, seed
+        self.qd: QDArchive | None = None
+        self.records: dict[str, EvaluationRecord] = {}  # slim copies: no loss curve or per-tick arrays
+        self.history: list[dict[str, Any]] = []
+        self._changed = True
+        self._last_draw = float("-inf")
+
+    def open(self) -> None:
+        c = self.archive_config
+        if c and self.descriptors:
+            self.qd = QDArchive(descriptors=self.descriptors, solution_dim=self.codec.dim, kind=c["kind"],
+                                centroids=c.get("centroids"), seed=self.seed, qd_offset=float(c["qd_offset"]))
+
+    def observe(self, index: int, record: EvaluationRecord) -> None:
+        self._add(record)
+
+    def results(self, items: list[tuple[int, EvaluationRecord]]) -> None:
+        for _, record in items:
+            self._add(record)
+
+    def _add(self, record: EvaluationRecord) -> None:
+        slim = dataclasses.replace(record.result, train_loss=[], per_tick_accuracy=[], per_tick_certainty=[])
+        record = dataclasses.replace(record, result=slim)
+        self.records[record.genome.hash] = record
+        values = record.extra.get("descriptors")
+        fitness = record.result.fitness
+        usable = self.qd is not None and record.result.ok and isinstance(values, dict) and fitness is not None
+        if usable and all(d.name in values for d in self.descriptors):
+            self.qd.add(record.genome.hash, self.codec.encode(record.genome), float(fitness),
+                            [float(values[d.name]) for d in self.descriptors])
+        self._changed = True
+
+    def metrics(self, points: list[dict[str, Any]]) -> None:
+        self.history.extend(points)
+        self._changed = True
+
+    def tick(self, final: bool) -> None:
+        now = time.monotonic()
+        if not (final or (self._changed and now - self._last_draw >= self.every_s)):
+            return
+        self._last_draw, self._changed = now, False
+        made = self.draw()
+        if self.upload is not None and made:
+            self.upload(made)
+
+    def close(self, status: str) -> None:
+        return None
+
+    def draw(self) -> list[Path]:
+        """Write every picture and the archive table now; a picture that fails is skipped with a warning."""
+        from search.campaign.pictures import archive_heatmap, metrics_over_evaluations, write_archive_csv
+        from search.tracking.lineages import lineage_from_records
+
+        self.paths.plots.mkdir(parents=True, exist_ok=True)
+        rows = self.qd.rows() if self.qd is not None else []
+        for row in rows:
+            row["genes"] = self.records[row["hash"]].genome.to_dict()
+        write_archive_csv(rows, self.paths.archive_csv)
+        made = [self.paths.archive_csv]
+        best = best_record(self.records.values())
+        drawings: list[tuple[str, Callable[[Path], Any]]] = []
+        if self.history:
+            drawings.append(("metrics.png", lambda p: metrics_over_evaluations(self.history, p)))
+        if self.qd is not None and len(self.qd):
+            drawings.append(("archive.png", lambda p: archive_heatmap(self.qd, p)))
+        if best is not None:
+            drawings.append(("lineage.png", lambda p: lineage_from_records(
+                list(self.records.values()), best.genome.hash).to_png(p)))
+        for name, draw in drawings:
+            path = self.paths.plots / name
+            try:
+                draw(path)
+                made.append(path)
+            except Exception as exc:  # a picture must never stop a campaign
+                log.warning("could not draw %s: %s", path, exc)
+        return made

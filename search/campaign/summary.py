@@ -1,0 +1,132 @@
+"""``ctmevo status`` without starting anything: a campaign summarised from its files alone, in well under a second.
+
+Reads ``campaign.json``, ``campaign.yaml`` (as YAML, not validated), the journal (as plain JSON), the last line of
+``metrics.jsonl`` and the MLflow consumer's cursor. It imports no strategy, torch, Ray or MLflow, and never
+writes: a running campaign can be summarised while it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from search.campaign.paths import CampaignPaths, default_tracking_uri
+from search.errors import CampaignError
+from search.journal import JournalCorruptError, JsonLines, read_json
+
+__all__ = ["Summary", "summarise"]
+
+SHOWN_METRICS = ("best_fitness", "coverage", "qd_score", "archive_size")
+NOVELTY_METRICS = ("novelty_archive_size", "novelty_threshold")  # shown only for the strategies that have them
+
+
+@dataclass
+class Summary:
+    """What ``ctmevo status`` prints."""
+
+    root: Path
+    name: str
+    campaign_id: str
+    strategy: str
+    budget: int | None
+    done: int = 0
+    failures: int = 0
+    pending: int = 0
+    elapsed_s: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    best: list[dict[str, Any]] = field(default_factory=list)  # {"hash", "fitness", "genes", "cell"}
+    mlflow_done: int = 0
+    tracking_uri: str = ""
+    running: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.budget is not None and self.done >= self.budget
+
+    @property
+    def mlflow_behind(self) -> int:
+        return max(0, self.done - self.mlflow_done)
+
+
+def summarise(root: Path, *, top: int = 5) -> Summary:
+    """The summary of the campaign in ``root`` (:class:`CampaignError` if it is not one, or is unreadable)."""
+    paths = CampaignPaths(Path(root))
+    if not paths.meta.is_file() or not paths.config.is_file():
+        raise CampaignError(f"{root} is not a campaign directory (no campaign.json / campaign.yaml): start one "
+                            "with 'ctmevo run FILE'")
+    try:
+        meta = read_json(paths.meta)
+        config = yaml.safe_load(paths.config.read_text(encoding="utf-8")) or {}
+        events = JsonLines(paths.journal).read()
+    except (ValueError, OSError, yaml.YAMLError, JournalCorruptError) as exc:
+        raise CampaignError(f"{root}: cannot be read ({exc})") from None
+    budget = (config.get("budget") or {}).get("evaluations")
+    summary = Summary(root=paths.root, name=str(config.get("name", "?")), campaign_id=str(meta.get("campaign_id")),
+                      strategy=str((config.get("strategy") or {}).get("name", "?")), budget=budget,
+                      tracking_uri=(config.get("tracking") or {}).get("uri") or default_tracking_uri(paths))
+    asked = 0
+    results = []
+    for event in events:
+        if event.get("event") == "ask":
+            asked += len(event["proposals"])
+        elif event.get("event") == "result":
+            results.append(event["record"])
+    summary.done = len(results)
+    summary.failures = sum(r["result"]["status"] != "ok" for r in results)
+    summary.pending = max(0, asked - len(results))  # every proposal ends in exactly one result
+    ok = [r for r in results if r["result"]["status"] == "ok" and r["result"].get("fitness") is not None]
+    ok.sort(key=lambda r: (-r["result"]["fitness"], r["birth"]))
+    summary.best = [{"hash": r["result"]["genome_hash"], "fitness": r["result"]["fitness"],
+                     "genes": r["proposal"]["genes"], "cell": (r.get("extra") or {}).get("cell")} for r in ok[:top]]
+    summary.metrics = _last_metrics(paths.metrics, summary.strategy)
+    if paths.state.is_file():
+        with contextlib.suppress(ValueError):
+            summary.elapsed_s = float(read_json(paths.state).get("elapsed_s", 0.0))
+    cursor = paths.consumer_cursor("mlflow")
+    if cursor.is_file():
+        with contextlib.suppress(ValueError):
+            summary.mlflow_done = int(read_json(cursor).get("results", 0))
+    summary.running = _locked(paths.lock)
+    return summary
+
+
+def _last_metrics(path: Path, strategy: str) -> dict[str, float]:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - 65536))
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        return {}
+    for raw in reversed(lines):
+        try:
+            point = json.loads(raw)
+        except ValueError:
+            continue
+        keys = SHOWN_METRICS + (NOVELTY_METRICS if strategy in ("novelty", "nslc") else ())
+        return {k: float(point[k]) for k in keys if isinstance(point.get(k), (int, float))}
+    return {}
+
+
+def _locked(lock: Path) -> bool:
+    """Whether a process holds the campaign's lock right now (it is running)."""
+    import fcntl
+
+    if not lock.is_file():
+        return False
+    try:
+        with lock.open("r") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False

@@ -1,0 +1,282 @@
+"""The MLflow archive of a campaign, written in batches by a consumer of the journal.
+
+One experiment, one campaign run (``ctmevo.kind = campaign``: config, QD metrics, pictures), one child run per
+evaluated genome (``mlflow.parentRunId`` = the campaign run; content from :mod:`search.tracking.payload`).
+:class:`MlflowArchiver` receives journal results in order (``write_results([(index, record), ...])``) and
+writes a whole batch at once (:mod:`search.tracking.writers`). It never blocks a campaign: it runs beside the
+loop, and when the server is away it raises :class:`TrackingUnavailable` and its caller retries the same batch
+later, the records waiting in the journal meanwhile (nothing is lost, the lag grows and shrinks again).
+
+Exactly one run per evaluation: runs are keyed by (campaign, genome hash); each run remembers the index of the
+last journal result it holds (``ctmevo.result_index``), so a batch sent twice (a crash between writing and
+saving the consumer's cursor) is skipped the second time. The archive's elites are mirrored here with the
+archive's own rule (a cell's first success, then any strictly better one), so ``checkpoints: elites`` uploads
+the weights of each genome that entered the archive as an elite.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mlflow.entities import Metric, Param
+
+import search.tracking.payload as mp
+from genome.io import to_yaml
+from search.records import EvaluationRecord
+from search.tracking.client import client as mlflow_client
+from search.tracking.client import ensure_experiment, first_line, is_transient
+from search.tracking.writers import RunWrite, Writer, make_writer
+
+__all__ = ["MlflowArchiver", "TrackingURIError", "TrackingUnavailable"]
+
+log = logging.getLogger("ctmevo.tracking")
+_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+_DONE = ("FINISHED", "FAILED", "KILLED")
+
+
+class TrackingURIError(RuntimeError):
+    """The tracking URI cannot be used at start-up (bad scheme, unreachable server, unwritable store)."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        self.uri, self.reason = uri, reason
+        super().__init__(f"MLflow tracking URI {uri!r} is unusable: {reason}. Check tracking.uri in the "
+                         "campaign file (e.g. sqlite:///<dir>/mlflow.db or http://host:port) and that the "
+                         "server is up.")
+
+
+class TrackingUnavailable(RuntimeError):
+    """The store did not answer (connection refused, timeout, locked database): try the same batch later."""
+
+
+@dataclass
+class _Known:
+    run_id: str
+    index: int  # the last journal result the run holds (-1: created, not yet written)
+    status: str
+
+
+class MlflowArchiver:
+    """Writes one campaign's records to MLflow (see the module docstring).
+
+    Args:
+        tracking_uri: an MLflow tracking URI (``sqlite:///…/mlflow.db``, ``http://host:port``, …).
+        experiment_name: the campaign's experiment (created if missing).
+        campaign_id: the key of all the campaign's runs (letters, digits, ``_ . : -``).
+        config: the campaign file as plain data (params and ``config.yaml`` of the campaign run).
+        checkpoints: ``none``, ``elites`` or ``all``: whose weights to upload.
+        checkpoint_of: genome hash → the local checkpoint file (it may not exist).
+    """
+
+    def __init__(self, *, tracking_uri: str, experiment_name: str, campaign_id: str, config: Mapping[str, Any],
+                 checkpoints: str = "none", checkpoint_of: Any = None) -> None:
+        if not _ID_RE.match(campaign_id):
+            raise ValueError(f"campaign_id = {campaign_id!r}: allowed are 1-200 letters, digits, '_', '.', ':' "
+                             "or '-'")
+        self.tracking_uri, self.experiment_name, self.campaign_id = tracking_uri, experiment_name, campaign_id
+        self.config = dict(config)
+        self.checkpoints = checkpoints
+        self.checkpoint_of = checkpoint_of
+        self.experiment_id: str | None = None
+        self.campaign_run_id: str | None = None
+        self._known: dict[str, _Known] = {}
+        self._cell_best: dict[str, float] = {}
+        try:
+            self._client = mlflow_client(tracking_uri)
+        except Exception as exc:
+            raise TrackingURIError(tracking_uri, first_line(exc)) from exc
+        self._writer: Writer | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.campaign_run_id is not None
+
+    # -- connection ----------------------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Find or create the experiment and the campaign run (marked RUNNING), and the runs written so far.
+
+        Raises :class:`TrackingUnavailable` when the store does not answer, :class:`TrackingURIError` when it
+        refuses (e.g. an unwritable database)."""
+        try:
+            self._connect()
+        except Exception as exc:
+            if is_transient(exc):
+                raise TrackingUnavailable(f"MLflow at {self.tracking_uri}: {first_line(exc)}") from exc
+            raise TrackingURIError(self.tracking_uri, first_line(exc)) from exc
+
+    def _connect(self) -> None:
+        client = self._client
+        self.experiment_id = ensure_experiment(client, self.tracking_uri, self.experiment_name)
+        runs = client.search_runs([self.experiment_id], f"tags.`{mp.TAG_KIND}` = 'campaign' and "
+                                  f"tags.`{mp.TAG_CAMPAIGN}` = '{self.campaign_id}'",
+                                  order_by=["attributes.start_time ASC"], max_results=5)
+        if runs:
+            run_id = runs[0].info.run_id
+            if runs[0].info.status != "RUNNING":  # a resumed campaign
+                client.update_run(run_id, status="RUNNING")
+            existing = runs[0].data.params
+        else:
+            tags = {mp.TAG_KIND: "campaign", mp.TAG_CAMPAIGN: self.campaign_id}
+            run_id = client.create_run(self.experiment_id, run_name=self.campaign_id, tags=tags).info.run_id
+            existing = {}
+        flat = mp.flatten_config(self.config)
+        changed = sorted(k for k, v in flat.items() if k in existing and existing[k] != v)
+        if changed:
+            log.warning("campaign config changed since it was first logged (%s); MLflow params cannot change, "
+                        "see config.yaml for the current values", ", ".join(changed[:10]))
+        new = [Param(k, v) for k, v in flat.items() if k not in existing]
+        for _, params, _ in mp.batches(params=new):
+            client.log_batch(run_id, params=params)
+        text = yaml.safe_dump(json.loads(json.dumps(self.config, default=str)), sort_keys=False)
+        client.log_text(run_id, text, "config.yaml")
+        self._load_known()
+        self._writer = make_writer(client, self.tracking_uri)
+        self.campaign_run_id = run_id
+
+    def _load_known(self) -> None:
+        """Every evaluation run of the campaign (one paged search): genome hash → run id, last result index."""
+        token = None
+        while True:
+            page = self._client.search_runs(
+                [self.experiment_id], f"tags.`{mp.TAG_CAMPAIGN}` = '{self.campaign_id}' and "
+                f"tags.`{mp.TAG_KIND}` = 'evaluation'", max_results=1000, page_token=token)
+            for run in page:
+                h = run.data.tags.get(mp.TAG_HASH)
+                index = int(run.data.tags.get(mp.TAG_RESULT_INDEX, "-1"))
+                if h and (h not in self._known or index > self._known[h].index):
+                    self._known[h] = _Known(run.info.run_id, index, run.info.status)
+            token = page.token
+            if not token:
+                return
+
+    def run_id_of(self, genome_hash: str) -> str | None:
+        known = self._known.get(genome_hash)
+        return known.run_id if known else None
+
+    # -- evaluations ----------------------------------------------------------------------------------------
+    def observe(self, index: int, record: EvaluationRecord) -> None:
+        """Follow a result written earlier (before this process started) without writing it: the elite mirror."""
+        self._is_new_elite(record, [])
+
+    def _is_new_elite(self, record: EvaluationRecord, undo: list[tuple[str, float | None]]) -> bool:
+        cell, fitness = record.extra.get("cell"), record.result.fitness
+        if not record.result.ok or cell is None or fitness is None:
+            return False
+        best = self._cell_best.get(str(cell))
+        if best is not None and not fitness > best:
+            return False
+        undo.append((str(cell), best))
+        self._cell_best[str(cell)] = float(fitness)
+        return True
+
+    def write_results(self, items: Sequence[tuple[int, EvaluationRecord]]) -> int:
+        """Write the runs of journal results ``items`` (index, record), in order, as one batch; returns how many
+        runs were written (results already held by their runs are skipped)."""
+        if not self.connected:
+            self.connect()
+        assert self._writer is not None and self.experiment_id is not None
+        runs: list[RunWrite] = []
+        undo: list[tuple[str, float | None]] = []
+        elites = {index: self._is_new_elite(record, undo) for index, record in items}
+        try:
+            for index, record in items:
+                run = self._run_write(index, record, elite=elites[index])
+                if run is not None:
+                    runs.append(run)
+            if runs:
+                self._writer.write(runs, self.experiment_id)
+        except Exception as exc:
+            for cell, best in reversed(undo):  # the batch will come again: the mirror forgets it
+                if best is None:
+                    self._cell_best.pop(cell, None)
+                else:
+                    self._cell_best[cell] = best
+            if is_transient(exc):
+                raise TrackingUnavailable(f"MLflow at {self.tracking_uri}: {first_line(exc)}") from exc
+            raise
+        for run in runs:
+            self._known[run.tags[mp.TAG_HASH]] = _Known(run.run_id, int(run.tags[mp.TAG_RESULT_INDEX]), run.status)
+        return len(runs)
+
+    def _run_write(self, index: int, record: EvaluationRecord, *, elite: bool) -> RunWrite | None:
+        assert self._writer is not None and self.experiment_id is not None
+        genome_hash = record.genome.hash
+        known = self._known.get(genome_hash)
+        if known is not None and known.index >= index:
+            return None  # already written (a re-sent batch)
+        wall = float(record.result.metrics.get("wall_time_s") or 0.0)
+        start_ms, end_ms = int((record.finished_at - wall) * 1000), int(record.finished_at * 1000)
+        identity = {mp.TAG_KIND: "evaluation", mp.TAG_CAMPAIGN: self.campaign_id, mp.TAG_HASH: genome_hash,
+                    mp.TAG_PARENT_RUN: str(self.campaign_run_id)}
+        new = known is None
+        if new:
+            run_id = self._writer.new_run_id(self.experiment_id, genome_hash, start_ms, identity)
+            self._known[genome_hash] = _Known(run_id, -1, "RUNNING")
+        else:
+            run_id = known.run_id
+        parent_ids = [rid for p in dict.fromkeys(record.proposal.parents) if (rid := self.run_id_of(p))]
+        cell = record.extra.get("cell")
+        tags, params, metrics = mp.evaluation_payload(record, campaign=self.campaign_id,
+                                                      cell=None if cell is None else str(cell),
+                                                      campaign_run_id=self.campaign_run_id,
+                                                      parent_run_ids=parent_ids)
+        files = {}
+        checkpoint = self.checkpoint_of(genome_hash) if self.checkpoint_of else None
+        wanted = self.checkpoints == "all" or (self.checkpoints == "elites" and elite)
+        if wanted and checkpoint is not None and Path(checkpoint).is_file():
+            files["checkpoint"] = Path(checkpoint)
+        tag_map = {t.key: t.value for t in tags}
+        tag_map[mp.TAG_RESULT_INDEX] = str(index)
+        ok = record.result.ok
+        return RunWrite(run_id=run_id, new=new or known.index < 0, run_name=genome_hash, start_ms=start_ms,
+                        end_ms=end_ms, status="FINISHED" if ok else "FAILED", tags=tag_map,
+                        params={p.key: p.value for p in params}, metrics=metrics,
+                        texts={"genome.yaml": to_yaml(record.genome)}, files=files,
+                        delete_tags=(mp.TAG_FAILURE,) if ok and not new else ())
+
+    # -- the campaign run -----------------------------------------------------------------------------------
+    def write_metrics(self, points: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        """Campaign metrics (coverage, QD-score, best fitness, ...) at steps (evaluations done)."""
+        if not points:
+            return
+        if not self.connected:
+            self.connect()
+        ts = int(time.time() * 1000)
+        metrics = [Metric(mp.metric_key(k), x, ts, int(step)) for step, values in points
+                   for k, v in values.items() if (x := mp.as_number(v)) is not None]
+        self._guard(lambda: [self._client.log_batch(self.campaign_run_id, metrics=m)
+                             for m, _, _ in mp.batches(metrics)])
+
+    def write_artifacts(self, paths: Iterable[Path]) -> None:
+        """Upload (refresh) files or folders to the campaign run: heatmap, metrics plot, lineage, archive table."""
+        if not self.connected:
+            self.connect()
+
+        def upload() -> None:
+            for path in map(Path, paths):
+                if path.is_dir():
+                    self._client.log_artifacts(self.campaign_run_id, str(path), path.name)
+                elif path.is_file():
+                    self._client.log_artifact(self.campaign_run_id, str(path))
+
+        self._guard(upload)
+
+    def close(self, status: str = "FINISHED") -> None:
+        """Mark the campaign run ``status`` (FINISHED at the end of the budget, KILLED after Ctrl-C, FAILED)."""
+        if self.connected:
+            self._guard(lambda: self._client.set_terminated(self.campaign_run_id, status))
+
+    def _guard(self, fn: Any) -> None:
+        try:
+            fn()
+        except Exception as exc:
+            if is_transient(exc):
+                raise TrackingUnavailable(f"MLflow at {self.tracking_uri}: {first_line(exc)}") from exc
+            raise

@@ -1,0 +1,261 @@
+"""Writing many evaluation runs at once: one transaction per batch on a SQL store, parallel calls on a server.
+
+A :class:`RunWrite` is everything one evaluation run receives (new or updated). :func:`make_writer` picks:
+
+- :class:`SqlWriter` for a database store (``sqlite:///…``, ``postgresql://…``): rows are inserted through
+  MLflow's own store and table definitions, a whole batch in ONE transaction (a batch is all or nothing, so
+  a crash never leaves a half-written run), with run ids chosen here. Artifacts go straight into the run's
+  local artifact folder when it is a ``file://`` location.
+- :class:`ClientWriter` for a tracking server (``http(s)://``) or any other store: the public client, the runs
+  of a batch written concurrently by a few threads.
+
+Both are idempotent when the caller re-sends a batch (after a crash, or a server that went away): a run that
+already holds an evaluation's ``ctmevo.result_index`` is not written twice (see :mod:`search.tracking.archiver`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import shutil
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+import search.tracking.payload as mp
+
+__all__ = ["ClientWriter", "RunWrite", "SqlWriter", "Writer", "make_writer"]
+
+CLIENT_THREADS = 8
+
+
+@dataclass
+class RunWrite:
+    """One evaluation run to create (``new``) or to add to: tags replace, params only on creation, metrics add."""
+
+    run_id: str
+    new: bool
+    run_name: str
+    start_ms: int
+    end_ms: int
+    status: str  # FINISHED or FAILED
+    tags: dict[str, str]
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: list[Metric] = field(default_factory=list)
+    texts: dict[str, str] = field(default_factory=dict)  # artifact path → text (genome.yaml)
+    files: dict[str, Path] = field(default_factory=dict)  # artifact folder → local file (checkpoint/)
+    delete_tags: tuple[str, ...] = ()  # tags an update removes (a success after a failure: ctmevo.failure)
+
+
+class Writer(Protocol):
+    """Creates run ids (a server creates the run at once) and writes batches of :class:`RunWrite`."""
+
+    def new_run_id(self, experiment_id: str, run_name: str, start_ms: int, tags: dict[str, str]) -> str: ...
+
+    def write(self, runs: Sequence[RunWrite], experiment_id: str) -> None: ...
+
+
+def make_writer(client: MlflowClient, uri: str) -> Writer:
+    """A :class:`SqlWriter` when ``uri``'s store is a SQLAlchemy database, else a :class:`ClientWriter`."""
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = client._tracking_client.store
+        if isinstance(store, SqlAlchemyStore):
+            return SqlWriter(client, store)
+    except (ImportError, AttributeError):  # another MLflow layout: the public API still works
+        pass
+    return ClientWriter(client)
+
+
+def _local_dir(artifact_uri: str) -> Path | None:
+    parsed = urllib.parse.urlparse(artifact_uri)
+    if parsed.scheme == "file":
+        return Path(urllib.request.url2pathname(parsed.path))
+    if parsed.scheme == "" and artifact_uri.startswith("/"):
+        return Path(artifact_uri)
+    return None
+
+
+class SqlWriter:
+    """Batched inserts into MLflow's SQL tables, one transaction per batch (see the module docstring)."""
+
+    def __init__(self, client: MlflowClient, store: Any) -> None:
+        from mlflow.store.tracking.dbmodels import models
+
+        self.client, self.store, self.models = client, store, models
+        self._artifact_roots: dict[str, str] = {}
+        self._user = _user()
+
+    def new_run_id(self, experiment_id: str, run_name: str, start_ms: int, tags: dict[str, str]) -> str:
+        return uuid.uuid4().hex  # the run itself is inserted with its batch
+
+    def _artifact_uri(self, experiment_id: str, run_id: str) -> str:
+        if experiment_id not in self._artifact_roots:
+            self._artifact_roots[experiment_id] = self.client.get_experiment(experiment_id).artifact_location
+        return f"{self._artifact_roots[experiment_id].rstrip('/')}/{run_id}/artifacts"
+
+    def write(self, runs: Sequence[RunWrite], experiment_id: str) -> None:
+        import sqlalchemy as sa
+
+        m = self.models
+        rows_runs, rows_params, rows_metrics = [], [], []
+        tags: dict[tuple[str, str], str] = {}
+        latest: dict[tuple[str, str], Metric] = {}
+        artifacts: list[tuple[str, RunWrite]] = []
+        for run in runs:
+            uri = self._artifact_uri(experiment_id, run.run_id)
+            artifacts.append((uri, run))
+            if run.new:
+                rows_runs.append({"run_uuid": run.run_id, "name": run.run_name, "source_type": "UNKNOWN",
+                                  "source_name": "", "entry_point_name": "", "user_id": self._user,
+                                  "status": run.status, "start_time": run.start_ms, "end_time": run.end_ms,
+                                  "deleted_time": None, "source_version": "", "lifecycle_stage": "active",
+                                  "artifact_uri": uri, "experiment_id": int(experiment_id)})
+                rows_params += [{"key": k, "value": v, "run_uuid": run.run_id} for k, v in run.params.items()]
+            for k, v in {"mlflow.runName": run.run_name, **run.tags}.items():
+                tags[(k, run.run_id)] = v
+            for metric in run.metrics:
+                rows_metrics.append({"key": metric.key, "value": metric.value, "timestamp": metric.timestamp,
+                                     "step": metric.step, "is_nan": False, "run_uuid": run.run_id})
+                key = (metric.key, run.run_id)
+                best = latest.get(key)
+                if best is None or (metric.step, metric.timestamp, metric.value) >= (best.step, best.timestamp,
+                                                                                    best.value):
+                    latest[key] = metric
+        remote = [run for uri, run in artifacts if not self._write_local_artifacts(uri, run)]
+        with self.store.ManagedSessionMaker() as session:
+            if rows_runs:
+                session.execute(sa.insert(m.SqlRun.__table__), rows_runs)
+            if rows_params:
+                session.execute(_insert_ignore(m.SqlParam.__table__, session), rows_params)
+            if tags:
+                table = m.SqlTag.__table__
+                stmt = _upsert(table, session, ["key", "run_uuid"], {"value"})
+                session.execute(stmt, [{"key": k, "run_uuid": r, "value": v} for (k, r), v in tags.items()])
+            if rows_metrics:
+                session.execute(_insert_ignore(m.SqlMetric.__table__, session), rows_metrics)
+            if latest:
+                table = m.SqlLatestMetric.__table__
+                rows = [{"key": k, "run_uuid": r, "value": x.value, "timestamp": x.timestamp, "step": x.step,
+                         "is_nan": False} for (k, r), x in latest.items()]
+                session.execute(_upsert(table, session, ["key", "run_uuid"], {"value", "timestamp", "step", "is_nan"},
+                                        newer_only=True), rows)
+            for run in runs:
+                if run.delete_tags:
+                    table = m.SqlTag.__table__
+                    session.execute(sa.delete(table).where(table.c.run_uuid == run.run_id)
+                                    .where(table.c.key.in_(run.delete_tags)))
+                if not run.new:
+                    session.execute(sa.update(m.SqlRun.__table__).where(m.SqlRun.__table__.c.run_uuid == run.run_id)
+                                    .values(status=run.status, end_time=run.end_ms))
+        for run in remote:  # an artifact store that is not a local folder: through the client, now the run exists
+            for path, text in run.texts.items():
+                self.client.log_text(run.run_id, text, path)
+            for folder, source in run.files.items():
+                if source.is_file():
+                    self.client.log_artifact(run.run_id, str(source), folder)
+
+    def _write_local_artifacts(self, artifact_uri: str, run: RunWrite) -> bool:
+        """Write ``run``'s artifacts into its local artifact folder (before the commit); False if not local."""
+        local = _local_dir(artifact_uri)
+        if local is None:
+            return False
+        for path, text in run.texts.items():
+            target = local / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        for folder, source in run.files.items():
+            if source.is_file():
+                target = local / folder / source.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+        return True
+
+
+def _user() -> str:
+    """The user MLflow's client would record (MLflow refuses runs without one)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _dialect(session: Any) -> str:
+    return session.get_bind().dialect.name
+
+
+def _insert_ignore(table: Any, session: Any) -> Any:
+    """INSERT that skips rows whose primary key exists (a re-sent batch)."""
+    import sqlalchemy as sa
+
+    name = _dialect(session)
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+        return insert(table).on_conflict_do_nothing()
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        return pg_insert(table).on_conflict_do_nothing()
+    if name == "mysql":
+        return sa.insert(table).prefix_with("IGNORE")
+    return sa.insert(table)
+
+
+def _upsert(table: Any, session: Any, keys: list[str], columns: set[str], *, newer_only: bool = False) -> Any:
+    """INSERT … ON CONFLICT DO UPDATE of ``columns`` (for latest metrics: only with a newer step/timestamp)."""
+    name = _dialect(session)
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+    else:
+        raise NotImplementedError(f"batched MLflow writes support sqlite and postgresql, not {name}")
+    stmt = insert(table)
+    where = None
+    if newer_only:
+        where = (stmt.excluded.step > table.c.step) | ((stmt.excluded.step == table.c.step)
+                                                         & (stmt.excluded.timestamp >= table.c.timestamp))
+    return stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in columns}, where=where)
+
+
+class ClientWriter:
+    """The public client, a batch's runs written by :data:`CLIENT_THREADS` threads (I/O-bound REST calls)."""
+
+    def __init__(self, client: MlflowClient) -> None:
+        self.client = client
+
+    def new_run_id(self, experiment_id: str, run_name: str, start_ms: int, tags: dict[str, str]) -> str:
+        """Creates the run now, with the ``tags`` that identify it (status RUNNING until its batch is written),
+        so children can name it and a re-sent batch finds it instead of creating a second one."""
+        return self.client.create_run(experiment_id, start_time=start_ms, run_name=run_name, tags=tags).info.run_id
+
+    def write(self, runs: Sequence[RunWrite], experiment_id: str) -> None:
+        with concurrent.futures.ThreadPoolExecutor(min(CLIENT_THREADS, max(1, len(runs)))) as pool:
+            list(pool.map(self._fill, runs))
+
+    def _fill(self, run: RunWrite) -> None:
+        existing = self.client.get_run(run.run_id).data.tags if run.delete_tags else {}
+        for key in run.delete_tags:
+            if key in existing:
+                self.client.delete_tag(run.run_id, key)
+        params = [Param(k, v) for k, v in run.params.items()] if run.new else []
+        tags = [RunTag(k, v) for k, v in run.tags.items() if k != mp.TAG_RESULT_INDEX]
+        for m, p, t in mp.batches(run.metrics, params, tags):
+            self.client.log_batch(run.run_id, metrics=m, params=p, tags=t)
+        for path, text in run.texts.items():
+            self.client.log_text(run.run_id, text, path)
+        for folder, source in run.files.items():
+            if source.is_file():
+                self.client.log_artifact(run.run_id, str(source), folder)
+        index = run.tags.get(mp.TAG_RESULT_INDEX)
+        if index is not None:  # last: marks the evaluation as completely written
+            self.client.set_tag(run.run_id, mp.TAG_RESULT_INDEX, index)
+        self.client.set_terminated(run.run_id, run.status, end_time=run.end_ms)
