@@ -11,7 +11,8 @@ from typing import Any
 from ctm.result import BEHAVIOUR_POINTS, EvalBudget, EvalResult, Failure, TaskSpec
 
 _LAZY = {"build_model": "ctm.build", "make_task": "ctm.tasks", "evaluate": "ctm.evaluation",
-         "load_bundle": "ctm.bundle"}
+         "load_bundle": "ctm.bundle", "load_reference_checkpoint": "ctm.reference",
+         "import_reference": "ctm.reference", "export_reference": "ctm.reference"}
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +23,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["BEHAVIOUR_POINTS", "EvalBudget", "EvalResult", "Failure", "TaskSpec", "build_model", "evaluate",
-           "load_bundle", "make_task"]
+           "export_reference", "import_reference", "load_bundle", "load_reference_checkpoint", "make_task"]
