@@ -13,7 +13,9 @@ from ctm.result import BEHAVIOUR_POINTS, EvalBudget, EvalResult, Failure, TaskSp
 
 _LAZY = {"build_model": "ctm.build", "make_task": "ctm.tasks", "evaluate": "ctm.evaluation",
          "load_bundle": "ctm.bundle", "EvalState": "ctm.eval_state", "EvalStateError": "ctm.eval_state",
-         "pack_state": "ctm.eval_state", "unpack_state": "ctm.eval_state", "weights_only": "ctm.eval_state"}
+         "pack_state": "ctm.eval_state", "unpack_state": "ctm.eval_state", "weights_only": "ctm.eval_state",
+         "load_reference_checkpoint": "ctm.reference", "import_reference": "ctm.reference",
+         "export_reference": "ctm.reference"}
 
 
 def __getattr__(name: str) -> Any:
@@ -24,4 +26,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["BEHAVIOUR_POINTS", "EvalBudget", "EvalResult", "EvalState", "EvalStateError", "Failure", "TaskSpec",
-           "build_model", "evaluate", "load_bundle", "make_task", "pack_state", "unpack_state", "weights_only"]
+           "build_model", "evaluate", "export_reference", "import_reference", "load_bundle",
+           "load_reference_checkpoint", "make_task", "pack_state", "unpack_state", "weights_only"]

@@ -1,11 +1,16 @@
 """Input features: kv = LayerNorm(Linear(backbone(x) + positions)) as tokens [B, N, D_in].
 
 Backbone kinds follow ``genome.cost.BackboneSpec``:
-- ``embedding``: x [B, N] integers in [0, vocab) → Embedding(vocab, D_in) + learned positions [N, D_in];
-- ``scalar``: x [B, N] reals → Linear(1 → D_in) + learned positions;
-- ``linear``: x [B, N, F] → Linear(F → D_in) + learned positions;
+- ``embedding``: x [B, N] integers in [0, vocab) → Embedding(vocab, D_in) + 1-D positions;
+- ``scalar``: x [B, N] reals → Linear(1 → D_in) + 1-D positions;
+- ``linear``: x [B, N, F] → Linear(F → D_in) + 1-D positions;
 - ``conv``: x [B, C, H, W] → ``conv_layers`` × (Conv3×3, padding 1, first with ``stride``; GELU) to D_in
   channels, plus fixed 2-D sinusoidal positions (a buffer), flattened row-major to N = h·w tokens.
+
+1-D positions (``positional_embedding`` gene): ``rotational``, the reference's parity embedding: position p of N
+has the fixed unit vector u_p = R(θ_p)·(0, 1) = (−sin θ_p, cos θ_p) with θ_p = π·p/(N − 1) (0 to 180 degrees),
+and its embedding is a learned ``Linear(2 → D_in)`` of u_p (3·D_in parameters, smooth in p); ``learned``, a free
+table [N, D_in] (initialised N(0, 0.02²)).
 """
 
 from __future__ import annotations
@@ -16,6 +21,13 @@ import torch
 from torch import Tensor, nn
 
 from genome.cost import BackboneSpec
+
+
+def rotation_basis(n: int) -> Tensor:
+    """The fixed unit vectors u_p = (−sin θ_p, cos θ_p), θ_p = π·p/(n − 1), computed as the reference does
+    (float32 ``deg2rad(linspace(0, 180, n))``) so that imported reference weights give the same embedding."""
+    angles = torch.deg2rad(torch.linspace(0.0, 180.0, n))
+    return torch.stack([-torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
 def sinusoidal_2d(height: int, width: int, channels: int) -> Tensor:
@@ -36,9 +48,10 @@ def sinusoidal_2d(height: int, width: int, channels: int) -> Tensor:
 class Backbone(nn.Module):
     """backbone(x) + positions → [B, N, D_in] (before the kv projection)."""
 
-    def __init__(self, spec: BackboneSpec, d_input: int):
+    def __init__(self, spec: BackboneSpec, d_input: int, positional_embedding: str = "rotational"):
         super().__init__()
         self.kind = spec.kind
+        self.positional_embedding = "sinusoidal-2d" if spec.kind == "conv" else positional_embedding
         self.n_tokens = spec.n_tokens
         if spec.kind == "embedding":
             self.embed: nn.Module = nn.Embedding(spec.vocab, d_input)
@@ -64,8 +77,20 @@ class Backbone(nn.Module):
             self.register_buffer("positions_2d", sinusoidal_2d(h, w, d_input), persistent=False)
         else:
             raise ValueError(f"backbone.kind = {spec.kind!r}: allowed is one of embedding, scalar, linear, conv")
-        if spec.kind != "conv":
+        if self.positional_embedding == "rotational":
+            self.rotation = nn.Linear(2, d_input)
+            self.register_buffer("rotation_basis", rotation_basis(spec.n_tokens), persistent=False)
+        elif self.positional_embedding == "learned":
             self.positions = nn.Parameter(torch.randn(spec.n_tokens, d_input) * 0.02)
+        elif spec.kind != "conv":
+            raise ValueError(f"positional_embedding = {positional_embedding!r}: allowed is one of rotational, "
+                             "learned")
+
+    def position_table(self) -> Tensor:
+        """The 1-D positions [N, D_in] (rotational: computed from the learned projection each forward)."""
+        if self.positional_embedding == "rotational":
+            return self.rotation(self.rotation_basis)
+        return self.positions
 
     def forward(self, x: Tensor) -> Tensor:
         if self.kind == "conv":
@@ -74,15 +99,15 @@ class Backbone(nn.Module):
             return feats.flatten(2).transpose(1, 2)
         if self.kind == "scalar":
             x = x.unsqueeze(-1)
-        return self.embed(x) + self.positions
+        return self.embed(x) + self.position_table()
 
 
 class FeatureProjection(nn.Module):
     """The full feature path: kv = LayerNorm(Linear(backbone(x) + positions))."""
 
-    def __init__(self, spec: BackboneSpec, d_input: int):
+    def __init__(self, spec: BackboneSpec, d_input: int, positional_embedding: str = "rotational"):
         super().__init__()
-        self.backbone = Backbone(spec, d_input)
+        self.backbone = Backbone(spec, d_input, positional_embedding)
         self.proj = nn.Linear(d_input, d_input)
         self.norm = nn.LayerNorm(d_input)
 

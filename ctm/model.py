@@ -2,6 +2,7 @@
 
 Per forward (input x, T ticks; see ``../shared/ctm-reference.md``):
     kv = LayerNorm(Linear(backbone(x) + positions));  K, V = W_k kv, W_v kv (once)
+    (positions: rotational, learned or 2-D sinusoidal, see ``ctm.backbone``)
     A_0 (start trace, [D, M]) and z_0 (start post-activation, [D]) are learned.
     S_out is seeded with z_0; for t = 1..T:
         S_action(t) from z_0..z_{t-1};  q_t = W_S S_action(t) (or a learned vector when n_action = 0)
@@ -57,7 +58,7 @@ class CTM(nn.Module):
         self.out_positions, self.out_classes = spec.task.out_positions, spec.task.out_classes
         rng = np.random.default_rng(seed)
 
-        self.features = FeatureProjection(spec.task.backbone, d_in)
+        self.features = FeatureProjection(spec.task.backbone, d_in, spec.positional_embedding)
         self.start_trace = nn.Parameter(torch.empty(d, m).uniform_(-math.sqrt(1 / (d + m)),
                                                                    math.sqrt(1 / (d + m))))
         self.start_state = nn.Parameter(torch.empty(d).uniform_(-math.sqrt(1 / d), math.sqrt(1 / d)))

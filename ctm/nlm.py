@@ -6,10 +6,11 @@ A ∈ R^{D×M×B}; layer ℓ's weights are stored as [D, n_out, n_in] (neuron d'
 ``nn.Linear``'s [out, in] convention; the same count as the reference's [n_in, n_out, D]), biases [D, n_out, 1],
 so each layer gives [D, n_out, B] and its GLU splits along dim 1 into two halves whose B·n_out/2 elements are
 contiguous (several times faster than splitting the last dimension). Each layer's output is divided by its own
-learnable scalar temperature τ (initialised to 1), as in the reference:
+learnable scalar temperature τ (initialised to 1), and dropout (``dropout_nlm``) acts on each layer's input,
+as in the reference:
 
-depth 1: z_d = GLU((W_d A_d + b_d) / τ)  with W_d ∈ R^{2×M}
-depth 2: h_d = GLU((W1_d A_d + b1_d) / τ1) ∈ R^H,  z_d = GLU((W2_d h_d + b2_d) / τ2)
+depth 1: z_d = GLU((W_d Drop(A_d) + b_d) / τ)  with W_d ∈ R^{2×M}
+depth 2: h_d = GLU((W1_d Drop(A_d) + b1_d) / τ1) ∈ R^H,  z_d = GLU((W2_d Drop(h_d) + b2_d) / τ2)
 
 The division by τ is applied to W and b once per forward ((Wx + b)/τ = (W/τ)x + b/τ), not to every tick.
 """
@@ -62,7 +63,7 @@ class NeuronLevelModels(nn.Module):
 
     def forward(self, history: Tensor, prepared: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
         prepared = prepared if prepared is not None else self.prepare()
-        h = self.dropout(history)
+        h = history
         for layer, scaled in zip(self.layers, prepared, strict=True):
-            h = F.glu(layer(h, scaled), dim=1)
+            h = F.glu(layer(self.dropout(h), scaled), dim=1)
         return h.squeeze(1)

@@ -7,11 +7,12 @@ from genome.genes import GENE_BY_NAME, GENE_NAMES, GENES
 from genome.genome import SCHEMA_VERSION, Genome
 from genome.io import from_json, from_yaml, load, save, to_json, to_yaml
 from genome.operators import crossover, distance, mutate
+from genome.presets import PRESETS, Preset, preset_names
 from genome.space import GenomeSpace, RepairError
 
 __all__ = [
-    "GENES", "GENE_BY_NAME", "GENE_NAMES", "SCHEMA_VERSION", "BackboneSpec", "CostEstimate", "GeneProblem",
-    "Genome", "GenomeError", "GenomeSpace", "ModelSpec", "RepairError", "SchemaError", "TaskShape",
-    "VectorCodec", "crossover", "distance", "estimate", "from_json", "from_yaml", "load", "mutate", "resolve",
-    "save", "to_json", "to_yaml",
+    "GENES", "GENE_BY_NAME", "GENE_NAMES", "PRESETS", "SCHEMA_VERSION", "BackboneSpec", "CostEstimate",
+    "GeneProblem", "Genome", "GenomeError", "GenomeSpace", "ModelSpec", "Preset", "RepairError", "SchemaError",
+    "TaskShape", "VectorCodec", "crossover", "distance", "estimate", "from_json", "from_yaml", "load", "mutate",
+    "preset_names", "resolve", "save", "to_json", "to_yaml",
 ]

@@ -6,15 +6,17 @@ makes the count exact (``tests/ctm`` compares it with the built model's paramete
 
 MACs count multiply-accumulates of linear maps, convolutions, the attention products, the neuron-level
 models' contraction and one per synchronisation pair per tick; normalisations, activations and softmax are
-not counted. Key/value projections of the input tokens are computed once per forward, not once per tick.
+not counted. Key/value projections of the input tokens are computed once per forward, not once per tick; the
+rotational positions (a Linear(2 → D_in) over the N positions) are counted once per forward of one sample.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+import numpy as np
 
 from genome.genome import Genome
 
@@ -26,9 +28,12 @@ BackboneKind = Literal["embedding", "scalar", "conv", "linear"]
 class BackboneSpec:
     """How a task turns its input into ``n_tokens`` feature tokens of width ``d_input``.
 
-    - ``embedding``: integer tokens from a vocabulary of ``vocab`` values (parity), learned positions.
-    - ``scalar``: one real value per token, ``Linear(1 → d_input)``, learned positions (sorting, tabular).
-    - ``linear``: a vector per token, ``Linear(in_features → d_input)``, learned positions.
+    - ``embedding``: integer tokens from a vocabulary of ``vocab`` values (parity).
+    - ``scalar``: one real value per token, ``Linear(1 → d_input)`` (sorting, tabular).
+    - ``linear``: a vector per token, ``Linear(in_features → d_input)``.
+    These three add 1-D positions as the genome's ``positional_embedding`` gene says: ``rotational`` (the
+    paper's: ``Linear(2 → d_input)`` of the unit vector (−sin θ_p, cos θ_p), θ_p = π·p/(N − 1)) or ``learned``
+    (a table [N, d_input]).
     - ``conv``: an image ``[in_channels, height, width]``: ``conv_layers`` 3×3 convolutions to ``d_input``
       channels (the first with stride ``stride``), each followed by GELU; fixed 2-D sinusoidal positions.
     """
@@ -69,6 +74,7 @@ class ModelSpec:
     memory_length: int
     heads: int
     n_tokens: int
+    positional_embedding: str
     synapse_widths: list[int]
     nlm_depth: int
     nlm_hidden: int
@@ -101,14 +107,20 @@ class CostEstimate:
 
 
 def synapse_widths(d_model: int, depth: int) -> list[int]:
-    """Widths of the U-Net levels: linear from D down to a bottleneck of 16 (or D if smaller) over k levels.
+    """Widths of the U-Net levels, exactly as the reference: ``int()`` (truncation) of ``numpy.linspace(D, 16, k)``.
 
-    Depth 1 is the Linear+GLU synapse and has the single width ``[D]``.
+    The bottleneck is always 16, so for D < 16 the widths grow towards it (D = 8, k = 3: [8, 12, 16]); when
+    (D − 16)/(k − 1) is not whole the inner levels are truncated (D = 32, k = 4: [32, 26, 21, 16]). Depth 1 is the
+    Linear+GLU synapse and has the single width ``[D]``.
     """
     if depth == 1:
         return [d_model]
-    bottom = min(UNET_BOTTLENECK, d_model)
-    return [math.floor(d_model + (bottom - d_model) * i / (depth - 1) + 0.5) for i in range(depth)]
+    return [int(w) for w in np.linspace(d_model, UNET_BOTTLENECK, depth)]
+
+
+def positions_of(genome: Genome, backbone: BackboneSpec) -> str:
+    """The positional embedding a model uses: the gene for 1-D token backbones, fixed 2-D sinusoids for conv."""
+    return "sinusoidal-2d" if backbone.kind == "conv" else genome.positional_embedding
 
 
 def sync_size(sync_select: str, n: int) -> int:
@@ -120,7 +132,7 @@ def resolve(genome: Genome, task: TaskShape) -> ModelSpec:
     g = genome
     return ModelSpec(
         task=task, ticks=g.ticks, d_model=g.d_model, d_input=g.d_input, memory_length=g.memory_length,
-        heads=g.heads, n_tokens=task.backbone.n_tokens,
+        heads=g.heads, n_tokens=task.backbone.n_tokens, positional_embedding=positions_of(g, task.backbone),
         synapse_widths=synapse_widths(g.d_model, g.synapse_depth), nlm_depth=g.nlm_depth,
         nlm_hidden=g.nlm_hidden, sync_select=g.sync_select, n_sync_out=g.n_sync_out,
         n_sync_action=g.n_sync_action, n_self_pairs=g.n_self_pairs,
@@ -135,14 +147,24 @@ def _linear(n_in: int, n_out: int) -> int:
     return n_in * n_out + n_out
 
 
-def _backbone(b: BackboneSpec, d_in: int) -> tuple[int, int]:
+def _positions(b: BackboneSpec, d_in: int, positions: str) -> tuple[int, int]:
+    """(params, MACs) of 1-D positions: the rotational Linear(2 → D_in) over N positions, or a table [N, D_in]."""
+    if positions == "rotational":
+        return _linear(2, d_in), b.n_tokens * 2 * d_in
+    if positions == "learned":
+        return b.n_tokens * d_in, 0
+    raise ValueError(f"positional_embedding = {positions!r}: allowed is one of rotational, learned")
+
+
+def _backbone(b: BackboneSpec, d_in: int, positions: str) -> tuple[int, int]:
     """(params, MACs per sample) of the backbone and its positional embedding."""
-    if b.kind == "embedding":
-        return b.vocab * d_in + b.n_tokens * d_in, 0
-    if b.kind == "scalar":
-        return _linear(1, d_in) + b.n_tokens * d_in, b.n_tokens * d_in
-    if b.kind == "linear":
-        return _linear(b.in_features, d_in) + b.n_tokens * d_in, b.n_tokens * b.in_features * d_in
+    if b.kind in ("embedding", "scalar", "linear"):
+        pos_params, pos_macs = _positions(b, d_in, positions)
+        if b.kind == "embedding":
+            return b.vocab * d_in + pos_params, pos_macs
+        if b.kind == "scalar":
+            return _linear(1, d_in) + pos_params, b.n_tokens * d_in + pos_macs
+        return _linear(b.in_features, d_in) + pos_params, b.n_tokens * b.in_features * d_in + pos_macs
     if b.kind == "conv":
         params = macs = 0
         channels = b.in_channels
@@ -165,7 +187,7 @@ def estimate(genome: Genome, task: TaskShape) -> CostEstimate:
     d, d_in, m, n = s.d_model, s.d_input, s.memory_length, s.n_tokens
     parts: dict[str, int] = {}
 
-    backbone_params, macs_backbone = _backbone(task.backbone, d_in)
+    backbone_params, macs_backbone = _backbone(task.backbone, d_in, s.positional_embedding)
     parts["backbone"] = backbone_params
     parts["kv_projection"] = _linear(d_in, d_in) + 2 * d_in  # Linear + LayerNorm
     parts["start_state"] = d * m + d  # start trace A0 [D, M] and start post-activation z0 [D]

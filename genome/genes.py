@@ -164,6 +164,7 @@ Gene = IntGene | FloatGene | ChoiceGene
 
 SYNC_SELECTIONS = ("first-last", "random", "random-pairing")
 DECAY_INITS = ("zeros", "spread", "random")
+POSITIONAL_EMBEDDINGS = ("rotational", "learned")
 
 GENES: tuple[Gene, ...] = (
     IntGene(name="ticks", doc="T: internal thought steps per input", low=1, high=1000, default=25,
@@ -200,14 +201,23 @@ GENES: tuple[Gene, ...] = (
                choices=(True, False), default=True, domain=(True, False)),
     FloatGene(name="decay_clamp", doc="θ is clamped to [0, decay_clamp]", low=0.1, high=100.0, default=15.0,
               domain=(15.0, 15.0)),
-    FloatGene(name="dropout", doc="dropout in synapses and attention output", low=0.0, high=0.9,
-              default=0.0, domain=(0.0, 0.3)),
-    FloatGene(name="dropout_nlm", doc="dropout on each neuron's history before its NLM", low=0.0, high=0.9,
-              default=0.0, domain=(0.0, 0.3)),
+    FloatGene(name="dropout", doc="dropout on the attention weights and inside the synapses (before the GLU "
+              "synapse's linear map, before each U-Net level)", low=0.0, high=0.9, default=0.0,
+              domain=(0.0, 0.3)),
+    FloatGene(name="dropout_nlm", doc="dropout before each neuron-level model layer (on the history, and on "
+              "the hidden layer of a depth-2 NLM); a genome that leaves it out takes the value of dropout",
+              low=0.0, high=0.9, default=0.0, domain=(0.0, 0.3)),
     FloatGene(name="learning_rate", doc="AdamW learning rate (a training gene, fixed unless a campaign "
               "widens its domain)", low=1e-6, high=1.0, default=1e-3, domain=(1e-3, 1e-3), scale="log"),
     IntGene(name="batch_size", doc="training batch size (a training gene, fixed unless a campaign widens "
             "its domain)", low=1, high=4096, default=64, domain=(64, 64), scale="log"),
+    # Genes added after schema 1 come last, so that the per-gene random draws (sampling, crossover) of the
+    # earlier genes keep their order.
+    ChoiceGene(name="positional_embedding", doc="positions of 1-D input tokens: rotational (the paper's: a "
+               "learned Linear(2 → D_in) of a unit 2-vector rotating from 0 to 180 degrees over the tokens, "
+               "3·D_in parameters) or learned (a free table, N·D_in parameters); image (conv) inputs always "
+               "use fixed 2-D sinusoidal positions. Not searched unless a campaign opens its domain",
+               choices=POSITIONAL_EMBEDDINGS, default="rotational", domain=("rotational",)),
 )
 
 GENE_BY_NAME: dict[str, Gene] = {gene.name: gene for gene in GENES}

@@ -11,13 +11,20 @@ from typing import Any
 from genome.errors import GeneProblem, GenomeError
 from genome.genes import GENE_BY_NAME, GENE_NAMES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # of genome files; ``genome.io.UPGRADES`` reads older ones
 HASH_LENGTH = 16
+# The hash payload keeps the schema-1 form so that every genome hashed before schema 2 keeps its hash: genes added
+# later enter it only when they differ from the value that reproduces the schema-1 model (LEGACY_VALUES).
+HASH_SCHEMA = 1
+LEGACY_VALUES: dict[str, Any] = {"positional_embedding": "learned"}
 
 
 @dataclass(frozen=True, kw_only=True)
 class Genome:
     """One CTM variant. Field names are the gene names of :mod:`genome.genes` (see its docs for meaning).
+
+    ``dropout_nlm`` left out takes the value of ``dropout``. :meth:`preset` gives the paper's configurations
+    by name (``genome.presets``).
 
     Construction coerces types (``64.0`` → ``64``, floats quantised) and checks every gene against its hard
     limits and every cross-gene constraint, raising one :class:`GenomeError` naming all problems. Whether a
@@ -41,14 +48,20 @@ class Genome:
     decay_learned: bool = True
     decay_clamp: float = 15.0
     dropout: float = 0.0
-    dropout_nlm: float = 0.0
+    dropout_nlm: float | None = None  # None: the value of ``dropout`` (as the reference's dropout_nlm)
     learning_rate: float = 1e-3
     batch_size: int = 64
+    positional_embedding: str = "rotational"
 
     def __post_init__(self) -> None:
         problems: list[GeneProblem] = []
+        derived_nlm = self.dropout_nlm is None
         for name in GENE_NAMES:
             gene = GENE_BY_NAME[name]
+            if name == "dropout_nlm" and derived_nlm:  # follows dropout (declared before it, already checked)
+                object.__setattr__(self, name, self.dropout)
+                if any(p.gene == "dropout" for p in problems):
+                    continue
             raw = getattr(self, name)
             try:
                 value = gene.coerce(raw)
@@ -69,12 +82,15 @@ class Genome:
         return asdict(self)
 
     def canonical_json(self) -> str:
-        """The bytes the hash is computed from: schema version and every gene, keys sorted, no whitespace.
+        """The bytes the hash is computed from: the hash schema and the genes, keys sorted, no whitespace.
 
-        ``json`` writes floats with ``repr`` (shortest round-trip form, identical on every platform and
-        Python >= 3.1) and the genes are quantised on construction, so the text is stable everywhere.
+        Every gene is included except a gene of :data:`LEGACY_VALUES` at its legacy value, so that a genome of
+        an older schema hashes as it did then. ``json`` writes floats with ``repr`` (shortest round-trip form,
+        identical on every platform and Python >= 3.1) and the genes are quantised on construction, so the text
+        is stable everywhere.
         """
-        payload = {"schema_version": SCHEMA_VERSION, "genes": self.to_dict()}
+        genes = {k: v for k, v in self.to_dict().items() if k not in LEGACY_VALUES or v != LEGACY_VALUES[k]}
+        payload = {"schema_version": HASH_SCHEMA, "genes": genes}
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
     @cached_property
@@ -89,6 +105,14 @@ class Genome:
         """Genes whose values differ: ``{gene: (self's value, other's value)}``."""
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in GENE_NAMES if a[k] != b[k]}
+
+    @classmethod
+    def preset(cls, name: str) -> Genome:
+        """A named configuration of the paper (``genome.preset_names()`` lists them); unknown names raise a
+        :class:`GenomeError` listing the valid ones."""
+        from genome.presets import preset_genes
+
+        return cls(**preset_genes(name))
 
     @classmethod
     def from_dict(cls, genes: dict[str, Any], *, source: str | None = None) -> Genome:

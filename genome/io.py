@@ -2,8 +2,8 @@
 
 A file looks like::
 
-    schema_version: 1
-    hash: 6bd05f4ae1e701bd      # optional on input; checked when present
+    schema_version: 2
+    hash: 2ea1ac96df152d4a      # optional on input; checked when present (also for older schemas)
     genes:
       ticks: 25
       ...
@@ -25,10 +25,34 @@ from typing import Any
 import yaml
 
 from genome.errors import GeneProblem, GenomeError, SchemaError
-from genome.genome import SCHEMA_VERSION, Genome
+from genome.genome import LEGACY_VALUES, SCHEMA_VERSION, Genome
+
+
+def _upgrade_1(genes: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 → 2: positional_embedding appeared (schema-1 models learned a table of positions), and a left-out
+    dropout_nlm now follows dropout (in schema 1 it defaulted to 0)."""
+    if not isinstance(genes, dict):
+        return genes
+    return {**LEGACY_VALUES, "dropout_nlm": 0.0, **genes}
+
 
 # UPGRADES[v] turns the "genes" mapping of schema v into that of schema v + 1.
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_1}
+
+
+def upgrade_genes(genes: dict[str, Any], version: int, *, source: str = "<genome>") -> dict[str, Any]:
+    """The genes of a schema-``version`` mapping in the current schema (a :class:`SchemaError` where no upgrade
+    exists). Stores that keep gene mappings without a file (journals) pass the version they wrote."""
+    if version > SCHEMA_VERSION:
+        raise SchemaError(f"{source}: schema_version {version} was written by a newer ctmevo (this one reads "
+                          f"up to {SCHEMA_VERSION}): upgrade ctmevo to read it")
+    for v in range(version, SCHEMA_VERSION):
+        if v not in UPGRADES:
+            readable = sorted({*UPGRADES, SCHEMA_VERSION})
+            raise SchemaError(f"{source}: schema_version {version} cannot be read or upgraded by this ctmevo "
+                              f"(it reads schema versions {readable})")
+        genes = UPGRADES[v](genes)
+    return genes
 
 
 def genome_to_document(genome: Genome) -> dict[str, Any]:
@@ -42,19 +66,10 @@ def genome_from_document(doc: Any, *, source: str = "<genome>") -> Genome:
     version = doc.get("schema_version", SCHEMA_VERSION)
     if not isinstance(version, int) or isinstance(version, bool):
         raise SchemaError(f"{source}: schema_version = {version!r}: allowed is an integer <= {SCHEMA_VERSION}")
-    if version > SCHEMA_VERSION:
-        raise SchemaError(f"{source}: schema_version {version} was written by a newer ctmevo (this one reads "
-                          f"up to {SCHEMA_VERSION}): upgrade ctmevo to read it")
-    genes = doc["genes"]
-    for v in range(version, SCHEMA_VERSION):
-        if v not in UPGRADES:
-            readable = sorted({*UPGRADES, SCHEMA_VERSION})
-            raise SchemaError(f"{source}: schema_version {version} cannot be read or upgraded by this ctmevo "
-                              f"(it reads schema versions {readable})")
-        genes = UPGRADES[v](genes)
+    genes = upgrade_genes(doc["genes"], version, source=source)
     genome = Genome.from_dict(genes, source=source)
     stated = doc.get("hash")
-    if stated is not None and version == SCHEMA_VERSION and stated != genome.hash:
+    if stated is not None and stated != genome.hash:  # hashes are stable across schema upgrades (HASH_SCHEMA)
         raise GenomeError([GeneProblem("hash", stated, f"the hash of these genes, {genome.hash} (the genes were "
                                        "edited: delete the hash line to accept them)")], source=source)
     return genome

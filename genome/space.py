@@ -7,17 +7,31 @@ A campaign's ``genome_space`` section maps gene names to domains::
     d_model: 128                      # a single value: the gene is fixed, not searched
 
 Genes not named keep their default domain (see :mod:`genome.genes`).
+
+A space can be centred on a known genome: ``centre`` is a preset name (``genome.preset_names()``) or a
+mapping of genes (left-out genes take their defaults). Every gene not named is then fixed at the centre's
+value, so only the named genes are searched; ``spread: k`` (a number > 1) also opens every numeric gene whose
+default domain is searched to [c / k, c · k] around the centre's value c (integers widened outwards, clipped to
+the gene's hard limits; a gene at 0 stays fixed)::
+
+    centre: parity-paper
+    spread: 2                         # D in [512, 2048], T in [37, 150], ...
+    sync_select: {choices: [random, random-pairing]}
+
+The centre must lie inside the resulting space; a named domain that excludes it is an error.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from genome.errors import GeneProblem, GenomeError
-from genome.genes import GENE_BY_NAME, GENE_NAMES, GENES, ChoiceGene, Gene, Value
+from genome.genes import GENE_BY_NAME, GENE_NAMES, GENES, ChoiceGene, FloatGene, Gene, Value
 from genome.genome import Genome, constraint_problems, max_pairs
+from genome.presets import PRESETS
 
 Domain = tuple[Any, ...]
 
@@ -38,23 +52,32 @@ class GenomeSpace:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None, *, source: str = "genome_space") -> GenomeSpace:
-        """Build from a YAML mapping; every bad entry is reported at once, naming ``source.gene``."""
-        domains = {gene.name: tuple(gene.domain) for gene in GENES}
-        problems: list[GeneProblem] = []
+        """Build from a YAML mapping (see the module docs, ``centre`` and ``spread`` included); every bad entry is
+        reported at once, naming ``source.gene``."""
         if config is None:
             config = {}
         if not isinstance(config, Mapping):
             raise GenomeError([GeneProblem(source, config, "a mapping of gene name to domain")])
+        config = dict(config)
+        centre = _centre(config.pop("centre", None), config.pop("spread", None), source)
+        domains = {gene.name: tuple(gene.domain) for gene in GENES} if centre is None else centre[1]
+        problems: list[GeneProblem] = []
         for name, spec in config.items():
             field = f"{source}.{name}"
             gene = GENE_BY_NAME.get(name)
             if gene is None:
-                problems.append(GeneProblem(field, spec, f"a known gene: one of {list(GENE_NAMES)}"))
+                problems.append(GeneProblem(field, spec, f"a known gene: one of {list(GENE_NAMES)}, or centre / "
+                                            "spread"))
                 continue
             try:
                 domains[name] = _parse_domain(gene, spec)
             except (TypeError, ValueError) as exc:
                 problems.append(GeneProblem(field, spec, str(exc)))
+        if centre is not None:
+            genes = centre[0].to_dict()
+            problems += [GeneProblem(f"{source}.{name}", spec, f"a domain that contains the centre's {name} = "
+                                     f"{genes[name]!r}") for name, spec in config.items()
+                         if name in domains and not GENE_BY_NAME[name].contains(genes[name], domains[name])]
         if problems:
             raise GenomeError(problems)
         space = cls(domains)
@@ -138,6 +161,43 @@ class GenomeSpace:
         genome = Genome(**g)
         self.check(genome)
         return genome
+
+
+def _centre(centre: Any, spread: Any, source: str) -> tuple[Genome, dict[str, Domain]] | None:
+    """The centre genome and the domains around it (each gene fixed, or spread), or None without a centre."""
+    if centre is None:
+        if spread is not None:
+            raise GenomeError([GeneProblem(f"{source}.spread", spread, "spread only together with a centre")])
+        return None
+    allowed = f"a preset name (one of {list(PRESETS)}) or a mapping of genes"
+    if isinstance(centre, str):
+        if centre not in PRESETS:
+            raise GenomeError([GeneProblem(f"{source}.centre", centre, allowed)])
+        genome = Genome(**PRESETS[centre].genes)
+    elif isinstance(centre, Mapping):
+        try:
+            genome = Genome.from_dict(dict(centre))
+        except GenomeError as exc:
+            raise GenomeError([GeneProblem(f"{source}.centre.{p.gene}", p.value, p.allowed)
+                               for p in exc.problems]) from None
+    else:
+        raise GenomeError([GeneProblem(f"{source}.centre", centre, allowed)])
+    if spread is not None and (isinstance(spread, bool) or not isinstance(spread, (int, float))
+                               or not math.isfinite(spread) or spread <= 1):
+        raise GenomeError([GeneProblem(f"{source}.spread", spread, "a number > 1")])
+    genes = genome.to_dict()
+    domains: dict[str, Domain] = {}
+    for gene in GENES:
+        value = genes[gene.name]
+        searched = len(set(gene.domain)) > 1
+        if spread is None or isinstance(gene, ChoiceGene) or not searched or value == 0:
+            domains[gene.name] = (value,) if isinstance(gene, ChoiceGene) else (value, value)
+        elif isinstance(gene, FloatGene):
+            low, high = gene.coerce(value / spread), gene.coerce(value * spread)
+            domains[gene.name] = (max(gene.low, low), min(gene.high, high))
+        else:
+            domains[gene.name] = (max(gene.low, math.floor(value / spread)), min(gene.high, math.ceil(value * spread)))
+    return genome, domains
 
 
 def _probe_rng() -> Any:

@@ -1,7 +1,7 @@
 """Classification from a user's ``.npz`` file: ``inputs`` and integer ``labels`` (optionally ``inputs_val`` and
 ``labels_val``; otherwise a fixed ``val_fraction`` of the rows is held out, chosen by ``split_seed``).
 
-- tabular inputs [N, F]: every feature is a token (``scalar`` backbone, learned positions);
+- tabular inputs [N, F]: every feature is a token (``scalar`` backbone, 1-D positions);
 - image inputs [N, H, W] (one channel) or [N, C, H, W] (``channels_last: true`` for [N, H, W, C]): ``conv``
   backbone; ``stride: 0`` picks the smallest power of two that leaves at most 256 tokens.
 Inputs are standardised with the training rows' statistics (per feature, or per channel for images).

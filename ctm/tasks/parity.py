@@ -1,7 +1,8 @@
 """Cumulative parity: x ∈ {−1, +1}^L; target k = (number of −1 among x_1..x_k) mod 2, for every k.
 
-Inputs are token ids [B, L] (1 where x = −1, 0 where x = +1) for an embedding backbone with learned positions;
-outputs are L positions × 2 classes. Every sample is fresh random data from the batch's generator.
+Inputs are token ids [B, L] (1 where x = −1, 0 where x = +1) for an embedding backbone with 1-D positions (the
+genome's ``positional_embedding``: the paper's rotational embedding by default); outputs are L positions × 2
+classes. Every sample is fresh random data from the batch's generator.
 """
 
 from __future__ import annotations

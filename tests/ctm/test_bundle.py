@@ -15,7 +15,7 @@ import yaml
 from ctm import build_model, make_task
 from ctm.bundle import BundleError, load_bundle, read_manifest, write_bundle
 from ctm.result import TaskSpec
-from genome import Genome
+from genome import SCHEMA_VERSION, Genome
 
 ROOT = Path(__file__).resolve().parents[2]
 PARITY4 = TaskSpec(name="parity", params={"length": 4})
@@ -82,7 +82,7 @@ def test_bundle_files_are_readable_without_ctmevo(bundle):
     assert doc["model"]["d_model"] == 16 and doc["model"]["task"]["out_positions"] == 4
     assert doc["cost"]["parameters"] == sum(p.numel() for p in load_bundle(path).model.parameters())
     g = yaml.safe_load((path / "genome.yaml").read_text())
-    assert g["schema_version"] == 1 and g["hash"] == genome.hash
+    assert g["schema_version"] == SCHEMA_VERSION and g["hash"] == genome.hash
 
 
 def test_bundle_unpacks_and_keeps_its_task(bundle):
@@ -131,7 +131,8 @@ def test_newer_bundle_and_genome_schema_are_rejected(bundle):
         read_manifest(path)
     manifest.write_text(text)
     genome_file = path / "genome.yaml"
-    genome_file.write_text(genome_file.read_text().replace("schema_version: 1", "schema_version: 9"))
+    genome_file.write_text(genome_file.read_text().replace(f"schema_version: {SCHEMA_VERSION}",
+                                                           f"schema_version: {SCHEMA_VERSION + 7}"))
     with pytest.raises(BundleError, match="newer ctmevo"):
         load_bundle(path)
 

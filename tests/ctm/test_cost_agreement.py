@@ -44,7 +44,7 @@ def sample_input(shape: TaskShape, batch: int = 1) -> torch.Tensor:
 
 def random_genomes(count: int, seed: int = 7) -> list[Genome]:
     """Small genomes covering every selection, synapse depths 1..6, NLM depth 1 and 2, n_action = 0, every
-    decay schedule, learned and fixed decay."""
+    decay schedule, learned and fixed decay, rotational and learned positions."""
     rng = random.Random(seed)
     out = []
     for i in range(count):
@@ -62,7 +62,8 @@ def random_genomes(count: int, seed: int = 7) -> list[Genome]:
             nlm_depth=1 + i % 2, nlm_hidden=rng.randint(1, 6), synapse_depth=1 + (i // 2) % 6,
             sync_select=select, n_sync_out=n_out, n_sync_action=n_act, n_self_pairs=n_self,
             decay_init=("zeros", "spread", "random")[i % 3 if i % 2 else (i // 3) % 3],
-            decay_learned=bool((i // 5) % 2), decay_init_max=3.0, dropout=0.1 * (i % 2)))
+            decay_learned=bool((i // 5) % 2), decay_init_max=3.0, dropout=0.1 * (i % 2),
+            positional_embedding=("rotational", "learned")[(i // 4) % 2]))
     return out
 
 
@@ -85,6 +86,7 @@ def test_genomes_cover_the_gene_values() -> None:
     assert {g.decay_init for g in GENOMES} == {"zeros", "spread", "random"}
     assert any(g.n_sync_action == 0 for g in GENOMES) and any(g.n_sync_action > 0 for g in GENOMES)
     assert {g.nlm_depth for g in GENOMES} == {1, 2} and {g.decay_learned for g in GENOMES} == {True, False}
+    assert {g.positional_embedding for g in GENOMES[:12]} == {"rotational", "learned"}  # MACs use the first 12
 
 
 def test_paper_sized_parity_config_count() -> None:

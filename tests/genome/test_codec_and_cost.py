@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,13 +30,15 @@ def test_any_point_decodes_to_a_valid_genome(point):
     space.check(codec.decode(point))
 
 
-def test_parameter_count_by_hand_for_a_tiny_model():
+@pytest.mark.parametrize(("positions", "position_params"), [("learned", 6 * 4), ("rotational", 2 * 4 + 4)])
+def test_parameter_count_by_hand_for_a_tiny_model(positions: str, position_params: int):
     g = Genome(ticks=3, memory_length=4, nlm_depth=1, d_model=8, d_input=4, heads=2, synapse_depth=1,
-               sync_select="random-pairing", n_sync_out=5, n_sync_action=3, n_self_pairs=1, decay_learned=True)
+               sync_select="random-pairing", n_sync_out=5, n_sync_action=3, n_self_pairs=1, decay_learned=True,
+               positional_embedding=positions)
     task = TaskShape(name="t", backbone=BackboneSpec(kind="embedding", n_tokens=6, vocab=2), out_positions=6,
                      out_classes=2)
     expected = {
-        "backbone": 2 * 4 + 6 * 4,
+        "backbone": 2 * 4 + position_params,  # embedding table + positions (a table, or Linear(2 → D_in))
         "kv_projection": 4 * 4 + 4 + 2 * 4,
         "start_state": 8 * 4 + 8,
         "attention": 4 * (4 * 4 + 4),
@@ -51,9 +54,15 @@ def test_parameter_count_by_hand_for_a_tiny_model():
 
 
 def test_unet_widths_go_linearly_down_to_the_bottleneck():
+    """As the reference: int() of numpy.linspace(D, 16, k), truncating, with the bottleneck always 16 (so the
+    widths of a D < 16 model grow towards 16; they used to stay at D, and inner widths used to be rounded)."""
     assert synapse_widths(256, 1) == [256]
     assert synapse_widths(256, 4) == [256, 176, 96, 16]
-    assert synapse_widths(8, 3) == [8, 8, 8]
+    assert synapse_widths(8, 3) == [8, 12, 16]
+    assert synapse_widths(32, 4) == [32, 26, 21, 16]  # rounding gave 27
+    assert synapse_widths(2048, 4) == [2048, 1370, 693, 16]  # the paper's maze size; rounding gave 1371
+    assert synapse_widths(2048, 6) == [2048, 1641, 1235, 828, 422, 16]
+    assert synapse_widths(4096, 8) == [4096, 3513, 2930, 2347, 1764, 1181, 598, 16]
 
 
 @settings(max_examples=100, deadline=None)

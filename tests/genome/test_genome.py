@@ -3,15 +3,20 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from hypothesis import given, settings
 
 from genome import Genome, GenomeError, SchemaError, from_json, from_yaml, to_json, to_yaml
 from genome.genome import SCHEMA_VERSION
 from tests.genome.strategies import space_and_genome
 
-# Computed once and written down: a change to hashing (or to a default) must be deliberate.
-DEFAULT_HASH = "6bd05f4ae1e701bd"
-PAPER_PARITY_HASH = "0d840353677025ec"
+# Computed once and written down: a change to hashing (or to a default) must be deliberate. Schema 2 made the
+# paper's rotational positions the default, which changed the default genome's hash; the schema-1 hashes are
+# those of the same genes with learned positions, and must never change (bundles and campaigns key on them).
+DEFAULT_HASH = "2ea1ac96df152d4a"
+PAPER_PARITY_HASH = "dd15740dff5a725f"
+SCHEMA1_DEFAULT_HASH = "6bd05f4ae1e701bd"
+SCHEMA1_PAPER_PARITY_HASH = "0d840353677025ec"
 
 
 def paper_parity() -> Genome:
@@ -22,6 +27,26 @@ def paper_parity() -> Genome:
 def test_hash_is_a_known_literal():
     assert Genome().hash == DEFAULT_HASH
     assert paper_parity().hash == PAPER_PARITY_HASH
+    assert Genome.preset("parity-paper") == paper_parity()
+
+
+def test_schema1_genomes_keep_their_hash():
+    """A gene added in schema 2 enters the hash only away from its schema-1 meaning (learned positions)."""
+    assert Genome(positional_embedding="learned").hash == SCHEMA1_DEFAULT_HASH
+    assert paper_parity().replace(positional_embedding="learned").hash == SCHEMA1_PAPER_PARITY_HASH
+    legacy = {k: v for k, v in Genome(positional_embedding="learned").to_dict().items()
+              if k != "positional_embedding"}
+    text = yaml.safe_dump({"schema_version": 1, "hash": SCHEMA1_DEFAULT_HASH, "genes": legacy})
+    genome = from_yaml(text)  # upgraded to schema 2; the stated schema-1 hash is checked and still holds
+    assert genome.positional_embedding == "learned" and genome.hash == SCHEMA1_DEFAULT_HASH
+
+
+def test_dropout_nlm_follows_dropout_unless_given():
+    assert Genome(dropout=0.2).dropout_nlm == 0.2
+    assert Genome(dropout=0.2, dropout_nlm=0.0).dropout_nlm == 0.0
+    assert Genome.from_dict({"dropout": 0.1}).dropout_nlm == 0.1
+    assert from_yaml(f"schema_version: {SCHEMA_VERSION}\ngenes: {{dropout: 0.1}}\n").dropout_nlm == 0.1
+    assert from_yaml("schema_version: 1\ngenes: {dropout: 0.1}\n").dropout_nlm == 0.0  # schema 1's default
 
 
 def test_hash_is_stable_across_processes_and_hash_seeds():
@@ -94,7 +119,9 @@ def test_yaml_and_json_round_trip_exactly(pair):
 def test_written_files_list_every_gene_and_partial_files_take_defaults():
     doc = json.loads(to_json(Genome()))
     assert doc["schema_version"] == SCHEMA_VERSION and len(doc["genes"]) == len(Genome().to_dict())
-    assert from_yaml("schema_version: 1\ngenes: {ticks: 30}\n") == Genome(ticks=30)
+    assert from_yaml(f"schema_version: {SCHEMA_VERSION}\ngenes: {{ticks: 30}}\n") == Genome(ticks=30)
+    # a schema-1 file meant a model with learned positions (the upgrade fills in the gene schema 1 lacked)
+    assert from_yaml("schema_version: 1\ngenes: {ticks: 30}\n") == Genome(ticks=30, positional_embedding="learned")
 
 
 def test_newer_or_unknown_schema_fails_clearly():
@@ -107,9 +134,10 @@ def test_newer_or_unknown_schema_fails_clearly():
 def test_older_schema_is_upgraded_when_an_upgrade_exists(monkeypatch):
     from genome import io
 
-    monkeypatch.setattr(io, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(io.UPGRADES, 1, lambda genes: {k: v for k, v in genes.items() if k != "obsolete"})
-    genome = io.from_yaml("schema_version: 1\ngenes: {ticks: 7, obsolete: 3}\n")
+    monkeypatch.setattr(io, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setitem(io.UPGRADES, SCHEMA_VERSION,
+                        lambda genes: {k: v for k, v in genes.items() if k != "obsolete"})
+    genome = io.from_yaml(f"schema_version: {SCHEMA_VERSION}\ngenes: {{ticks: 7, obsolete: 3}}\n")
     assert genome.ticks == 7
 
 

@@ -22,7 +22,7 @@ import yaml
 from ctm import build_model, make_task
 from ctm.eval_state import weights_only
 from ctm.result import TaskSpec
-from genome import Genome, to_yaml
+from genome import SCHEMA_VERSION, Genome, to_yaml
 from search.cli import main
 from search.records import EvaluationRecord
 
@@ -109,7 +109,7 @@ def test_export_best_loads_in_a_fresh_process_with_the_search_outputs(campaign, 
     assert ctmevo("export", "--best", "--campaign", campaign.root, "--out", out) == 0
     best = campaign.best.genome
     doc = yaml.safe_load((out / "genome.yaml").read_text())
-    assert doc["hash"] == best.hash and doc["schema_version"] == 1
+    assert doc["hash"] == best.hash and doc["schema_version"] == SCHEMA_VERSION
     model_doc = yaml.safe_load((out / "model.yaml").read_text())
     assert model_doc["model"]["memory_length"] == best.memory_length and model_doc["weights"]["sha256"]
     card = (out / "MODEL_CARD.md").read_text()

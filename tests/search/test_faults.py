@@ -95,7 +95,7 @@ def test_a_directory_that_refuses_writes_stops_the_campaign_cleanly(tmp_path: Pa
         locked = subprocess.run(["chattr", "+i", str(checkpoints)], capture_output=True).returncode == 0
         if not locked:
             pytest.skip("this filesystem does not support immutable directories")
-        stdout, stderr = proc.communicate(timeout=120)
+        _, stderr = proc.communicate(timeout=120)
     finally:
         if locked:
             subprocess.run(["chattr", "-i", str(checkpoints)], check=True)
