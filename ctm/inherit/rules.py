@@ -237,6 +237,10 @@ def feature_rules(model: nn.Module, parent: dict, c: ModelSpec, ax: GeneAxes) ->
         if w is not None and w.dim() == 2:
             _linear(entries, name, ax.inputs, overlap(int(w.shape[1]), embed.in_features), parent,
                     "input embedding [D_in, features]")
+    rotation = getattr(backbone, "rotation", None)
+    if isinstance(rotation, nn.Linear):  # the rotational 1-D positions: Linear(2 → D_in) of a fixed basis
+        _linear(entries, _name_of(model, rotation), ax.inputs, overlap(2, rotation.in_features), parent,
+                "rotational positions [D_in, 2]")
     positions = getattr(backbone, "positions", None)
     if isinstance(positions, nn.Parameter):
         name = _name_of(model, backbone)
