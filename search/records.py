@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctm.result import EvalResult
-from genome import Genome
+from genome import SCHEMA_VERSION, Genome
+from genome.io import upgrade_genes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,12 +28,18 @@ class Proposal:
         return self.genome.hash
 
     def to_dict(self) -> dict[str, Any]:
-        return {"genes": self.genome.to_dict(), "parents": list(self.parents), "operator": self.operator}
+        return {"genes": self.genome.to_dict(), "schema": SCHEMA_VERSION, "parents": list(self.parents),
+                "operator": self.operator}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Proposal:
-        return cls(genome=Genome.from_dict(data["genes"]), parents=tuple(data["parents"]),
-                   operator=data["operator"])
+        """A proposal as :meth:`to_dict` stored it; genes written by an older genome schema (journals before
+        ``schema`` was recorded are schema 1) are upgraded, so old campaigns resume with the same genomes."""
+        genes = data["genes"]
+        version = data.get("schema", 1)
+        if version != SCHEMA_VERSION:
+            genes = upgrade_genes(dict(genes), int(version), source="journal")
+        return cls(genome=Genome.from_dict(genes), parents=tuple(data["parents"]), operator=data["operator"])
 
 
 @dataclass(kw_only=True)

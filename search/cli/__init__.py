@@ -6,6 +6,7 @@
 ``validate``           ``ctmevo validate``
 ``campaign_commands``  ``run``, ``resume``, ``status``, ``sync``, ``lineage``
 ``train_commands``     ``export``, ``train``
+``model_commands``     ``presets``, ``import-reference``, ``export-reference``
 =====================  ======================================================================================
 
 May import every other room of ``search`` and the layers below. Commands import what they need when they run.

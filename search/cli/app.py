@@ -7,12 +7,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from search.cli import campaign_commands, train_commands, validate
+from search.cli import campaign_commands, model_commands, train_commands, validate
 from search.cli.base import EXIT_BAD_INPUT, EXIT_INTERRUPTED, Command, UsageError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS: list[Command] = [*validate.COMMANDS, *campaign_commands.COMMANDS, *train_commands.COMMANDS]
+COMMANDS: list[Command] = [*validate.COMMANDS, *campaign_commands.COMMANDS, *train_commands.COMMANDS,
+                           *model_commands.COMMANDS]
 
 
 def build_parser() -> argparse.ArgumentParser:

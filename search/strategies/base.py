@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ctm.result import EvalResult
-from genome import Genome, GenomeSpace, RepairError, VectorCodec, crossover, mutate
+from genome import Genome, GenomeSpace, RepairError, VectorCodec
 from search.archive import QDArchive
 from search.descriptors import Descriptor, describe_result
 from search.records import Proposal
@@ -35,8 +35,10 @@ from search.strategies.settings import (
     Setting,
     StrategyConfigError,
     check_variation,
+    resolve_seed_genomes,
     validate_settings,
 )
+from search.strategies.variation import Variation
 
 STATE_FORMAT = 1
 ENUMERATE_LIMIT = 5_000  # spaces with at most this many gene combinations are enumerated when sampling fails
@@ -53,7 +55,7 @@ class UnknownProposalError(LookupError):
     """A tell for a genome hash this strategy did not ask for, or one already told."""
 
 
-class Strategy(ABC):
+class Strategy(Variation, ABC):
     """Abstract ask/tell strategy. Subclasses implement :meth:`_propose` and optionally the hooks.
 
     Constructor (keyword-only): ``space``, ``seed``, ``descriptors`` and the strategy's settings (see the
@@ -81,12 +83,14 @@ class Strategy(ABC):
                                       "gene (every domain here is a single value)")
         self.space, self.seed, self.descriptors = space, int(seed), list(descriptors)
         self.codec = VectorCodec(space)
+        self._seeds = resolve_seed_genomes(self.settings["seed_genomes"] or [], space, f"{field}.settings")
         self._enumerated: list[Genome] | None = None
         self._init_state()
 
     # -- structures (re-created by load_state_dict) -------------------------------------------------------
     def _init_state(self) -> None:
         self.rng = np.random.default_rng(self.seed)
+        self._seeded = 0  # seed genomes proposed so far
         self._in_flight: dict[str, Proposal] = {}
         self._records: dict[str, Evaluated] = {}
         self._asked = 0
@@ -124,7 +128,7 @@ class Strategy(ABC):
             raise ValueError(f"ask(n): n = {n!r}: allowed is a non-negative integer")
         out: list[Proposal] = []
         for _ in range(int(n)):
-            proposal = self._propose()
+            proposal = self._next_seed() or self._propose()
             if proposal is None:
                 break
             h = phash(proposal)
@@ -133,6 +137,21 @@ class Strategy(ABC):
             self._asked += 1
             out.append(proposal)
         return out
+
+    def _next_seed(self) -> Proposal | None:
+        """The next seed genome not yet evaluated or in flight (``seed_genomes``), else None."""
+        while self._seeded < len(self._seeds):
+            genome = self._seeds[self._seeded]
+            self._seeded += 1
+            if not self._taken(ghash(genome)):
+                proposal = Proposal(genome=genome, operator="seed")
+                self._on_seed(proposal)
+                return proposal
+        return None
+
+    def _on_seed(self, proposal: Proposal) -> None:
+        """Called when a seed genome is proposed (strategies with their own samplers note it here)."""
+        return None
 
     @property
     def waiting(self) -> bool:
@@ -282,7 +301,7 @@ class Strategy(ABC):
                  "asked": self._asked, "exhausted": self.exhausted,
                  "archive": self.qd.config() if self.qd is not None else None,
                  "in_flight": [p.to_dict() for p in self._in_flight.values()], "extra": self._extra_state(),
-                 "told": len(self._records)}
+                 "told": len(self._records), "seeded": self._seeded}
         if with_log:
             state["records"] = [r.to_dict() for r in self._records.values()]
         return state
@@ -320,6 +339,7 @@ class Strategy(ABC):
             proposal = Proposal.from_dict(data)
             self._in_flight[phash(proposal)] = proposal
         self._asked, self.exhausted = int(state["asked"]), bool(state["exhausted"])
+        self._seeded = int(state.get("seeded", 0))
         self._load_extra(state.get("extra") or {})
         self.rng.bit_generator.state = state["rng"]
 
@@ -361,30 +381,6 @@ class Strategy(ABC):
             self._enumerated = list(enumerate_space(self.space, ENUMERATE_LIMIT))
             self._enumerated.sort(key=ghash)
         return self._enumerated
-
-    def _breed(self, parents: Sequence[Evaluated], crossover_ok: bool = True) -> Proposal:
-        """A child of ``parents`` by the ``variation`` setting: iso+line of the first two parents, or
-        (genetic) a uniform crossover of two parents with probability ``crossover_rate``, else a mutation
-        of the first."""
-        s = self.settings
-        if s["variation"] == "iso_line":
-            return self._iso_line(parents[0], parents[-1])
-        if crossover_ok and len(parents) >= 2 and self.rng.random() < s["crossover_rate"]:
-            a, b = parents[0], parents[1]
-            child = crossover(a.proposal.genome, b.proposal.genome, self.space, self.rng)
-            return Proposal(genome=child, parents=(a.hash, b.hash), operator="crossover")
-        p = parents[0]
-        child = mutate(p.proposal.genome, self.space, self.rng, rate=s["mutation_rate"], sigma=s["mutation_sigma"])
-        return Proposal(genome=child, parents=(p.hash,), operator="mutation")
-
-    def _iso_line(self, a: Evaluated, b: Evaluated) -> Proposal:
-        """Iso+line variation (Vassiliades & Mouret 2018) on codec vectors: x_a + σ_iso·N(0, I) + σ_line·N(0, 1)·
-        (x_b − x_a), decoded (clipped and repaired) into a genome."""
-        xa, xb = self.codec.encode(a.proposal.genome), self.codec.encode(b.proposal.genome)
-        x = xa + self.rng.normal(0.0, self.settings["iso_sigma"], size=xa.shape)
-        x = x + self.rng.normal(0.0, self.settings["line_sigma"]) * (xb - xa)
-        child = self.codec.decode(np.clip(x, 0.0, 1.0))
-        return Proposal(genome=child, parents=(a.hash, b.hash), operator="iso_line")
 
     def _tournament(self, pool: Sequence[Evaluated], key: Callable[[Evaluated], Any], size: int) -> Evaluated:
         """Tournament selection: the best by ``key`` of ``size`` members drawn without replacement."""

@@ -100,6 +100,9 @@ class _OptunaStrategy(Strategy):
             self._added.add(phash(proposal))
         return proposal
 
+    def _on_seed(self, proposal: Proposal) -> None:
+        self._added.add(phash(proposal))  # told to the study as a finished trial, like a random sample
+
     def _objectives(self, rec: Evaluated, result: EvalResult) -> list[float] | None:
         if not rec.ok:
             return None

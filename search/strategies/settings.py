@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from genome import PRESETS, Genome, GenomeError, GenomeSpace, SchemaError, load
 from search.errors import FieldError
 
 
@@ -131,9 +132,33 @@ def check_variation(given: Mapping[str, Any], variation: str, field: str) -> Non
 
 
 COMMON_SETTINGS: dict[str, Setting] = {
+    "seed_genomes": Setting(kind=list, item=str, default=None, nullable=True,
+                            doc="genomes proposed first, before the strategy's own: preset names (ctmevo presets, "
+                            "e.g. parity-paper) or genome files; each must lie inside genome_space"),
     "qd_offset": Setting(kind=float, default=0.0, doc="fixed offset subtracted from fitness in the QD-score "
                          "(choose it at or below the lowest fitness you expect)"),
     "max_resample": Setting(kind=int, default=100, low=1, high=100_000,
                             doc="attempts at finding a genome not yet evaluated or in flight before falling "
                             "back to random samples"),
 }
+
+
+def resolve_seed_genomes(entries: Sequence[str], space: GenomeSpace, field: str) -> list[Genome]:
+    """``seed_genomes`` entries → genomes: a preset name, else a genome file; each must lie inside ``space``."""
+    genomes = []
+    for i, entry in enumerate(entries):
+        where = f"{field}.seed_genomes[{i}]"
+        try:
+            genome = Genome.preset(entry) if entry in PRESETS else load(entry)
+        except FileNotFoundError:
+            raise StrategyConfigError(where, entry, f"a preset name (one of {sorted(PRESETS)}) or a genome "
+                                      "file that exists") from None
+        except (GenomeError, SchemaError, ValueError) as exc:
+            raise StrategyConfigError(where, entry, f"a valid genome file ({exc})") from None
+        try:
+            space.check(genome, source=entry)
+        except GenomeError as exc:
+            raise StrategyConfigError(where, entry, f"a genome inside genome_space; this one is not: {exc}"
+                                      ) from None
+        genomes.append(genome)
+    return genomes

@@ -183,3 +183,15 @@ def test_a_follower_reads_complete_lines_as_they_come_and_resumes_from_its_offse
         fh.write(b"not json\n")
     with pytest.raises(JournalCorruptError, match="line"):
         follower.read()
+
+
+def test_proposals_journaled_before_the_genome_schema_was_recorded_read_back_as_they_were() -> None:
+    from genome import Genome
+    from search.records import Proposal
+
+    genome = Genome(ticks=7, positional_embedding="learned")  # what every genome was before schema 2
+    old = Proposal(genome=genome).to_dict()
+    del old["schema"]
+    del old["genes"]["positional_embedding"]  # a schema-1 journal line
+    assert Proposal.from_dict(old).genome == genome and Proposal.from_dict(old).genome_hash == genome.hash
+    assert Proposal.from_dict(Proposal(genome=genome).to_dict()).genome == genome

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from search.descriptors import DescriptorError, make_descriptors
@@ -129,3 +130,27 @@ def test_tell_uses_the_descriptor_values_it_is_given_and_computes_them_otherwise
     assert list(rows[computed.genome.hash].values()) == landscape.behaviours[1]
     with pytest.raises(ValueError, match="3 descriptor values for 2 descriptors"):
         strategy.tell(landscape.evaluate(strategy.ask(1)[0].genome), descriptors=[0.1, 0.2, 0.3])
+
+
+def test_seed_genomes_are_proposed_first_and_survive_a_restore(tmp_path) -> None:
+    from genome import save
+
+    inside = [SPACE.sample(np.random.default_rng(i)) for i in range(2)]
+    paths = [save(g, tmp_path / f"seed{i}.yaml") for i, g in enumerate(inside)]
+    settings = {"initial_samples": 4, "seed_genomes": [str(p) for p in paths]}
+    strategy = make_strategy("map_elites", space=SPACE, seed=0, descriptors=DESCRIPTORS, settings=settings)
+    first = strategy.ask(3)
+    assert [p.genome for p in first[:2]] == inside and [p.operator for p in first] == ["seed", "seed", "sample"]
+    state = strategy.state_dict()
+    again = make_strategy("map_elites", space=SPACE, seed=0, descriptors=DESCRIPTORS, settings=settings)
+    again.load_state_dict(state)
+    assert [p.genome_hash for p in again.ask(3)] == [p.genome_hash for p in strategy.ask(3)]  # seeds not repeated
+
+
+@pytest.mark.parametrize(("entry", "allowed"), [
+    ("no-such-preset", "a preset name (one of ['cifar10-paper'"),
+    ("parity-paper", "a genome inside genome_space"),  # the paper's CTM is far bigger than the test space
+])
+def test_bad_seed_genomes_are_refused_naming_the_entry(entry: str, allowed: str) -> None:
+    message = _error("map_elites", {"seed_genomes": ["parity-paper", entry][1:]})
+    assert message.startswith(f"strategy.settings.seed_genomes[0] = '{entry}': allowed is {allowed}")
