@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any
 
@@ -78,8 +78,8 @@ class Genome:
 
     # -- identity -----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """All genes, explicitly, in declaration order."""
-        return asdict(self)
+        """All genes, explicitly, in declaration order (values are plain scalars: no deep copy needed)."""
+        return {name: getattr(self, name) for name in GENE_NAMES}
 
     def canonical_json(self) -> str:
         """The bytes the hash is computed from: the hash schema and the genes, keys sorted, no whitespace.

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-from ribs.archives import CVTArchive, GridArchive, k_means_centroids
 
 from search.descriptors import Descriptor
 
@@ -38,6 +37,8 @@ class QDArchive:
     def __init__(self, *, descriptors: Sequence[Descriptor], solution_dim: int, kind: ArchiveKind = "grid",
                  cells: int = 64, centroids: Sequence[Sequence[float]] | None = None, cvt_samples: int = 20_000,
                  seed: int = 0, qd_offset: float = 0.0):
+        from ribs.archives import CVTArchive, GridArchive, k_means_centroids  # here: pyribs imports slowly
+
         if not descriptors:
             raise ValueError("a QD archive needs at least one descriptor")
         self.descriptors = list(descriptors)
@@ -46,7 +47,7 @@ class QDArchive:
         self._elites: dict[int, tuple[str, list[float], float]] = {}  # cell index → (hash, values, fitness)
         self._occupied: list[int] = []  # the keys of _elites, sorted (kept up to date on insertion)
         if kind == "grid":
-            self.archive: GridArchive | CVTArchive = GridArchive(
+            self.archive: Any = GridArchive(
                 solution_dim=solution_dim, dims=[d.bins for d in self.descriptors],
                 ranges=[d.range for d in self.descriptors], qd_score_offset=self.qd_offset, seed=seed)
             self.centroids: np.ndarray | None = None
@@ -78,7 +79,6 @@ class QDArchive:
     def cell_name(self, index: int) -> str:
         """A readable cell id: grid indices joined by ``_`` ("3_7"), or the centroid number ("12")."""
         if self.kind == "grid":
-            assert isinstance(self.archive, GridArchive)
             return "_".join(str(int(i)) for i in self.archive.int_to_grid_index([index])[0])
         return str(int(index))
 

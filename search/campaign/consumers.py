@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from search.journal import JsonLinesFollower, read_json, write_atomic
 from search.records import EvaluationRecord
-from search.tracking.archiver import TrackingUnavailable
+from search.tracking.errors import TrackingUnavailable
 
 __all__ = ["Consumer", "ConsumerRunner"]
 

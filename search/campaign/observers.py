@@ -16,8 +16,7 @@ from search.campaign.paths import CampaignPaths
 from search.descriptors import Descriptor
 from search.journal import JsonLines
 from search.records import EvaluationRecord, best_record
-from search.tracking.archiver import MlflowArchiver, TrackingUnavailable
-from search.tracking.client import first_line
+from search.tracking.errors import TrackingUnavailable
 
 __all__ = ["MlflowConsumer", "PictureConsumer"]
 
@@ -28,7 +27,7 @@ class MlflowConsumer:
     """Journal results → evaluation runs; metric lines → campaign metrics (every ``log_every`` evaluations);
     refreshed pictures → campaign artifacts."""
 
-    def __init__(self, archiver: MlflowArchiver, *, log_every: int = 1, rejected: Path | None = None) -> None:
+    def __init__(self, archiver: Any, *, log_every: int = 1, rejected: Path | None = None) -> None:
         self.archiver, self.log_every, self.rejected = archiver, log_every, rejected
         self._artifacts: list[Path] = []
         self._lock = threading.Lock()
@@ -68,6 +67,8 @@ class MlflowConsumer:
 
     def _reject(self, item: tuple[int, EvaluationRecord], exc: Exception) -> None:
         index, record = item
+        from search.tracking.client import first_line
+
         log.warning("MLflow refused evaluation %s (result %d): %s; set aside in %s", record.genome.hash, index,
                     first_line(exc), self.rejected)
         if self.rejected is not None:

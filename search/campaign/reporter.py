@@ -11,6 +11,7 @@ boundedly, with a progress line; what is left is said, and ``ctmevo sync`` sends
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -26,6 +27,7 @@ from search.campaign.live import LiveView
 from search.campaign.paths import CampaignPaths
 from search.campaign.progress import Progress
 from search.descriptors import Descriptor
+from search.journal import write_atomic
 from search.records import EvaluationRecord
 from search.strategies import Strategy
 
@@ -123,12 +125,13 @@ class CampaignReporter:
         self.mlflow: ConsumerRunner | None = None
         self._metrics_file: Any = None
         self._last_view = 0.0
+        self.drained: dict[str, Any] = {}  # how the end of the run went: MLflow lag then, and the time to drain it
 
     # -- life cycle ---------------------------------------------------------------------------------------
     def start(self) -> None:
         """Connect to MLflow (an unreachable server is an error unless ``offline_ok``), start the consumers."""
         from search.campaign.observers import PictureConsumer
-        from search.tracking.archiver import TrackingUnavailable, TrackingURIError
+        from search.tracking.errors import TrackingUnavailable, TrackingURIError
 
         c = self.campaign
         archiver = mlflow_archiver(c)
@@ -178,7 +181,9 @@ class CampaignReporter:
         self.view.stop()
         limit = {"FINISHED": min(10 * DRAIN_MIN_S, max(DRAIN_MIN_S, 0.25 * p.elapsed_s)), "KILLED": DRAIN_KILLED_S
                  }.get(status, DRAIN_MIN_S)
-        deadline = time.monotonic() + limit
+        started = time.monotonic()
+        deadline = started + limit
+        behind = self.mlflow_behind()
         for runner in self.runners:  # in order: the pictures' last refresh is uploaded by the MLflow consumer
             runner.stop(status=status, final=True, timeout=0, give_up_after=max(0.0, deadline - time.monotonic()))
             said = time.monotonic()
@@ -189,6 +194,11 @@ class CampaignReporter:
                     said = time.monotonic()
                     print(f"[{self.campaign.config.name}] finishing: MLflow {runner.behind(p.done):,} record(s) "
                           f"behind" + (f" ({runner.error})" if runner.error else ""), file=sys.stderr, flush=True)
+        self.drained = {"status": status, "evaluations": p.done, "dispatch_s": p.elapsed_s,
+                        "mlflow_behind_at_end": behind, "mlflow_left": self.mlflow_behind(),
+                        "drain_s": time.monotonic() - started}
+        with contextlib.suppress(OSError):  # for ctmevo's summary and benchmarks; nothing depends on it
+            write_atomic(self.campaign.paths.consumer_cursor("finish"), self.drained)
 
     def close(self) -> None:
         self.view.stop()

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
     from search.errors import CampaignStorageError, SearchError
     from search.records import best_record
-    from search.tracking.archiver import TrackingURIError
+    from search.tracking.errors import TrackingURIError
     from workers import PoolDisconnected
 
     root = campaign.paths.root
@@ -55,17 +55,24 @@ def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
         say(f"  MLflow UI          : mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
     else:
         say(f"  MLflow             : {uri}")
-    behind = _mlflow_behind(campaign)
-    if behind:
-        say(f"  not yet in MLflow  : {behind:,} evaluation(s), kept in the journal; send them with: "
-            f"ctmevo sync {root}")
+    finish = _finish_report(campaign)
+    if finish.get("mlflow_left"):
+        say(f"  not yet in MLflow  : {finish['mlflow_left']:,} evaluation(s), kept in the journal; send them "
+            f"with: ctmevo sync {root}")
+    elif finish.get("mlflow_behind_at_end"):
+        say(f"  MLflow             : {finish['mlflow_behind_at_end']:,} record(s) behind when the last evaluation "
+            f"ended, all sent {finish['drain_s']:.1f} s later")
     return 0
 
 
-def _mlflow_behind(campaign: Campaign) -> int:
-    from search.campaign.summary import summarise
+def _finish_report(campaign: Campaign) -> dict:
+    from search.journal import read_json
 
-    return summarise(campaign.paths.root).mlflow_behind
+    path = campaign.paths.consumer_cursor("finish")
+    try:
+        return dict(read_json(path))
+    except (FileNotFoundError, ValueError):
+        return {}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -120,7 +127,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     from search.campaign.reporter import sync
     from search.campaign.summary import summarise
-    from search.tracking.archiver import TrackingUnavailable, TrackingURIError
+    from search.tracking.errors import TrackingUnavailable, TrackingURIError
 
     if summarise(Path(args.dir)).running:
         raise UsageError(f"{args.dir} is running right now: it sends its records to MLflow itself (see "

@@ -100,7 +100,14 @@ class Strategy(Variation, ABC):
         self._failure_kinds: Counter[str] = Counter()
         self._failure_regions: Counter[str] = Counter()
         self._descriptor_errors = 0
-        self.qd: QDArchive | None = self._make_archive(None) if self.descriptors else None
+        self._qd: QDArchive | None = None  # built on first use (pyribs takes seconds to import)
+
+    @property
+    def qd(self) -> QDArchive | None:
+        """The QD archive over the descriptors (None without descriptors); built on first use."""
+        if self._qd is None and self.descriptors:
+            self._qd = self._make_archive(None)
+        return self._qd
 
     def _make_archive(self, config: Mapping[str, Any] | None) -> QDArchive:
         """The QD archive over the descriptors (a passive result archive unless a subclass searches it)."""
@@ -325,7 +332,7 @@ class Strategy(Variation, ABC):
                                  f"strategy whose {key} is {value!r}")
         self._init_state()
         if self.qd is not None and state.get("archive"):
-            self.qd = self._make_archive(state["archive"])
+            self._qd = self._make_archive(state["archive"])
         if "records" in state:
             log = (Evaluated.from_dict(data) for data in state["records"])
         elif log is None:

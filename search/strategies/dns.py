@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from ribs.archives import DNSArchive
 
 from ctm.result import EvalResult
 from search.records import Proposal
@@ -44,7 +43,7 @@ class DominatedNoveltySearch(Strategy):
 
     def _init_state(self) -> None:
         super()._init_state()
-        self.dns: DNSArchive | None = None  # made at the first behaviour vector (its length fixes measure_dim)
+        self.dns: Any = None  # made at the first behaviour vector (its length fixes measure_dim)
         self._births: list[str] = []  # birth number → genome hash
         self._behaviour_missing = 0
 
@@ -65,6 +64,8 @@ class DominatedNoveltySearch(Strategy):
             self._behaviour_missing += 1
             return
         if self.dns is None:
+            from ribs.archives import DNSArchive  # here: pyribs imports slowly
+
             self.dns = DNSArchive(solution_dim=self.codec.dim, measure_dim=len(b),
                                   capacity=self.settings["population_size"], k_neighbors=self.settings["k"],
                                   qd_score_offset=self.settings["qd_offset"], seed=self.seed,

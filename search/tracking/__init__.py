@@ -5,6 +5,7 @@
 ``payload``            what an evaluation run holds: tag names, params (genes), metrics (pure functions)
 ``writers``            batched writes of many runs: one SQL transaction per batch, or threads on a server
 ``archiver``           :class:`MlflowArchiver`: a campaign run and one run per evaluation, exactly once
+``errors``             what can go wrong with a store (importable without MLflow)
 ``lineages``           ancestry DAGs from MLflow or from journal records; tree, dot, html, png
 ``train_logger``       logs a ``ctmevo train`` run, linked to its source evaluation
 =====================  ======================================================================================
@@ -20,8 +21,8 @@ import importlib
 from typing import Any
 
 _API = {
-    "MlflowArchiver": "search.tracking.archiver", "TrackingURIError": "search.tracking.archiver",
-    "TrackingUnavailable": "search.tracking.archiver", "LineageGraph": "search.tracking.lineages",
+    "MlflowArchiver": "search.tracking.archiver", "TrackingURIError": "search.tracking.errors",
+    "TrackingUnavailable": "search.tracking.errors", "LineageGraph": "search.tracking.lineages",
     "LineageError": "search.tracking.lineages", "AmbiguousHashError": "search.tracking.lineages",
     "lineage": "search.tracking.lineages", "lineage_from_records": "search.tracking.lineages",
     "MlflowTrainLogger": "search.tracking.train_logger",

@@ -33,6 +33,7 @@ from genome.io import to_yaml
 from search.records import EvaluationRecord
 from search.tracking.client import client as mlflow_client
 from search.tracking.client import ensure_experiment, first_line, is_transient
+from search.tracking.errors import TrackingUnavailable, TrackingURIError
 from search.tracking.writers import RunWrite, Writer, make_writer
 
 __all__ = ["MlflowArchiver", "TrackingURIError", "TrackingUnavailable"]
@@ -40,20 +41,6 @@ __all__ = ["MlflowArchiver", "TrackingURIError", "TrackingUnavailable"]
 log = logging.getLogger("ctmevo.tracking")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 _DONE = ("FINISHED", "FAILED", "KILLED")
-
-
-class TrackingURIError(RuntimeError):
-    """The tracking URI cannot be used at start-up (bad scheme, unreachable server, unwritable store)."""
-
-    def __init__(self, uri: str, reason: str) -> None:
-        self.uri, self.reason = uri, reason
-        super().__init__(f"MLflow tracking URI {uri!r} is unusable: {reason}. Check tracking.uri in the "
-                         "campaign file (e.g. sqlite:///<dir>/mlflow.db or http://host:port) and that the "
-                         "server is up.")
-
-
-class TrackingUnavailable(RuntimeError):
-    """The store did not answer (connection refused, timeout, locked database): try the same batch later."""
 
 
 @dataclass
