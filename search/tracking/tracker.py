@@ -6,6 +6,10 @@ evaluation run (``mlflow.parentRunId`` = the campaign run) is built by :mod:`sea
 a terminated run is returned as is, a run half-written by a crash is completed, so resumes, replays and
 ``ctmevo sync`` re-send records safely.
 
+Each evaluation run's description (``mlflow.note.content``, :func:`~search.tracking.payload.evaluation_note`)
+links its parents' and children's runs: written with the run, and each parent's is rewritten when a child
+arrives. At connection the experiment gets :func:`~search.tracking.payload.experiment_tags`.
+
 Tracking failures never stop a campaign: a failed call is spooled (``spool_dir/mlflow-spool.jsonl``) and the
 tracker stays offline for ``retry_interval_s`` (doubling while failures persist, up to :data:`MAX_OFFLINE_S`),
 spooling without touching the network; then the next call replays the spool first, in order, so parents reach
@@ -28,6 +32,7 @@ import yaml
 from mlflow.entities import Metric, Param, Run, RunTag
 
 import search.tracking.payload as mp
+import search.tracking.run_notes as notes
 from genome.io import to_yaml
 from search.records import EvaluationRecord
 from search.tracking.client import client as mlflow_client
@@ -286,6 +291,7 @@ class Tracker:
         else:
             tags = {mp.TAG_KIND: "campaign", mp.TAG_CAMPAIGN: self.campaign_id}
             run_id = client.create_run(self._experiment_id, run_name=self.campaign_id, tags=tags).info.run_id
+        notes.set_experiment_tags(client, str(self._experiment_id), self.campaign_id, run_id)
         self._load_done()
         self._campaign_run_id = run_id
 
@@ -313,12 +319,6 @@ class Tracker:
         return self._client.search_runs(
             [self._experiment_id], f"tags.`{mp.TAG_CAMPAIGN}` = '{self.campaign_id}' and "
             f"tags.`{mp.TAG_HASH}` = '{genome_hash}'", order_by=["attributes.start_time ASC"], max_results=20)
-
-    def _run_id_of(self, genome_hash: str) -> str | None:
-        if genome_hash in self._done:
-            return self._done[genome_hash][0]
-        runs = self._find_runs(genome_hash)
-        return runs[0].info.run_id if runs else None
 
     def _load_done(self) -> None:
         """Remember the campaign's finished runs (one paged search), so a resume re-logs without a query each."""
@@ -358,10 +358,17 @@ class Tracker:
                 self._experiment_id, run_name=genome_hash, start_time=int((record.finished_at - wall) * 1000),
                 tags={mp.TAG_KIND: "evaluation", mp.TAG_CAMPAIGN: self.campaign_id, mp.TAG_HASH: genome_hash,
                       mp.TAG_PARENT_RUN: self._campaign_run_id}).info.run_id
-        parent_ids = [rid for p in dict.fromkeys(record.proposal.parents) if (rid := self._run_id_of(p))]
+        parents = notes.parent_runs(self._client, str(self._experiment_id), self.campaign_id, record.proposal.parents,
+                                    [self._done[p][0] for p in record.proposal.parents if p in self._done])
+        parent_ids = [run.info.run_id for run in parents.values() if run is not None]
+        generation = mp.generation_of([mp.Relative.of_run(r).generation if r else None for r in parents.values()]
+                                      ) if record.proposal.parents else 0
+        me = mp.Relative.of_record(record, run_id=run_id, generation=generation, cell=cell)
+        note = notes.note_of(self._client, str(self._experiment_id), self.campaign_id, self._campaign_run_id, me,
+                             parents)
         tags, params, metrics = mp.evaluation_payload(record, campaign=self.campaign_id, cell=cell,
                                                    campaign_run_id=self._campaign_run_id,
-                                                   parent_run_ids=parent_ids)
+                                                   parent_run_ids=parent_ids, generation=generation, note=note)
         self._log_batch(run_id, metrics=metrics, params=params, tags=tags)
         self._client.log_text(run_id, to_yaml(record.genome), "genome.yaml")
         if checkpoint_path:
@@ -372,6 +379,8 @@ class Tracker:
         self._client.set_terminated(run_id, "FINISHED" if ok else "FAILED",
                                     end_time=int(record.finished_at * 1000))
         self._done[genome_hash] = (run_id, "FINISHED" if ok else "FAILED")
+        notes.refresh_parent_notes(self._client, str(self._experiment_id), self.campaign_id,  # they list it now
+                                   self._campaign_run_id, parents)
         return run_id
 
     def _remember(self, run: Run) -> None:
