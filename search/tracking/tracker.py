@@ -115,6 +115,10 @@ class Tracker:
     def online(self) -> bool:
         return self._campaign_run_id is not None and time.monotonic() >= self._offline_until
 
+    def run_ids(self) -> dict[str, str]:
+        """Genome hash → run id of every evaluation run this tracker has written or found (for the family views)."""
+        return {h: run_id for h, (run_id, _) in self._done.items()}
+
     def pending(self) -> int:
         """How many spooled entries (evaluations, campaign metrics, artifact refreshes) await MLflow."""
         return len(self._spool.entries())
