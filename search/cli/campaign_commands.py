@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search.cli.base import Command, UsageError, open_campaign, say
+from search.cli.base import Command, UsageError, campaign_store, open_campaign, say
 
 if TYPE_CHECKING:
     from search.campaign.loop import Campaign
@@ -117,9 +117,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     from search.tracking.lineages import LineageError, lineage
 
     uri = args.tracking_uri  # explicit --tracking-uri, then --campaign, then $MLFLOW_TRACKING_URI
-    if uri is None and args.campaign:
-        campaign = open_campaign(args.campaign)
-        uri, args.campaign_id = campaign.tracking_uri, campaign.campaign_id
+    if args.campaign:
+        args.campaign_id, store = campaign_store(args.campaign)
+        uri = uri or store
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri is None:
         raise UsageError("say where the runs are: --tracking-uri URI (or --campaign DIR, or MLFLOW_TRACKING_URI)")

@@ -25,8 +25,8 @@ from search.text import fmt
 from search.tracking.family_page import ARCHIVE_SCRIPT, SCRIPT, STYLE
 from search.tracking.payload import gene_changes, ui_base
 
-__all__ = ["FamilyNode", "archive_view_html", "family_page", "family_tree_html", "fitness_colour", "nodes_from_records",
-           "write_family_views"]
+__all__ = ["FamilyNode", "archive_view_html", "family_page", "family_tree_html", "fitness_colour", "lineage_page",
+           "nodes_from_records", "write_family_views"]
 
 COL, ROW, RADIUS = 150, 26, 8
 FAMILY_FILE, ARCHIVE_FILE = "family_tree.html", "archive_view.html"
@@ -162,6 +162,31 @@ def family_page(nodes: Sequence[FamilyNode], *, title: str, experiment_id: str |
             f"data-best='{_esc(first)}' data-count='{count}'><g id='vp'>{svg}</g></svg>"
             "<div id='panel'>Click a node: its details, its run, its ancestry and descendants. Wheel: zoom; drag: "
             f"pan.</div></div>{extra_html}<script>{SCRIPT}</script></body></html>\n")
+
+
+def lineage_page(graph: Any, base: str | None = None) -> str:
+    """The page of one ancestry (a :class:`~search.tracking.lineages.LineageGraph`), founders left, the root
+    ringed and selected, links to runs under ``base`` (default: :func:`ui_base` of the graph's tracking URI);
+    below it, the ancestors' table and the tree as text."""
+    nodes = []
+    for h, n in reversed(list(graph.nodes.items())):  # founders first
+        first = next((p for p in n.parents if p in n.changes), None)
+        diff = n.changes.get(first, {}) if first else {}
+        nodes.append(FamilyNode(genome_hash=h, run_id=n.run_id, fitness=n.fitness, operator=n.operator,
+                                birth=n.birth, cell=n.cell, status=n.status or ("ok" if n.found else "missing"),
+                                parents=n.parents if n.expanded else (),
+                                changes=", ".join(f"{g} {a}→{b}" for g, (a, b) in diff.items())))
+    rows = "".join(
+        f"<tr><td><code>{_esc(h)}</code></td><td>{fmt(n.fitness)}</td><td>{_esc(n.operator)}</td>"
+        f"<td>{'' if n.birth is None else n.birth}</td><td><code>{_esc(n.run_id or '—')}</code></td>"
+        f"<td>{_esc('; '.join(graph.details(n)))}</td></tr>" for h, n in graph.nodes.items())
+    extra = ("<section style='padding:10px 14px'><h2>Ancestors</h2><p>Tracking URI: <code>"
+             f"{_esc(graph.tracking_uri)}</code></p><table><tr><th>genome hash</th><th>fitness</th>"
+             "<th>operator</th><th>birth</th><th>run id</th><th>genes changed</th></tr>"
+             f"{rows}</table><h2>Tree</h2><pre>{_esc(graph.to_tree_text())}</pre></section>")
+    return family_page(nodes, title=f"lineage of {graph.root} ({len(graph.nodes) - 1} ancestors)",
+                       experiment_id=graph.experiment_id, root=graph.root, extra_html=extra,
+                       base=base or ui_base(graph.tracking_uri))
 
 
 def family_tree_html(records: Sequence[EvaluationRecord], run_ids: Mapping[str, str], *, tracking_uri: str,
