@@ -1,4 +1,4 @@
-"""Campaign sub-commands of ``ctmevo``: run, resume, status, sync, lineage."""
+"""Campaign sub-commands of ``ctmevo``: run, resume, status, sync, lineage, relocate."""
 
 from __future__ import annotations
 
@@ -141,6 +141,32 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_relocate(args: argparse.Namespace) -> int:
+    from search.tracking.relocate import relocate_store
+
+    target = Path(args.dir)
+    database = target if target.is_file() else target / "mlflow.db"
+    if not database.is_file():
+        raise UsageError(f"{target}: no MLflow store here (expected a campaign directory holding mlflow.db, or the "
+                         "database file); a campaign tracked on an MLflow server needs no relocation")
+    try:
+        changes = relocate_store(database, old=args.old)
+    except Exception as exc:  # a locked or damaged database
+        raise UsageError(f"{database}: cannot rewrite artifact locations: {exc}") from None
+    if not changes:
+        say(f"{database}: artifact locations already point at {database.parent / 'mlartifacts'}; nothing to do")
+    for change in changes:
+        rows = ", ".join(f"{k} {v}" for k, v in change.rows.items())
+        say(f"{database}: artifact locations moved from {change.old} to {change.new} ({rows})")
+    return 0
+
+
+def _setup_relocate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", help="a campaign directory moved or copied from elsewhere (or its mlflow.db)")
+    p.add_argument("--from", dest="old", metavar="OLD_ROOT", help="the artifact root recorded before the move "
+                   "(default: every .../mlartifacts root its experiments record)")
+
+
 def _setup_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="campaign YAML file (see experiments/)")
     p.add_argument("--dir", help="campaign directory (default: output_dir from the file, or campaigns/NAME)")
@@ -185,4 +211,6 @@ COMMANDS = [
     Command("status", "summarise a running or stopped campaign", _setup_status, cmd_status),
     Command("sync", "re-send MLflow records spooled while the tracking server was away", _setup_dir, cmd_sync),
     Command("lineage", "print or draw the ancestry of an evaluated genome", _setup_lineage, cmd_lineage),
+    Command("relocate", "point a moved campaign's MLflow store at the artifacts beside it (also done "
+            "automatically when ctmevo opens a moved store)", _setup_relocate, cmd_relocate),
 ]

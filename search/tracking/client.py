@@ -16,6 +16,8 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
+from search.tracking.relocate import follow_moved_store
+
 __all__ = ["HTTP_DEFAULTS", "active_experiments", "artifact_root", "client", "configure_http_defaults",
            "ensure_experiment", "first_line", "is_transient", "run_link", "scoped_tracking_uri"]
 
@@ -35,9 +37,11 @@ def configure_http_defaults() -> None:
 
 def client(uri: str) -> MlflowClient:
     """An MLflow client for ``uri`` (tracking and registry), with :data:`HTTP_DEFAULTS` applied; for a
-    ``sqlite:///`` store the database's folder is created first."""
+    ``sqlite:///`` store the database's folder is created first, and a store that moved is pointed at the
+    artifacts beside it (:func:`search.tracking.relocate.follow_moved_store`)."""
     configure_http_defaults()
     artifact_root(uri)
+    follow_moved_store(uri)  # a campaign directory moved or copied: its artifacts are where the database is now
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
