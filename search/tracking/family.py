@@ -23,13 +23,12 @@ from genome.io import write_bytes_atomic
 from search.records import EvaluationRecord, best_record
 from search.text import fmt
 from search.tracking.family_page import ARCHIVE_SCRIPT, SCRIPT, STYLE
-from search.tracking.payload import gene_changes, ui_base
+from search.tracking.payload import ARCHIVE_VIEW, FAMILY_TREE, gene_changes, ui_base
 
 __all__ = ["FamilyNode", "archive_view_html", "family_page", "family_tree_html", "fitness_colour", "lineage_page",
            "nodes_from_records", "write_family_views"]
 
 COL, ROW, RADIUS = 150, 26, 8
-FAMILY_FILE, ARCHIVE_FILE = "family_tree.html", "archive_view.html"
 # viridis at 9 evenly spaced points (matplotlib's colormap data), interpolated linearly between them
 _VIRIDIS = ["#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725"]
 
@@ -273,12 +272,12 @@ def write_family_views(directory: str | Path, *, records: Sequence[EvaluationRec
     returns the paths written, for the campaign to log as artifacts of its campaign run."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    out = directory / FAMILY_FILE
+    out = directory / FAMILY_TREE
     write_bytes_atomic(out, family_tree_html(records, run_ids, tracking_uri=tracking_uri, experiment_id=experiment_id,
                                              cells=cells).encode())
     made = [out]
     if archive_rows and descriptors:
-        view = directory / ARCHIVE_FILE
+        view = directory / ARCHIVE_VIEW
         campaign = records[0].campaign if records else ""
         write_bytes_atomic(view, archive_view_html(archive_rows, run_ids, tracking_uri=tracking_uri,
                                                    experiment_id=experiment_id, descriptors=descriptors,

@@ -59,7 +59,7 @@ let k=1,x=0,y=0;
 function apply(){vp.setAttribute('transform','translate('+x+','+y+') scale('+k+')');
   svg.classList.toggle('labels',k>=0.8);}
 function fit(){const b=vp.getBBox(), w=svg.clientWidth||800, h=svg.clientHeight||600;
-  k=Math.min(w/(b.width+160),h/(b.height+40),2); x=(w-(b.width+120)*k)/2-b.x*k; y=(h-b.height*k)/2-b.y*k; apply();}
+  k=Math.min(w/(b.width+160),h/(b.height+40),1.25); x=(w-(b.width+120)*k)/2-b.x*k; y=(h-b.height*k)/2-b.y*k; apply();}
 function zoom(f,cx,cy){x=cx-(cx-x)*f; y=cy-(cy-y)*f; k*=f; apply();}
 svg.addEventListener('wheel',e=>{e.preventDefault(); const r=svg.getBoundingClientRect();
   zoom(e.deltaY<0?1.2:1/1.2,e.clientX-r.left,e.clientY-r.top);},{passive:false});

@@ -206,12 +206,18 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
 # -- links and the run note ----------------------------------------------------------------------------------
 WORKFLOW_QUERY = "workflowType=machine_learning"  # MLflow 3's UI otherwise opens experiments on its GenAI pages
 CHILDREN_SHOWN = 30  # children listed in a note (the best by fitness); the rest are one filter away
+FAMILY_TREE, ARCHIVE_VIEW = "family_tree.html", "archive_view.html"  # campaign-run artifacts (search.tracking.family)
 
 
 def run_url(experiment_id: str, run_id: str, base: str = "") -> str:
     """The UI address of a run: relative (``#/experiments/…``, for notes inside the UI) or under ``base``."""
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{WORKFLOW_QUERY}" if base else \
         f"#/experiments/{experiment_id}/runs/{run_id}?{WORKFLOW_QUERY}"
+
+
+def artifact_url(experiment_id: str, run_id: str, path: str, base: str = "") -> str:
+    """The UI page showing artifact ``path`` of a run (e.g. the campaign run's ``family_tree.html``)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/{path}?{WORKFLOW_QUERY}"
 
 
 def view_key(campaign: str) -> str:
@@ -240,13 +246,15 @@ def experiment_tags(*, campaign: str, experiment_id: str, campaign_run_id: str |
     """Experiment tags: a model-training experiment, and a shared view of ``campaign``'s evaluations (filtered
     to them, sorted by fitness, :data:`EVALUATION_COLUMNS` shown) that :func:`experiment_url` opens."""
     view = {"searchFilter": f"tags.`{TAG_CAMPAIGN}` = '{campaign}' and tags.`{TAG_KIND}` = 'evaluation'",
-            "orderByKey": "metrics.`fitness`", "orderByAsc": False, "selectedColumns": list(EVALUATION_COLUMNS)}
+            "orderByKey": "metrics.`fitness`", "orderByAsc": False, "selectedColumns": list(EVALUATION_COLUMNS),
+            "columnOrder": list(EVALUATION_COLUMNS)}
     lines = ["A ctmevo architecture search: one run per campaign, one nested run per evaluated genome. Each "
              "evaluation run's description links its parents' and children's runs.", "",
              f"- [evaluations of `{campaign}`, best first]({experiment_url('', experiment_id, campaign)})"]
     if campaign_run_id:
+        tree, archive = (artifact_url(experiment_id, campaign_run_id, f) for f in (FAMILY_TREE, ARCHIVE_VIEW))
         lines.append(f"- [campaign run `{campaign}`]({run_url(experiment_id, campaign_run_id)}): config, QD "
-                     "metrics, the family tree and archive views (artifacts `family/`)")
+                     f"metrics, pictures; its [family tree]({tree}) and [archive]({archive})")
     return {TAG_EXPERIMENT_KIND: "custom_model_development", SHARED_VIEW_PREFIX + view_key(campaign): json.dumps(view),
             TAG_NOTE: "\n".join(lines)}
 
@@ -320,8 +328,9 @@ def evaluation_note(me: Relative, *, experiment_id: str, parents: Mapping[str, R
                         f"{_changes_text(parent.genes, me.genes)}")
     tail = [""]
     if campaign_run_id:
-        tail.append(f"[Campaign run]({run_url(experiment_id, campaign_run_id)}) (family tree: artifact "
-                    "`family/family_tree.html`)")
+        tail.append(f"[Campaign run]({run_url(experiment_id, campaign_run_id)}) · [family tree]"
+                    f"({artifact_url(experiment_id, campaign_run_id, FAMILY_TREE)}) · [archive]"
+                    f"({artifact_url(experiment_id, campaign_run_id, ARCHIVE_VIEW)})")
     all_children = f"filter `tags.{TAG_PARENT_HASHES} LIKE '%{me.genome_hash}%'`"
     lines = [*head, "", f"**Children** ({len(children)}{'+' if len(children) > CHILDREN_SHOWN else ''})"
              if children else "**Children**: none yet.", ""]

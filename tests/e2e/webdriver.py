@@ -25,7 +25,7 @@ from typing import Any
 CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-extensions", "--disable-sync",
                 "--disable-default-apps", "--no-first-run", "--mute-audio", "--hide-scrollbars",
-                "--disable-component-update", "--window-size=1400,1000", "--force-device-scale-factor=1"]
+                "--disable-component-update", "--window-size=1600,1000", "--force-device-scale-factor=1"]
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 
 
