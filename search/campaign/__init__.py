@@ -8,6 +8,7 @@
 ``reporter``           what the loop reports to: MLflow records, pictures, the live view
 ``live``               the live view (terminal panel or log lines)
 ``pictures``           archive heatmaps, metrics over evaluations, the archive table
+``family_views``       the family tree and archive pages (HTML), refreshed with the pictures
 =====================  ======================================================================================
 
 May import: ``search.strategies``, ``search.tracking`` and the modules directly in ``search/`` (records,
