@@ -86,6 +86,8 @@ def test_the_ui_walks_from_the_best_genome_to_its_parents_and_the_family_tree(fi
     parent_runs = [finished.run_ids[p] for p in record.proposal.parents]
     for parent in parent_runs:
         assert any(f"/runs/{parent}?" in href for href in links), (parent, links)
+    browser.wait_for("return Array.from(document.querySelectorAll('a')).some(a => a.innerText.trim() === arguments[0])",
+                     finished.campaign_id, what="the link to its campaign run (the page fully loaded)")
     browser.run(SHOW_MORE)
     assert browser.run(SCROLL_TO, f"Genome {record.genome.hash}")  # the description, in view
     browser.screenshot(shots / "mlflow-run-note.png")

@@ -116,3 +116,12 @@ def test_run_links_are_relative_in_notes_and_absolute_under_a_base() -> None:
     assert mp.run_url("3", "abc") == "#/experiments/3/runs/abc?workflowType=machine_learning"
     assert mp.run_url("3", "abc", "http://h:1/") == "http://h:1/#/experiments/3/runs/abc?workflowType=machine_learning"
     assert mp.ui_base("sqlite:///x.db") == "http://127.0.0.1:5000" and mp.ui_base("http://h:1/") == "http://h:1"
+
+
+def test_campaign_url_is_the_view_the_run_command_prints(fam: Family) -> None:
+    from search.tracking.client import campaign_url
+
+    uri = fam.tracker.tracking_uri
+    assert campaign_url(uri, "notes", "notes") == mp.experiment_url("http://127.0.0.1:5000",
+                                                                    str(fam.tracker.experiment_id), "notes")
+    assert campaign_url(uri, "no-such-experiment", "notes") is None
