@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints-cpu.txt
 PIP_CONSTRAINT_FLAG := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install run test lint clean-campaigns
+.PHONY: install run test e2e lint clean-campaigns
 
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,3 +26,8 @@ lint: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The browser check of the MLflow UI (headless Chromium: apt-get install -y chromium chromium-driver); it also
+# refreshes the screenshots in docs/img/. `make test` runs it too when Chromium is installed (skipped otherwise).
+e2e: install
+	CTMEVO_SCREENSHOTS=docs/img $(BIN)/python -m pytest tests/e2e -rs -v

@@ -99,14 +99,17 @@ class MlflowConsumer:
 
 class PictureConsumer:
     """Keeps a replica of the archive (the same rule as the strategy's) and the metric history, and redraws
-    ``plots/`` (archive.png, metrics.png, lineage.png of the best genome, archive.csv) every ``every_s``
-    seconds and at the end, never on the loop's thread."""
+    ``plots/`` (archive.png, metrics.png, lineage.png of the best genome, archive.csv, and the interactive
+    family_tree.html and archive_view.html whose nodes link to MLflow runs) every ``every_s`` seconds and at
+    the end, never on the loop's thread."""
 
     def __init__(self, *, paths: CampaignPaths, descriptors: Sequence[Descriptor], archive_config: dict | None,
                  codec: VectorCodec, every_s: float = 60.0, upload: Callable[[list[Path]], None] | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, tracking_uri: str = "", run_ids: Callable[[], dict[str, str]] = dict,
+                 experiment_id: Callable[[], str | None] = lambda: None) -> None:
         self.paths, self.descriptors, self.codec = paths, list(descriptors), codec
         self.archive_config, self.every_s, self.upload, self.seed = archive_config, every_s, upload, seed
+        self.tracking_uri, self.run_ids, self.experiment_id = tracking_uri, run_ids, experiment_id
         self.qd: QDArchive | None = None
         self.records: dict[str, EvaluationRecord] = {}  # slim copies: no loss curve or per-tick arrays
         self.history: list[dict[str, Any]] = []
@@ -181,4 +184,18 @@ class PictureConsumer:
                 made.append(path)
             except Exception as exc:  # a picture must never stop a campaign
                 log.warning("could not draw %s: %s", path, exc)
+        try:
+            made += self._family_views(rows)
+        except Exception as exc:
+            log.warning("could not write the family tree: %s", exc)
         return made
+
+    def _family_views(self, rows: list[dict[str, Any]]) -> list[Path]:
+        from search.tracking.family import write_family_views
+
+        records = list(self.records.values())
+        cells = {r.genome.hash: r.extra.get("cell") for r in records}
+        return write_family_views(self.paths.plots, records=records, run_ids=self.run_ids(),
+                                  tracking_uri=self.tracking_uri, experiment_id=self.experiment_id(), cells=cells,
+                                  archive_rows=rows, descriptors=[d.to_config() for d in self.descriptors],
+                                  archive_kind=self.qd.kind if self.qd is not None else "grid")

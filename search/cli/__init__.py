@@ -4,9 +4,10 @@
 ``base``               :class:`Command`, :class:`UsageError` (exit 2), exit codes, opening a campaign
 ``app``                the parser and :func:`main` (the ``ctmevo`` entry point)
 ``validate``           ``ctmevo validate``
-``campaign_commands``  ``run``, ``resume``, ``status``, ``sync``, ``lineage``
+``campaign_commands``  ``run``, ``resume``, ``status``, ``sync``, ``lineage``, ``relocate``
 ``train_commands``     ``export``, ``train``
 ``model_commands``     ``presets``, ``import-reference``, ``export-reference``
+``train_progress``     ``train``'s progress lines (in logs), model card writer, callback fan-out
 =====================  ======================================================================================
 
 May import every other room of ``search`` and the layers below. Commands import what they need when they run.

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from search.campaign.loop import Campaign
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "Command", "UsageError", "open_campaign", "say"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "Command", "UsageError", "campaign_store",
+           "open_campaign", "say"]
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -51,3 +52,23 @@ def open_campaign(directory: str) -> Campaign:
         return Campaign.open(Path(directory))
     except SearchError as exc:
         raise UsageError(str(exc)) from None
+
+
+def campaign_store(directory: str) -> tuple[str, str]:
+    """(campaign id, tracking URI) of the campaign in ``directory``, read from ``campaign.json`` and
+    ``campaign.yaml`` alone (no strategy replay: milliseconds), for commands that only need its MLflow store."""
+    import json
+
+    import yaml
+
+    from search.campaign.paths import CampaignPaths, default_tracking_uri
+
+    paths = CampaignPaths(Path(directory))
+    try:
+        meta = json.loads(paths.meta.read_text())
+        config = yaml.safe_load(paths.config.read_text())
+        uri = ((config or {}).get("tracking") or {}).get("uri")
+        return str(meta["campaign_id"]), str(uri or default_tracking_uri(paths))
+    except (OSError, ValueError, KeyError, AttributeError, yaml.YAMLError) as exc:
+        raise UsageError(f"{directory} is not a readable campaign directory (campaign.json / campaign.yaml: "
+                         f"{type(exc).__name__}: {exc}); start one with 'ctmevo run FILE'") from None

@@ -1,4 +1,4 @@
-"""Campaign sub-commands of ``ctmevo``: run, resume, status, sync, lineage."""
+"""Campaign sub-commands of ``ctmevo``: run, resume, status, sync, lineage, relocate."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search.cli.base import Command, UsageError, open_campaign, say
+from search.cli.base import Command, UsageError, campaign_store, open_campaign, say
 
 if TYPE_CHECKING:
     from search.campaign.loop import Campaign
@@ -55,6 +55,11 @@ def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
         say(f"  MLflow UI          : mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
     else:
         say(f"  MLflow             : {uri}")
+    from search.tracking.client import campaign_url
+
+    url = campaign_url(uri, campaign.config.tracking.experiment or campaign.config.name, campaign.campaign_id)
+    if url:
+        say(f"  then open          : {url}  (the evaluations, best first)")
     finish = _finish_report(campaign)
     if finish.get("mlflow_left"):
         say(f"  not yet in MLflow  : {finish['mlflow_left']:,} evaluation(s), kept in the journal; send them "
@@ -152,9 +157,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     from search.tracking.lineages import LineageError, lineage
 
     uri = args.tracking_uri  # explicit --tracking-uri, then --campaign, then $MLFLOW_TRACKING_URI
-    if uri is None and args.campaign:
-        campaign = open_campaign(args.campaign)
-        uri, args.campaign_id = campaign.tracking_uri, campaign.campaign_id
+    if args.campaign:
+        args.campaign_id, store = campaign_store(args.campaign)
+        uri = uri or store
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri is None:
         raise UsageError("say where the runs are: --tracking-uri URI (or --campaign DIR, or MLFLOW_TRACKING_URI)")
@@ -174,6 +179,32 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         graph.to_png(out)
     say(f"wrote {out}")
     return 0
+
+
+def cmd_relocate(args: argparse.Namespace) -> int:
+    from search.tracking.relocate import relocate_store
+
+    target = Path(args.dir)
+    database = target if target.is_file() else target / "mlflow.db"
+    if not database.is_file():
+        raise UsageError(f"{target}: no MLflow store here (expected a campaign directory holding mlflow.db, or the "
+                         "database file); a campaign tracked on an MLflow server needs no relocation")
+    try:
+        changes = relocate_store(database, old=args.old)
+    except Exception as exc:  # a locked or damaged database
+        raise UsageError(f"{database}: cannot rewrite artifact locations: {exc}") from None
+    if not changes:
+        say(f"{database}: artifact locations already point at {database.parent / 'mlartifacts'}; nothing to do")
+    for change in changes:
+        rows = ", ".join(f"{k} {v}" for k, v in change.rows.items())
+        say(f"{database}: artifact locations moved from {change.old} to {change.new} ({rows})")
+    return 0
+
+
+def _setup_relocate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", help="a campaign directory moved or copied from elsewhere (or its mlflow.db)")
+    p.add_argument("--from", dest="old", metavar="OLD_ROOT", help="the artifact root recorded before the move "
+                   "(default: every .../mlartifacts root its experiments record)")
 
 
 def _setup_run(p: argparse.ArgumentParser) -> None:
@@ -222,4 +253,6 @@ COMMANDS = [
     Command("sync", "send MLflow the evaluations it lacks (after the tracking server was away)", _setup_dir,
             cmd_sync),
     Command("lineage", "print or draw the ancestry of an evaluated genome", _setup_lineage, cmd_lineage),
+    Command("relocate", "point a moved campaign's MLflow store at the artifacts beside it (also done "
+            "automatically when ctmevo opens a moved store)", _setup_relocate, cmd_relocate),
 ]

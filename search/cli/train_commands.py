@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,8 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
         if is_bundle(source):
             bundle = load_bundle(source, task=task_spec, weights=not args.from_scratch)
             provenance = {"bundle": str(bundle.path.resolve()), **{k: v for k, v in bundle.source.items()
-                                                                  if k in ("run_id", "campaign", "tracking_uri")}}
+                                                                  if k in ("run_id", "campaign", "tracking_uri",
+                                                                           "experiment_id")}}
             seed = int(bundle.manifest.get("model_seed", 0)) if args.seed is None else args.seed
             if args.from_scratch:
                 bundle.model = build(bundle.genome, bundle.task, seed=seed)
@@ -141,16 +143,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = TrainConfig(**{**(base.to_dict() if base else {}), **overrides})
     except (TrainError, TypeError) as exc:
         raise UsageError(str(exc)) from None
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    from search.cli.train_progress import CardWriter, FanOut, ProgressLines
+
+    uri, why = train_store(args, prepared["source"])
+    print(f"MLflow: logging to {uri} ({why})" if uri else f"MLflow: not logging ({why})", flush=True)
     callback = None
-    if uri and not args.no_mlflow:
+    if uri:
         from search.tracking.train_logger import MlflowTrainLogger
 
         callback = MlflowTrainLogger(uri, experiment=args.experiment or TRAIN_EXPERIMENT, out_dir=out,
                                      source=prepared["source"])
+    lines = ProgressLines() if not (args.no_progress or sys.stdout.isatty()) else None  # a log: lines, no bar
+    hooks = FanOut(lines, CardWriter(source=prepared["source"], logger=callback), callback)
     try:
         result = train(prepared["model"], prepared["task"], genome=genome, task_spec=task_spec, config=config,
-                       out_dir=out, resume=args.resume, callback=callback, progress=not args.no_progress,
+                       out_dir=out, resume=args.resume, callback=hooks, progress=not args.no_progress,
                        source=prepared["source"], model_seed=prepared["model_seed"])
     except TrainError as exc:
         raise UsageError(str(exc)) from None
@@ -161,11 +168,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     final = {k: v for k, v in result.final.items() if isinstance(v, float)}
     print(f"trained {genome.hash} on {task_spec.name} for {result.steps} steps: "
           + ", ".join(f"{k} {v:.4g}" for k, v in final.items()))
-    print(f"  bundle      : {result.bundle}  (load with ctm.bundle.load_bundle)")
+    print(f"  bundle      : {result.bundle}  (load with ctm.bundle.load_bundle; card: MODEL_CARD.md)")
     print(f"  checkpoints : {out / 'checkpoints'}")
     if callback is not None and callback.run_id:
         print(f"  MLflow      : run {callback.run_id} at {uri}")
     return 0
+
+
+def train_store(args: argparse.Namespace, source: dict[str, Any]) -> tuple[str | None, str]:
+    """Where ``ctmevo train`` logs, and why: --tracking-uri, else $MLFLOW_TRACKING_URI, else the store of the
+    bundle's source campaign (if it is still there), else nowhere."""
+    if args.no_mlflow:
+        return None, "--no-mlflow"
+    if args.tracking_uri:
+        return args.tracking_uri, "--tracking-uri"
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"], "$MLFLOW_TRACKING_URI"
+    uri = str(source.get("tracking_uri") or "")
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        return None, f"the bundle's source store {uri} is gone (moved?); pass --tracking-uri"
+    if uri:
+        return uri, f"the store of source campaign {source.get('campaign') or '?'}, beside its evaluation run"
+    return None, "no --tracking-uri, no $MLFLOW_TRACKING_URI, and the bundle names no store"
 
 
 def _setup_train(p: argparse.ArgumentParser) -> None:
@@ -189,10 +213,12 @@ def _setup_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="training directory (default training/HASH-TASK)")
     p.add_argument("--from-scratch", action="store_true", help="ignore the bundle's weights; start from a fresh "
                    "initialisation (needed when --task changes the shapes)")
-    p.add_argument("--tracking-uri", default=None, help="log to this MLflow server (default $MLFLOW_TRACKING_URI)")
+    p.add_argument("--tracking-uri", default=None, help="log to this MLflow store (default $MLFLOW_TRACKING_URI, "
+                   "else the store of the bundle's source campaign)")
     p.add_argument("--experiment", help=f"MLflow experiment (default {TRAIN_EXPERIMENT})")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (on a terminal) or progress lines "
+                   "(in a log)")
 
 
 COMMANDS = [

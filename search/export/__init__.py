@@ -6,7 +6,8 @@
 ``from_mlflow``        finding it on a tracking server alone
 ``find``               :func:`locate`: by run id, genome hash, ``--best [--by METRIC]`` or ``--cell``
 ``bundle``             :func:`export`: write the bundle (``ctm.bundle``) and its model card
-``card``               MODEL_CARD.md
+``card``               MODEL_CARD.md of an export
+``train_card``         MODEL_CARD.md of a bundle trained by ``ctmevo train``
 ``mlflow_model``       register the bundle's model in MLflow
 =====================  ======================================================================================
 

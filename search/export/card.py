@@ -113,7 +113,10 @@ def model_card(found: Located, manifest: dict[str, Any], *, out: Path, train: st
     if model_uri:
         lines += [f"- logged model: `{model_uri}` (export run `{export_run_id}`); load it with "
                   f"`mlflow.set_tracking_uri(\"{found.tracking_uri}\")` then "
-                  f"`mlflow.pytorch.load_model(\"{model_uri}\")` (the `ctm` and `genome` packages must be importable)"]
+                  f"`mlflow.pytorch.load_model(\"{model_uri}\")` (the `ctm` and `genome` packages must be importable; "
+                  "MLflow's pytorch flavour stores a pickled module, so load only models you trust: "
+                  "`load_bundle` below reads the safetensors weights instead). The export run is in the "
+                  "experiment `ctmevo-exports`, apart from the campaign's evaluations"]
     weights = manifest.get("weights")
     lines += ["", "## Weights", "",
               f"- `weights.safetensors` (sha256 `{weights['sha256']}`): the weights trained during the search "

@@ -11,7 +11,7 @@ from ctm.result import EvalResult, TaskSpec
 from genome import Genome, GenomeError, SchemaError, from_yaml
 from search.errors import SearchError
 from search.records import EvaluationRecord, Proposal
-from search.tracking.payload import TAG_CAMPAIGN, TAG_OPERATOR, TAG_PARENT_HASHES
+from search.tracking.payload import RUN_ONLY_METRICS, TAG_CAMPAIGN, TAG_OPERATOR, TAG_PARENT_HASHES
 
 __all__ = ["ExportError", "Located", "by_hash", "genome_from_text", "normalise_cell", "record_from_run"]
 
@@ -61,9 +61,7 @@ def record_from_run(run: Any, genome: Genome, *, ticks: list[float], certainty: 
     """An :class:`EvaluationRecord` rebuilt from an evaluation run (tags, metrics, genome.yaml)."""
     tags, metrics = run.data.tags, dict(run.data.metrics)
     status = tags.get("ctmevo.status", "ok")
-    plain = {k: v for k, v in metrics.items() if "." not in k and k not in ("fitness", "tick_accuracy",
-                                                                          "tick_certainty", "train_loss",
-                                                                          "behaviour", "attempts")}
+    plain = {k: v for k, v in metrics.items() if "." not in k and k not in RUN_ONLY_METRICS}
     result = EvalResult(genome_hash=genome.hash, status=status, fitness=metrics.get("fitness"), metrics=plain,
                         per_tick_accuracy=ticks, per_tick_certainty=certainty,
                         seed=int(tags.get("ctmevo.seed", "0") or 0))

@@ -2,11 +2,14 @@
 
 =====================  ======================================================================================
 ``client``             one way to open a client: HTTP defaults, experiments, artifact roots, links
-``payload``            what an evaluation run holds: tag names, params (genes), metrics (pure functions)
+``payload``            what an evaluation run holds: tags, params (genes), metrics, its note; experiment tags
 ``writers``            batched writes of many runs: one SQL transaction per batch, or threads on a server
 ``archiver``           :class:`MlflowArchiver`: a campaign run and one run per evaluation, exactly once
 ``errors``             what can go wrong with a store (importable without MLflow)
 ``lineages``           ancestry DAGs from MLflow or from journal records; tree, dot, html, png
+``family``             the whole campaign's family tree and its archive as interactive pages (``family_page``:
+                       their style and script)
+``relocate``           a moved local store pointed at the artifacts beside it (``ctmevo relocate``)
 ``train_logger``       logs a ``ctmevo train`` run, linked to its source evaluation
 =====================  ======================================================================================
 
@@ -25,7 +28,8 @@ _API = {
     "TrackingUnavailable": "search.tracking.errors", "LineageGraph": "search.tracking.lineages",
     "LineageError": "search.tracking.lineages", "AmbiguousHashError": "search.tracking.lineages",
     "lineage": "search.tracking.lineages", "lineage_from_records": "search.tracking.lineages",
-    "MlflowTrainLogger": "search.tracking.train_logger",
+    "MlflowTrainLogger": "search.tracking.train_logger", "write_family_views": "search.tracking.family",
+    "relocate_store": "search.tracking.relocate",
 }
 __all__ = sorted(_API)
 

@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,8 @@ class MlflowArchiver:
         self.campaign_run_id: str | None = None
         self._known: dict[str, _Known] = {}
         self._cell_best: dict[str, float] = {}
+        self._nodes: dict[str, mp.Relative] = {}  # every evaluation seen, as notes show it
+        self._children: dict[str, list[str]] = {}  # genome hash → its children's hashes, in birth order
         try:
             self._client = mlflow_client(tracking_uri)
         except Exception as exc:
@@ -123,7 +125,15 @@ class MlflowArchiver:
             client.log_batch(run_id, params=params)
         text = yaml.safe_dump(json.loads(json.dumps(self.config, default=str)), sort_keys=False)
         client.log_text(run_id, text, "config.yaml")
+        wanted = mp.experiment_tags(campaign=self.campaign_id, experiment_id=self.experiment_id, campaign_run_id=run_id)
+        have = client.get_experiment(self.experiment_id).tags
+        for key, value in wanted.items():  # the UI opens on the training runs, with the campaign's view
+            if have.get(key) != value:
+                client.set_experiment_tag(self.experiment_id, key, value)
         self._load_known()
+        for h, node in self._nodes.items():  # observed before connecting: now their runs are known
+            if node.run_id is None and h in self._known:
+                self._nodes[h] = replace(node, run_id=self._known[h].run_id)
         self._writer = make_writer(client, self.tracking_uri)
         self.campaign_run_id = run_id
 
@@ -149,8 +159,10 @@ class MlflowArchiver:
 
     # -- evaluations ----------------------------------------------------------------------------------------
     def observe(self, index: int, record: EvaluationRecord) -> None:
-        """Follow a result written earlier (before this process started) without writing it: the elite mirror."""
+        """Follow a result written earlier (before this process started) without writing it: the elite mirror
+        and the family the notes are made from."""
         self._is_new_elite(record, [])
+        self._remember(record, self.run_id_of(record.genome.hash))
 
     def _is_new_elite(self, record: EvaluationRecord, undo: list[tuple[str, float | None]]) -> bool:
         cell, fitness = record.extra.get("cell"), record.result.fitness
@@ -165,20 +177,26 @@ class MlflowArchiver:
 
     def write_results(self, items: Sequence[tuple[int, EvaluationRecord]]) -> int:
         """Write the runs of journal results ``items`` (index, record), in order, as one batch; returns how many
-        runs were written (results already held by their runs are skipped)."""
+        runs were written (results already held by their runs are skipped). Each run's note links its parents
+        and children; the notes of parents outside the batch are rewritten with their new children."""
         if not self.connected:
             self.connect()
         assert self._writer is not None and self.experiment_id is not None
-        runs: list[RunWrite] = []
         undo: list[tuple[str, float | None]] = []
         elites = {index: self._is_new_elite(record, undo) for index, record in items}
+        runs: list[RunWrite] = []
         try:
-            for index, record in items:
-                run = self._run_write(index, record, elite=elites[index])
-                if run is not None:
-                    runs.append(run)
+            reserved = [(index, record, *slot) for index, record in items if (slot := self._reserve(index, record))]
+            for _, record, run_id, _ in reserved:
+                self._remember(record, run_id)
+            runs = [self._run_write(index, record, run_id, new, elite=elites[index])
+                    for index, record, run_id, new in reserved]
+            written = {record.genome.hash for _, record, _, _ in reserved}
+            parents = {p for _, record, _, _ in reserved for p in record.proposal.parents} - written
+            notes = {self._known[p].run_id: self._note(p) for p in sorted(parents)
+                     if p in self._known and p in self._nodes}
             if runs:
-                self._writer.write(runs, self.experiment_id)
+                self._writer.write(runs, self.experiment_id, notes=notes)
         except Exception as exc:
             for cell, best in reversed(undo):  # the batch will come again: the mirror forgets it
                 if best is None:
@@ -192,28 +210,33 @@ class MlflowArchiver:
             self._known[run.tags[mp.TAG_HASH]] = _Known(run.run_id, int(run.tags[mp.TAG_RESULT_INDEX]), run.status)
         return len(runs)
 
-    def _run_write(self, index: int, record: EvaluationRecord, *, elite: bool) -> RunWrite | None:
+    def _reserve(self, index: int, record: EvaluationRecord) -> tuple[str, bool] | None:
+        """(run id, new?) for ``record``'s run, or None when the run already holds this result."""
         assert self._writer is not None and self.experiment_id is not None
         genome_hash = record.genome.hash
         known = self._known.get(genome_hash)
         if known is not None and known.index >= index:
             return None  # already written (a re-sent batch)
+        if known is not None:
+            return known.run_id, known.index < 0
         wall = float(record.result.metrics.get("wall_time_s") or 0.0)
-        start_ms, end_ms = int((record.finished_at - wall) * 1000), int(record.finished_at * 1000)
         identity = {mp.TAG_KIND: "evaluation", mp.TAG_CAMPAIGN: self.campaign_id, mp.TAG_HASH: genome_hash,
                     mp.TAG_PARENT_RUN: str(self.campaign_run_id)}
-        new = known is None
-        if new:
-            run_id = self._writer.new_run_id(self.experiment_id, genome_hash, start_ms, identity)
-            self._known[genome_hash] = _Known(run_id, -1, "RUNNING")
-        else:
-            run_id = known.run_id
+        run_id = self._writer.new_run_id(self.experiment_id, genome_hash, int((record.finished_at - wall) * 1000),
+                                         identity)
+        self._known[genome_hash] = _Known(run_id, -1, "RUNNING")
+        return run_id, True
+
+    def _run_write(self, index: int, record: EvaluationRecord, run_id: str, new: bool, *, elite: bool) -> RunWrite:
+        genome_hash = record.genome.hash
+        wall = float(record.result.metrics.get("wall_time_s") or 0.0)
         parent_ids = [rid for p in dict.fromkeys(record.proposal.parents) if (rid := self.run_id_of(p))]
         cell = record.extra.get("cell")
         tags, params, metrics = mp.evaluation_payload(record, campaign=self.campaign_id,
                                                       cell=None if cell is None else str(cell),
-                                                      campaign_run_id=self.campaign_run_id,
-                                                      parent_run_ids=parent_ids)
+                                                      campaign_run_id=self.campaign_run_id, parent_run_ids=parent_ids,
+                                                      generation=self._nodes[genome_hash].generation,
+                                                      note=self._note(genome_hash))
         files = {}
         checkpoint = self.checkpoint_of(genome_hash) if self.checkpoint_of else None
         wanted = self.checkpoints == "all" or (self.checkpoints == "elites" and elite)
@@ -222,11 +245,35 @@ class MlflowArchiver:
         tag_map = {t.key: t.value for t in tags}
         tag_map[mp.TAG_RESULT_INDEX] = str(index)
         ok = record.result.ok
-        return RunWrite(run_id=run_id, new=new or known.index < 0, run_name=genome_hash, start_ms=start_ms,
-                        end_ms=end_ms, status="FINISHED" if ok else "FAILED", tags=tag_map,
-                        params={p.key: p.value for p in params}, metrics=metrics,
-                        texts={"genome.yaml": to_yaml(record.genome)}, files=files,
+        return RunWrite(run_id=run_id, new=new, run_name=genome_hash,
+                        start_ms=int((record.finished_at - wall) * 1000), end_ms=int(record.finished_at * 1000),
+                        status="FINISHED" if ok else "FAILED", tags=tag_map, params={p.key: p.value for p in params},
+                        metrics=metrics, texts={"genome.yaml": to_yaml(record.genome)}, files=files,
                         delete_tags=(mp.TAG_FAILURE,) if ok and not new else ())
+
+    # -- notes: links between parents and children ------------------------------------------------------------
+    def _remember(self, record: EvaluationRecord, run_id: str | None) -> None:
+        """Note ``record`` as a node of the family (its generation, its run), and as a child of its parents."""
+        h = record.genome.hash
+        parents = tuple(dict.fromkeys(record.proposal.parents))
+        generation = mp.generation_of(self._nodes[p].generation if p in self._nodes else None for p in parents)
+        cell = record.extra.get("cell")
+        self._nodes[h] = mp.Relative.of_record(record, run_id=run_id, generation=generation,
+                                               cell=None if cell is None else str(cell))
+        for p in parents:
+            children = self._children.setdefault(p, [])
+            if h not in children:
+                children.append(h)
+
+    def _note(self, genome_hash: str) -> str:
+        me = self._nodes[genome_hash]
+        return mp.evaluation_note(me, experiment_id=str(self.experiment_id), campaign_run_id=self.campaign_run_id,
+                                  parents={p: self._nodes.get(p) for p in me.parents},
+                                  children=[self._nodes[c] for c in self._children.get(genome_hash, [])])
+
+    def run_ids(self) -> dict[str, str]:
+        """Genome hash → run id of every evaluation run known (a copy: safe to read from another thread)."""
+        return {h: k.run_id for h, k in list(self._known.items())}
 
     # -- the campaign run -----------------------------------------------------------------------------------
     def write_metrics(self, points: Sequence[tuple[int, Mapping[str, Any]]]) -> None:

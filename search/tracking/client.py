@@ -16,7 +16,9 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
-__all__ = ["HTTP_DEFAULTS", "active_experiments", "artifact_root", "client", "configure_http_defaults",
+from search.tracking.relocate import follow_moved_store
+
+__all__ = ["HTTP_DEFAULTS", "active_experiments", "artifact_root", "campaign_url", "client", "configure_http_defaults",
            "ensure_experiment", "first_line", "is_transient", "run_link", "scoped_tracking_uri"]
 
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -35,9 +37,11 @@ def configure_http_defaults() -> None:
 
 def client(uri: str) -> MlflowClient:
     """An MLflow client for ``uri`` (tracking and registry), with :data:`HTTP_DEFAULTS` applied; for a
-    ``sqlite:///`` store the database's folder is created first."""
+    ``sqlite:///`` store the database's folder is created first, and a store that moved is pointed at the
+    artifacts beside it (:func:`search.tracking.relocate.follow_moved_store`)."""
     configure_http_defaults()
     artifact_root(uri)
+    follow_moved_store(uri)  # a campaign directory moved or copied: its artifacts are where the database is now
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -121,3 +125,15 @@ def run_link(uri: str | None, experiment_id: str | None, run_id: str | None) -> 
     if not (uri and run_id and experiment_id) or not uri.startswith(("http://", "https://")):
         return None
     return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def campaign_url(uri: str, experiment_name: str, campaign_id: str) -> str | None:
+    """The UI address of a campaign's evaluations, best first (under the server's address, or ``mlflow ui``'s
+    default ``http://127.0.0.1:5000`` for a local store); None when the experiment cannot be read."""
+    from search.tracking.payload import experiment_url, ui_base
+
+    try:
+        experiment = client(uri).get_experiment_by_name(experiment_name)
+    except Exception:  # the server is away: the caller prints what it can without the link
+        return None
+    return None if experiment is None else experiment_url(ui_base(uri), experiment.experiment_id, campaign_id)

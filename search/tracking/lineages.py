@@ -6,14 +6,13 @@ inside the same campaign. :func:`lineage_from_records` walks the same way throug
 needed). Both use one walk (:func:`_walk`), level by level. Crossover children have two parents, so the ancestry
 is a DAG: a genome reached along two lines is one node. Each node carries its run id (when known), fitness,
 operator and the genes that differ from each parent. Renderers: :meth:`LineageGraph.to_tree_text`,
-:meth:`~LineageGraph.to_dot`, :meth:`~LineageGraph.to_html` (self-contained, inline SVG), :meth:`~LineageGraph.to_png`
+:meth:`~LineageGraph.to_dot`, :meth:`~LineageGraph.to_html` (self-contained, interactive, each node a link
+to its run), :meth:`~LineageGraph.to_png`
 and :meth:`~LineageGraph.chain` (founder → … → root along first parents, for model cards).
 """
 
 from __future__ import annotations
 
-import html
-import io
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,6 +30,7 @@ from search.tracking.client import client as mlflow_client
 from search.tracking.payload import (
     TAG_BIRTH,
     TAG_CAMPAIGN,
+    TAG_CELL,
     TAG_HASH,
     TAG_OPERATOR,
     TAG_PARENT_HASHES,
@@ -77,6 +77,7 @@ class LineageNode:
     expanded: bool = True  # False: its parents lie beyond the requested depth
     parent_run_ids: tuple[str, ...] = ()  # the parents' MLflow runs as the child recorded them
     found: bool = True  # False: a parent named by a child but not in the source (e.g. a record not yet sent)
+    cell: str | None = None
 
 
 @dataclass
@@ -87,6 +88,7 @@ class LineageGraph:
     nodes: dict[str, LineageNode]
     tracking_uri: str = ""
     depth: int | None = None
+    experiment_id: str = ""
 
     @property
     def edges(self) -> list[tuple[str, str]]:
@@ -125,7 +127,7 @@ class LineageGraph:
             parts.append("[founder]")
         return "  ".join(parts)
 
-    def _details(self, node: LineageNode) -> list[str]:
+    def details(self, node: LineageNode) -> list[str]:
         lines = []
         for parent in dict.fromkeys(node.parents):
             if parent in node.changes:
@@ -152,7 +154,7 @@ class LineageGraph:
             shown.add(h)
             lines.append(prefix + branch + self._label(node))
             kids = [p for p in dict.fromkeys(node.parents) if p in self.nodes]
-            lines.extend(inner + ("│   " if kids else "    ") + d for d in self._details(node))
+            lines.extend(inner + ("│   " if kids else "    ") + d for d in self.details(node))
             stack.extend((k, inner, i == len(kids) - 1, False) for i, k in reversed(list(enumerate(kids))))
         return "\n".join(line.rstrip() for line in lines)
 
@@ -223,25 +225,13 @@ class LineageGraph:
         self._figure().savefig(path, format="png", dpi=120)
         return path
 
-    def to_html(self) -> str:
-        """A self-contained page (inline SVG, no scripts or network): picture, table of ancestors, tree."""
-        buffer = io.StringIO()
-        self._figure().savefig(buffer, format="svg", metadata={"Date": None})
-        svg = buffer.getvalue()
-        svg = svg[svg.index("<svg"):]
-        rows = "".join(
-            f"<tr><td><code>{h}</code></td><td>{fmt(n.fitness)}</td><td>{html.escape(n.operator)}</td>"
-            f"<td>{'' if n.birth is None else n.birth}</td><td><code>{n.run_id or '—'}</code></td>"
-            f"<td>{html.escape('; '.join(self._details(n)))}</td></tr>" for h, n in self.nodes.items())
-        style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-                 "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}"
-                 "svg{max-width:100%;height:auto}")
-        return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>lineage {self.root}</title>"
-                f"<style>{style}</style></head><body><h1>Lineage of <code>{self.root}</code></h1>"
-                f"<p>Tracking URI: <code>{html.escape(self.tracking_uri)}</code></p>{svg}"
-                "<h2>Ancestors</h2><table><tr><th>genome hash</th><th>fitness</th><th>operator</th>"
-                f"<th>birth</th><th>run id</th><th>genes changed</th></tr>{rows}</table>"
-                f"<h2>Tree</h2><pre>{html.escape(self.to_tree_text())}</pre></body></html>\n")
+    def to_html(self, base: str | None = None) -> str:
+        """A self-contained interactive page (:func:`search.tracking.family.lineage_page`): zoom, pan, filters,
+        each node a link to its run under ``base`` (default: where the tracking URI's UI is), the ancestors'
+        table and the tree as text."""
+        from search.tracking.family import lineage_page
+
+        return lineage_page(self, base)
 
 
 def _mean(values: list[float]) -> float:
@@ -327,7 +317,9 @@ def lineage(tracking_uri: str, run_id_or_hash: str, depth: int | None = None, *,
         return {h: None if run is None else _node(run) for h, run in _fetch(client, experiment, camp, hashes,
                                                                            run_ids).items()}
 
-    return _walk(_node(start), fetch, depth, tracking_uri)
+    graph = _walk(_node(start), fetch, depth, tracking_uri)
+    graph.experiment_id = experiment
+    return graph
 
 
 def _split(value: str | None) -> list[str]:
@@ -341,7 +333,7 @@ def _node(run: Run) -> LineageNode:
                        fitness=run.data.metrics.get("fitness"), operator=tags.get(TAG_OPERATOR, ""),
                        birth=int(birth) if birth and birth.isdigit() else None, status=tags.get(TAG_STATUS, ""),
                        parents=tuple(_split(tags.get(TAG_PARENT_HASHES))), genes=dict(run.data.params),
-                       parent_run_ids=tuple(_split(tags.get(TAG_PARENT_RUN_IDS))))
+                       parent_run_ids=tuple(_split(tags.get(TAG_PARENT_RUN_IDS))), cell=tags.get(TAG_CELL))
 
 
 def _fetch(client: MlflowClient, experiment: str, campaign: str, hashes: list[str],

@@ -1,7 +1,8 @@
-"""What an evaluation looks like in MLflow: tag names, params, metrics (pure functions, no I/O).
+"""What an evaluation looks like in MLflow: tag names, params, metrics, the run note (pure functions, no I/O).
 
-Shared by :mod:`search.tracking.archiver` (which writes runs), :mod:`search.tracking.lineages` and
-:mod:`search.export` (which read them).
+Shared by :mod:`search.tracking.archiver` (which writes runs), :mod:`search.tracking.lineages`,
+:mod:`search.tracking.family` and :mod:`search.export` (which read them). Every decision about *what* a run
+holds is made here, so every writer produces the same runs.
 
 An evaluation run carries:
 
@@ -10,23 +11,35 @@ An evaluation run carries:
   MLflow's SQL store de-duplicates): ``fitness``; every scalar of ``EvalResult.metrics`` under its own name
   (``val_accuracy``, ``exit_tick_mean`` (exit tick), ``ece`` (calibration error), ``wall_time_s``,
   ``param_count``, ...); ``descriptor.<name>`` (from ``record.extra["descriptors"]``, a mapping or a
-  list); numeric scalars of ``record.extra`` as ``extra.<name>``; ``tick_accuracy`` and ``tick_certainty``
-  with step = tick t (1..T, the paper's internal ticks); ``train_loss`` with step = optimizer step;
-  ``behaviour`` with step = index; ``attempts``;
-- **tags**: ``TAG_*`` below.
+  list); numeric scalars of ``record.extra`` as ``extra.<name>``; the numeric genes again as ``gene.<name>``,
+  ``birth`` and ``generation`` (so that they sort as numbers in the UI); ``tick_accuracy`` and
+  ``tick_certainty`` with step = tick t (1..T, the paper's internal ticks); ``train_loss`` with step = optimizer
+  step; ``attempts``;
+- **tags**: ``TAG_*`` below; ``ctmevo.behaviour`` holds the behaviour vector (JSON list of 16 numbers: the
+  validation accuracy at 8 evenly spaced relative ticks, then the certainty at the same ticks, on the behaviour
+  probe; novelty search measures distances between them), a tag rather than a metric so that the UI does not
+  draw it as a curve over steps;
+  ``mlflow.note.content`` holds the run's description (:func:`evaluation_note`): links to its parents' and
+  children's runs and the genes changed from each parent.
+
+The experiment gets :func:`experiment_tags` (opens on its training runs, a shared view of the evaluations
+sorted by fitness with useful columns); :func:`experiment_url` is the address to print.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 
 from search.records import EvaluationRecord
+from search.text import fmt
 
 TAG_PARENT_RUN = "mlflow.parentRunId"
 TAG_KIND = "ctmevo.kind"  # "campaign", "evaluation", "export" or "training"
@@ -45,7 +58,16 @@ TAG_RESULT_INDEX = "ctmevo.result_index"  # the journal result this run holds la
 TAG_SOURCE_RUN = "ctmevo.source_run_id"  # on export and training runs: the evaluation run they came from
 TAG_EXPORT_HASH = "ctmevo.export.genome_hash"  # export runs use their own keys, never the evaluation ones
 TAG_EXPORT_CAMPAIGN = "ctmevo.export.campaign"
+TAG_BEHAVIOUR = "ctmevo.behaviour"  # JSON list: the behaviour vector novelty search compares
+TAG_NOTE = "mlflow.note.content"  # a run's (or an experiment's) Markdown description in the UI
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # experiment tag read by the UI's ?viewStateShareKey=KEY
+GENE_METRIC_PREFIX = "gene."
+# run metrics that are not EvalResult metrics (readers rebuilding a record skip them, and names with a dot)
+RUN_ONLY_METRICS = frozenset({"fitness", "tick_accuracy", "tick_certainty", "train_loss", "behaviour", "attempts",
+                              "birth", "generation"})
 MAX_TAG_CHARS = 5000
+MAX_NOTE_CHARS = 8000  # MLflow's limit on a run tag's value
 MAX_PARAM_CHARS = 500
 BATCH_METRICS, BATCH_PARAMS_TAGS, BATCH_ENTITIES = 1000, 100, 1000  # MLflow's log_batch limits
 
@@ -64,7 +86,22 @@ def as_number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def evaluation_metrics(record: EvaluationRecord) -> list[Metric]:
+def generation_of(parent_generations: Iterable[int | None]) -> int:
+    """0 for a founder, else 1 + the largest known parent generation (a parent not found counts as 0)."""
+    known = [0 if g is None else int(g) for g in parent_generations]
+    return 1 + max(known) if known else 0
+
+
+def generations(records: Iterable[EvaluationRecord]) -> dict[str, int]:
+    """Every record's generation (founders 0), in one pass in birth order (parents are born before children)."""
+    out: dict[str, int] = {}
+    for r in sorted(records, key=lambda r: r.birth):
+        parents = r.proposal.parents
+        out[r.genome.hash] = generation_of([out.get(p) for p in parents]) if parents else 0
+    return out
+
+
+def evaluation_metrics(record: EvaluationRecord, *, generation: int | None = None) -> list[Metric]:
     """Every metric of one evaluation run (see the module docstring for names and steps)."""
     ts = int(record.finished_at * 1000)
     result = record.result
@@ -88,6 +125,11 @@ def evaluation_metrics(record: EvaluationRecord) -> list[Metric]:
     for name, value in sorted(record.extra.items()):
         if name != "descriptors":
             add(f"extra.{name}", value)
+    for name, value in record.genome.to_dict().items():
+        add(f"{GENE_METRIC_PREFIX}{name}", value)
+    add("birth", record.birth)
+    if generation is not None:
+        add("generation", generation)
     for tick, value in enumerate(result.per_tick_accuracy, start=1):
         add("tick_accuracy", value, tick)
     for tick, value in enumerate(result.per_tick_certainty, start=1):
@@ -97,15 +139,17 @@ def evaluation_metrics(record: EvaluationRecord) -> list[Metric]:
     stride = steps / n if steps and n and steps > n else 1.0  # losses recorded every few steps
     for i, value in enumerate(result.train_loss):
         add("train_loss", value, round((i + 1) * stride))
-    for i, value in enumerate(result.behaviour):
-        add("behaviour", value, i)
     add("attempts", result.attempts)
     return out
 
 
 def evaluation_payload(record: EvaluationRecord, *, campaign: str, cell: str | None, campaign_run_id: str | None,
-                       parent_run_ids: Sequence[str]) -> tuple[list[RunTag], list[Param], list[Metric]]:
-    """The tags, params (genes) and metrics of the run archiving ``record`` in ``campaign``."""
+                       parent_run_ids: Sequence[str], generation: int | None = None, note: str | None = None,
+                       ) -> tuple[list[RunTag], list[Param], list[Metric]]:
+    """The tags, params (genes) and metrics of the run archiving ``record`` in ``campaign``.
+
+    ``generation``: see :func:`generation_of`; ``note``: the run's description (:func:`evaluation_note`).
+    """
     result = record.result
     tags = {
         TAG_KIND: "evaluation",
@@ -126,8 +170,13 @@ def evaluation_payload(record: EvaluationRecord, *, campaign: str, cell: str | N
         tags[TAG_WORKER] = result.worker
     if result.failure is not None:
         tags[TAG_FAILURE] = f"{result.failure.kind}: {result.failure.message}"[:MAX_TAG_CHARS]
+    behaviour = [x for v in result.behaviour if (x := as_number(v)) is not None]
+    if behaviour:
+        tags[TAG_BEHAVIOUR] = json.dumps([float(f"{v:.6g}") for v in behaviour])[:MAX_TAG_CHARS]
+    if note:
+        tags[TAG_NOTE] = note[:MAX_NOTE_CHARS]
     params = [Param(name, str(value)[:MAX_PARAM_CHARS]) for name, value in record.genome.to_dict().items()]
-    return [RunTag(k, v) for k, v in tags.items()], params, evaluation_metrics(record)
+    return [RunTag(k, v) for k, v in tags.items()], params, evaluation_metrics(record, generation=generation)
 
 
 def batches(metrics: Sequence[Metric] = (), params: Sequence[Param] = (), tags: Sequence[RunTag] = (),
@@ -153,3 +202,150 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
         else:
             flat[name] = str(value)[:MAX_PARAM_CHARS]
     return flat
+
+
+# -- links and the run note ----------------------------------------------------------------------------------
+WORKFLOW_QUERY = "workflowType=machine_learning"  # MLflow 3's UI otherwise opens experiments on its GenAI pages
+CHILDREN_SHOWN = 30  # children listed in a note (the best by fitness); the rest are one filter away
+FAMILY_TREE, ARCHIVE_VIEW = "family_tree.html", "archive_view.html"  # campaign-run artifacts (search.tracking.family)
+
+
+def run_url(experiment_id: str, run_id: str, base: str = "") -> str:
+    """The UI address of a run: relative (``#/experiments/…``, for notes inside the UI) or under ``base``."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{WORKFLOW_QUERY}" if base else \
+        f"#/experiments/{experiment_id}/runs/{run_id}?{WORKFLOW_QUERY}"
+
+
+def artifact_url(experiment_id: str, run_id: str, path: str, base: str = "") -> str:
+    """The UI page showing artifact ``path`` of a run (e.g. the campaign run's ``family_tree.html``)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/{path}?{WORKFLOW_QUERY}"
+
+
+def view_key(campaign: str) -> str:
+    """The shared-view key of a campaign's evaluation list (``?viewStateShareKey=``; letters, digits, ``-_.``)."""
+    return "ctmevo-" + re.sub(r"[^A-Za-z0-9_.\-]", "_", campaign)
+
+
+def experiment_url(base: str, experiment_id: str, campaign: str | None = None) -> str:
+    """The run list of an experiment, on its training runs; with ``campaign``, its evaluations sorted by fitness."""
+    share = f"viewStateShareKey={view_key(campaign)}&" if campaign else ""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{share}{WORKFLOW_QUERY}"
+
+
+def ui_base(tracking_uri: str, default: str = "http://127.0.0.1:5000") -> str:
+    """Where the UI of ``tracking_uri`` is served: the server itself, or (a local store) ``mlflow ui``'s default."""
+    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else default
+
+
+EVALUATION_COLUMNS = ("metrics.`fitness`", "metrics.`val_accuracy`", "metrics.`generation`", "metrics.`birth`",
+                      "tags.`ctmevo.operator`", "tags.`ctmevo.cell`", "metrics.`gene.ticks`",
+                      "metrics.`gene.memory_length`", "metrics.`gene.d_model`", "metrics.`exit_tick_mean`",
+                      "metrics.`param_count`", "tags.`ctmevo.status`")
+
+
+def experiment_tags(*, campaign: str, experiment_id: str, campaign_run_id: str | None) -> dict[str, str]:
+    """Experiment tags: a model-training experiment, and a shared view of ``campaign``'s evaluations (filtered
+    to them, sorted by fitness, :data:`EVALUATION_COLUMNS` shown) that :func:`experiment_url` opens."""
+    view = {"searchFilter": f"tags.`{TAG_CAMPAIGN}` = '{campaign}' and tags.`{TAG_KIND}` = 'evaluation'",
+            "orderByKey": "metrics.`fitness`", "orderByAsc": False, "selectedColumns": list(EVALUATION_COLUMNS),
+            "columnOrder": list(EVALUATION_COLUMNS)}
+    lines = ["A ctmevo architecture search: one run per campaign, one nested run per evaluated genome. Each "
+             "evaluation run's description links its parents' and children's runs.", "",
+             f"- [evaluations of `{campaign}`, best first]({experiment_url('', experiment_id, campaign)})"]
+    if campaign_run_id:
+        tree, archive = (artifact_url(experiment_id, campaign_run_id, f) for f in (FAMILY_TREE, ARCHIVE_VIEW))
+        lines.append(f"- [campaign run `{campaign}`]({run_url(experiment_id, campaign_run_id)}): config, QD "
+                     f"metrics, pictures; its [family tree]({tree}) and [archive]({archive})")
+    return {TAG_EXPERIMENT_KIND: "custom_model_development", SHARED_VIEW_PREFIX + view_key(campaign): json.dumps(view),
+            TAG_NOTE: "\n".join(lines)}
+
+
+@dataclass(frozen=True)
+class Relative:
+    """One evaluation as a run note shows it (itself, a parent or a child): built from a journal record
+    (:meth:`of_record`) or from its MLflow run (:meth:`of_run`), so that any writer can make the notes."""
+
+    genome_hash: str
+    run_id: str | None = None
+    fitness: float | None = None
+    operator: str = ""
+    birth: int | None = None
+    generation: int | None = None
+    cell: str | None = None
+    status: str = "ok"
+    parents: tuple[str, ...] = ()
+    genes: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of_record(cls, record: EvaluationRecord, *, run_id: str | None = None, generation: int | None = None,
+                  cell: str | None = None) -> Relative:
+        return cls(genome_hash=record.genome.hash, run_id=run_id, fitness=record.result.fitness,
+                   operator=record.proposal.operator, birth=record.birth, generation=generation, cell=cell,
+                   status=record.result.status, parents=tuple(record.proposal.parents),
+                   genes={k: str(v) for k, v in record.genome.to_dict().items()})
+
+    @classmethod
+    def of_run(cls, run: Any) -> Relative:
+        tags, metrics = run.data.tags, run.data.metrics
+        birth, generation = tags.get(TAG_BIRTH, ""), metrics.get("generation")
+        return cls(genome_hash=tags.get(TAG_HASH, ""), run_id=run.info.run_id, fitness=metrics.get("fitness"),
+                   operator=tags.get(TAG_OPERATOR, ""), birth=int(birth) if birth.isdigit() else None,
+                   generation=None if generation is None else int(generation), cell=tags.get(TAG_CELL),
+                   status=tags.get(TAG_STATUS, "ok"), genes=dict(run.data.params),
+                   parents=tuple(p for p in tags.get(TAG_PARENT_HASHES, "").split(",") if p))
+
+
+def gene_changes(before: Mapping[str, str], after: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Genes whose value differs, as ``{gene: (before, after)}`` (``-`` for a gene one side lacks)."""
+    return {g: (before.get(g, "-"), v) for g, v in after.items() if before.get(g) != v}
+
+
+def _changes_text(before: Mapping[str, str], after: Mapping[str, str]) -> str:
+    diff = gene_changes(before, after)
+    return ", ".join(f"{g} {a}→{b}" for g, (a, b) in diff.items()) if diff else "no gene changed"
+
+
+def _link(experiment_id: str, node: Relative) -> str:
+    short = f"`{node.genome_hash[:12]}`"
+    return f"[{short}]({run_url(experiment_id, node.run_id)})" if node.run_id else f"{short} (no run yet)"
+
+
+def evaluation_note(me: Relative, *, experiment_id: str, parents: Mapping[str, Relative | None],
+                    children: Sequence[Relative], campaign_run_id: str | None = None) -> str:
+    """The Markdown description of ``me``'s run: what it is, links to its parents' runs with the genes changed
+    from each, links to its children's runs (the :data:`CHILDREN_SHOWN` best; the filter that lists all),
+    within :data:`MAX_NOTE_CHARS`. ``parents`` maps each of ``me.parents`` to its node (None: not in MLflow)."""
+    head = [f"**Genome `{me.genome_hash}`** · fitness **{fmt(me.fitness)}** · {me.operator or 'sample'}"
+            + (f" · birth {me.birth}" if me.birth is not None else "")
+            + (f" · generation {me.generation}" if me.generation is not None else "")
+            + (f" · cell `{me.cell}`" if me.cell else "") + (f" · status **{me.status}**" if me.status != "ok" else ""),
+            "", f"**Parents** ({len(me.parents)})" if me.parents else "**Founder**: no parents.", ""]
+    for h in dict.fromkeys(me.parents):
+        parent = parents.get(h)
+        if parent is None:
+            head.append(f"- `{h[:12]}`: no run in MLflow (not yet sent)")
+        else:
+            head.append(f"- {_link(experiment_id, parent)} fitness {fmt(parent.fitness)}: changed "
+                        f"{_changes_text(parent.genes, me.genes)}")
+    tail = [""]
+    if campaign_run_id:
+        tail.append(f"[Campaign run]({run_url(experiment_id, campaign_run_id)}) · [family tree]"
+                    f"({artifact_url(experiment_id, campaign_run_id, FAMILY_TREE)}) · [archive]"
+                    f"({artifact_url(experiment_id, campaign_run_id, ARCHIVE_VIEW)})")
+    all_children = f"filter `tags.{TAG_PARENT_HASHES} LIKE '%{me.genome_hash}%'`"
+    lines = [*head, "", f"**Children** ({len(children)}{'+' if len(children) > CHILDREN_SHOWN else ''})"
+             if children else "**Children**: none yet.", ""]
+    ranked = sorted(children, key=lambda c: (c.fitness is None, -(c.fitness or 0.0), c.birth or 0))
+    budget = MAX_NOTE_CHARS - len("\n".join(lines + tail)) - 200
+    for i, child in enumerate(ranked[:CHILDREN_SHOWN]):
+        line = (f"- {_link(experiment_id, child)} {child.operator or '?'}, fitness {fmt(child.fitness)}: changed "
+                f"{_changes_text(me.genes, child.genes)}")
+        if len(line) + 1 > budget:
+            lines.append(f"- … {len(ranked) - i} more: {all_children}")
+            break
+        budget -= len(line) + 1
+        lines.append(line)
+    else:
+        if len(ranked) > CHILDREN_SHOWN:
+            lines.append(f"- … more: {all_children}")
+    return "\n".join(lines + tail)[:MAX_NOTE_CHARS]

@@ -12,7 +12,7 @@ from mlflow.entities import Metric, Param
 
 from search.tracking.client import client as mlflow_client
 from search.tracking.client import ensure_experiment
-from search.tracking.payload import TAG_KIND, TAG_SOURCE_RUN
+from search.tracking.payload import TAG_KIND, TAG_NOTE, TAG_SOURCE_RUN, run_url
 
 __all__ = ["MLFLOW_STATE", "MlflowTrainLogger"]
 
@@ -34,6 +34,7 @@ class MlflowTrainLogger:
     def __init__(self, uri: str, *, experiment: str, out_dir: Path, source: dict[str, Any]):
         self.uri, self.experiment, self.out_dir, self.source = uri, experiment, Path(out_dir), source
         self.run_id: str | None = None
+        self.experiment_id: str | None = None
         self._client: Any = None
         self._buffer: list[Any] = []
 
@@ -55,12 +56,12 @@ class MlflowTrainLogger:
             self.run_id = state["run_id"]
             self._safe("resume", self._client.update_run, self.run_id, status="RUNNING")
             return
-        exp = self._safe("experiment", self._experiment)
+        exp = self.experiment_id = self._safe("experiment", self._experiment)
         genome = info["genome"]
         tags = {TAG_KIND: "training", "ctmevo.train.genome_hash": genome.hash,
                 TAG_SOURCE_RUN: str(self.source.get("run_id") or ""),
                 "ctmevo.source_campaign": str(self.source.get("campaign") or ""),
-                "ctmevo.task": json.dumps(info["task"].to_dict())}
+                "ctmevo.task": json.dumps(info["task"].to_dict()), TAG_NOTE: self._note(genome.hash, info)}
         run = self._safe("create run", self._client.create_run, exp, run_name=f"train-{genome.hash}",
                          tags=tags) if exp else None
         if run is None:
@@ -71,6 +72,15 @@ class MlflowTrainLogger:
         self._safe("params", self._client.log_batch, self.run_id, params=[Param(k, v) for k, v in params.items()])
         state_file.parent.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps({"tracking_uri": self.uri, "run_id": self.run_id}))
+
+    def _note(self, genome_hash: str, info: dict[str, Any]) -> str:
+        run, exp = self.source.get("run_id"), self.source.get("experiment_id")
+        same = self.source.get("tracking_uri") == self.uri
+        link = f"[{run}]({run_url(str(exp), str(run))})" if run and exp and same else f"`{run}`" if run else "none"
+        return (f"Full training of CTM `{genome_hash}` on `{info['task'].name}` for {info['config'].steps} steps "
+                f"(`ctmevo train`). Source evaluation run: {link}"
+                + (f" in campaign `{self.source['campaign']}`" if self.source.get("campaign") else "")
+                + (f" at `{self.source.get('tracking_uri')}`" if run and not same else "") + ".")
 
     def _experiment(self) -> str:
         return ensure_experiment(self._client, self.uri, self.experiment)

@@ -58,7 +58,9 @@ class Writer(Protocol):
 
     def new_run_id(self, experiment_id: str, run_name: str, start_ms: int, tags: dict[str, str]) -> str: ...
 
-    def write(self, runs: Sequence[RunWrite], experiment_id: str) -> None: ...
+    def write(self, runs: Sequence[RunWrite], experiment_id: str, *, notes: dict[str, str] | None = None) -> None:
+        """Write ``runs``; ``notes``: run id → a new ``mlflow.note.content`` for other runs (their children
+        changed)."""
 
 
 def make_writer(client: MlflowClient, uri: str) -> Writer:
@@ -101,7 +103,7 @@ class SqlWriter:
             self._artifact_roots[experiment_id] = self.client.get_experiment(experiment_id).artifact_location
         return f"{self._artifact_roots[experiment_id].rstrip('/')}/{run_id}/artifacts"
 
-    def write(self, runs: Sequence[RunWrite], experiment_id: str) -> None:
+    def write(self, runs: Sequence[RunWrite], experiment_id: str, *, notes: dict[str, str] | None = None) -> None:
         import sqlalchemy as sa
 
         m = self.models
@@ -129,6 +131,8 @@ class SqlWriter:
                 if best is None or (metric.step, metric.timestamp, metric.value) >= (best.step, best.timestamp,
                                                                                     best.value):
                     latest[key] = metric
+        for run_id, note in (notes or {}).items():
+            tags[(mp.TAG_NOTE, run_id)] = note
         remote = [run for uri, run in artifacts if not self._write_local_artifacts(uri, run)]
         with self.store.ManagedSessionMaker() as session:
             if rows_runs:
@@ -237,9 +241,10 @@ class ClientWriter:
         so children can name it and a re-sent batch finds it instead of creating a second one."""
         return self.client.create_run(experiment_id, start_time=start_ms, run_name=run_name, tags=tags).info.run_id
 
-    def write(self, runs: Sequence[RunWrite], experiment_id: str) -> None:
+    def write(self, runs: Sequence[RunWrite], experiment_id: str, *, notes: dict[str, str] | None = None) -> None:
         with concurrent.futures.ThreadPoolExecutor(min(CLIENT_THREADS, max(1, len(runs)))) as pool:
             list(pool.map(self._fill, runs))
+            list(pool.map(lambda item: self.client.set_tag(item[0], mp.TAG_NOTE, item[1]), (notes or {}).items()))
 
     def _fill(self, run: RunWrite) -> None:
         existing = self.client.get_run(run.run_id).data.tags if run.delete_tags else {}

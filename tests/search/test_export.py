@@ -246,6 +246,30 @@ def test_train_a_bundle_logs_to_mlflow_linked_to_the_source_run(bundle, campaign
     assert sorted(p.read_bytes() for p in (out / "checkpoints").iterdir()) == before
 
 
+def test_train_logs_to_the_source_store_by_default_with_a_card_and_progress_lines(bundle, campaign, tmp_path,
+                                                                                   capsys, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "run"
+    assert ctmevo("train", bundle, "--steps", "4", "--eval-every", "2", "--eval-samples", "16",
+                  "--checkpoint-every", "2", "--out", out) == 0
+    printed = capsys.readouterr().out  # not a terminal: progress lines instead of a bar
+    assert f"MLflow: logging to {campaign.uri} (the store of source campaign" in printed
+    assert "step 2/4 (50%)" in printed and "val " in printed and "training finished at step 4" in printed
+    client = MlflowClient(campaign.uri)
+    runs = client.search_runs([client.get_experiment_by_name("ctmevo-training").experiment_id],
+                              f"tags.`ctmevo.train.genome_hash` = '{campaign.best.genome.hash}'")
+    source = yaml.safe_load((bundle / "model.yaml").read_text())["source"]
+    run = next(r for r in runs if r.info.run_id in printed)
+    assert run.data.tags["ctmevo.source_run_id"] == source["run_id"]
+    assert f"runs/{source['run_id']}?" in run.data.tags["mlflow.note.content"]  # a link to the evaluation run
+    card = (out / "bundle" / "MODEL_CARD.md").read_text()
+    assert f"source evaluation run: `{source['run_id']}`" in card and f"training run: `{run.info.run_id}`" in card
+    assert "| val_accuracy |" in card and "| steps | 4 |" in card and "load_bundle" in card
+    assert "MODEL_CARD.md" in {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "bundle")}
+
+
 def yaml_genome(bundle: Path):
     from ctm.bundle import read_genome
 

@@ -139,7 +139,12 @@ def test_all_formats_are_produced(camp: Campaign, tmp_path: Path) -> None:
     page = graph.to_html()
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "</html>" in page
     assert all(h in page for h in graph.nodes)
-    assert "<script" not in page and 'src="http' not in page and "<link" not in page  # no network
+    assert "src=" not in page and "<link" not in page and "@import" not in page  # inline only: no network
+    for h, node in graph.nodes.items():  # every node with a run links to it, in the run's experiment
+        assert node.run_id and f'data-hash="{h}" data-run="{node.run_id}"' in page
+    assert graph.experiment_id and f"data-experiment='{graph.experiment_id}'" in page
+    assert "data-base='http://127.0.0.1:5000'" in page  # a sqlite store: where `mlflow ui` serves it
+    assert 'http://example.org:81' in graph.to_html(base="http://example.org:81")
     png = graph.to_png(tmp_path / "lineage.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
