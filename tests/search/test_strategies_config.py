@@ -46,11 +46,12 @@ def test_a_setting_the_chosen_variation_ignores_is_refused(settings: dict, refus
 
 def test_settings_of_the_chosen_variation_are_used() -> None:
     genetic = make_strategy("map_elites", space=SPACE, seed=0, descriptors=DESCRIPTORS,
-                            settings={"variation": "genetic", "crossover_rate": 1.0, "initial_samples": 2})
+                            settings={"variation": "genetic", "crossover_rate": 1.0, "initial_samples": 8})
     assert genetic.settings["crossover_rate"] == 1.0
-    for proposal in genetic.ask(2):
+    for proposal in genetic.ask(8):
         genetic.tell(L.Landscape().evaluate(proposal.genome))
-    children = genetic.ask(6)
+    assert len(genetic.qd.elite_indices()) >= 2  # two elites to cross
+    children = genetic.ask(12)
     assert {p.operator for p in children} <= {"crossover", "mutation", "sample"}
     assert any(p.operator == "crossover" for p in children)
 
