@@ -8,10 +8,11 @@ from genome.genome import SCHEMA_VERSION, Genome
 from genome.io import from_json, from_yaml, load, save, to_json, to_yaml
 from genome.operators import crossover, distance, mutate
 from genome.space import GenomeSpace, RepairError
+from genome.textio import FileReadError
 
 __all__ = [
-    "GENES", "GENE_BY_NAME", "GENE_NAMES", "SCHEMA_VERSION", "BackboneSpec", "CostEstimate", "GeneProblem",
-    "Genome", "GenomeError", "GenomeSpace", "ModelSpec", "RepairError", "SchemaError", "TaskShape",
+    "GENES", "GENE_BY_NAME", "GENE_NAMES", "SCHEMA_VERSION", "BackboneSpec", "CostEstimate", "FileReadError",
+    "GeneProblem", "Genome", "GenomeError", "GenomeSpace", "ModelSpec", "RepairError", "SchemaError", "TaskShape",
     "VectorCodec", "crossover", "distance", "estimate", "from_json", "from_yaml", "load", "mutate", "resolve",
     "save", "to_json", "to_yaml",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -54,10 +55,14 @@ def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from search.campaign.config import check_places, load_campaign_config
     from search.campaign.loop import start
     from search.errors import SearchError
 
     try:
+        config = load_campaign_config(Path(args.file))  # every message about the file before anything is created
+        check_places(config, source=str(args.file), directory=Path(args.dir) if args.dir else None,
+                     field="--dir" if args.dir else "output_dir")
         campaign = start(Path(args.file), directory=Path(args.dir) if args.dir else None, fresh=args.fresh)
     except (SearchError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
@@ -99,21 +104,52 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-
+    from search.cli.base import OperationalError
     from search.tracking import Tracker
+    from search.tracking.spool import Spool
+    from search.tracking.tracker import MAX_ATTEMPTS, TrackingURIError
 
     campaign = open_campaign(args.dir)
-    tracker = Tracker(tracking_uri=campaign.tracking_uri, campaign_id=campaign.campaign_id,
-                      experiment_name=campaign.config.tracking.experiment or campaign.config.name,
-                      spool_dir=campaign.paths.spool)
-    before = tracker.pending()
-    tracker.replay()
+    uri = campaign.tracking_uri
+    spool = Spool(campaign.paths.spool)
+    before = len(spool)
+    if before == 0:
+        say(f"0 spooled record(s) sent to {uri}; 0 still pending (nothing waited)")
+        return 0
+    quiet = _Quiet()  # the tracker's "records are spooled" start-up warning: we say it better below
+    logging.getLogger("ctmevo.tracking").addFilter(quiet)
+    try:
+        tracker = Tracker(tracking_uri=uri, campaign_id=campaign.campaign_id,
+                          experiment_name=campaign.config.tracking.experiment or campaign.config.name,
+                          spool_dir=campaign.paths.spool, offline_ok=True)
+    except TrackingURIError as exc:
+        raise UsageError(f"{exc}\n{before} record(s) still wait in {spool.path}") from None
+    finally:
+        logging.getLogger("ctmevo.tracking").removeFilter(quiet)
+    sent = tracker.replay(force=True) if tracker.online else 0
     after = tracker.pending()
-    say(f"{before - after} spooled record(s) sent to {campaign.tracking_uri}; {after} still pending")
+    if after and not tracker.online:
+        raise OperationalError(f"the MLflow tracking server at {uri} does not answer; {sent} record(s) sent, "
+                               f"{after} still wait in {spool.path}. Start the tracking server (or fix tracking.uri "
+                               f"in {campaign.paths.config}), then run again: ctmevo sync {args.dir}")
+    say(f"{sent} spooled record(s) sent to {uri}; {after} still pending")
+    if after:
+        say(f"  MLflow refused some records (see the warnings above); run 'ctmevo sync {args.dir}' to retry them "
+            f"(after {MAX_ATTEMPTS} refusals a record is set aside in {spool.rejected_path})")
     return 0 if after == 0 else 1
 
 
+class _Quiet:
+    """A logging filter dropping the tracker's 'unavailable during start-up' warning (sync says it itself)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "unavailable during start-up" not in record.getMessage()
+
+
 def cmd_lineage(args: argparse.Namespace) -> int:
+    from search.campaign.config import tracking_uri_problem
+    from search.cli.base import OperationalError
+    from search.tracking.client import is_transient, server_down
     from search.tracking.lineages import LineageError, lineage
 
     uri = args.tracking_uri  # explicit --tracking-uri, then --campaign, then $MLFLOW_TRACKING_URI
@@ -123,10 +159,18 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri is None:
         raise UsageError("say where the runs are: --tracking-uri URI (or --campaign DIR, or MLFLOW_TRACKING_URI)")
+    problem = tracking_uri_problem(uri)
+    if problem:
+        raise UsageError(f"--tracking-uri = {uri!r}: {problem}")
     try:
         graph = lineage(uri, args.run, depth=args.depth, campaign=args.campaign_id)
     except LineageError as exc:
         raise UsageError(str(exc)) from None
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        raise OperationalError(f"{server_down(uri, exc)}. Start it (or check --tracking-uri), then run the "
+                               "command again") from None
     if args.format == "tree":
         say(graph.to_tree_text())
         return 0

@@ -17,7 +17,7 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
 __all__ = ["HTTP_DEFAULTS", "active_experiments", "artifact_root", "client", "configure_http_defaults",
-           "ensure_experiment", "first_line", "is_transient", "run_link", "scoped_tracking_uri"]
+           "ensure_experiment", "first_line", "is_transient", "run_link", "scoped_tracking_uri", "server_down"]
 
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
@@ -92,6 +92,21 @@ def first_line(exc: BaseException) -> str:
     """``Type: first line of the message`` (at most 300 characters), for one-line warnings."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+_DOWN_REASONS = (("Connection refused", "connection refused"), ("Name or service not known", "unknown host"),
+                 ("nodename nor servname", "unknown host"), ("timed out", "timed out"),
+                 ("Read timed out", "timed out"), ("Max retries exceeded", "no answer"),
+                 ("Connection reset", "connection reset"), ("Remote end closed", "connection closed"),
+                 ("database is locked", "database locked"), ("unable to open database", "cannot open the database"))
+
+
+def server_down(uri: str, exc: BaseException) -> str:
+    """One line saying that the tracking store at ``uri`` does not answer, and why in a few words (the
+    connection-refused / timed-out / unknown-host buried in MLflow's long retry message)."""
+    text = str(exc)
+    reason = next((short for needle, short in _DOWN_REASONS if needle in text), None)
+    return f"the MLflow tracking server at {uri} does not answer ({reason or first_line(exc)})"
 
 
 @contextlib.contextmanager
