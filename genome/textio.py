@@ -10,7 +10,8 @@ a huge message or a traceback:
 - :func:`parse_yaml` parses with PyYAML's safe loader, but first measures the document with every alias
   expanded: more than :data:`MAX_YAML_NODES` nodes, or nesting deeper than :data:`MAX_YAML_DEPTH`, is refused
   before anything walks the expanded value (PyYAML itself shares aliased objects, so the bomb goes off later,
-  in validation or in ``repr``).
+  in validation or in ``repr``); a key given twice in one mapping is refused too (PyYAML would silently keep
+  the last).
 
 Both raise :class:`FileReadError` (a ``ValueError``) whose message starts with the file.
 """
@@ -105,6 +106,8 @@ def _check_size(root: yaml.Node, *, source: str, max_nodes: int, max_depth: int)
         if key in sizes and not children_done:
             continue
         children = _children(node)
+        if not children_done and isinstance(node, yaml.MappingNode):
+            _check_unique_keys(node, source=source)
         if not children_done:
             if key in on_path:
                 raise FileReadError(f"{source}: YAML with a recursive alias (a value that contains itself)")
@@ -124,6 +127,20 @@ def _check_size(root: yaml.Node, *, source: str, max_nodes: int, max_depth: int)
                                 f"{max_nodes:,} values; write the values out, or use fewer aliases")
         if depths[key] > max_depth:
             raise FileReadError(f"{source}: YAML nested too deeply (more than {max_depth} levels)")
+
+
+def _check_unique_keys(node: yaml.MappingNode, *, source: str) -> None:
+    """A key written twice in one mapping (PyYAML silently keeps the last: a second ``budget:`` would
+    override the first without a word)."""
+    seen: dict[tuple[str, str], int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        line = key.start_mark.line + 1
+        if (key.tag, key.value) in seen:
+            raise FileReadError(f"{source}: line {line}: key {key.value[:100]!r} is given twice in the same mapping "
+                                f"(first on line {seen[(key.tag, key.value)]}); keep one")
+        seen[(key.tag, key.value)] = line
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -28,6 +28,7 @@ import ray.exceptions as rex
 
 from ctm.result import EvalResult, TaskSpec
 from genome.cost import TaskShape
+from workers.cluster_info import alive_nodes, autoscaling_node_types, bootstrap_address
 from workers.config import WorkersConfig, WorkersConfigError
 from workers.execute import run_attempt
 from workers.feasibility import UnsatisfiableRequest, check_request, evaluation_request
@@ -126,7 +127,7 @@ class RayPool(Pool):
                       "include_dashboard": False, **kwargs}
         else:
             kwargs = {"address": c.address, **kwargs}
-            problem = address_problem(c.address)
+            problem = address_problem(bootstrap_address(c.address))
             if problem is not None:
                 raise ClusterUnreachable(f"cannot connect to the Ray cluster at workers.address = {c.address!r}: "
                                          f"{problem}; start the cluster (ray start --head) or fix workers.address")
@@ -144,13 +145,11 @@ class RayPool(Pool):
 
     def _check_feasible(self) -> None:
         """Refuse a request no node can ever hold; on an autoscaling cluster, say that we wait for a node."""
-        try:
-            nodes = [dict(n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive")]
-        except Exception as exc:  # Ray Client or unknown internals: the planner still sees the totals
-            log.debug("cannot list the cluster's nodes: %s", exc)
+        nodes = alive_nodes()
+        if nodes is None:  # Ray Client or unknown internals: the planner still sees the totals
             return
         request = evaluation_request(self.config, self._planner.gpus)
-        verdict = check_request(request, nodes, where=self._where(), node_types=_autoscaling_node_types())
+        verdict = check_request(request, nodes, where=self._where(), node_types=autoscaling_node_types())
         if verdict.kind == "never":
             self.shutdown()
             raise UnsatisfiableRequest([(f, getattr(self.config, f, v), a) for f, v, a in verdict.problems])
@@ -362,21 +361,6 @@ class RayPool(Pool):
     def _check_connected(self) -> None:
         if self._disconnected:
             raise PoolDisconnected(f"lost the Ray cluster earlier: {self._disconnected}", list(self._running))
-
-
-def _autoscaling_node_types() -> list[dict[str, float]] | None:
-    """The resources of each node type the cluster's autoscaler may add, or ``None`` if it does not autoscale."""
-    try:
-        from ray._private.state import state
-
-        config = state.get_cluster_config()
-    except Exception:  # unknown Ray internals, or Ray Client: treat as a fixed cluster
-        return None
-    if config is None:
-        return None
-    types = [{k: float(v) for k, v in group.resources.items()} for group in config.node_group_configs
-             if group.max_count != 0]
-    return types or None
 
 
 def _gcs_reachable(timeout_s: float) -> bool:

@@ -149,9 +149,10 @@ class _Quiet:
 def cmd_lineage(args: argparse.Namespace) -> int:
     from search.campaign.config import tracking_uri_problem
     from search.cli.base import OperationalError
-    from search.tracking.client import is_transient, server_down
-    from search.tracking.lineages import LineageError, lineage
+    from search.tracking.client import down_reason, is_transient, server_down
+    from search.tracking.lineages import LineageError, lineage, lineage_from_records
 
+    campaign = None
     uri = args.tracking_uri  # explicit --tracking-uri, then --campaign, then $MLFLOW_TRACKING_URI
     if uri is None and args.campaign:
         campaign = open_campaign(args.campaign)
@@ -163,14 +164,23 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     if problem:
         raise UsageError(f"--tracking-uri = {uri!r}: {problem}")
     try:
+        if campaign is not None and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+            raise FileNotFoundError(f"{uri[len('sqlite:///'):]} does not exist")  # never create an empty store
         graph = lineage(uri, args.run, depth=args.depth, campaign=args.campaign_id)
     except LineageError as exc:
         raise UsageError(str(exc)) from None
     except Exception as exc:
-        if not is_transient(exc):
+        if not (is_transient(exc) or isinstance(exc, FileNotFoundError)):
             raise
-        raise OperationalError(f"{server_down(uri, exc)}. Start it (or check --tracking-uri), then run the "
-                               "command again") from None
+        if campaign is None:
+            raise OperationalError(f"{server_down(uri, exc)}. Start it (or check --tracking-uri), then run the "
+                                   "command again") from None
+        print(f"ctmevo lineage: MLflow at {uri} cannot be read ({down_reason(exc)}); "
+              f"the lineage comes from {campaign.paths.journal} (no run ids)", file=sys.stderr)
+        try:
+            graph = lineage_from_records(campaign.records, args.run, depth=args.depth)
+        except LineageError as inner:
+            raise UsageError(str(inner)) from None
     if args.format == "tree":
         say(graph.to_tree_text())
         return 0

@@ -17,7 +17,8 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
 __all__ = ["HTTP_DEFAULTS", "active_experiments", "artifact_root", "client", "configure_http_defaults",
-           "ensure_experiment", "first_line", "is_transient", "run_link", "scoped_tracking_uri", "server_down"]
+           "down_reason", "ensure_experiment", "first_line", "is_transient", "run_link", "scoped_tracking_uri",
+           "server_down"]
 
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
@@ -101,12 +102,16 @@ _DOWN_REASONS = (("Connection refused", "connection refused"), ("Name or service
                  ("database is locked", "database locked"), ("unable to open database", "cannot open the database"))
 
 
-def server_down(uri: str, exc: BaseException) -> str:
-    """One line saying that the tracking store at ``uri`` does not answer, and why in a few words (the
-    connection-refused / timed-out / unknown-host buried in MLflow's long retry message)."""
+def down_reason(exc: BaseException) -> str:
+    """Why a tracking store does not answer, in a few words: the connection-refused / timed-out / unknown-host
+    buried in MLflow's long retry message, else the exception's first line."""
     text = str(exc)
-    reason = next((short for needle, short in _DOWN_REASONS if needle in text), None)
-    return f"the MLflow tracking server at {uri} does not answer ({reason or first_line(exc)})"
+    return next((short for needle, short in _DOWN_REASONS if needle in text), None) or first_line(exc)
+
+
+def server_down(uri: str, exc: BaseException) -> str:
+    """One line saying that the tracking store at ``uri`` does not answer, and why (:func:`down_reason`)."""
+    return f"the MLflow tracking server at {uri} does not answer ({down_reason(exc)})"
 
 
 @contextlib.contextmanager

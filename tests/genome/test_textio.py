@@ -77,3 +77,10 @@ def _good(tmp_path: Path) -> Path:
     path = tmp_path / "good.yaml"
     path.write_text(to_yaml(Genome()))
     return path
+
+
+def test_a_key_given_twice_is_refused_with_both_lines() -> None:
+    text = "name: a\nbudget: {evaluations: 3}\nseed: 1\nbudget: {evaluations: 9}\n"
+    with pytest.raises(FileReadError, match=r"c\.yaml: line 4: key 'budget' is given twice .*first on line 2"):
+        parse_yaml(text, source="c.yaml")
+    assert parse_yaml("a: {x: 1}\nb: {x: 2}\n1: one\n'1': text\n", source="s")["b"] == {"x": 2}  # other mappings

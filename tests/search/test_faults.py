@@ -107,7 +107,10 @@ def _alias_bomb() -> str:
     (lambda p: p.write_text("name: " + "n" * (5 * 2**20) + "\n"), ["larger than 4,194,304 bytes"]),
     (lambda p: os.mkfifo(p), ["not a regular file"]),
     (lambda p: p.write_text("genes: [unclosed\n"), ["malformed YAML"]),
-], ids=["directory", "empty", "binary", "latin-1", "alias-bomb", "deep-nesting", "10MB", "fifo", "malformed"])
+    (lambda p: p.write_text("name: a\nbudget: {evaluations: 3}\nbudget: {evaluations: 9}\n"),
+     ["line 3: key 'budget' is given twice", "first on line 2"]),
+], ids=["directory", "empty", "binary", "latin-1", "alias-bomb", "deep-nesting", "10MB", "fifo", "malformed",
+        "duplicate-key"])
 def test_validate_odd_files_exit_2_with_one_bounded_message(tmp_path, make, needles):
     path = tmp_path / "odd.yaml"
     make(path)
@@ -241,6 +244,17 @@ def test_lineage_with_the_tracking_server_down_exits_1_with_one_line():
     dead = f"http://127.0.0.1:{free_port()}"
     refused(ctmevo("lineage", "abc123", "--tracking-uri", dead), 1, f"tracking server at {dead} does not answer",
             "connection refused", "run the command again")
+
+
+def test_lineage_of_a_campaign_whose_store_is_gone_reads_the_journal_and_creates_nothing(tmp_path, finished):
+    directory = copy_of(finished, tmp_path)
+    (directory / "mlflow.db").unlink()
+    genome_hash = next(e for e in Journal(directory / "journal.jsonl").read()
+                       if e["event"] == "result")["record"]["result"]["genome_hash"]
+    out = ctmevo("lineage", genome_hash[:8], "--campaign", str(directory))
+    assert out.returncode == 0, out.stderr
+    assert f"lineage of {genome_hash}" in out.stdout and "comes from" in out.stderr and "Traceback" not in out.stderr
+    assert not (directory / "mlflow.db").exists()  # before: an empty store was created and the hash "not found"
 
 
 def test_export_from_a_tracking_server_that_is_down_exits_1(tmp_path):
