@@ -63,10 +63,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = load_campaign_config(Path(args.file))  # every message about the file before anything is created
         check_places(config, source=str(args.file), directory=Path(args.dir) if args.dir else None,
                      field="--dir" if args.dir else "output_dir")
+        _check_cluster_answers(config.workers, source=str(args.file))
         campaign = start(Path(args.file), directory=Path(args.dir) if args.dir else None, fresh=args.fresh)
     except (SearchError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     return _run_campaign(campaign, offline=args.offline)
+
+
+def _check_cluster_answers(workers: dict, *, source: str) -> None:
+    """Before the campaign directory exists: a ``workers.address`` where nothing answers is an operational
+    failure (exit 1) that a plain re-run fixes once the cluster is up."""
+    from search.cli.base import OperationalError
+    from workers.reach import address_problem
+
+    address = workers.get("address")
+    if workers.get("backend", "ray") != "ray" or not isinstance(address, str):
+        return
+    if address == "auto":
+        from workers.cluster_info import bootstrap_address
+
+        address = bootstrap_address(address)
+    problem = address_problem(address)
+    if problem is not None:
+        raise OperationalError(f"{source}: workers.address = {workers['address']!r}: {problem}. Nothing was "
+                               "created: start the Ray cluster (ray start --head) or fix workers.address, then run "
+                               "the same command again")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

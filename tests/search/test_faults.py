@@ -269,8 +269,10 @@ def test_a_ray_address_where_nothing_answers_fails_in_seconds(tmp_path):
     path = write(tmp_path, config(tmp_path, workers={"backend": "ray", "address": address, "evaluate_fn": FAKE}))
     started = time.monotonic()
     out = ctmevo("run", str(path), timeout=90)
-    refused(out, 1, f"workers.address = '{address}'", "connection refused", "ray start --head")
+    refused(out, 1, f"workers.address = '{address}'", "connection refused", "ray start --head",
+            "Nothing was created", "run the same command again")
     assert time.monotonic() - started < 60  # it waited for minutes inside ray.init before
+    assert not (tmp_path / "faulty").exists()  # so that the same command works once the cluster is up
 
 
 def test_a_request_no_node_of_the_cluster_can_hold_is_refused_naming_request_and_nodes(tmp_path):
