@@ -44,6 +44,7 @@ from ctm.eval_state import EvalStateError, fit_problems, weights_only
 from ctm.result import TaskSpec
 from genome import Genome, GenomeError, SchemaError, estimate, from_yaml, resolve, to_yaml
 from genome.io import write_bytes_atomic
+from genome.textio import FileReadError, load_yaml_file, read_text
 
 BUNDLE_FORMAT = "ctmevo-bundle"
 BUNDLE_VERSION = 1
@@ -203,9 +204,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if not file.is_file():
         raise BundleError(f"{root}: not a bundle (no {MODEL_FILE}); make one with 'ctmevo export'")
     try:
-        doc = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise BundleError(f"{file}: malformed YAML: {exc}".replace("\n", " ")) from None
+        doc = load_yaml_file(file, what="bundle manifest")
+    except FileReadError as exc:
+        raise BundleError(str(exc)) from None
     if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{file}: format = {getattr(doc, 'get', lambda _k: None)('format')!r}: "
                           f"allowed is {BUNDLE_FORMAT!r}")
@@ -228,8 +229,8 @@ def read_genome(path: str | Path) -> Genome:
     if not file.is_file():
         raise BundleError(f"{file}: no such genome file")
     try:
-        return from_yaml(file.read_text(), source=str(file))
-    except (GenomeError, SchemaError) as exc:
+        return from_yaml(read_text(file, what="genome file"), source=str(file))
+    except (GenomeError, SchemaError, FileReadError) as exc:
         raise BundleError(str(exc)) from None
 
 

@@ -49,7 +49,8 @@ VALIDATION_SEED = 20_250_505
 PROBE_SAMPLES = 64
 MAX_LOSS_POINTS = 256
 WEIGHT_DECAY = 0.0
-OOM_MESSAGES = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
+OOM_MESSAGES = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
+                "can't allocate memory", "Cannot allocate memory", "not enough memory")  # the last: CPU allocator
 CUDA_SYNC_EVERY = 16  # on CUDA, read losses back (and check them) every this many steps
 
 

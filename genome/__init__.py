@@ -9,10 +9,11 @@ from genome.io import from_json, from_yaml, load, save, to_json, to_yaml
 from genome.operators import crossover, distance, mutate
 from genome.presets import PRESETS, Preset, preset_names
 from genome.space import GenomeSpace, RepairError
+from genome.textio import FileReadError
 
 __all__ = [
     "GENES", "GENE_BY_NAME", "GENE_NAMES", "PRESETS", "SCHEMA_VERSION", "BackboneSpec", "CostEstimate",
-    "GeneProblem", "Genome", "GenomeError", "GenomeSpace", "ModelSpec", "Preset", "RepairError", "SchemaError",
-    "TaskShape", "VectorCodec", "crossover", "distance", "estimate", "from_json", "from_yaml", "load", "mutate",
-    "preset_names", "resolve", "save", "to_json", "to_yaml",
+    "FileReadError", "GeneProblem", "Genome", "GenomeError", "GenomeSpace", "ModelSpec", "Preset", "RepairError",
+    "SchemaError", "TaskShape", "VectorCodec", "crossover", "distance", "estimate", "from_json", "from_yaml", "load",
+    "mutate", "preset_names", "resolve", "save", "to_json", "to_yaml",
 ]

@@ -10,7 +10,9 @@ A file looks like::
 
 Genes a hand-written file leaves out take their defaults; written files list every gene explicitly.
 Files from an older schema are upgraded by the functions in ``UPGRADES``; files from a newer schema, or an
-older one no upgrade exists for, fail with a :class:`SchemaError` that says so.
+older one no upgrade exists for, fail with a :class:`SchemaError` that says so. Reading is bounded
+(:mod:`genome.textio`): a huge, binary or non-UTF-8 file, or a YAML alias bomb, is a :class:`GenomeError`
+naming the file, not a hang.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import yaml
 
 from genome.errors import GeneProblem, GenomeError, SchemaError
 from genome.genome import LEGACY_VALUES, SCHEMA_VERSION, Genome
+from genome.textio import FileReadError, parse_yaml, read_text
 
 
 def _upgrade_1(genes: dict[str, Any]) -> dict[str, Any]:
@@ -81,9 +84,9 @@ def to_yaml(genome: Genome) -> str:
 
 def from_yaml(text: str, *, source: str = "<yaml>") -> Genome:
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise GenomeError([GeneProblem("yaml", source, f"well-formed YAML ({exc})".replace("\n", " "))],
+        doc = parse_yaml(text, source=source)
+    except FileReadError as exc:
+        raise GenomeError([GeneProblem("yaml", source, f"well-formed, bounded YAML ({exc})")],
                           source=source) from None
     return genome_from_document(doc, source=source)
 
@@ -144,7 +147,11 @@ def save(genome: Genome, path: str | Path) -> Path:
 
 def load(path: str | Path) -> Genome:
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such genome file")
-    text = path.read_text()
+    try:
+        text = read_text(path, what="genome file")
+    except FileReadError as exc:
+        raise GenomeError([GeneProblem("file", str(path), f"a readable UTF-8 genome file ({exc})")],
+                          source=str(path)) from None
     return from_json(text, source=str(path)) if path.suffix == ".json" else from_yaml(text, source=str(path))

@@ -5,11 +5,13 @@ evaluation is appended as one JSON line and fsynced *before* it is told to the s
 so a campaign killed at any moment resumes with every evaluation it had finished.
 
 - :class:`JsonLines` is the generic mechanism: one JSON object per line, ``append`` writes the whole line
-  with a single ``write`` on an ``O_APPEND`` descriptor, then ``fsync``. ``read`` ignores an incomplete final
-  line (a process killed mid-write leaves bytes without the closing newline) and raises
-  :class:`JournalCorruptError` naming the file and line for anything unreadable before it. ``read`` never
-  modifies the file (``ctmevo status`` may read a journal a running campaign is writing); the torn tail is
-  truncated the next time the file is opened for appending.
+  with a single ``write`` on an ``O_APPEND`` descriptor, then ``fsync``. ``read`` drops a *torn tail*: bytes
+  after the last newline, or a last line that is not JSON at all (a process killed mid-write, or a power
+  loss that kept the file's new length but not all its bytes), logs a warning naming the file and line once,
+  and records it in :attr:`JsonLines.torn`. Anything unreadable *before* the last line is corruption, not a
+  crash: :class:`JournalCorruptError` names the file and line. ``read`` never modifies the file (``ctmevo
+  status`` may read a journal a running campaign is writing); the torn tail is truncated the next time the
+  file is opened for appending.
 - :class:`Journal` stores :class:`~search.records.EvaluationRecord` objects (or campaign events such as
   ``{"event": "result", "record": {...}}``) in a :class:`JsonLines` file; ``records()`` decodes the records.
 - :func:`write_atomic` / :func:`read_json` write and read snapshots (strategy state, archive, campaign state):
@@ -24,20 +26,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from genome.io import fsync_dir, write_bytes_atomic
+from search.errors import CampaignError
 from search.records import EvaluationRecord
 
-__all__ = ["Journal", "JournalCorruptError", "JsonLines", "JsonLinesFollower", "encode_line", "read_json",
-           "write_atomic"]
+__all__ = ["Journal", "JournalCorruptError", "JsonLines", "JsonLinesFollower", "SnapshotCorruptError", "TornTail",
+           "encode_line", "read_json", "write_atomic"]
+
+log = logging.getLogger("ctmevo.journal")
+_WARNED: set[tuple[str, int, int]] = set()  # (path, line, bytes) of torn tails already reported
 
 
-class JournalCorruptError(ValueError):
+class JournalCorruptError(CampaignError, ValueError):
     """A line before the end of a JSON-lines file is not a JSON object; the file needs a look by hand."""
 
     def __init__(self, path: Path, line: int, reason: str) -> None:
@@ -45,6 +53,23 @@ class JournalCorruptError(ValueError):
         super().__init__(f"{path}: line {line} is corrupt ({reason}); only the final line may be incomplete "
                          "(a write interrupted by a crash). Inspect the file; to recover, move the bad line out "
                          "of the way and resume.")
+
+
+class SnapshotCorruptError(CampaignError, ValueError):
+    """A JSON snapshot (``campaign.json``, ``state.json``, ...) that cannot be decoded; ``path`` names it."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: not valid JSON ({reason})")
+
+
+@dataclass(frozen=True)
+class TornTail:
+    """The incomplete end of a JSON-lines file that :meth:`JsonLines.read` dropped: its 1-based line number
+    and its length in bytes."""
+
+    line: int
+    size: int
 
 
 def _jsonable(value: Any) -> Any:
@@ -64,39 +89,63 @@ def encode_line(obj: dict[str, Any]) -> bytes:
     return text.encode("utf-8") + b"\n"
 
 
-def _scan(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """All complete lines of ``path`` as objects, and the byte length of that complete prefix."""
+def _decode(raw: bytes) -> tuple[dict[str, Any] | None, str, bool]:
+    """The object on one line, or ``None``, why not, and whether the bytes are not JSON at all (a torn write
+    never leaves valid JSON of another type)."""
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, str(exc), True
+    if not isinstance(obj, dict):
+        return None, f"a JSON {type(obj).__name__}, not an object", False
+    return obj, "", False
+
+
+def _scan(path: Path) -> tuple[list[dict[str, Any]], int, TornTail | None]:
+    """All complete lines of ``path`` as objects, the byte length of that prefix, and the torn tail if any."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return [], 0
-    end = data.rfind(b"\n") + 1  # bytes after the last newline are an interrupted write
+        return [], 0, None
+    lines = data.split(b"\n")  # the last item: bytes after the last newline (an interrupted write if any)
     objects: list[dict[str, Any]] = []
-    for number, raw in enumerate(data[:end].split(b"\n")[:-1], start=1):
+    offset = complete = 0
+    last = len(lines) - 2  # index of the last newline-terminated line
+    for index, raw in enumerate(lines[:-1]):
+        offset += len(raw) + 1
         if not raw.strip():
+            complete = offset
             continue
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise JournalCorruptError(path, number, str(exc)) from None
-        if not isinstance(obj, dict):
-            raise JournalCorruptError(path, number, f"a JSON {type(obj).__name__}, not an object")
+        obj, reason, garbled = _decode(raw)
+        if obj is None:
+            if garbled and index == last and not lines[-1].strip(b"\0 \t\r"):  # the last line, torn by a crash
+                return objects, complete, TornTail(index + 1, len(data) - complete)
+            raise JournalCorruptError(path, index + 1, reason)
         objects.append(obj)
-    return objects, end
+        complete = offset
+    torn = TornTail(len(lines), len(data) - complete) if len(data) > complete else None
+    return objects, complete, torn
 
 
 class JsonLines:
-    """An append-only file of JSON objects, one per line, each durable when :meth:`append` returns."""
+    """An append-only file of JSON objects, one per line, each durable when :meth:`append` returns.
 
-    def __init__(self, path: str | Path) -> None:
+    ``torn_note`` ends the warning about a dropped torn tail (what happens to what it recorded);
+    :attr:`torn` is the tail the last :meth:`read` dropped (``None``: the file ended cleanly).
+    """
+
+    def __init__(self, path: str | Path, *, torn_note: str = "it is ignored") -> None:
         self.path = Path(path)
+        self.torn_note = torn_note
+        self.torn: TornTail | None = None
         self._fd: int | None = None
 
     def _open(self) -> int:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             created = not self.path.exists()
-            _, complete = _scan(self.path)  # raises on corruption before we add anything after it
+            _, complete, torn = _scan(self.path)  # raises on corruption before we add anything after it
+            self._report(torn)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if os.fstat(fd).st_size > complete:  # drop a torn final line left by a killed writer
                 os.ftruncate(fd, complete)
@@ -123,8 +172,20 @@ class JsonLines:
         os.fsync(fd)
 
     def read(self) -> list[dict[str, Any]]:
-        """Every complete line as a dict (an incomplete final line is ignored; the file is not changed)."""
-        return _scan(self.path)[0]
+        """Every complete line as a dict (a torn final line is dropped with a warning; the file is not changed)."""
+        objects, _, torn = _scan(self.path)
+        self._report(torn)
+        return objects
+
+    def _report(self, torn: TornTail | None) -> None:
+        self.torn = torn
+        if torn is None:
+            return
+        key = (str(self.path.resolve()), torn.line, torn.size)
+        if key not in _WARNED:
+            _WARNED.add(key)
+            log.warning("%s: line %d is incomplete (%d bytes; a write cut short by a crash or power loss): %s",
+                        self.path, torn.line, torn.size, self.torn_note)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -155,11 +216,17 @@ class Journal:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self._lines = JsonLines(path)
+        self._lines = JsonLines(path, torn_note="it is dropped, and the ask or result it recorded is done again on "
+                                                "resume")
 
     @property
     def path(self) -> Path:
         return self._lines.path
+
+    @property
+    def torn(self) -> TornTail | None:
+        """The torn last line the last read dropped, if any (see :class:`JsonLines`)."""
+        return self._lines.torn
 
     def append(self, entry: EvaluationRecord | Mapping[str, Any]) -> None:
         """Append ``entry`` and fsync: a completed evaluation is on disk before anything depends on it."""
@@ -215,16 +282,19 @@ def write_atomic(path: str | Path, data: Any) -> Path:
 
 
 def read_json(path: str | Path) -> Any:
-    """The JSON value stored at ``path`` (e.g. by :func:`write_atomic`); errors name the file."""
+    """The JSON value stored at ``path`` (e.g. by :func:`write_atomic`); :class:`SnapshotCorruptError` (a
+    :class:`~search.errors.CampaignError`) names the file when it cannot be decoded."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such snapshot file") from None
     try:
-        return json.loads(text)
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SnapshotCorruptError(path, f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        raise SnapshotCorruptError(path, str(exc)) from None
 
 
 class JsonLinesFollower:

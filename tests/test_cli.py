@@ -64,7 +64,36 @@ def test_validate_bad_genome_files_exit_2_naming_file_and_gene(tmp_path, text, e
 
 def test_validate_a_missing_file_exits_2():
     out = ctmevo("validate", "no/such/file.yaml")
-    assert out.returncode == 2 and "no such file" in out.stderr
+    assert out.returncode == 2 and "no such genome or campaign file" in out.stderr
+
+
+def test_an_unexpected_failure_is_one_line_naming_a_report_file(monkeypatch, tmp_path, capsys):
+    """The last net of main(): a bug becomes one line and a file with the traceback, exit 1; an OSError names
+    the path and the OS error; a lower layer's input error is exit 2."""
+    import tempfile
+
+    from search.cli import app
+    from search.cli.base import Command
+    from workers import WorkersConfigError
+
+    failures = iter([RuntimeError("boom\nsecond line"), OSError(28, "No space left on device", "/data/x"),
+                     WorkersConfigError([("num_cpus", -1, "a whole number >= 0")])])
+
+    def fail(args):
+        raise next(failures)
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(app, "COMMANDS", [Command("boom", "fail", lambda p: None, fail)])
+    monkeypatch.delenv("CTMEVO_TRACEBACK", raising=False)
+    assert app.main(["boom"]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected failure: RuntimeError: boom" in err and "second line" not in err and "Traceback" not in err
+    [report] = tmp_path.glob("ctmevo-error-*.txt")
+    assert str(report) in err and "Traceback" in report.read_text() and "second line" in report.read_text()
+    assert app.main(["boom"]) == 1
+    assert "/data/x: [Errno 28] No space left on device" in capsys.readouterr().err
+    assert app.main(["boom"]) == 2
+    assert "workers.num_cpus = -1: allowed is a whole number >= 0" in capsys.readouterr().err
 
 
 def test_presets_lists_the_papers_configurations():

@@ -8,11 +8,12 @@ names. ``workers`` knows nothing of search strategies; it calls ``config.evaluat
 
 from workers.config import WorkersConfig, WorkersConfigError
 from workers.factory import make_pool
+from workers.feasibility import UnsatisfiableRequest
 from workers.job import EvalJob
-from workers.pool import InlinePool, Pool, PoolDisconnected
+from workers.pool import ClusterUnreachable, InlinePool, Pool, PoolDisconnected
 
-__all__ = ["EvalJob", "InlinePool", "Pool", "PoolDisconnected", "RayPool", "WorkersConfig", "WorkersConfigError",
-           "make_pool"]
+__all__ = ["ClusterUnreachable", "EvalJob", "InlinePool", "Pool", "PoolDisconnected", "RayPool",
+           "UnsatisfiableRequest", "WorkersConfig", "WorkersConfigError", "make_pool"]
 
 
 def __getattr__(name: str) -> object:

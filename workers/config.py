@@ -21,7 +21,7 @@ class WorkersConfigError(ValueError):
 
     def __init__(self, problems: list[tuple[str, Any, str]]) -> None:
         self.problems = problems
-        lines = [f"workers.{name} = {value!r}: allowed: {allowed}" for name, value, allowed in problems]
+        lines = [f"workers.{name} = {_quoted(value)}: allowed is {allowed}" for name, value, allowed in problems]
         super().__init__("invalid workers config:\n  " + "\n  ".join(lines))
 
 
@@ -91,6 +91,12 @@ class WorkersConfig:
         return cls(**data)
 
 
+def _quoted(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` cut short (as ``genome.errors.quoted``), so a huge value never makes a huge message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -131,4 +137,21 @@ def _problems(c: WorkersConfig) -> list[tuple[str, Any, str]]:
         p.append(("runtime_env", c.runtime_env, "null or a mapping (a Ray runtime environment)"))
     if not _is_number(c.disconnect_after_s) or c.disconnect_after_s <= 0:
         p.append(("disconnect_after_s", c.disconnect_after_s, "a number of seconds > 0"))
+    return p + _impossible(c, p)
+
+
+def _impossible(c: WorkersConfig, earlier: list[tuple[str, Any, str]]) -> list[tuple[str, Any, str]]:
+    """Requests the config alone shows no worker could ever meet: a local cluster (``address: null``) of
+    ``num_cpus`` CPUs cannot start an evaluation that needs more (the campaign would wait forever)."""
+    if c.backend != "ray" or c.address is not None or {name for name, _, _ in earlier} & {
+            "num_cpus", "num_gpus", "cpus_per_eval", "gpus_per_eval"}:
+        return []
+    p: list[tuple[str, Any, str]] = []
+    if c.num_cpus is not None and c.cpus_per_eval > c.num_cpus:
+        p.append(("cpus_per_eval", c.cpus_per_eval, f"at most num_cpus = {c.num_cpus}, the CPUs of the local Ray "
+                  "cluster (no evaluation could ever start): lower cpus_per_eval or raise num_cpus"))
+    g = c.gpus_per_eval
+    if c.num_gpus is not None and g is not None and g > c.num_gpus:
+        p.append(("gpus_per_eval", g, f"at most num_gpus = {c.num_gpus}, the GPUs of the local Ray cluster (no "
+                  "evaluation could ever start): lower gpus_per_eval (0 runs on CPUs) or raise num_gpus"))
     return p

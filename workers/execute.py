@@ -8,6 +8,7 @@ retries with half the batch), any other exception an ``error`` failure with its 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import socket
@@ -43,14 +44,27 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+_OOM_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
+              "failed to allocate memory")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for ``torch.OutOfMemoryError`` (CUDA, also raised as ``torch.cuda.OutOfMemoryError``) and for
-    the ``RuntimeError("... out of memory ...")`` that other backends raise; torch is not imported here."""
+    """True when ``exc`` says the process ran out of memory, on a GPU or on the CPU:
+
+    - ``torch.OutOfMemoryError`` (CUDA, also raised as ``torch.cuda.OutOfMemoryError``);
+    - ``MemoryError`` (Python's own allocation failures), and ``OSError`` with ``errno`` ENOMEM;
+    - the ``RuntimeError`` of torch's CPU allocator (``DefaultCPUAllocator: can't allocate memory: you tried to
+      allocate … bytes``, e.g. ``torch.empty(10**13)``) and the "out of memory" of other backends.
+
+    torch is not imported here.
+    """
     torch = sys.modules.get("torch")
     oom_type = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
-    if oom_type is not None and isinstance(exc, oom_type):
+    if (oom_type is not None and isinstance(exc, oom_type)) or isinstance(exc, MemoryError):
         return True
-    return isinstance(exc, (RuntimeError, MemoryError)) and "out of memory" in str(exc).lower()
+    if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
+        return True
+    return isinstance(exc, RuntimeError) and any(word in str(exc).lower() for word in _OOM_WORDS)
 
 
 def _release_gpu_memory() -> None:

@@ -40,6 +40,14 @@ class PoolDisconnected(RuntimeError):
         self.in_flight = list(in_flight)
 
 
+class ClusterUnreachable(PoolDisconnected):
+    """The pool could not connect to its Ray cluster at all (nothing answers at ``workers.address``)."""
+
+    def __init__(self, message: str) -> None:
+        RuntimeError.__init__(self, message)
+        self.in_flight = []
+
+
 class Pool(abc.ABC):
     """Runs :class:`EvalJob` s asynchronously and hands back one :class:`EvalResult` per job.
 

@@ -28,15 +28,19 @@ import ray.exceptions as rex
 
 from ctm.result import EvalResult, TaskSpec
 from genome.cost import TaskShape
+from workers.cluster_info import alive_nodes, autoscaling_node_types, bootstrap_address
 from workers.config import WorkersConfig, WorkersConfigError
 from workers.execute import run_attempt
+from workers.feasibility import UnsatisfiableRequest, check_request, evaluation_request
 from workers.job import Attempt, EvalJob
-from workers.pool import Pool, PoolDisconnected
+from workers.pool import ClusterUnreachable, Pool, PoolDisconnected
+from workers.reach import address_problem
 from workers.resources import ResourcePlanner, Resources
 
 log = logging.getLogger(__name__)
 
 HEALTH_CHECK_EVERY_S = 5.0  # at most this long between cluster checks while no result arrives
+WAITING_REPORT_EVERY_S = 60.0  # how often the "waiting for the autoscaler" status line is repeated
 _LOST = (rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError, rex.LocalRayletDiedError)
 
 
@@ -86,6 +90,10 @@ class RayPool(Pool):
 
     ``task_shape`` maps a TaskSpec to the cost model's TaskShape (default ``ctm.make_task(spec).shape``;
     used in memory-aware mode); ``init_kwargs`` go to ``ray.init`` (e.g. ``_node_ip_address``).
+
+    At start the request of one evaluation is checked against the cluster's nodes (:mod:`workers.feasibility`):
+    :class:`workers.UnsatisfiableRequest` when no node can ever hold it; on an autoscaling cluster that may
+    add such a node, :attr:`waiting_for` holds a status line (also logged) until one joins.
     """
 
     def __init__(self, config: WorkersConfig | None = None, *,
@@ -101,6 +109,9 @@ class RayPool(Pool):
         self._unreachable_since: float | None = None
         self._last_check = time.monotonic()
         self._disconnected: str | None = None
+        self.waiting_for: str | None = None  # status line while no node can hold an evaluation yet
+        self._waiting_reported = 0.0
+        self._check_feasible()
 
     # -- connection -----------------------------------------------------------------------------------------
     def _connect(self, init_kwargs: dict[str, Any]) -> bool:
@@ -116,11 +127,42 @@ class RayPool(Pool):
                       "include_dashboard": False, **kwargs}
         else:
             kwargs = {"address": c.address, **kwargs}
+            problem = address_problem(bootstrap_address(c.address))
+            if problem is not None:
+                raise ClusterUnreachable(f"cannot connect to the Ray cluster at workers.address = {c.address!r}: "
+                                         f"{problem}; start the cluster (ray start --head) or fix workers.address")
         try:
             ray.init(**kwargs)
         except (ConnectionError, rex.RayError) as exc:
-            raise PoolDisconnected(f"cannot connect to the Ray cluster at {c.address!r}: {exc}", []) from exc
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            raise ClusterUnreachable(f"cannot connect to the Ray cluster at {c.address!r}: {lines[0][:300]}") from exc
         return True
+
+    def _where(self) -> str:
+        if self.config.address is None:
+            return "the local Ray cluster"
+        return f"the Ray cluster at {self.config.address}"
+
+    def _check_feasible(self) -> None:
+        """Refuse a request no node can ever hold; on an autoscaling cluster, say that we wait for a node."""
+        nodes = alive_nodes()
+        if nodes is None:  # Ray Client or unknown internals: the planner still sees the totals
+            return
+        request = evaluation_request(self.config, self._planner.gpus)
+        verdict = check_request(request, nodes, where=self._where(), node_types=autoscaling_node_types())
+        if verdict.kind == "never":
+            self.shutdown()
+            raise UnsatisfiableRequest([(f, getattr(self.config, f, v), a) for f, v, a in verdict.problems])
+        message = verdict.message
+        if message and self.config.concurrency is None:
+            message += "; set workers.concurrency so that queued evaluations ask the autoscaler for nodes"
+        was_waiting, self.waiting_for = self.waiting_for, message or None
+        now = time.monotonic()
+        if self.waiting_for and (not was_waiting or now - self._waiting_reported >= WAITING_REPORT_EVERY_S):
+            log.warning("%s", self.waiting_for)
+            self._waiting_reported = now
+        elif was_waiting and not self.waiting_for:
+            log.warning("a node that holds an evaluation has joined %s; evaluations start", self._where())
 
     def _check_evaluate_fn(self) -> None:
         """Fail fast when the evaluation module cannot be found here (code shipped by a runtime env excepted)."""
@@ -303,6 +345,8 @@ class RayPool(Pool):
         if _gcs_reachable(timeout_s=min(2.0, every)):
             self._unreachable_since = None
             self._planner.set_cluster(ray.cluster_resources())
+            if self.waiting_for:
+                self._check_feasible()
             return
         self._unreachable_since = self._unreachable_since or now
         down = now - self._unreachable_since

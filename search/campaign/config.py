@@ -2,23 +2,38 @@
 
 The file is checked completely at start-up, before any evaluation runs: its structure here (pydantic), the
 genome space by :mod:`genome.space`, and the strategy, descriptors, task and workers by their own factories
-(:func:`validate_components`). Every error names the file, the field, the value and what is allowed.
+(:func:`validate_components`). Every error names the file, the field, the value (cut short) and what is
+allowed. The file is read bounded (:mod:`genome.textio`: regular UTF-8 file, size cap, YAML alias and
+nesting caps); :func:`check_output_dir` checks the campaign directory against the file system.
 """
 
 from __future__ import annotations
 
+import re
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ctm.result import EvalBudget, TaskSpec
 from genome import GenomeError, GenomeSpace
+from genome.errors import quoted
+from genome.textio import FileReadError, load_yaml_file
+from search.campaign.paths import directory_problem
 from search.descriptors import make_descriptors
-from search.errors import ConfigError
+from search.errors import ConfigError, FieldError
 from search.strategies import make_strategy
 from workers import WorkersConfig
+
+MAX_NAME_CHARS = 191  # the campaign id "<name>-xxxxxxxx" is at most 200 characters (MLflow run names and tags)
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks",
+                    "databricks-uc", "uc")
+_TRACKING_ALLOWED = ("sqlite:///PATH, http(s)://HOST:PORT, postgresql://..., mysql://..., mssql://..., "
+                     "file:///PATH or databricks")
 
 
 class _Section(BaseModel):
@@ -67,15 +82,23 @@ class BudgetSection(_Section):
 
 class TrackingSection(_Section):
     uri: str | None = Field(default=None, description="MLflow tracking URI; default: sqlite in the campaign dir")
-    experiment: str | None = None
+    experiment: str | None = Field(default=None, min_length=1, max_length=256)
     checkpoints: Literal["none", "elites", "all"] = "none"
     log_every: int = Field(default=1, ge=1, description="log campaign metrics every N evaluations")
     retry_after_s: float = Field(default=30.0, gt=0, le=3600, description="first wait before trying an "
                                  "unreachable server again (doubling while it stays away, at most 10 minutes)")
 
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, uri: str | None) -> str | None:
+        problem = None if uri is None else tracking_uri_problem(uri)
+        if problem:
+            raise ValueError(problem)
+        return uri
+
 
 class CampaignConfig(_Section):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(description=f"1 to {MAX_NAME_CHARS} letters, digits, '_', '.', '-'")
     seed: int = Field(default=0, ge=0)
     output_dir: str | None = Field(default=None, description="campaign directory; default campaigns/<name>")
     task: TaskSection
@@ -90,6 +113,14 @@ class CampaignConfig(_Section):
                                 "at every stop); the snapshot is small, the journal holds the rest")
     plot_every_s: float = Field(default=60.0, gt=0, description="redraw the pictures every N seconds (and at the "
                                 "end), beside the loop")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not (1 <= len(name) <= MAX_NAME_CHARS and _NAME.match(name)) or name in (".", ".."):
+            raise ValueError(f"allowed is 1 to {MAX_NAME_CHARS} letters, digits, '_', '.' or '-' (it names the "
+                             "campaign's directory and MLflow runs)")
+        return name
 
     @field_validator("genome_space", mode="before")
     @classmethod
@@ -120,21 +151,25 @@ def _format_pydantic(exc: ValidationError, source: str) -> str:
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
         value = err.get("input")
-        message = err["msg"]
+        message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field (check the spelling; see experiments/quickstart.yaml for every field)"
         elif err["type"] == "missing":
             message = "required field is missing"
             lines.append(f"  - {field}: {message}")
             continue
-        lines.append(f"  - {field} = {value!r}: {message}")
+        lines.append(f"  - {field} = {quoted(value)}: {message}")
     return f"{source}: invalid campaign file:\n" + "\n".join(lines)
 
 
 def parse_campaign_config(data: Any, *, source: str = "<campaign>") -> CampaignConfig:
     """Validate a mapping (e.g. from YAML) into a config; raise :class:`ConfigError` naming every problem."""
+    if data is None:
+        raise ConfigError(f"{source}: the file is empty; a campaign file is a YAML mapping (name, task, strategy, "
+                          "...: see experiments/quickstart.yaml)")
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a campaign file must be a YAML mapping, got {type(data).__name__}")
+        raise ConfigError(f"{source}: a campaign file must be a YAML mapping (name, task, strategy, ...), got "
+                          f"{type(data).__name__} {quoted(data, 60)}")
     try:
         config = CampaignConfig.model_validate(data)
     except ValidationError as exc:
@@ -148,14 +183,65 @@ def parse_campaign_config(data: Any, *, source: str = "<campaign>") -> CampaignC
 
 
 def load_campaign_config(path: str | Path) -> CampaignConfig:
+    """Read and validate a campaign file; :class:`ConfigError` naming the file for anything wrong with it."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such campaign file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {exc}") from None
+        data = load_yaml_file(path, what="campaign file")
+    except FileReadError as exc:
+        raise ConfigError(str(exc)) from None
     return parse_campaign_config(data, source=str(path))
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """Why MLflow cannot use ``uri`` as a tracking store, judged from its form alone (nothing is contacted)."""
+    if not uri.strip():
+        return f"allowed is {_TRACKING_ALLOWED}"
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.lower()
+    if len(scheme) <= 1:  # a plain path (or a Windows drive letter): MLflow's file store
+        return None
+    engine = scheme.split("+", 1)[0]
+    if engine not in TRACKING_SCHEMES and scheme not in _plugin_schemes():
+        return f"unknown scheme {scheme!r}: allowed is {_TRACKING_ALLOWED}"
+    if engine in ("http", "https") and not parsed.netloc:
+        return f"no host: allowed is {engine}://HOST:PORT"
+    if engine == "sqlite" and not uri.startswith("sqlite:///"):
+        return "allowed is sqlite:///PATH (three slashes, then the database file; an in-memory store loses the runs)"
+    return None
+
+
+def _plugin_schemes() -> set[str]:
+    """Tracking-store schemes that installed MLflow plugins add."""
+    try:
+        return {ep.name for ep in entry_points(group="mlflow.tracking_store")}
+    except Exception:  # a broken plugin's metadata must not break validation
+        return set()
+
+
+def check_places(config: CampaignConfig, *, source: str, directory: Path | None = None,
+                 field: str = "output_dir") -> None:
+    """Check every place on this machine the campaign will write: its directory (``directory`` overrides
+    ``output_dir``) and the folder of a ``sqlite:///`` tracking store; :class:`FieldError` for the first that
+    cannot be created or written."""
+    check_output_dir(directory if directory is not None else config.directory(),
+                     source="" if field.startswith("--") else source, field=field)  # an option names itself
+    uri = config.tracking.uri
+    if uri and uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).expanduser().parent
+        problem = directory_problem(folder)
+        if problem is not None:
+            raise FieldError(f"{source}: tracking.uri", uri, f"a database in a folder you can create and write to "
+                             f"({folder}: {problem})")
+
+
+def check_output_dir(root: Path, *, source: str, field: str = "output_dir") -> None:
+    """:class:`FieldError` when the campaign directory ``root`` cannot be created or written (see
+    :func:`search.campaign.paths.directory_problem`): ``"<source>: <field> = <root>: allowed is …"``, or
+    ``"<field> = <root>: …"`` when ``source`` is empty (a command-line option such as ``--dir``)."""
+    problem = directory_problem(Path(root))
+    if problem is not None:
+        raise FieldError(f"{source}: {field}" if source else field, str(root),
+                         f"a directory you can create and write to ({problem})")
 
 
 def validate_components(config: CampaignConfig, *, source: str) -> None:

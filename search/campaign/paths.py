@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import IO
 
 from search.errors import CampaignError, CampaignStorageError
 
-__all__ = ["CampaignPaths", "default_tracking_uri", "lock_campaign"]
+__all__ = ["CampaignPaths", "default_tracking_uri", "directory_problem", "lock_campaign"]
 
 
 @dataclass(frozen=True)
@@ -104,3 +106,47 @@ def lock_campaign(root: Path) -> Iterator[IO[str]]:
             yield fh
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def directory_problem(root: Path) -> str | None:
+    """Why ``root`` cannot hold a campaign (new or existing), as a clause ("it is an existing file, not a
+    directory"); ``None`` when it can.
+
+    Catches, before anything is created: a path that is a file, a symlink loop or a dangling symlink, a parent
+    that is a file, and a place where nothing can be created (``/proc/x``, a read-only mount, no permission).
+    The last is tested by creating and removing an empty temporary directory in the nearest existing folder,
+    so it tells the truth whatever the user's privileges.
+    """
+    try:
+        text = os.fspath(root)
+        if "\0" in text:
+            return "it contains a NUL character"
+        if root.is_symlink() and not root.exists():
+            try:
+                root.resolve(strict=True)
+            except RuntimeError:
+                return "it is a symlink loop, a link that points back to itself"
+            except OSError as exc:
+                if "loop" in str(exc).lower() or exc.errno == 40:
+                    return "it is a symlink loop, a link that points back to itself"
+            return f"it is a symlink to {os.readlink(root)!r}, which does not exist"
+        if root.exists():
+            if not root.is_dir():
+                return "it is an existing file, not a directory"
+            return None if os.access(root, os.W_OK | os.X_OK) else "it is a directory you cannot write to"
+        parent = root.parent
+        while not parent.exists() and parent != parent.parent:
+            if parent.is_symlink():
+                return f"{parent} is a dangling symlink or a symlink loop"
+            parent = parent.parent
+        if not parent.is_dir():
+            return f"{parent} is a file, not a directory"
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".ctmevo-probe-", dir=parent))
+        except OSError as exc:
+            return f"nothing can be created in {parent}: [Errno {exc.errno}] {exc.strerror}"
+    except OSError as exc:
+        if exc.strerror:
+            return f"it cannot be created: [Errno {exc.errno}] {exc.strerror}"
+        return f"it cannot be used ({exc})"
+    return None

@@ -15,6 +15,18 @@ May import every other room of ``search`` and the layers below. Commands import 
 
 from __future__ import annotations
 
-from search.cli.app import main
+import sys
+from collections.abc import Sequence
 
 __all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``ctmevo`` entry point: :func:`search.cli.app.main`, imported here so that a Ctrl-C while the
+    command's modules load still ends in one line (exit 130), not a traceback."""
+    try:
+        from search.cli.app import main as run
+    except KeyboardInterrupt:
+        print("ctmevo: interrupted", file=sys.stderr)
+        return 130
+    return run(argv)

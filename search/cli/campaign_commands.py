@@ -18,7 +18,7 @@ def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
     from search.errors import CampaignStorageError, SearchError
     from search.records import best_record
     from search.tracking.errors import TrackingURIError
-    from workers import PoolDisconnected
+    from workers import ClusterUnreachable, PoolDisconnected, WorkersConfigError
 
     root = campaign.paths.root
     try:
@@ -29,6 +29,13 @@ def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
         return 1
     except SearchError as exc:
         raise UsageError(str(exc)) from None
+    except WorkersConfigError as exc:  # e.g. a request no node of the cluster can ever hold
+        raise UsageError(f"{exc}\nNothing was evaluated. Fix workers.* in {campaign.paths.config}, then: "
+                         f"ctmevo resume {root}") from None
+    except ClusterUnreachable as exc:
+        print(f"ctmevo: cannot reach the Ray cluster: {exc}\nNothing was evaluated. Start the cluster or fix "
+              f"workers.address in {campaign.paths.config}, then: ctmevo resume {root}", file=sys.stderr)
+        return 1
     except PoolDisconnected as exc:
         print(f"ctmevo: lost the Ray cluster: {exc}\nEvery completed evaluation is saved. When the cluster is "
               f"back: ctmevo resume {root}", file=sys.stderr)
@@ -81,14 +88,39 @@ def _finish_report(campaign: Campaign) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from search.campaign.config import check_places, load_campaign_config
     from search.campaign.loop import start
     from search.errors import SearchError
 
     try:
+        config = load_campaign_config(Path(args.file))  # every message about the file before anything is created
+        check_places(config, source=str(args.file), directory=Path(args.dir) if args.dir else None,
+                     field="--dir" if args.dir else "output_dir")
+        _check_cluster_answers(config.workers, source=str(args.file))
         campaign = start(Path(args.file), directory=Path(args.dir) if args.dir else None, fresh=args.fresh)
     except (SearchError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     return _run_campaign(campaign, offline=args.offline)
+
+
+def _check_cluster_answers(workers: dict, *, source: str) -> None:
+    """Before the campaign directory exists: a ``workers.address`` where nothing answers is an operational
+    failure (exit 1) that a plain re-run fixes once the cluster is up."""
+    from search.cli.base import OperationalError
+    from workers.reach import address_problem
+
+    address = workers.get("address")
+    if workers.get("backend", "ray") != "ray" or not isinstance(address, str):
+        return
+    if address == "auto":
+        from workers.cluster_info import bootstrap_address
+
+        address = bootstrap_address(address)
+    problem = address_problem(address)
+    if problem is not None:
+        raise OperationalError(f"{source}: workers.address = {workers['address']!r}: {problem}. Nothing was "
+                               "created: start the Ray cluster (ray start --head) or fix workers.address, then run "
+                               "the same command again")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -132,30 +164,36 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     from search.campaign.reporter import sync
     from search.campaign.summary import summarise
+    from search.cli.base import OperationalError
     from search.tracking.errors import TrackingUnavailable, TrackingURIError
 
     if summarise(Path(args.dir)).running:
         raise UsageError(f"{args.dir} is running right now: it sends its records to MLflow itself (see "
                          f"'ctmevo status {args.dir}')")
     campaign = open_campaign(args.dir)
-    total = campaign.progress.done
+    total, uri = campaign.progress.done, campaign.tracking_uri
+    waiting = summarise(Path(args.dir)).mlflow_behind
     try:
         left, error = sync(campaign, finished=campaign.finished())
     except (TrackingUnavailable, TrackingURIError) as exc:
-        print(f"ctmevo sync: {exc}\nNothing was sent; the evaluations wait in {campaign.paths.journal}. Run "
-              f"'ctmevo sync {args.dir}' again when the server answers.", file=sys.stderr)
-        return 1
+        raise OperationalError(f"the MLflow tracking server at {uri} does not answer ({exc}); nothing was sent: "
+                               f"{waiting} evaluation(s) still wait in {campaign.paths.journal}. Start the tracking "
+                               f"server (or fix tracking.uri in {campaign.paths.config}), then run again: "
+                               f"ctmevo sync {args.dir}") from None
     if left:
-        print(f"ctmevo sync: {total - left} of {total} evaluation(s) are in MLflow at {campaign.tracking_uri}; "
-              f"{left} could not be sent ({error}). Run 'ctmevo sync {args.dir}' again.", file=sys.stderr)
-        return 1
+        raise OperationalError(f"{total - left} of {total} evaluation(s) are in MLflow at {campaign.tracking_uri}; "
+                               f"{left} could not be sent ({error}). Run 'ctmevo sync {args.dir}' again.")
     say(f"all {total} evaluation(s) of {campaign.campaign_id} are in MLflow at {campaign.tracking_uri}")
     return 0
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from search.tracking.lineages import LineageError, lineage
+    from search.campaign.config import tracking_uri_problem
+    from search.cli.base import OperationalError
+    from search.tracking.client import down_reason, is_transient, server_down
+    from search.tracking.lineages import LineageError, lineage, lineage_from_records
 
+    campaign = None
     uri = args.tracking_uri  # explicit --tracking-uri, then --campaign, then $MLFLOW_TRACKING_URI
     if args.campaign:
         args.campaign_id, store = campaign_store(args.campaign)
@@ -163,10 +201,27 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri is None:
         raise UsageError("say where the runs are: --tracking-uri URI (or --campaign DIR, or MLFLOW_TRACKING_URI)")
+    problem = tracking_uri_problem(uri)
+    if problem:
+        raise UsageError(f"--tracking-uri = {uri!r}: {problem}")
     try:
+        if campaign is not None and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+            raise FileNotFoundError(f"{uri[len('sqlite:///'):]} does not exist")  # never create an empty store
         graph = lineage(uri, args.run, depth=args.depth, campaign=args.campaign_id)
     except LineageError as exc:
         raise UsageError(str(exc)) from None
+    except Exception as exc:
+        if not (is_transient(exc) or isinstance(exc, FileNotFoundError)):
+            raise
+        if campaign is None:
+            raise OperationalError(f"{server_down(uri, exc)}. Start it (or check --tracking-uri), then run the "
+                                   "command again") from None
+        print(f"ctmevo lineage: MLflow at {uri} cannot be read ({down_reason(exc)}); "
+              f"the lineage comes from {campaign.paths.journal} (no run ids)", file=sys.stderr)
+        try:
+            graph = lineage_from_records(campaign.records, args.run, depth=args.depth)
+        except LineageError as inner:
+            raise UsageError(str(inner)) from None
     if args.format == "tree":
         say(graph.to_tree_text())
         return 0

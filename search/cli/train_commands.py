@@ -36,6 +36,15 @@ def cmd_export(args: argparse.Namespace) -> int:
                         registered_name=args.register_as)
     except ExportError as exc:
         raise UsageError(str(exc)) from None
+    except Exception as exc:
+        from search.cli.base import OperationalError
+        from search.tracking.client import is_transient, server_down
+
+        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "the campaign's store"
+        if not (type(exc).__module__.startswith(("mlflow", "requests", "urllib3")) and is_transient(exc)):
+            raise
+        raise OperationalError(f"{server_down(uri, exc)}. Start it (or check --tracking-uri), then run the "
+                               "command again; --no-mlflow skips registering the model") from None
     r = found.record
     print(f"exported {r.genome.hash} (fitness {r.result.fitness}, campaign {r.campaign}) to {result.bundle}")
     print(f"  weights : {'from ' + str(found.checkpoint_source) if found.checkpoint else 'none (no checkpoint kept)'}")
@@ -112,6 +121,12 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
                 bundle.model = build(bundle.genome, bundle.task, seed=seed)
             return {"genome": bundle.genome, "task": bundle.task, "task_spec": bundle.task_spec,
                     "model": bundle.model, "source": provenance, "model_seed": seed}
+        if source.is_dir():
+            campaign = (source / "campaign.json").exists()
+            raise UsageError(f"{source} is a directory but not a bundle (no model.yaml): "
+                             + (f"it is a campaign; export an architecture from it first: ctmevo export --best "
+                                f"--campaign {source} --out BUNDLE_DIR" if campaign else
+                                "give a bundle made by 'ctmevo export', or a genome file with --task"))
         if task_spec is None:
             raise UsageError(f"{source} is a genome file, not a bundle: say which task to train on with --task "
                              "(e.g. --task parity --param length=64)")

@@ -1,4 +1,8 @@
-"""``ctmevo validate FILE``: check a genome or campaign file without running anything."""
+"""``ctmevo validate FILE``: check a genome or campaign file without running anything.
+
+A campaign file passes only if ``ctmevo run`` would start it: its fields, its components (task, strategy,
+descriptors, workers, tracking URI) and its campaign directory (creatable and writable; nothing is created).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,17 @@ from search.cli.base import Command, UsageError
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    import yaml
+    from genome.textio import FileReadError, load_yaml_file
 
     path = Path(args.file)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
     try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: malformed YAML: {exc}") from None
+        doc = load_yaml_file(path, what="genome or campaign file")
+    except FileReadError as exc:
+        hint = ""
+        if path.is_dir():
+            hint = ("; to see the campaign in a directory: ctmevo status " + str(path) if (path / "campaign.json")
+                    .exists() else "; give the campaign's .yaml file (see experiments/) or a genome file")
+        raise UsageError(f"{exc}{hint}") from None
     if isinstance(doc, dict) and "genes" in doc:
         from genome import GenomeError, SchemaError
         from genome.io import genome_from_document
@@ -28,11 +34,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         print(f"{path}: valid genome {genome.hash}: {_genome_summary(genome, args.task)}")
         return 0
-    from search.campaign.config import parse_campaign_config
+    from search.campaign.config import check_places, parse_campaign_config
     from search.errors import ConfigError
 
     try:
         config = parse_campaign_config(doc, source=str(path))
+        check_places(config, source=str(path))
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     print(f"{path}: valid campaign '{config.name}': {config.summary()}")

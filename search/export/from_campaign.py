@@ -7,9 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ctm.result import TaskSpec
+from genome.textio import FileReadError, load_yaml_file
 from search.campaign.loop import Campaign
 from search.campaign.paths import CampaignPaths, default_tracking_uri
 from search.export.located import ExportError, Located, by_hash, normalise_cell
@@ -26,9 +25,9 @@ def _campaign(root: Path) -> tuple[dict[str, Any], list[EvaluationRecord], str |
     if not paths.config.is_file():
         raise ExportError(f"{root} is not a campaign directory (no campaign.yaml); start one with 'ctmevo run FILE'")
     try:
-        config = yaml.safe_load(paths.config.read_text())
-    except yaml.YAMLError as exc:
-        raise ExportError(f"{paths.config}: malformed YAML: {exc}".replace("\n", " ")) from None
+        config = load_yaml_file(paths.config, what="campaign file")
+    except FileReadError as exc:
+        raise ExportError(str(exc)) from None
     if not isinstance(config, dict) or not isinstance(config.get("task"), dict):
         raise ExportError(f"{paths.config}: no 'task' section; is this a campaign directory made by 'ctmevo run'?")
     try:

@@ -11,12 +11,12 @@ import logging
 import tempfile
 from pathlib import Path
 
-import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from ctm.result import TaskSpec
+from genome.textio import FileReadError, parse_yaml
 from search.export.located import ExportError, Located, genome_from_text, record_from_run
 from search.records import parse_by
 from search.tracking.client import active_experiments
@@ -121,7 +121,10 @@ def _located_from_run(client: MlflowClient, uri: str, run: Run) -> Located:
                              certainty=_curve(client, run_id, "tick_certainty"))
     parent = run.data.tags.get(TAG_PARENT_RUN)
     config_text = _text_artifact(client, parent, "config.yaml") if parent else None
-    config = yaml.safe_load(config_text) if config_text else None
+    try:
+        config = parse_yaml(config_text, source=f"runs:/{parent}/config.yaml") if config_text else None
+    except FileReadError as exc:
+        raise ExportError(str(exc)) from None
     if not isinstance(config, dict) or "task" not in config:
         raise ExportError(f"run {run_id}: its campaign run has no config.yaml naming the task; export from the "
                           "campaign directory instead (--campaign DIR)")

@@ -19,7 +19,8 @@ from mlflow.exceptions import MlflowException
 from search.tracking.relocate import follow_moved_store
 
 __all__ = ["HTTP_DEFAULTS", "active_experiments", "artifact_root", "campaign_url", "client", "configure_http_defaults",
-           "ensure_experiment", "first_line", "is_transient", "run_link", "scoped_tracking_uri"]
+           "down_reason", "ensure_experiment", "first_line", "is_transient", "run_link", "scoped_tracking_uri",
+           "server_down"]
 
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
@@ -96,6 +97,25 @@ def first_line(exc: BaseException) -> str:
     """``Type: first line of the message`` (at most 300 characters), for one-line warnings."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+_DOWN_REASONS = (("Connection refused", "connection refused"), ("Name or service not known", "unknown host"),
+                 ("nodename nor servname", "unknown host"), ("timed out", "timed out"),
+                 ("Read timed out", "timed out"), ("Max retries exceeded", "no answer"),
+                 ("Connection reset", "connection reset"), ("Remote end closed", "connection closed"),
+                 ("database is locked", "database locked"), ("unable to open database", "cannot open the database"))
+
+
+def down_reason(exc: BaseException) -> str:
+    """Why a tracking store does not answer, in a few words: the connection-refused / timed-out / unknown-host
+    buried in MLflow's long retry message, else the exception's first line."""
+    text = str(exc)
+    return next((short for needle, short in _DOWN_REASONS if needle in text), None) or first_line(exc)
+
+
+def server_down(uri: str, exc: BaseException) -> str:
+    """One line saying that the tracking store at ``uri`` does not answer, and why (:func:`down_reason`)."""
+    return f"the MLflow tracking server at {uri} does not answer ({down_reason(exc)})"
 
 
 @contextlib.contextmanager

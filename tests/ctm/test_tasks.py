@@ -238,7 +238,7 @@ def test_user_task_module_class(tmp_path, monkeypatch: pytest.MonkeyPatch) -> No
         make_task(TaskSpec(name="my_ctm_tasks:NotATask"))
     with pytest.raises(TaskError, match="no class 'Nope'"):
         make_task(TaskSpec(name="my_ctm_tasks:Nope"))
-    with pytest.raises(TaskError, match="do not fit"):
+    with pytest.raises(TaskError, match=r"allowed is what Majority\(...\) accepts"):
         make_task(TaskSpec(name="my_ctm_tasks:Majority", params={"bogus": 1}))
     with pytest.raises(TaskError, match="cannot be imported"):
         make_task(TaskSpec(name="no_such_module_xyz:Task"))

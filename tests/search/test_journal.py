@@ -88,6 +88,37 @@ def test_torn_tail_of_nul_bytes_is_ignored(tmp_path: Path) -> None:
     assert JsonLines(path).read() == [{"a": 1}]
 
 
+def test_a_garbled_newline_terminated_last_line_is_torn_too(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Power loss can keep a line's newline but not all its bytes: the last line only is dropped, with one
+    warning naming the file and line, and truncated before the next append."""
+    path = tmp_path / "j.jsonl"
+    with JsonLines(path) as lines:
+        lines.extend([{"a": 1}, {"b": 2}])
+    path.write_bytes(path.read_bytes() + b'{"c": \x00\x00\x00\n')
+    reader = Journal(path)
+    with caplog.at_level("WARNING", logger="ctmevo.journal"):
+        assert reader.read() == [{"a": 1}, {"b": 2}]
+        assert reader.read() == [{"a": 1}, {"b": 2}]
+    assert reader.torn is not None and reader.torn.line == 3
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "j.jsonl: line 3 is incomplete" in warnings[0] and "resume" in warnings[0]
+    with JsonLines(path) as lines:
+        lines.append({"d": 4})
+    assert JsonLines(path).read() == [{"a": 1}, {"b": 2}, {"d": 4}]
+
+
+def test_journal_and_snapshot_damage_are_campaign_errors_the_cli_prints(tmp_path: Path) -> None:
+    from search.errors import CampaignError
+
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"a": 1}\n{oops\n{"b": 2}\n')
+    with pytest.raises(CampaignError, match="line 2 is corrupt"):
+        JsonLines(path).read()
+    (tmp_path / "s.json").write_bytes(b"\xff{")
+    with pytest.raises(CampaignError, match=r"s\.json: not valid JSON \(byte 0xff at offset 0"):
+        read_json(tmp_path / "s.json")
+
+
 def test_corruption_in_the_middle_raises_clearly(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     with JsonLines(path) as lines:

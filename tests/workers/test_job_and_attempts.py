@@ -75,3 +75,36 @@ def test_out_of_memory_is_recognised_without_importing_torch() -> None:
     assert is_out_of_memory(MemoryError("out of memory"))
     assert not is_out_of_memory(ValueError("out of memory"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+def test_cpu_allocation_failures_are_out_of_memory() -> None:
+    import errno
+
+    import torch
+
+    with pytest.raises(RuntimeError) as info:
+        torch.empty(10**14)  # 400 TB: a real failure of torch's CPU allocator on any machine
+    assert is_out_of_memory(info.value), str(info.value)
+    assert is_out_of_memory(MemoryError())  # Python's own, with no message at all
+    assert is_out_of_memory(OSError(errno.ENOMEM, "Cannot allocate memory"))
+    assert not is_out_of_memory(OSError(errno.ENOENT, "No such file or directory"))
+
+
+def _allocate_400_tb(genome, task, budget, seed, device="cpu", *, batch_size=None, want_checkpoint=False):
+    import torch
+
+    if batch_size is None:
+        torch.empty(10**14)
+    from workers.testing import ok_result
+
+    return ok_result(genome, seed, 0.5, batch_size=batch_size)
+
+
+def test_a_cpu_allocation_failure_gets_the_halved_batch_retry() -> None:
+    from workers import InlinePool, WorkersConfig
+
+    pool = InlinePool(WorkersConfig(backend="inline", evaluate_fn=f"{__name__}:_allocate_400_tb"))
+    genome = Genome(ticks=3, batch_size=64)
+    pool.submit(EvalJob(genome=genome, task=TaskSpec(name="parity"), budget=EvalBudget(steps=1)))
+    [result] = pool.poll()
+    assert result.ok and result.attempts == 2 and result.metrics["batch_size"] == 32.0

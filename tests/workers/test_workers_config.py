@@ -47,7 +47,7 @@ def test_all_problems_reported_at_once_and_unknown_keys_rejected() -> None:
     with pytest.raises(WorkersConfigError) as info:
         WorkersConfig(backend="x", max_retries=-2)
     assert [p[0] for p in info.value.problems] == ["backend", "max_retries"]
-    with pytest.raises(WorkersConfigError, match=r"workers\.num_gpu = 1: allowed: a known key"):
+    with pytest.raises(WorkersConfigError, match=r"workers\.num_gpu = 1: allowed is a known key"):
         WorkersConfig.from_dict({"num_gpu": 1})
 
 
