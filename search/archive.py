@@ -86,7 +86,8 @@ class QDArchive:
         return self.cell_name(self.index_of(values))
 
     # -- insertion -----------------------------------------------------------------------------------------
-    def add(self, genome_hash: str, solution: np.ndarray, fitness: float, values: Sequence[float]) -> bool:
+    def add(self, genome_hash: str, solution: np.ndarray, fitness: float, values: Sequence[float], *, rung: int = 0,
+            seeds: int = 1) -> bool:
         """Offer one evaluated genome; True when it became its cell's elite (MAP-Elites' rule: strictly better)."""
         index = self.index_of(values)
         info = self.archive.add_single(solution, fitness, self.measures(values))

@@ -46,7 +46,9 @@ class Proposal:
 class EvaluationRecord:
     """One finished evaluation as the journal stores it and MLflow archives it.
 
-    ``birth`` is the order in which the campaign asked for the proposal (0, 1, 2, ...).
+    ``birth`` is the order in which the campaign asked for the proposal (0, 1, 2, ...). ``rung`` is the
+    fidelity rung the evaluation reached (its training budget, see :mod:`search.campaign.rungs`) and
+    ``repeat`` its seed index (0: the genome's campaign seed; 1, 2, ...: fresh seeds of a re-evaluation).
     """
 
     campaign: str
@@ -55,14 +57,25 @@ class EvaluationRecord:
     result: EvalResult
     finished_at: float
     extra: dict[str, Any] = field(default_factory=dict)
+    rung: int = 0
+    repeat: int = 0
 
     @property
     def genome(self) -> Genome:
         return self.proposal.genome
 
     def to_dict(self) -> dict[str, Any]:
-        return {"campaign": self.campaign, "birth": self.birth, "proposal": self.proposal.to_dict(),
+        data = {"campaign": self.campaign, "birth": self.birth, "proposal": self.proposal.to_dict(),
                 "result": self.result.to_dict(), "finished_at": self.finished_at, "extra": self.extra}
+        if self.rung or self.repeat:
+            data.update(rung=self.rung, repeat=self.repeat)
+        return data
+
+    @property
+    def cost(self) -> float:
+        """Optimizer steps this evaluation trained (a continued one: only the steps after its start)."""
+        metrics = self.result.metrics
+        return max(0.0, float(metrics.get("train_steps") or 0.0) - float(metrics.get("start_step") or 0.0))
 
     def slim(self) -> EvaluationRecord:
         """This record without its loss curve, per-tick arrays and behaviour (what a long campaign keeps in
@@ -73,13 +86,14 @@ class EvaluationRecord:
         light = EvalResult(genome_hash=r.genome_hash, status=r.status, fitness=r.fitness, metrics=r.metrics,
                            failure=r.failure, seed=r.seed, attempts=r.attempts, worker=r.worker)
         return EvaluationRecord(campaign=self.campaign, birth=self.birth, proposal=self.proposal, result=light,
-                                finished_at=self.finished_at, extra=self.extra)
+                                finished_at=self.finished_at, extra=self.extra, rung=self.rung, repeat=self.repeat)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvaluationRecord:
         return cls(campaign=data["campaign"], birth=data["birth"], proposal=Proposal.from_dict(data["proposal"]),
                    result=EvalResult.from_dict(data["result"]), finished_at=data["finished_at"],
-                   extra=dict(data.get("extra") or {}))
+                   extra=dict(data.get("extra") or {}), rung=int(data.get("rung", 0)),
+                   repeat=int(data.get("repeat", 0)))
 
 
 # -- choosing the best ---------------------------------------------------------------------------------------
@@ -115,16 +129,49 @@ def parse_by(by: str | None) -> tuple[str, bool]:
     return by, by not in LOWER_IS_BETTER
 
 
-def ranked(records: Iterable[EvaluationRecord], by: str | None = None) -> list[EvaluationRecord]:
-    """Successful records that have the metric ``by`` (default fitness), best first; ties go to the earlier birth."""
+@dataclass(frozen=True)
+class Standing:
+    """Where one genome stands: its highest fidelity rung, the mean of ``by`` over its seeds there, and the
+    record that represents it (its first seed at that rung)."""
+
+    record: EvaluationRecord
+    rung: int
+    value: float
+    seeds: int
+
+
+def standings(records: Iterable[EvaluationRecord], by: str | None = None, *, min_seeds: int = 1) -> list[Standing]:
+    """One standing per genome with the metric ``by`` (default fitness), best first: genomes with at least
+    ``min_seeds`` seeds before the others, a higher rung before a lower one (like is compared with like), then
+    the better mean; ties go to the earlier birth. Failed evaluations do not count."""
     metric, maximise = parse_by(by)
     sign = 1.0 if maximise else -1.0
-    scored = [(v, r) for r in records if r.result.ok and (v := metric_of(r, metric)) is not None]
-    scored.sort(key=lambda vr: (-sign * vr[0], vr[1].birth))
-    return [r for _, r in scored]
+    top: dict[str, list[tuple[EvaluationRecord, float]]] = {}
+    for r in records:
+        value = metric_of(r, metric) if r.result.ok else None
+        if value is None:
+            continue
+        mine = top.get(r.genome.hash)
+        if mine is None or r.rung > mine[0][0].rung:
+            top[r.genome.hash] = [(r, value)]
+        elif r.rung == mine[0][0].rung:
+            mine.append((r, value))
+    out = []
+    for entries in top.values():
+        first = min(entries, key=lambda rv: rv[0].repeat)[0]
+        out.append(Standing(first, first.rung, sum(v for _, v in entries) / len(entries), len(entries)))
+    out.sort(key=lambda s: (s.seeds < min_seeds, -s.rung, -sign * s.value, s.record.birth))
+    return out
 
 
-def best_record(records: Iterable[EvaluationRecord], by: str | None = None) -> EvaluationRecord | None:
-    """The best successful record by ``by`` (default fitness), or ``None`` when none has that metric."""
-    best = ranked(records, by)
-    return best[0] if best else None
+def ranked(records: Iterable[EvaluationRecord], by: str | None = None, *, min_seeds: int = 1
+           ) -> list[EvaluationRecord]:
+    """One record per genome, best first by :func:`standings`."""
+    return [s.record for s in standings(records, by, min_seeds=min_seeds)]
+
+
+def best_record(records: Iterable[EvaluationRecord], by: str | None = None, *, min_seeds: int = 1
+                ) -> EvaluationRecord | None:
+    """The record of the best genome by :func:`standings`, or ``None`` when none has the metric ``by``."""
+    best = standings(records, by, min_seeds=min_seeds)
+    return best[0].record if best else None

@@ -49,7 +49,8 @@ class WorkersConfig:
       (``None``: no limit); exceeded ⇒ the attempt is cancelled and reported as a ``timeout`` failure.
     - ``max_retries``: how often a job is resubmitted after its worker process or node died.
     - ``evaluate_fn``: ``"module:function"`` called as ``fn(genome, task, budget, seed, device, *,
-      batch_size, want_checkpoint) -> EvalResult`` on the worker.
+      batch_size, want_checkpoint[, start]) -> EvalResult`` on the worker (``start`` only for a continued
+      evaluation: the bytes of its training state).
     - ``runtime_env``: Ray runtime environment for the workers (e.g. ``{"working_dir": "."}`` or
       ``{"py_modules": [...]}``), see docs/cluster.md; ``None``: the workers' own Python environment.
     - ``disconnect_after_s``: the pool raises :class:`workers.PoolDisconnected` once the cluster has been

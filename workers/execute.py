@@ -89,8 +89,9 @@ def run_attempt(job: EvalJob, evaluate_fn: str, device: str = "cpu", worker: str
     started = time.monotonic()
     try:
         fn = resolve(evaluate_fn)
+        extra = {"start": job.start} if job.start is not None else {}  # only continued jobs: user fns may lack it
         result = fn(job.genome, job.task, job.budget, job.seed, device=device, batch_size=job.batch_size,
-                    want_checkpoint=job.want_checkpoint)
+                    want_checkpoint=job.want_checkpoint, **extra)
         if not isinstance(result, EvalResult):
             raise TypeError(f"{evaluate_fn} returned {type(result).__name__}, expected ctm.result.EvalResult")
     except Exception as exc:  # every failure of an evaluation is a result, never an exception

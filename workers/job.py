@@ -29,6 +29,7 @@ class EvalJob:
     job_id: str = ""
     want_checkpoint: bool = False
     batch_size: int | None = None
+    start: bytes | None = None  # an evaluation state to continue from (``ctm.eval_state``), None: from scratch
 
     def __post_init__(self) -> None:
         if not isinstance(self.genome, Genome):

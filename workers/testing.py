@@ -66,7 +66,8 @@ def ok_result(genome: Genome, seed: int, fitness: float, *, wall_time_s: float =
 
 
 def fake_evaluate(genome: Genome, task: TaskSpec, budget: EvalBudget, seed: int, device: str = "cpu", *,
-                  batch_size: int | None = None, want_checkpoint: bool = False) -> EvalResult:
+                  batch_size: int | None = None, want_checkpoint: bool = False,
+                  start: bytes | None = None) -> EvalResult:
     """Behave as ``task.params`` says (see the module docstring); otherwise succeed at once."""
     p = task.params
     started, started_at = time.monotonic(), time.time()
@@ -110,6 +111,7 @@ def fake_evaluate(genome: Genome, task: TaskSpec, budget: EvalBudget, seed: int,
 
 
 def noop_evaluate(genome: Genome, task: TaskSpec, budget: EvalBudget, seed: int, device: str = "cpu", *,
-                  batch_size: int | None = None, want_checkpoint: bool = False) -> EvalResult:
+                  batch_size: int | None = None, want_checkpoint: bool = False,
+                  start: bytes | None = None) -> EvalResult:
     """Return a minimal success at once: measures the pool's own overhead."""
     return EvalResult(genome_hash=genome.hash, fitness=0.0, seed=seed)

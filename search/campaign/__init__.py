@@ -3,8 +3,13 @@
 =====================  ======================================================================================
 ``config``             the campaign file (pydantic schema), validated completely before anything runs
 ``paths``              the layout of a campaign directory
-``loop``               :class:`Campaign`: ask → journal → submit → poll → journal → tell; resume
+``loop``               :class:`Campaign`: ask → journal → submit → poll → journal → tell
+``rungs``              fidelity rungs (asynchronous successive halving) and repeated seeds: what runs next
+``jobs``               the evaluation job of a genome at a rung and seed (budget, seed, state to continue)
+``replay``             resuming: the snapshot, then the journal's events as they happened
 ``state``              the small snapshot the loop restarts from (the journal holds the rest)
+``repair``             weights that should be on disk and are not, evaluated again
+``signals``            Ctrl-C deferred to a safe point of the loop
 ``progress``           counts and metrics after every result
 ``reporter``           what the loop reports to: metric history, live view, the consumers of the journal
 ``consumers``          a consumer of the journal on its own thread, with a durable cursor
@@ -24,7 +29,8 @@ import importlib
 from typing import Any
 
 _API = {
-    "Campaign": "search.campaign.loop", "evaluation_seed": "search.campaign.loop", "start": "search.campaign.loop",
+    "Campaign": "search.campaign.loop", "evaluation_seed": "search.campaign.jobs", "start": "search.campaign.loop",
+    "RungScheduler": "search.campaign.rungs", "JobKey": "search.campaign.rungs",
     "lock_campaign": "search.campaign.paths", "STATE_VERSION": "search.campaign.state",
     "CampaignConfig": "search.campaign.config", "load_campaign_config": "search.campaign.config",
     "parse_campaign_config": "search.campaign.config", "CampaignPaths": "search.campaign.paths",

@@ -9,6 +9,7 @@ nesting caps); :func:`check_output_dir` checks the campaign directory against th
 
 from __future__ import annotations
 
+import itertools
 import re
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -53,8 +54,28 @@ class StrategySection(_Section):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
+class FidelitySection(_Section):
+    """Fidelity rungs (asynchronous successive halving, see :mod:`search.campaign.rungs`): give ``rungs``, the
+    cumulative training steps of each rung (the first is ``evaluation.steps``), or ``factor`` and
+    ``max_steps`` (rungs ``steps, steps*factor, ...`` up to ``max_steps``)."""
+
+    rungs: list[int] | None = Field(default=None, min_length=2, max_length=20)
+    factor: float | None = Field(default=None, ge=1.5, le=100)
+    max_steps: int | None = Field(default=None, ge=2)
+    eta: float = Field(default=3.0, gt=1, le=100, description="promote the top 1/eta of each rung")
+
+
+class RepeatSection(_Section):
+    """Re-evaluation with fresh seeds: the best genomes get ``seeds`` seeds, using at most ``share`` of the jobs;
+    what is reported as best is a mean over at least ``seeds`` seeds once any genome has them."""
+
+    seeds: int = Field(default=3, ge=2, le=100)
+    share: float = Field(default=0.15, gt=0, lt=1)
+
+
 class EvaluationSection(_Section):
-    """The training budget of one fitness evaluation (see :class:`ctm.result.EvalBudget`)."""
+    """The training budget of one fitness evaluation (see :class:`ctm.result.EvalBudget`); with ``fidelity``,
+    the budget of the first rung."""
 
     steps: int | None = Field(default=200, ge=1)
     seconds: float | None = Field(default=None, gt=0)
@@ -62,15 +83,43 @@ class EvaluationSection(_Section):
     exit_threshold: float = Field(default=0.8, gt=0, le=1)
     warmup_steps: int = Field(default=0, ge=0)
     grad_clip: float = Field(default=1.0, gt=0)
+    fidelity: FidelitySection | None = None
+    repeats: RepeatSection | None = None
 
     @model_validator(mode="after")
     def _some_limit(self) -> EvaluationSection:
         if self.steps is None and self.seconds is None:
             raise ValueError("set steps or seconds (or both): an evaluation needs a limit")
+        f = self.fidelity
+        if f is not None:
+            if self.steps is None:
+                raise ValueError("fidelity rungs count training steps: set evaluation.steps (the first rung)")
+            if (f.rungs is None) == (f.factor is None):
+                raise ValueError("fidelity: give either rungs: [steps, ...] or factor and max_steps")
+            if f.factor is not None and (f.max_steps is None or f.max_steps <= self.steps):
+                raise ValueError(f"fidelity.max_steps = {f.max_steps}: allowed is a step count above evaluation.steps "
+                                 f"= {self.steps}")
+            rungs = self.rungs()
+            if rungs[0] != self.steps or any(b <= a for a, b in itertools.pairwise(rungs)):
+                raise ValueError(f"fidelity.rungs = {f.rungs}: allowed is increasing step counts starting at "
+                                 f"evaluation.steps = {self.steps}")
         return self
 
+    def rungs(self) -> list[int]:
+        """The cumulative training steps of each fidelity rung (one rung, ``[steps]``, without fidelity)."""
+        f = self.fidelity
+        if f is None or self.steps is None:
+            return [self.steps or 0]
+        if f.rungs is not None:
+            return list(f.rungs)
+        assert f.factor is not None and f.max_steps is not None
+        out = [self.steps]
+        while round(out[-1] * f.factor) <= f.max_steps:
+            out.append(round(out[-1] * f.factor))
+        return out
+
     def budget(self) -> EvalBudget:
-        return EvalBudget(**self.model_dump())
+        return EvalBudget(**self.model_dump(exclude={"fidelity", "repeats"}))
 
 
 class BudgetSection(_Section):
@@ -78,6 +127,8 @@ class BudgetSection(_Section):
 
     evaluations: int | None = Field(default=None, ge=1)
     wall_time_s: float | None = Field(default=None, gt=0)
+    steps: int | None = Field(default=None, ge=1, description="total optimizer steps trained by all evaluations "
+                              "(compute); a continued evaluation counts only the steps it adds")
 
 
 class TrackingSection(_Section):
@@ -136,8 +187,12 @@ class CampaignConfig(_Section):
 
     def summary(self) -> str:
         budget = (f"{self.budget.evaluations} evaluations" if self.budget.evaluations else "open-ended")
+        if self.budget.steps:
+            budget += f", at most {self.budget.steps:,} training steps"
         if self.budget.wall_time_s:
             budget += f", at most {self.budget.wall_time_s:g} s"
+        if self.evaluation.fidelity is not None:
+            budget += f", fidelity rungs {self.evaluation.rungs()} (eta {self.evaluation.fidelity.eta:g})"
         space = self.space()
         return (f"task {self.task.name}, strategy {self.strategy.name}, {len(space.evolvable)} searched genes, "
                 f"{len(self.descriptors)} descriptors, {budget}")

@@ -60,7 +60,7 @@ class LiveView:
         table = Table.grid(padding=(0, 2))
         for label, value in (
             ("done / in flight / failed", f"{p.done} / {p.in_flight} / {p.failures}"),
-            ("best fitness", fmt(m.get("best_fitness"))),
+            ("best fitness", _best(m)),
             ("coverage", fmt(m.get("coverage"))),
             ("QD-score", fmt(m.get("qd_score"))),
             ("archive size", fmt(m.get("archive_size"))),
@@ -76,5 +76,13 @@ class LiveView:
         total = f"/{p.budget}" if p.budget else ""
         extra = "".join(f", {label}: {text}" for label, text in self.status())
         return (f"[{self.name}] {p.done}{total} done, {p.in_flight} in flight, {p.failures} failed,"
-                f" best {fmt(m.get('best_fitness'))}, coverage {fmt(m.get('coverage'))}, "
+                f" best {_best(m)}, coverage {fmt(m.get('coverage'))}, "
                 f"QD-score {fmt(m.get('qd_score'))}, {p.per_hour:,.0f}/h{extra}")
+
+
+def _best(metrics: dict[str, float]) -> str:
+    """The best as reported: a mean over seeds at a rung when the campaign measures again, else the best value."""
+    if "best_mean_fitness" in metrics:
+        seeds, rung = int(metrics.get("best_seeds", 1)), int(metrics.get("best_rung", 0))
+        return f"{fmt(metrics['best_mean_fitness'])} ({seeds} seed{'s' if seeds != 1 else ''}, rung {rung})"
+    return fmt(metrics.get("best_fitness"))

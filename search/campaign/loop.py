@@ -2,9 +2,14 @@
 
 The hot loop does only what dispatch needs::
 
-    proposals = strategy.ask(free slots)   → journal "ask" event (fsync)          → pool.submit
+    jobs      = promotions and repeats (rungs.next_job), else strategy.ask(free slots)
+                                           → journal "job" / "ask" event (fsync)  → pool.submit
     results   = pool.poll()                → checkpoints (fsync) → journal "result" events (ONE fsync for the
-                                             batch: group commit) → strategy.tell each → reporter.recorded
+                                             batch: group commit) → strategy.tell / revise → reporter.recorded
+
+With fidelity rungs (:mod:`.rungs`) a genome is first trained to the lowest rung; the best of each rung are
+promoted and continue training from their own checkpoint; the best genomes are evaluated again with fresh
+seeds; the strategy learns each new measurement (``Strategy.revise``).
 
 Everything a person looks at (MLflow runs, pictures, tables) is derived from the journal beside the loop by
 consumers (:mod:`.reporter`, :mod:`.consumers`), never on the loop's thread. The journal is the source of
@@ -21,42 +26,37 @@ strategy. A failed write (disk full, read-only directory) stops the campaign wit
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import logging
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 from ctm.result import EvalResult
 from genome.io import write_bytes_atomic
 from search.campaign.config import CampaignConfig, load_campaign_config
+from search.campaign.jobs import JobMaker, evaluation_seed
 from search.campaign.paths import CampaignPaths, default_tracking_uri, lock_campaign
 from search.campaign.progress import Progress
+from search.campaign.repair import WeightRepair
+from search.campaign.replay import Replay
 from search.campaign.reporter import CampaignReporter, Reporter
-from search.campaign.state import STATE_VERSION, LoopState, results_before, strategy_log
+from search.campaign.rungs import JobKey, RungScheduler
+from search.campaign.signals import Interrupts, deferred_interrupts
+from search.campaign.state import STATE_VERSION, LoopState
 from search.descriptors import describe_result, make_descriptors
 from search.errors import CampaignError, CampaignStorageError
 from search.journal import Journal, read_json, write_atomic
 from search.records import EvaluationRecord, Proposal
 from search.strategies import Strategy, make_strategy
-from workers import EvalJob, Pool, WorkersConfig, make_pool
+from workers import Pool, WorkersConfig, make_pool
 
-__all__ = ["Campaign", "evaluation_seed", "start"]
-
-log = logging.getLogger("ctmevo.campaign")
-REPAIR = "#weights"  # job id suffix of an evaluation run again only for its lost weights
+__all__ = ["Campaign", "evaluation_seed", "start"]  # evaluation_seed: see search.campaign.jobs
 
 
-def evaluation_seed(campaign_seed: int, genome_hash: str) -> int:
-    """The training seed of one evaluation: fixed by the campaign seed and the genome, whatever the order."""
-    return int(hashlib.sha256(f"{campaign_seed}:{genome_hash}".encode()).hexdigest()[:8], 16)
 
-
-class Campaign:
+class Campaign(Replay):
     """One campaign directory: its config, journal, snapshot, and the loop that runs it."""
 
     def __init__(self, *, config: CampaignConfig, directory: Path, campaign_id: str):
@@ -72,10 +72,19 @@ class Campaign:
         self.journal = Journal(self.paths.journal)
         self.progress = Progress(budget=config.budget.evaluations)
         self.state = LoopState()
+        self.jobs = JobMaker(config, self.paths)
+        repeats = config.evaluation.repeats
+        self.rungs = RungScheduler(rungs=self.jobs.rungs, eta=config.evaluation.fidelity.eta if
+                                   config.evaluation.fidelity else 3.0, seeds=repeats.seeds if repeats else 1,
+                                   share=repeats.share if repeats else 0.0)
+        self.strategy.configure_rungs(len(self.jobs.rungs) - 1)
+        self._births: dict[str, int] = {}  # genome hash → birth
+        self._spent = 0.0  # optimizer steps trained so far (budget.steps)
+        self._interrupts = Interrupts()
         self._records: list[EvaluationRecord] = []  # slim copies (no loss curves): the journal has the rest
         self._lock: IO[str] | None = None
         self._held: contextlib.ExitStack | None = None  # a lock taken by start(fresh=True)
-        self._repairs: set[str] = set()  # jobs in flight that evaluate again for lost weights
+        self.repair = WeightRepair(self)
         self._snapshot_done = 0
 
     # -- creation and resumption -------------------------------------------------------------------------
@@ -116,62 +125,6 @@ class Campaign:
         """The MLflow store of this campaign: ``tracking.uri``, or the sqlite store inside its directory."""
         return self.config.tracking.uri or default_tracking_uri(self.paths)
 
-    def _restore(self) -> None:
-        """The snapshot (the strategy gets the journal's results before it as its told log), then every journal
-        event after it, exactly as they happened."""
-        events = self.journal.read()
-        if self.paths.state.exists():
-            data = read_json(self.paths.state)
-            self.state = LoopState.from_dict(data, str(self.paths.state))
-            before = list(results_before(events, self.state.events))
-            try:
-                self.strategy.load_state_dict(data["strategy"], log=strategy_log(self.strategy, before,
-                                                                                 self._journaled_descriptors))
-            except (KeyError, ValueError) as exc:
-                raise CampaignError(f"{self.paths.state}: {exc}; the campaign file or the journal changed since "
-                                    "this snapshot") from None
-            self._records = [r.slim() for r in before]
-            self.progress.elapsed_before = self.state.elapsed_s
-        for event in events[self.state.events:]:
-            self._apply(event, replay=True)
-        self._snapshot_done = len(self._records)
-        self.progress.done = len(self._records)
-        self.progress.failures = sum(not r.result.ok for r in self._records)
-        self.progress.metrics = self.strategy.metrics()
-
-    def _apply(self, event: dict[str, Any], *, replay: bool) -> None:
-        if event["event"] == "ask":
-            self._apply_ask(event["births"], [Proposal.from_dict(p) for p in event["proposals"]], replay=replay)
-        elif event["event"] == "result":
-            self._apply_result(EvaluationRecord.from_dict(event["record"]))
-        else:
-            raise CampaignError(f"{self.paths.journal}: unknown event {event['event']!r}")
-
-    def _apply_ask(self, births: list[int], proposals: list[Proposal], *, replay: bool) -> None:
-        if replay:
-            again = self.strategy.ask(len(proposals))
-            if [p.genome_hash for p in again] != [p.genome_hash for p in proposals]:
-                raise CampaignError(
-                    f"{self.paths.journal}: replaying ask #{births[0]} gave other genomes than the journal "
-                    "holds: the strategy is not deterministic, or the campaign file was edited")
-        for birth, proposal in zip(births, proposals, strict=True):
-            self.state.pending[proposal.genome_hash] = (birth, proposal)
-        self.state.births = max(self.state.births, max(births) + 1)
-        self.state.events += 1
-
-    def _apply_result(self, record: EvaluationRecord) -> None:
-        self.state.pending.pop(record.result.genome_hash, None)
-        self.strategy.tell(record.result, descriptors=self._journaled_descriptors(record))
-        self._records.append(record.slim())
-        self.state.events += 1
-
-    def _journaled_descriptors(self, record: EvaluationRecord) -> list[float] | None:
-        """The descriptor values a result event holds (all of them, in the campaign's order), else None."""
-        values = record.extra.get("descriptors")
-        if not isinstance(values, dict) or any(d.name not in values for d in self.descriptors):
-            return None
-        return [float(values[d.name]) for d in self.descriptors]
-
     def snapshot(self) -> None:
         """Write ``state.json`` (small; see :mod:`.state`)."""
         self.state.elapsed_s = self.progress.elapsed_s
@@ -199,25 +152,23 @@ class Campaign:
         return limit is not None and self.progress.elapsed_s >= limit
 
     def finished(self) -> bool:
-        evaluations = self.config.budget.evaluations
-        return (evaluations is not None and len(self._records) >= evaluations) or self._out_of_time()
-
-    def _job(self, proposal: Proposal) -> EvalJob:
-        return EvalJob(job_id=proposal.genome_hash, genome=proposal.genome, task=self.config.task.spec(),
-                       budget=self.config.evaluation.budget(),
-                       seed=evaluation_seed(self.config.seed, proposal.genome_hash),
-                       want_checkpoint=self.config.tracking.checkpoints != "none")
+        """The budget is spent: evaluations, training steps (compute) or wall time."""
+        budget = self.config.budget
+        return ((budget.evaluations is not None and len(self._records) >= budget.evaluations)
+                or (budget.steps is not None and self._spent >= budget.steps) or self._out_of_time())
 
     # -- the loop ----------------------------------------------------------------------------------------
     def run(self, *, on_progress: Callable[[Progress], None] | None = None, pool: Pool | None = None,
             reporter: Reporter | None = None, offline_ok: bool = False) -> Progress:
-        """Run until the budget is spent (or forever); KeyboardInterrupt stops gracefully and re-raises.
+        """Run until the budget is spent (or forever); Ctrl-C stops at the next safe point and re-raises
+        KeyboardInterrupt.
 
         ``reporter`` receives every batch of records (default: :class:`CampaignReporter`: MLflow, pictures and
         the live view beside the loop). ``offline_ok``: start even if the tracking server cannot be reached
         (the records wait in the journal for ``ctmevo sync``); otherwise that is an error before any evaluation.
         """
-        with self._locked():
+        with self._locked(), deferred_interrupts() as interrupts:
+            self._interrupts = interrupts
             reporter = reporter or CampaignReporter(self, offline_ok=offline_ok)
             reporter.start()
             own_pool = pool is None
@@ -248,20 +199,22 @@ class Campaign:
 
     def _loop(self, pool: Pool, own_pool: bool, reporter: Reporter,
               on_progress: Callable[[Progress], None] | None) -> Progress:
-        status = "FAILED"
+        status, consistent = "FAILED", True
         try:
-            for proposal in [p for _, p in sorted(self.state.pending.values(), key=lambda bp: bp[0])]:
-                pool.submit(self._job(proposal))  # in flight at the last stop: evaluate again
-            for proposal in self._missing_weights():
-                pool.submit(replace(self._job(proposal), job_id=proposal.genome_hash + REPAIR, want_checkpoint=True))
-                self._repairs.add(proposal.genome_hash + REPAIR)
-            while not self.finished() or self._repairs:
+            for job_id, (_, proposal) in sorted(self.state.pending.items(), key=lambda item: item[1][0]):
+                pool.submit(self.jobs.job(proposal, JobKey.parse(job_id)))  # in flight at the last stop: again
+            self.repair.submit(pool)  # lost weights of the best: evaluated again
+            while not self.finished() or self.repair.pending:
+                self._interrupts.check()  # a safe point: journal, loop state and strategy agree
+                consistent = False
                 self._fill(pool)
-                if not pool.in_flight and self.strategy.exhausted:
+                if not pool.in_flight and self.strategy.exhausted and self.rungs.next_job() is None:
+                    consistent = True
                     break
                 results = pool.poll(timeout=0.5)
                 if results:
                     self._record(results, reporter)
+                consistent = True
                 self.progress.in_flight = len(pool.in_flight)
                 if on_progress:
                     on_progress(self.progress)
@@ -274,8 +227,9 @@ class Campaign:
             if own_pool:
                 with contextlib.suppress(Exception):
                     pool.shutdown()  # in flight: re-submitted on resume
-            with contextlib.suppress(CampaignStorageError):
-                self.snapshot()
+            if consistent:  # else the journal is the truth and resume replays it
+                with contextlib.suppress(CampaignStorageError):
+                    self.snapshot()
             try:
                 reporter.finish(status)
             finally:
@@ -283,13 +237,21 @@ class Campaign:
         return self.progress
 
     def _fill(self, pool: Pool) -> None:
+        """Promotions and repeats first (:meth:`RungScheduler.next_job`), then new genomes from the strategy."""
         free = pool.free_slots
         left = self._budget_left()
         if left is not None:
             free = min(free, left)
-        if free <= 0 or self._out_of_time():
+        if free <= 0 or self._out_of_time() or self.finished():
             return
-        proposals = self.strategy.ask(free)
+        while free > 0 and (key := self._next_job()) is not None:
+            record = self.strategy.record(key.genome_hash)
+            assert record is not None
+            self._write(self.paths.journal, lambda k=key: self.journal.append({"event": "job", "job": k.id}))
+            self._apply_job(key)
+            pool.submit(self.jobs.job(record.proposal, key))
+            free -= 1
+        proposals = self.strategy.ask(free) if free > 0 else []
         if not proposals:
             return
         births = list(range(self.state.births, self.state.births + len(proposals)))
@@ -297,25 +259,40 @@ class Campaign:
         self._write(self.paths.journal, lambda: self.journal.append(event))
         self._apply_ask(births, proposals, replay=False)
         for proposal in proposals:
-            pool.submit(self._job(proposal))
+            pool.submit(self.jobs.job(proposal, JobKey(proposal.genome_hash)))
+
+    def _next_job(self) -> JobKey | None:
+        """The scheduler's next promotion or repeat that the strategy allows."""
+        while (key := self.rungs.next_job()) is not None:
+            if key.repeat or self.strategy.may_promote(key.genome_hash):
+                return key
+            self.rungs.promoted[key.rung - 1].add(key.genome_hash)  # vetoed: never promoted (not journaled)
+        return None
 
     def _record(self, results: Sequence[EvalResult], reporter: Reporter) -> None:
         """One batch: weights first, then the journal (one fsync), then the strategy, then the reporter."""
         events, records, seen = [], [], set()
         for result in results:
-            if result.genome_hash in self._repairs:
-                self._repaired(result)
+            if self.repair.owns(result.genome_hash):
+                self.repair.done(result)
                 continue
-            if result.genome_hash not in self.state.pending or result.genome_hash in seen:
+            job_id = result.genome_hash
+            if job_id not in self.state.pending or job_id in seen:
                 continue  # a duplicate delivery (e.g. a retried job that also finished): already recorded
-            seen.add(result.genome_hash)
-            birth, proposal = self.state.pending[result.genome_hash]
+            seen.add(job_id)
+            birth, proposal = self.state.pending[job_id]
+            key = JobKey.parse(job_id)
+            result.genome_hash = key.genome_hash
             checkpoint, result.checkpoint = result.checkpoint, None
             if checkpoint is not None:
-                path = self.paths.checkpoint(proposal.genome_hash)
+                path = self.jobs.checkpoint(key)
                 self._write(path, lambda p=path, c=checkpoint: write_bytes_atomic(p, c))
+            extra = self._extra(proposal, result)
+            if key != JobKey(key.genome_hash) or len(self.jobs.rungs) > 1:  # the genome's standing after it
+                agg = self.rungs.preview(key, result.fitness if result.ok else None)
+                extra.update(fitness_mean=agg.mean, seeds=agg.seeds, top_rung=agg.rung)
             record = EvaluationRecord(campaign=self.campaign_id, birth=birth, proposal=proposal, result=result,
-                                      finished_at=time.time(), extra=self._extra(proposal, result))
+                                      finished_at=time.time(), extra=extra, rung=key.rung, repeat=key.repeat)
             records.append(record)
             events.append({"event": "result", "record": record.to_dict()})
         if not events:
@@ -326,31 +303,10 @@ class Campaign:
         self.progress.done = len(self._records)
         self.progress.in_flight = len(self.state.pending)
         self.progress.failures += sum(not r.result.ok for r in records)
-        self.progress.metrics = self.strategy.metrics()
+        self.progress.metrics = {**self.strategy.metrics(), **self.rungs.best_metrics(self._spent)}
         if len(self._records) - self._snapshot_done >= self.config.snapshot_every:
             self.snapshot()
         reporter.recorded(records)
-
-    def _missing_weights(self) -> list[Proposal]:
-        """Elites and the best genome whose weights should be on disk and are not (an older ctmevo's crash, a
-        deleted file), to evaluate again: a pure function of genome, task, budget and seed (bit for bit on CPU)."""
-        if self.config.tracking.checkpoints == "none":
-            return []
-        best = max((r for r in self._records if r.result.ok and r.result.fitness is not None),
-                   key=lambda r: (r.result.fitness, -r.birth), default=None)
-        wanted = dict.fromkeys([*self.strategy.elite_hashes(), *([best.genome.hash] if best else [])])
-        by_hash = {r.genome.hash: r for r in self._records}
-        return [by_hash[h].proposal for h in wanted if h in by_hash and not self.paths.checkpoint(h).exists()]
-
-    def _repaired(self, result: EvalResult) -> None:
-        self._repairs.discard(result.genome_hash)
-        genome_hash = result.genome_hash.removesuffix(REPAIR)
-        if result.ok and result.checkpoint is not None:
-            path = self.paths.checkpoint(genome_hash)
-            self._write(path, lambda: write_bytes_atomic(path, result.checkpoint))
-            log.warning("weights of %s were missing; evaluated again and written to %s", genome_hash, path)
-        else:
-            log.warning("weights of %s are missing and evaluating it again failed (%s)", genome_hash, result.status)
 
     def _extra(self, proposal: Proposal, result: EvalResult) -> dict[str, Any]:
         """The descriptor values (or why there are none) and the archive cell they fall in."""

@@ -10,16 +10,14 @@ O(evaluations), whatever the campaign's size, and resuming replays the journal o
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from search.errors import CampaignError
-from search.records import EvaluationRecord, Proposal
+from search.records import Proposal
 from search.strategies import Strategy
-from search.strategies.evaluated import Evaluated
 
-__all__ = ["STATE_VERSION", "LoopState", "results_before", "strategy_log"]
+__all__ = ["STATE_VERSION", "LoopState"]
 
 STATE_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 kept the strategy's whole told log inside the snapshot
@@ -50,17 +48,3 @@ class LoopState:
         except (KeyError, TypeError, ValueError) as exc:
             raise CampaignError(f"{where}: not a campaign state ({type(exc).__name__}: {exc}); move it aside and "
                                 "resume: the state is rebuilt from the journal") from None
-
-
-def results_before(events: Sequence[dict[str, Any]], end: int) -> Iterator[EvaluationRecord]:
-    """The records of the result events among ``events[:end]``, in journal order."""
-    for event in events[:end]:
-        if event.get("event") == "result":
-            yield EvaluationRecord.from_dict(event["record"])
-
-
-def strategy_log(strategy: Strategy, records: Sequence[EvaluationRecord],
-                 descriptors: Any) -> Iterator[Evaluated]:
-    """The strategy's told log rebuilt from journal records (with the journaled descriptor values)."""
-    for record in records:
-        yield strategy.log_entry(record.proposal, record.result, descriptors(record))

@@ -17,11 +17,12 @@ import yaml
 
 from search.campaign.paths import CampaignPaths, default_tracking_uri
 from search.errors import CampaignError
-from search.journal import JournalCorruptError, JsonLines, read_json
+from search.journal import JournalCorruptError, JsonLines, SnapshotCorruptError, read_json
 
 __all__ = ["Summary", "summarise"]
 
-SHOWN_METRICS = ("best_fitness", "coverage", "qd_score", "archive_size")
+SHOWN_METRICS = ("best_fitness", "best_mean_fitness", "best_seeds", "best_rung", "coverage", "qd_score", "archive_size",
+                 "train_steps_spent")
 NOVELTY_METRICS = ("novelty_archive_size", "novelty_threshold")  # shown only for the strategies that have them
 
 
@@ -39,7 +40,7 @@ class Summary:
     pending: int = 0
     elapsed_s: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
-    best: list[dict[str, Any]] = field(default_factory=list)  # {"hash", "fitness", "genes", "cell"}
+    best: list[dict[str, Any]] = field(default_factory=list)  # {"hash", "fitness", "seeds", "rung", "genes", "cell"}
     mlflow_done: int = 0
     tracking_uri: str = ""
     running: bool = False
@@ -63,8 +64,12 @@ def summarise(root: Path, *, top: int = 5) -> Summary:
         meta = read_json(paths.meta)
         config = yaml.safe_load(paths.config.read_text(encoding="utf-8")) or {}
         events = JsonLines(paths.journal).read()
-    except (ValueError, OSError, yaml.YAMLError, JournalCorruptError) as exc:
+    except (SnapshotCorruptError, JournalCorruptError):
+        raise  # the caller says how to repair them
+    except (ValueError, OSError, yaml.YAMLError) as exc:
         raise CampaignError(f"{root}: cannot be read ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("campaign_id"), str):
+        raise SnapshotCorruptError(paths.meta, "no campaign_id")
     budget = (config.get("budget") or {}).get("evaluations")
     summary = Summary(root=paths.root, name=str(config.get("name", "?")), campaign_id=str(meta.get("campaign_id")),
                       strategy=str((config.get("strategy") or {}).get("name", "?")), budget=budget,
@@ -74,25 +79,44 @@ def summarise(root: Path, *, top: int = 5) -> Summary:
     for event in events:
         if event.get("event") == "ask":
             asked += len(event["proposals"])
+        elif event.get("event") == "job":  # a promotion or a repeat
+            asked += 1
         elif event.get("event") == "result":
             results.append(event["record"])
     summary.done = len(results)
     summary.failures = sum(r["result"]["status"] != "ok" for r in results)
-    summary.pending = max(0, asked - len(results))  # every proposal ends in exactly one result
-    ok = [r for r in results if r["result"]["status"] == "ok" and r["result"].get("fitness") is not None]
-    ok.sort(key=lambda r: (-r["result"]["fitness"], r["birth"]))
-    summary.best = [{"hash": r["result"]["genome_hash"], "fitness": r["result"]["fitness"],
-                     "genes": r["proposal"]["genes"], "cell": (r.get("extra") or {}).get("cell")} for r in ok[:top]]
+    summary.pending = max(0, asked - len(results))  # every job ends in exactly one result
+    repeats = (config.get("evaluation") or {}).get("repeats") or {}
+    summary.best = _best(results, int(repeats.get("seeds", 1)) if repeats else 1)[:top]
     summary.metrics = _last_metrics(paths.metrics, summary.strategy)
-    if paths.state.is_file():
-        with contextlib.suppress(ValueError):
-            summary.elapsed_s = float(read_json(paths.state).get("elapsed_s", 0.0))
+    if paths.state.is_file():  # a damaged snapshot is said now, not at the next resume
+        state = read_json(paths.state)
+        summary.elapsed_s = float(state.get("elapsed_s", 0.0)) if isinstance(state, dict) else 0.0
     cursor = paths.consumer_cursor("mlflow")
     if cursor.is_file():
         with contextlib.suppress(ValueError):
             summary.mlflow_done = int(read_json(cursor).get("results", 0))
     summary.running = _locked(paths.lock)
     return summary
+
+
+def _best(results: list[dict[str, Any]], min_seeds: int) -> list[dict[str, Any]]:
+    """One entry per genome: its mean fitness over the seeds of its highest rung (as search.records.standings)."""
+    top: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        if r["result"]["status"] != "ok" or r["result"].get("fitness") is None:
+            continue
+        h, rung = r["result"]["genome_hash"], r.get("rung", 0)
+        mine = top.get(h)
+        if mine is None or rung > mine[0].get("rung", 0):
+            top[h] = [r]
+        elif rung == mine[0].get("rung", 0):
+            mine.append(r)
+    out = [{"hash": h, "fitness": sum(r["result"]["fitness"] for r in rs) / len(rs), "seeds": len(rs),
+            "rung": rs[0].get("rung", 0), "birth": rs[0]["birth"], "genes": rs[0]["proposal"]["genes"],
+            "cell": (rs[0].get("extra") or {}).get("cell")} for h, rs in top.items()]
+    out.sort(key=lambda b: (b["seeds"] < min_seeds, -b["rung"], -b["fitness"], b["birth"]))
+    return out
 
 
 def _last_metrics(path: Path, strategy: str) -> dict[str, float]:

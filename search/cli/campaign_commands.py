@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
     from search.errors import CampaignStorageError, SearchError
-    from search.records import best_record
+    from search.records import standings
     from search.tracking.errors import TrackingURIError
     from workers import ClusterUnreachable, PoolDisconnected, WorkersConfigError
 
@@ -48,14 +48,18 @@ def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
         say(f"\nStopped after {campaign.progress.done} evaluations; the state is saved.\n"
             f"Continue with:  ctmevo resume {root}")
         return 130
-    best = best_record(campaign.records)
+    repeats = campaign.config.evaluation.repeats
+    ranking = standings(campaign.records, min_seeds=repeats.seeds if repeats else 1)
+    best = ranking[0] if ranking else None
     uri = campaign.tracking_uri
     say(f"\nCampaign '{campaign.config.name}' finished: {campaign.progress.done} evaluations "
         f"({campaign.progress.failures} failed) in {campaign.progress.elapsed_s:.0f} s.")
     say(f"  campaign directory : {root}")
     if best is not None:
-        say(f"  best genome        : {best.result.genome_hash}  fitness {best.result.fitness:.4f}  "
-            f"(ctmevo lineage {best.result.genome_hash} --campaign {root})")
+        h = best.record.genome.hash
+        how = (f" (mean of {best.seeds} seeds, rung {best.rung})" if best.seeds > 1 or len(campaign.jobs.rungs) > 1
+               else "")
+        say(f"  best genome        : {h}  fitness {best.value:.4f}{how}  (ctmevo lineage {h} --campaign {root})")
     say(f"  archive picture    : {campaign.paths.plots / 'archive.png'}")
     say(f"  archive table      : {campaign.paths.archive_csv}")
     if uri.startswith("sqlite:///"):
@@ -134,12 +138,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from search.campaign.summary import summarise
+    from search.cli.base import snapshot_hint
     from search.errors import SearchError
+    from search.journal import JournalCorruptError, SnapshotCorruptError
     from search.text import fmt
 
     try:
         s = summarise(Path(args.dir), top=args.top)
-    except SearchError as exc:
+    except SnapshotCorruptError as exc:
+        what = f"{exc.path}: damaged ({exc.reason})" if exc.reason.startswith("no ") else str(exc)
+        raise UsageError(f"{what}; {snapshot_hint(Path(args.dir), exc.path)}") from None
+    except (SearchError, JournalCorruptError) as exc:
         raise UsageError(str(exc)) from None
     state = "running now" if s.running else ("finished" if s.finished else "stopped")
     say(f"campaign {s.name} ({s.campaign_id}) in {s.root}: {state}")
@@ -151,8 +160,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         say("  best genomes:")
         for b in s.best:
             g = b["genes"]
-            say(f"    {b['hash']}  fitness {b['fitness']:.4f}  T={g.get('ticks')} M={g.get('memory_length')} "
-                f"D={g.get('d_model')} cell={b['cell']}")
+            how = f" ({b['seeds']} seeds)" if b["seeds"] > 1 else ""
+            rung = f" rung {b['rung']}" if b["rung"] else ""
+            say(f"    {b['hash']}  fitness {b['fitness']:.4f}{how}{rung}  T={g.get('ticks')} "
+                f"M={g.get('memory_length')} D={g.get('d_model')} cell={b['cell']}")
     say(f"  archive picture: {s.root / 'plots' / 'archive.png'}")
     lag = f"{s.mlflow_behind:,} evaluation(s) not yet sent" if s.mlflow_behind else "up to date"
     say(f"  tracking: {s.tracking_uri} (MLflow {lag})")

@@ -75,7 +75,8 @@ def locate_in_campaign(root: Path, *, key: str | None, best: bool, by: str | Non
             raise ExportError(f"{key!r}: no evaluation with this genome hash or run id in "
                               f"{CampaignPaths(root).journal} ({len(records)} evaluations)")
     elif best:
-        record = best_record(records, by)
+        repeats = (config.get("evaluation") or {}).get("repeats") or {}
+        record = best_record(records, by, min_seeds=int(repeats.get("seeds", 1)) if repeats else 1)
         if record is None:
             metric = parse_by(by)[0]
             if not any(r.result.ok for r in records):

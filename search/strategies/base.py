@@ -19,17 +19,18 @@ import math
 import numbers
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ctm.result import EvalResult
-from genome import Genome, GenomeSpace, RepairError, VectorCodec
+from genome import Genome, GenomeSpace, VectorCodec
 from search.archive import QDArchive
 from search.descriptors import Descriptor, describe_result
 from search.records import Proposal
-from search.strategies.evaluated import Evaluated, enumerate_space, ghash, phash, plain
+from search.strategies.evaluated import Evaluated, Revision, ghash, phash, plain
+from search.strategies.fidelity import Fidelity, interleave
 from search.strategies.settings import (
     COMMON_SETTINGS,
     Setting,
@@ -41,7 +42,6 @@ from search.strategies.settings import (
 from search.strategies.variation import Variation
 
 STATE_FORMAT = 1
-ENUMERATE_LIMIT = 5_000  # spaces with at most this many gene combinations are enumerated when sampling fails
 
 
 class Unset:
@@ -55,7 +55,7 @@ class UnknownProposalError(LookupError):
     """A tell for a genome hash this strategy did not ask for, or one already told."""
 
 
-class Strategy(Variation, ABC):
+class Strategy(Variation, Fidelity, ABC):
     """Abstract ask/tell strategy. Subclasses implement :meth:`_propose` and optionally the hooks.
 
     Constructor (keyword-only): ``space``, ``seed``, ``descriptors`` and the strategy's settings (see the
@@ -97,6 +97,7 @@ class Strategy(Variation, ABC):
         self.exhausted = False
         self._best: float | None = None
         self._successes = 0
+        self._revisions: list[tuple[int, Revision]] = []  # (evaluations told before it, revision), for the log
         self._failure_kinds: Counter[str] = Counter()
         self._failure_regions: Counter[str] = Counter()
         self._descriptor_errors = 0
@@ -311,17 +312,19 @@ class Strategy(Variation, ABC):
                  "told": len(self._records), "seeded": self._seeded}
         if with_log:
             state["records"] = [r.to_dict() for r in self._records.values()]
+            state["revisions"] = [[told, rev.to_dict()] for told, rev in self._revisions]
         return state
 
     def log_entry(self, proposal: Proposal, result: EvalResult, descriptors: Sequence[float] | None) -> Evaluated:
         """The told-log entry of one evaluation, as :meth:`tell` makes it (for a log kept elsewhere)."""
         return self._evaluate_record(proposal, result, None if descriptors is None else list(descriptors))
 
-    def load_state_dict(self, state: Mapping[str, Any], *, log: Iterable[Evaluated] | None = None) -> None:
+    def load_state_dict(self, state: Mapping[str, Any], *, log: Iterable[Evaluated | Revision] | None = None) -> None:
         """Restore a state saved by a strategy built with the same name, seed, settings, descriptors, space.
 
         A state saved without its log (``state_dict(with_log=False)``) needs ``log``: the told evaluations in
-        tell order (see :meth:`log_entry`), exactly ``state["told"]`` of them.
+        tell order (see :meth:`log_entry`), exactly ``state["told"]`` of them, with the :class:`Revision` s
+        (:meth:`revise`) where they happened.
         """
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"strategy state format {state.get('format')!r}: this ctmevo reads {STATE_FORMAT}")
@@ -334,11 +337,15 @@ class Strategy(Variation, ABC):
         if self.qd is not None and state.get("archive"):
             self._qd = self._make_archive(state["archive"])
         if "records" in state:
-            log = (Evaluated.from_dict(data) for data in state["records"])
+            log = interleave([Evaluated.from_dict(data) for data in state["records"]],
+                              [(int(told), Revision.from_dict(rev)) for told, rev in state.get("revisions", [])])
         elif log is None:
             raise ValueError("this strategy state was saved without its told log: pass log=... (the journal's)")
-        for rec in log:
-            self._apply(rec, None)
+        for entry in log:
+            if isinstance(entry, Revision):
+                self._apply_revision(entry)
+            else:
+                self._apply(entry, None)
         if "told" in state and len(self._records) != int(state["told"]):
             raise ValueError(f"strategy state: {len(self._records)} told evaluations replayed, the state was saved "
                              f"after {state['told']}")
@@ -353,43 +360,3 @@ class Strategy(Variation, ABC):
     # -- helpers for subclasses -------------------------------------------------------------------------
     def _taken(self, genome_hash: str) -> bool:
         return genome_hash in self._records or genome_hash in self._in_flight
-
-    def _fresh(self, make: Callable[[], Proposal]) -> Proposal | None:
-        """A proposal from ``make`` whose genome is new; after ``max_resample`` duplicates, a random sample."""
-        for _ in range(self.settings["max_resample"]):
-            try:
-                proposal = make()
-            except RepairError:
-                continue
-            if not self._taken(phash(proposal)):
-                return proposal
-        return self._sample()
-
-    def _sample(self) -> Proposal | None:
-        """A uniformly random new genome; None (and ``exhausted``) when none is left to find."""
-        for _ in range(self.settings["max_resample"]):
-            try:
-                genome = self.space.sample(self.rng)
-            except RepairError:
-                continue
-            if not self._taken(ghash(genome)):
-                self.exhausted = False
-                return Proposal(genome=genome, operator="sample")
-        left = [g for g in self._enumerate() if not self._taken(ghash(g))]
-        if left:
-            self.exhausted = False
-            return Proposal(genome=left[int(self.rng.integers(len(left)))], operator="sample")
-        self.exhausted = True
-        return None
-
-    def _enumerate(self) -> list[Genome]:
-        """Every valid genome of a small space (sorted by hash); [] for spaces too large to list."""
-        if self._enumerated is None:
-            self._enumerated = list(enumerate_space(self.space, ENUMERATE_LIMIT))
-            self._enumerated.sort(key=ghash)
-        return self._enumerated
-
-    def _tournament(self, pool: Sequence[Evaluated], key: Callable[[Evaluated], Any], size: int) -> Evaluated:
-        """Tournament selection: the best by ``key`` of ``size`` members drawn without replacement."""
-        picks = self.rng.choice(len(pool), size=min(size, len(pool)), replace=False)
-        return max((pool[int(i)] for i in picks), key=key)

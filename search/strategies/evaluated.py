@@ -45,6 +45,8 @@ class Evaluated:
     behaviour: list[float] | None = None
     cell: str | None = None
     region: str | None = None
+    rung: int = 0  # the fidelity rung ``fitness`` was measured at
+    seeds: int = 1  # how many seeds ``fitness`` is the mean of
     hash: str = field(init=False)  # the genome's canonical hash, computed once
 
     def __post_init__(self) -> None:
@@ -56,13 +58,33 @@ class Evaluated:
 
     def to_dict(self) -> dict[str, Any]:
         return {"proposal": self.proposal.to_dict(), "status": self.status, "fitness": self.fitness,
-                "values": self.values, "behaviour": self.behaviour, "cell": self.cell, "region": self.region}
+                "values": self.values, "behaviour": self.behaviour, "cell": self.cell, "region": self.region,
+                "rung": self.rung, "seeds": self.seeds}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Evaluated:
         return cls(proposal=Proposal.from_dict(data["proposal"]), status=data["status"],
                    fitness=data["fitness"], values=data["values"], behaviour=data["behaviour"],
-                   cell=data["cell"], region=data["region"])
+                   cell=data["cell"], region=data["region"], rung=int(data.get("rung", 0)),
+                   seeds=int(data.get("seeds", 1)))
+
+
+@dataclass(frozen=True)
+class Revision:
+    """Later knowledge of a told genome: its ``fitness`` measured at a higher fidelity ``rung``, or as the mean of
+    more ``seeds`` (``fitness`` None: that measurement failed; the genome keeps what it had)."""
+
+    hash: str
+    fitness: float | None
+    rung: int
+    seeds: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hash": self.hash, "fitness": self.fitness, "rung": self.rung, "seeds": self.seeds}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Revision:
+        return cls(hash=data["hash"], fitness=data["fitness"], rung=int(data["rung"]), seeds=int(data["seeds"]))
 
 
 def enumerate_space(space: GenomeSpace, limit: int) -> Iterable[Genome]:

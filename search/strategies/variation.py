@@ -1,26 +1,34 @@
-"""How strategies breed children: iso+line variation of codec vectors, or genome.operators (genetic)."""
+"""How strategies make proposals: random samples, children bred by the ``variation`` setting (iso+line variation
+of codec vectors, or genome.operators), tournaments, and the retry that keeps proposals new."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from genome import GenomeSpace, VectorCodec, crossover, mutate
+from genome import Genome, GenomeSpace, RepairError, VectorCodec, crossover, mutate
 from search.records import Proposal
-from search.strategies.evaluated import Evaluated
+from search.strategies.evaluated import Evaluated, enumerate_space, ghash, phash
+
+ENUMERATE_LIMIT = 5_000  # spaces with at most this many gene combinations are enumerated when sampling fails
 
 __all__ = ["Variation"]
 
 
 class Variation:
-    """Mixed into :class:`~search.strategies.base.Strategy`: the ``variation`` setting's operators."""
+    """Mixed into :class:`~search.strategies.base.Strategy`: sampling, breeding and selection helpers."""
 
     rng: np.random.Generator
     space: GenomeSpace
     codec: VectorCodec
     settings: dict[str, Any]
+    exhausted: bool
+    _enumerated: list[Genome] | None
+
+    def _taken(self, genome_hash: str) -> bool:
+        raise NotImplementedError
 
     def _breed(self, parents: Sequence[Evaluated], crossover_ok: bool = True) -> Proposal:
         """A child of ``parents`` by the ``variation`` setting: iso+line of the first two parents, or
@@ -46,3 +54,42 @@ class Variation:
         child = self.codec.decode(np.clip(x, 0.0, 1.0))
         return Proposal(genome=child, parents=(a.hash, b.hash), operator="iso_line")
 
+    def _fresh(self, make: Callable[[], Proposal]) -> Proposal | None:
+        """A proposal from ``make`` whose genome is new; after ``max_resample`` duplicates, a random sample."""
+        for _ in range(self.settings["max_resample"]):
+            try:
+                proposal = make()
+            except RepairError:
+                continue
+            if not self._taken(phash(proposal)):
+                return proposal
+        return self._sample()
+
+    def _sample(self) -> Proposal | None:
+        """A uniformly random new genome; None (and ``exhausted``) when none is left to find."""
+        for _ in range(self.settings["max_resample"]):
+            try:
+                genome = self.space.sample(self.rng)
+            except RepairError:
+                continue
+            if not self._taken(ghash(genome)):
+                self.exhausted = False
+                return Proposal(genome=genome, operator="sample")
+        left = [g for g in self._enumerate() if not self._taken(ghash(g))]
+        if left:
+            self.exhausted = False
+            return Proposal(genome=left[int(self.rng.integers(len(left)))], operator="sample")
+        self.exhausted = True
+        return None
+
+    def _enumerate(self) -> list[Genome]:
+        """Every valid genome of a small space (sorted by hash); [] for spaces too large to list."""
+        if self._enumerated is None:
+            self._enumerated = list(enumerate_space(self.space, ENUMERATE_LIMIT))
+            self._enumerated.sort(key=ghash)
+        return self._enumerated
+
+    def _tournament(self, pool: Sequence[Evaluated], key: Callable[[Evaluated], Any], size: int) -> Evaluated:
+        """Tournament selection: the best by ``key`` of ``size`` members drawn without replacement."""
+        picks = self.rng.choice(len(pool), size=min(size, len(pool)), replace=False)
+        return max((pool[int(i)] for i in picks), key=key)

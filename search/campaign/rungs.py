@@ -1,0 +1,189 @@
+"""Fidelity rungs and repeated seeds: which evaluation to run next when a worker is free (asynchronous ASHA).
+
+An evaluation job is a genome at a *rung* (a training budget, cumulative: rungs ``[100, 300, 900]`` train 100
+steps, then 200 more, then 600 more, each continuing from the genome's own checkpoint: weights, optimizer, data
+stream) and a *repeat* (0 for the campaign's seed of that genome; 1, 2, ... for fresh seeds). Job ids are
+``HASH`` (rung 0, repeat 0), ``HASH@R`` (rung R) and ``HASH@R#K`` (repeat K at rung R).
+
+When a worker is free the loop asks :meth:`RungScheduler.next_job` first, then the strategy for a new genome:
+
+1. a **repeat** when re-evaluation is on and repeats have used less than ``share`` of the jobs so far: the best
+   genome (mean fitness) at the highest rung reached that has fewer than ``seeds`` seeds, evaluated again with a
+   fresh seed, trained from scratch to that rung;
+2. a **promotion** (ASHA, Li et al. 2020): from the highest rung down, a genome that finished rung r and is in
+   the top ``1/eta`` of all genomes that finished rung r (``floor(n_r / eta)`` of them), not yet promoted; it is
+   promoted to rung r+1 with no generation barrier, checked whenever a worker is free.
+
+Everything here is a pure function of the journal's results in order (:meth:`observe`), so a resumed campaign
+rebuilds the same state. Fitness comparisons (who is promoted, what is best) use the mean over the seeds of
+the highest rung a genome has reached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+__all__ = ["Aggregate", "JobKey", "RungScheduler", "repeat_seed"]
+
+
+@dataclass(frozen=True, order=True)
+class JobKey:
+    """One evaluation job: a genome at a rung, with a repeat (seed) index."""
+
+    genome_hash: str
+    rung: int = 0
+    repeat: int = 0
+
+    @property
+    def id(self) -> str:
+        if self.repeat:
+            return f"{self.genome_hash}@{self.rung}#{self.repeat}"
+        return f"{self.genome_hash}@{self.rung}" if self.rung else self.genome_hash
+
+    @classmethod
+    def parse(cls, job_id: str) -> JobKey:
+        head, _, repeat = job_id.partition("#")
+        genome_hash, _, rung = head.partition("@")
+        return cls(genome_hash, int(rung or 0), int(repeat or 0))
+
+
+def repeat_seed(campaign_seed: int, genome_hash: str, repeat: int) -> int:
+    """The training seed of repeat ``repeat`` of a genome (repeat 0: the campaign's usual evaluation seed)."""
+    text = f"{campaign_seed}:{genome_hash}" if repeat == 0 else f"{campaign_seed}:{genome_hash}:{repeat}"
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+@dataclass
+class Aggregate:
+    """What is known of one genome: its highest rung with a result, and the fitness values of its seeds there."""
+
+    rung: int = -1
+    values: dict[int, float | None] = field(default_factory=dict)  # repeat → fitness (None: failed)
+
+    @property
+    def seeds(self) -> int:
+        return sum(v is not None for v in self.values.values())
+
+    @property
+    def mean(self) -> float | None:
+        good = [v for v in self.values.values() if v is not None]
+        return sum(good) / len(good) if good else None
+
+
+class RungScheduler:
+    """ASHA promotions and repeated seeds over ``rungs`` (cumulative training steps; one rung = no promotions).
+
+    ``eta``: promote the top ``1/eta`` of a rung; ``seeds``: how many seeds the best genomes get (1 = no
+    repeats); ``share``: at most this fraction of all jobs are repeats.
+    """
+
+    def __init__(self, *, rungs: list[int], eta: float = 3.0, seeds: int = 1, share: float = 0.0) -> None:
+        if not rungs or any(b <= a for a, b in itertools.pairwise(rungs)):
+            raise ValueError(f"rungs = {rungs}: allowed is a non-empty list of increasing step counts")
+        self.rungs, self.eta, self.seeds, self.share = list(rungs), float(eta), int(seeds), float(share)
+        self.finished: list[dict[str, float | None]] = [{} for _ in rungs]  # rung → hash → fitness (repeat 0)
+        self.promoted: list[set[str]] = [set() for _ in rungs]  # promoted FROM rung r (pending or done)
+        self.aggregates: dict[str, Aggregate] = defaultdict(Aggregate)
+        self.repeats_asked: dict[str, set[int]] = defaultdict(set)  # hash → repeat indices asked (top rung)
+        self.jobs = 0  # jobs asked in all (new genomes, promotions, repeats)
+        self.repeat_jobs = 0
+
+    @property
+    def top(self) -> int:
+        return len(self.rungs) - 1
+
+    # -- what happened ---------------------------------------------------------------------------------------
+    def asked(self, key: JobKey) -> None:
+        """A job was journaled (a new genome, a promotion or a repeat)."""
+        self.jobs += 1
+        if key.rung > 0 and key.repeat == 0:
+            self.promoted[key.rung - 1].add(key.genome_hash)
+        if key.repeat > 0:
+            self.repeat_jobs += 1
+            self.repeats_asked[key.genome_hash].add(key.repeat)
+
+    def preview(self, key: JobKey, fitness: float | None) -> Aggregate:
+        """The genome's aggregate as :meth:`observe` would make it, without changing anything."""
+        agg = self.aggregates.get(key.genome_hash, Aggregate())
+        if key.rung > agg.rung:
+            return Aggregate(key.rung, {key.repeat: fitness})
+        if key.rung == agg.rung:
+            return Aggregate(agg.rung, {**agg.values, key.repeat: fitness})
+        return Aggregate(agg.rung, dict(agg.values))
+
+    def observe(self, key: JobKey, fitness: float | None) -> Aggregate:
+        """A result (``fitness`` None for a failure); returns the genome's aggregate after it."""
+        if key.repeat == 0:
+            self.finished[key.rung][key.genome_hash] = fitness
+        agg = self.aggregates[key.genome_hash]
+        if key.rung > agg.rung:
+            agg.rung, agg.values = key.rung, {}
+        if key.rung == agg.rung:
+            agg.values[key.repeat] = fitness
+        return agg
+
+    # -- what to run next ----------------------------------------------------------------------------------
+    def next_job(self) -> JobKey | None:
+        """A repeat or a promotion to run now (see the module docstring), or None: ask for a new genome."""
+        return self._repeat() or self._promotion()
+
+    def _promotion(self) -> JobKey | None:
+        for rung in range(self.top - 1, -1, -1):
+            done = self.finished[rung]
+            quota = math.floor(len(done) / self.eta)
+            if quota < 1:
+                continue
+            ranked = sorted((h for h, v in done.items() if v is not None), key=lambda h: -(done[h] or 0.0))
+            for h in ranked[:quota]:
+                if h not in self.promoted[rung]:
+                    return JobKey(h, rung + 1, 0)
+        return None
+
+    def _repeat(self) -> JobKey | None:
+        if self.seeds <= 1 or self.repeat_jobs >= self.share * (self.jobs + 1):
+            return None
+        best: tuple[float, str, int] | None = None
+        for h, agg in self.aggregates.items():
+            if agg.rung != self.top or agg.mean is None or 0 not in agg.values:
+                continue  # only genomes at the top rung are measured again
+            asked = len(self.repeats_asked[h] | set(agg.values)) if agg.rung == self._repeat_rung(h) else 0
+            if asked >= self.seeds or any(r > agg.rung for r in self._pending_promotion(h)):
+                continue
+            if best is None or agg.mean > best[0]:
+                best = (agg.mean, h, agg.rung)
+        if best is None:
+            return None
+        _, h, rung = best
+        repeat = max(self.repeats_asked[h] | set(self.aggregates[h].values)) + 1
+        return JobKey(h, rung, repeat)
+
+    def _repeat_rung(self, h: str) -> int:
+        return self.aggregates[h].rung
+
+    def _pending_promotion(self, h: str) -> list[int]:
+        """Rungs ``h`` was promoted to but has no result at yet."""
+        return [r + 1 for r in range(self.top) if h in self.promoted[r] and h not in self.finished[r + 1]]
+
+    # -- what is best ------------------------------------------------------------------------------------------
+    def best(self) -> tuple[str, Aggregate] | None:
+        """The genome reported as best: the highest mean among those with the most seeds available (at least
+        ``seeds`` when any genome has them), at the highest rung reached; ties go to the higher rung."""
+        pool = [(h, a) for h, a in self.aggregates.items() if a.mean is not None]
+        if not pool:
+            return None
+        enough = [(h, a) for h, a in pool if a.seeds >= self.seeds]
+        if enough:
+            pool = enough
+        return max(pool, key=lambda ha: (ha[1].rung, ha[1].mean))
+
+    def best_metrics(self, spent_steps: float) -> dict[str, float]:
+        """The best as the live view, status and MLflow report it: a mean over seeds, at a rung."""
+        best = self.best()
+        if best is None or best[1].mean is None:
+            return {"train_steps_spent": float(spent_steps)}
+        return {"best_mean_fitness": best[1].mean, "best_seeds": float(best[1].seeds),
+                "best_rung": float(best[1].rung), "train_steps_spent": float(spent_steps)}
