@@ -11,7 +11,7 @@ Where things live:
 =====================  ======================================================================================
 ``records``            :class:`Proposal`, :class:`EvaluationRecord` (plain data); ranking records by a metric
 ``descriptors``        behaviour descriptors: named functions of (genome, result) with a range for binning
-``archive``            :class:`QDArchive` (pyribs grid or CVT) and the QD metrics read from it
+``archive``            :class:`QDArchive` (grid or CVT; fidelity rungs and seeds) and its QD metrics
 ``journal``            the append-only JSON-lines journal and atomic snapshots (durable files)
 ``errors``             the user-facing errors, one hierarchy
 ``text``               how numbers are shown

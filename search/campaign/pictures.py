@@ -2,7 +2,9 @@
 
 Figures are drawn with matplotlib's object API on the Agg canvas (``Figure`` + ``FigureCanvasAgg``), so no
 global backend or pyplot state is touched and plotting works on headless machines and in worker threads.
-Heatmaps use pyribs' ``ribs.visualize`` (``grid_archive_heatmap``, ``cvt_archive_heatmap``):
+Heatmaps use pyribs' ``ribs.visualize`` (``grid_archive_heatmap``, ``cvt_archive_heatmap``) on a pyribs copy of
+our :class:`~search.archive.QDArchive` made for the drawing only (pyribs is imported here, inside the drawing
+functions, which run off the campaign loop's thread):
 
 - a 2-D grid archive is drawn as it is (x = first descriptor, y = second, colour = the elite's fitness);
 - a 2-D CVT archive is drawn as its Voronoi cells over the normalised descriptors;
@@ -21,8 +23,6 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from ribs.archives import GridArchive
-from ribs.visualize import cvt_archive_heatmap, grid_archive_heatmap
 
 from genome.io import write_bytes_atomic
 from search.archive import QDArchive
@@ -59,8 +59,29 @@ def _pick(qd: QDArchive, name: str | None, default: int) -> int:
     return names.index(name)
 
 
-def _projected(qd: QDArchive, ix: int, iy: int) -> tuple[GridArchive, Descriptor, Descriptor | None]:
+def _pyribs_copy(qd: QDArchive) -> Any:
+    """A pyribs GridArchive / CVTArchive holding the same elites in the same cells (for drawing only)."""
+    from ribs.archives import CVTArchive, GridArchive  # here: pyribs takes seconds to import
+
+    data = qd.data()
+    if qd.kind == "grid":
+        ribs_archive: Any = GridArchive(solution_dim=1, dims=[d.bins for d in qd.descriptors],
+                                        ranges=[d.range for d in qd.descriptors], qd_score_offset=qd.qd_offset)
+        lows, highs = zip(*(d.range for d in qd.descriptors), strict=True)
+        measures = np.clip(data["measures"], lows, highs)  # the same border cells, whatever pyribs' int cast does
+    else:
+        ribs_archive = CVTArchive(solution_dim=1, centroids=qd.centroids, ranges=[(0.0, 1.0)] * len(qd.descriptors),
+                                  qd_score_offset=qd.qd_offset)
+        measures = data["measures"]
+    if len(measures):
+        ribs_archive.add(np.zeros((len(measures), 1)), data["fitness"], measures)
+    return ribs_archive
+
+
+def _projected(qd: QDArchive, ix: int, iy: int) -> tuple[Any, Descriptor, Descriptor | None]:
     """A pyribs grid over descriptors ix (and iy) holding, per cell, the best elite that falls in it."""
+    from ribs.archives import GridArchive  # here: pyribs takes seconds to import
+
     dx = qd.descriptors[ix]
     dy = qd.descriptors[iy] if iy != ix else None
     dims = [dx.bins] + ([dy.bins] if dy else [])
@@ -79,6 +100,8 @@ def archive_heatmap(source: Any, path: str | Path, *, x: str | None = None, y: s
 
     ``x`` and ``y`` name the descriptors on the axes (default: the first two). Returns the PNG path.
     """
+    from ribs.visualize import cvt_archive_heatmap, grid_archive_heatmap  # here: pyribs takes seconds to import
+
     qd = _archive_of(source)
     ix, iy = _pick(qd, x, 0), _pick(qd, y, 1)
     flat = ix == iy  # one descriptor: a strip of cells
@@ -90,13 +113,13 @@ def archive_heatmap(source: Any, path: str | Path, *, x: str | None = None, y: s
         common["aspect"] = "auto"
     two = len(qd.descriptors) == 2 and ix != iy
     if qd.kind == "cvt" and two:
-        cvt_archive_heatmap(qd.archive, transpose_measures=ix == 1, **common)  # type: ignore[arg-type]
+        cvt_archive_heatmap(_pyribs_copy(qd), transpose_measures=ix == 1, **common)  # type: ignore[arg-type]
         dx, dy = qd.descriptors[ix], qd.descriptors[iy]
         ax.set_xlabel(f"{dx.label}  (normalised: 0 = {dx.low:g}, 1 = {dx.high:g})")
         ax.set_ylabel(f"{dy.label}  (normalised: 0 = {dy.low:g}, 1 = {dy.high:g})")
     else:
         if qd.kind == "grid" and two:
-            grid, dx, dy = qd.archive, qd.descriptors[ix], qd.descriptors[iy]  # type: ignore[assignment]
+            grid, dx, dy = _pyribs_copy(qd), qd.descriptors[ix], qd.descriptors[iy]  # type: ignore[assignment]
             transpose = ix == 1
         else:
             grid, dx, dy = _projected(qd, ix, iy)  # type: ignore[assignment]

@@ -3,8 +3,8 @@
 ``make_strategy(name, space=..., seed=..., descriptors=..., settings=...)`` builds one by its YAML name:
 
 ==========================  =====================================================================
-``map_elites``              MAP-Elites over a grid of the descriptors (pyribs GridArchive)
-``cvt_map_elites``          CVT-MAP-Elites (pyribs CVTArchive), for more descriptors
+``map_elites``              MAP-Elites over a grid of the descriptors (search.archive)
+``cvt_map_elites``          CVT-MAP-Elites (k-means centroids), for more descriptors
 ``novelty``                 novelty search (Lehman & Stanley), adaptive novelty archive
 ``nslc``                    novelty search with local competition
 ``dns``                     dominated novelty search (pyribs DNSArchive)

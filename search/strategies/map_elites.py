@@ -1,11 +1,11 @@
 """MAP-Elites (Mouret & Clune 2015) and CVT-MAP-Elites (Vassiliades et al. 2018), asynchronous.
 
-The archive is a pyribs ``GridArchive`` (one cell per combination of descriptor bins) or ``CVTArchive``
-(``cells`` centroids from k-means over the normalised descriptor box, for many descriptors), used directly:
-pyribs' schedulers and emitters assume synchronous batches (``ask()`` a batch, ``tell()`` the whole batch
-back in order), which this contract does not have, so each result is inserted on its own with
-``add_single`` as soon as it is told. Solutions are ``VectorCodec.encode(genome)`` vectors; elites are also
-kept by genome hash. Failed evaluations never enter the archive.
+The archive is a :class:`search.archive.QDArchive`: a grid (one cell per combination of descriptor bins) or a
+CVT (``cells`` centroids from k-means over the normalised descriptor box, for many descriptors). Schedulers
+and emitters of QD libraries assume synchronous batches (``ask()`` a batch, ``tell()`` the whole batch back in
+order), which this contract does not have, so each result is inserted on its own as soon as it is told.
+Solutions are ``VectorCodec.encode(genome)`` vectors; elites are kept by genome hash. Failed evaluations never
+enter the archive.
 
 Proposals: the first ``initial_samples`` are random genomes; after that each is a child of two elites drawn
 uniformly from the archive, made by the ``variation`` setting: ``iso_line`` (the default; Vassiliades & Mouret
@@ -79,10 +79,13 @@ class CVTMapElites(MapElites):
                                       f"at least cells = {s['cells']}")
 
     def _make_archive(self, config: Mapping[str, Any] | None) -> QDArchive:
-        centroids = config.get("centroids") if config else getattr(self, "_centroids", None)
+        """A CVT archive: its centroids from ``config`` (a restore: no k-means), else those of this strategy's
+        earlier archive, else made by k-means on first use (so at most once per strategy object)."""
+        earlier: QDArchive | None = getattr(self, "_tessellation", None)
+        centroids = config.get("centroids") if config else (earlier.centroids if earlier is not None else None)
         archive = QDArchive(descriptors=self.descriptors, solution_dim=self.codec.dim, kind="cvt",
                             cells=self.settings["cells"], centroids=centroids,
                             cvt_samples=self.settings["cvt_samples"], seed=self.seed,
                             qd_offset=self.settings["qd_offset"])
-        self._centroids = archive.centroids  # k-means runs once per strategy object
+        self._tessellation = archive
         return archive

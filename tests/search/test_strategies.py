@@ -116,7 +116,7 @@ def test_qd_metrics_agree_with_pyribs_definitions() -> None:
 def test_archive_solutions_decode_to_exactly_the_elite_genomes() -> None:
     strategy, _ = _run("map_elites", 1, 200)
     assert strategy.qd is not None
-    data = strategy.qd.archive.data()
+    data = strategy.qd.data()
     by_hash = {strategy.codec.decode(sol).hash for sol in data["solution"]}
     assert by_hash == set(strategy.elite_hashes())
     for row in strategy.archive_rows():
