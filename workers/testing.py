@@ -24,6 +24,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -115,3 +116,30 @@ def noop_evaluate(genome: Genome, task: TaskSpec, budget: EvalBudget, seed: int,
                   start: bytes | None = None) -> EvalResult:
     """Return a minimal success at once: measures the pool's own overhead."""
     return EvalResult(genome_hash=genome.hash, fitness=0.0, seed=seed)
+
+
+def rung_evaluate(genome: Genome, task: TaskSpec, budget: EvalBudget, seed: int, device: str = "cpu", *,
+                  batch_size: int | None = None, want_checkpoint: bool = False,
+                  start: bytes | None = None) -> EvalResult:
+    """A stand-in for fidelity rungs and continued training: fitness grows with ``budget.steps`` (a smooth
+    function of ticks and memory length, saturating) and varies a little with the seed; the checkpoint is a
+    JSON record of (hash, steps, seed, the steps it started from, the node that ran it), and a ``start`` that
+    is not this genome's own state of fewer steps with the same seed is an ``error`` result, so that a test
+    sees whether promoted evaluations really continue their own checkpoint. ``task.params["sleep"]``: seconds
+    to take (default 0.02)."""
+    time.sleep(float(task.params.get("sleep", os.environ.get("CTMEVO_TEST_EVAL_SLEEP", "0.02"))))
+    steps = int(budget.steps or 0)
+    started = 0
+    if start is not None:
+        state = json.loads(start)
+        if state["hash"] != genome.hash or state["steps"] >= steps or state["seed"] != seed:
+            return EvalResult.failed(genome.hash, "error", f"ValueError: not my state: {state}", seed=seed)
+        started = int(state["steps"])
+    base = 1.0 - abs(genome.ticks - 10) / 20 - abs(genome.memory_length - 4) / 10
+    fitness = base * (1.0 - math.exp(-steps / 300.0)) + 0.02 * (default_fitness(genome, seed) - 0.5)
+    result = ok_result(genome, seed, fitness, wall_time_s=0.02, batch_size=batch_size)
+    result.metrics.update({"train_steps": float(steps), "start_step": float(started), "param_count": 1000.0})
+    if want_checkpoint:
+        result.checkpoint = json.dumps({"hash": genome.hash, "steps": steps, "seed": seed, "from": started,
+                                        "node": _node_ip()}).encode()
+    return result

@@ -263,7 +263,7 @@ class Campaign(Replay):
 
     def _next_job(self) -> JobKey | None:
         """The scheduler's next promotion or repeat that the strategy allows."""
-        while (key := self.rungs.next_job()) is not None:
+        while (key := self.rungs.next_job(quota=not self.strategy.decides_promotions)) is not None:
             if key.repeat or self.strategy.may_promote(key.genome_hash):
                 return key
             self.rungs.promoted[key.rung - 1].add(key.genome_hash)  # vetoed: never promoted (not journaled)

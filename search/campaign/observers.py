@@ -136,9 +136,11 @@ class PictureConsumer:
         values = record.extra.get("descriptors")
         fitness = record.result.fitness
         usable = self.qd is not None and record.result.ok and isinstance(values, dict) and fitness is not None
-        if usable and all(d.name in values for d in self.descriptors):
-            self.qd.add(record.genome.hash, self.codec.encode(record.genome), float(fitness),
-                            [float(values[d.name]) for d in self.descriptors])
+        if usable and all(d.name in values for d in self.descriptors):  # the strategy's rule: rung, then mean
+            mean = record.extra.get("fitness_mean")
+            self.qd.add(record.genome.hash, self.codec.encode(record.genome), float(fitness if mean is None else mean),
+                        [float(values[d.name]) for d in self.descriptors], rung=int(record.extra.get("top_rung", 0)),
+                        seeds=int(record.extra.get("seeds", 1)))
         self._changed = True
 
     def metrics(self, points: list[dict[str, Any]]) -> None:

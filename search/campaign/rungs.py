@@ -127,14 +127,15 @@ class RungScheduler:
         return agg
 
     # -- what to run next ----------------------------------------------------------------------------------
-    def next_job(self) -> JobKey | None:
-        """A repeat or a promotion to run now (see the module docstring), or None: ask for a new genome."""
-        return self._repeat() or self._promotion()
+    def next_job(self, *, quota: bool = True) -> JobKey | None:
+        """A repeat or a promotion to run now (see the module docstring), or None: ask for a new genome.
+        ``quota=False``: every finished genome is promotable (a strategy's own pruner decides instead)."""
+        return self._repeat() or self._promotion(quota)
 
-    def _promotion(self) -> JobKey | None:
+    def _promotion(self, use_quota: bool = True) -> JobKey | None:
         for rung in range(self.top - 1, -1, -1):
             done = self.finished[rung]
-            quota = math.floor(len(done) / self.eta)
+            quota = math.floor(len(done) / self.eta) if use_quota else len(done)
             if quota < 1:
                 continue
             ranked = sorted((h for h, v in done.items() if v is not None), key=lambda h: -(done[h] or 0.0))

@@ -91,7 +91,9 @@ def summarise(root: Path, *, top: int = 5) -> Summary:
     summary.metrics = _last_metrics(paths.metrics, summary.strategy)
     if paths.state.is_file():  # a damaged snapshot is said now, not at the next resume
         state = read_json(paths.state)
-        summary.elapsed_s = float(state.get("elapsed_s", 0.0)) if isinstance(state, dict) else 0.0
+        if not isinstance(state, dict) or not isinstance(state.get("events"), int):
+            raise SnapshotCorruptError(paths.state, "no loop state in it")
+        summary.elapsed_s = float(state.get("elapsed_s", 0.0))
     cursor = paths.consumer_cursor("mlflow")
     if cursor.is_file():
         with contextlib.suppress(ValueError):

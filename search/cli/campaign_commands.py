@@ -57,8 +57,8 @@ def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
     say(f"  campaign directory : {root}")
     if best is not None:
         h = best.record.genome.hash
-        how = (f" (mean of {best.seeds} seeds, rung {best.rung})" if best.seeds > 1 or len(campaign.jobs.rungs) > 1
-               else "")
+        how = f" (mean of {best.seeds} seeds, rung {best.rung})" if best.seeds > 1 else (
+            f" (rung {best.rung})" if len(campaign.jobs.rungs) > 1 else "")
         say(f"  best genome        : {h}  fitness {best.value:.4f}{how}  (ctmevo lineage {h} --campaign {root})")
     say(f"  archive picture    : {campaign.paths.plots / 'archive.png'}")
     say(f"  archive table      : {campaign.paths.archive_csv}")

@@ -90,6 +90,7 @@ class Strategy(Variation, Fidelity, ABC):
     # -- structures (re-created by load_state_dict) -------------------------------------------------------
     def _init_state(self) -> None:
         self.rng = np.random.default_rng(self.seed)
+        self.loading = False  # True while load_state_dict replays the told log
         self._seeded = 0  # seed genomes proposed so far
         self._in_flight: dict[str, Proposal] = {}
         self._records: dict[str, Evaluated] = {}
@@ -101,7 +102,7 @@ class Strategy(Variation, Fidelity, ABC):
         self._failure_kinds: Counter[str] = Counter()
         self._failure_regions: Counter[str] = Counter()
         self._descriptor_errors = 0
-        self._qd: QDArchive | None = None  # built on first use (pyribs takes seconds to import)
+        self._qd: QDArchive | None = None  # built on first use (CVT archives run k-means)
 
     @property
     def qd(self) -> QDArchive | None:
@@ -213,7 +214,8 @@ class Strategy(Variation, Fidelity, ABC):
                 self._descriptor_errors += 1
             self._best = rec.fitness if self._best is None else max(self._best, rec.fitness)
             if rec.values is not None and self.qd is not None:
-                self.qd.add(rec.hash, self.codec.encode(rec.proposal.genome), rec.fitness, rec.values)
+                self.qd.add(rec.hash, self.codec.encode(rec.proposal.genome), rec.fitness, rec.values, rung=rec.rung,
+                            seeds=rec.seeds)
         else:
             self._failure_kinds[rec.status] += 1
             rec.region = rec.cell or self._parent_region(rec.proposal)
@@ -341,6 +343,7 @@ class Strategy(Variation, Fidelity, ABC):
                               [(int(told), Revision.from_dict(rev)) for told, rev in state.get("revisions", [])])
         elif log is None:
             raise ValueError("this strategy state was saved without its told log: pass log=... (the journal's)")
+        self.loading = True  # hooks see a replay (Optuna and EvoTorch rebuild their own state from their logs)
         for entry in log:
             if isinstance(entry, Revision):
                 self._apply_revision(entry)
@@ -354,6 +357,7 @@ class Strategy(Variation, Fidelity, ABC):
             self._in_flight[phash(proposal)] = proposal
         self._asked, self.exhausted = int(state["asked"]), bool(state["exhausted"])
         self._seeded = int(state.get("seeded", 0))
+        self.loading = False
         self._load_extra(state.get("extra") or {})
         self.rng.bit_generator.state = state["rng"]
 

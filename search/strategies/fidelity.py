@@ -32,6 +32,11 @@ class Fidelity:
         """The campaign evaluates genomes at fidelity rungs 0..``top`` (see :mod:`search.campaign.rungs`)."""
         self.top_rung = int(top)
 
+    @property
+    def decides_promotions(self) -> bool:
+        """True when the strategy's own pruner decides which genome goes on (the campaign's quota is then off)."""
+        return False
+
     def may_promote(self, genome_hash: str) -> bool:
         """Whether the genome may go on to the next rung (strategies with a pruner of their own may say no)."""
         return True

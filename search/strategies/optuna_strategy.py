@@ -12,6 +12,12 @@ once (a success) or as failed (a failure, or a genome still in flight), and anot
 ``max_resample`` such trials a random genome is proposed and, once told, added to the study as a finished
 trial. Failures are told as ``TrialState.FAIL`` (TPE and NSGA-II ignore them).
 
+Fidelity rungs (``evaluation.fidelity``): ``optuna_tpe`` reports each rung's fitness as an intermediate value
+of the genome's trial (step = rung), completes the trial at the top rung, and asks its ``pruner`` (successive
+halving, Hyperband or median) whether the genome may go on: a pruned trial is told PRUNED and the genome is not
+promoted (``may_promote``), every other one is (the pruner decides, not the campaign's quota). With ``pruner:
+none`` the campaign's own successive halving decides.
+
 Exact restore (a documented replay): the state keeps the log of every ask, tell and add made on the study;
 loading creates the study again from the seed and replays that log call by call, so the sampler's random
 state and the trials are what they were, and the next asks are identical. Replay costs one sampler call per
@@ -48,10 +54,22 @@ class _OptunaStrategy(Strategy):
     def _sampler(self) -> optuna.samplers.BaseSampler:
         raise NotImplementedError
 
+    def _pruner(self) -> optuna.pruners.BasePruner:
+        return optuna.pruners.NopPruner()
+
+    @property
+    def _by_rung(self) -> bool:
+        """Whether trials follow the fidelity rungs (one objective, a campaign with rungs)."""
+        return self.top_rung > 0 and len(self._directions()) == 1
+
     def _init_state(self) -> None:
         super()._init_state()
         self._distributions = {name: FloatDistribution(0.0, 1.0) for name in self.codec.names}
-        self.study = optuna.create_study(directions=self._directions(), sampler=self._sampler())
+        self.study = optuna.create_study(directions=self._directions(), sampler=self._sampler(),
+                                         pruner=self._pruner())
+        self._trials: dict[int, optuna.Trial] = {}  # every asked trial by number (report, should_prune)
+        self._open: dict[str, int] = {}  # genome hash → trial number of a trial still climbing the rungs
+        self._vetoed: set[str] = set()  # genomes whose trial the pruner stopped
         self._log: list[dict[str, Any]] = []
         self._trial_of: dict[str, int] = {}  # in-flight genome hash → trial number
         self._added: set[str] = set()  # in-flight random fallbacks, added to the study once told
@@ -61,7 +79,9 @@ class _OptunaStrategy(Strategy):
     # -- study calls (each one logged, so that a restore can replay them) ----------------------------------
     def _ask(self) -> optuna.Trial:
         self._log.append({"op": "ask"})
-        return self.study.ask(self._distributions)
+        trial = self.study.ask(self._distributions)
+        self._trials[trial.number] = trial
+        return trial
 
     def _tell(self, number: int, values: list[float] | None) -> None:
         self._log.append({"op": "tell", "trial": number, "values": values})
@@ -77,13 +97,51 @@ class _OptunaStrategy(Strategy):
             state=state, values=values, distributions=self._distributions,
             params=dict(zip(self.codec.names, params, strict=True))))
 
+    def _report(self, number: int, value: float, step: int) -> None:
+        self._log.append({"op": "report", "trial": number, "value": value, "step": step})
+        self._trials[number].report(value, step)
+
+    def _prune(self, number: int) -> None:
+        self._log.append({"op": "prune", "trial": number})
+        self.study.tell(number, state=TrialState.PRUNED)
+
     def _replay(self, event: Mapping[str, Any]) -> None:
         if event["op"] == "ask":
             self._ask()
         elif event["op"] == "tell":
             self._tell(event["trial"], event["values"])
+        elif event["op"] == "report":
+            self._report(event["trial"], event["value"], event["step"])
+        elif event["op"] == "prune":
+            self._prune(event["trial"])
         else:
             self._add(event["params"], event["values"])
+
+    # -- fidelity rungs -----------------------------------------------------------------------------------
+    @property
+    def decides_promotions(self) -> bool:
+        return self._by_rung and self.settings.get("pruner", "none") != "none"
+
+    def may_promote(self, genome_hash: str) -> bool:
+        return genome_hash not in self._vetoed
+
+    def _climb(self, h: str, number: int, value: float, rung: int) -> None:
+        """A rung's value of ``h``'s trial: completed at the top rung, else reported and judged by the pruner."""
+        if rung >= self.top_rung:
+            self._open.pop(h, None)
+            self._tell(number, [value])
+            return
+        self._report(number, value, rung + 1)  # steps 1, 2, ...: Optuna's pruners start at step 1
+        self._open[h] = number
+        if self._trials[number].should_prune():
+            self._open.pop(h, None)
+            self._vetoed.add(h)
+            self._prune(number)
+
+    def _on_revise(self, rec: Evaluated, rev: Any) -> None:
+        if self.loading or rec.hash not in self._open or rev.fitness is None:
+            return
+        self._climb(rec.hash, self._open[rec.hash], float(rev.fitness), rev.rung)
 
     # -- the contract -------------------------------------------------------------------------------------
     def _propose(self) -> Proposal | None:
@@ -120,7 +178,9 @@ class _OptunaStrategy(Strategy):
             return  # replaying: the study is rebuilt from the log in _load_extra
         values = self._objectives(rec, result)
         self._values_of[rec.hash] = values
-        if rec.hash in self._trial_of:
+        if rec.hash in self._trial_of and self._by_rung and values is not None:
+            self._climb(rec.hash, self._trial_of.pop(rec.hash), values[0], 0)
+        elif rec.hash in self._trial_of:
             self._tell(self._trial_of.pop(rec.hash), values)
         elif rec.hash in self._added:
             self._added.discard(rec.hash)
@@ -128,7 +188,8 @@ class _OptunaStrategy(Strategy):
 
     def _extra_state(self) -> dict[str, Any]:
         return {"log": list(self._log), "trial_of": dict(self._trial_of), "added": sorted(self._added),
-                "values_of": dict(self._values_of), "objective_missing": self._objective_missing}
+                "values_of": dict(self._values_of), "objective_missing": self._objective_missing,
+                "open": dict(self._open), "vetoed": sorted(self._vetoed)}
 
     def _load_extra(self, extra: Mapping[str, Any]) -> None:
         for event in extra["log"]:
@@ -137,6 +198,8 @@ class _OptunaStrategy(Strategy):
         self._added = set(extra["added"])
         self._values_of = {k: (None if v is None else list(v)) for k, v in extra["values_of"].items()}
         self._objective_missing = int(extra["objective_missing"])
+        self._open = {k: int(v) for k, v in (extra.get("open") or {}).items()}
+        self._vetoed = set(extra.get("vetoed") or [])
 
     def _extra_metrics(self) -> dict[str, float]:
         return {"optuna_trials": float(len(self.study.trials)),
@@ -154,7 +217,21 @@ class OptunaTPE(_OptunaStrategy):
         "n_ei_candidates": Setting(kind=int, default=24, low=1, high=10_000,
                                    doc="candidates scored by expected improvement per trial"),
         "constant_liar": Setting(kind=bool, default=True, doc="treat trials in flight as bad (async)"),
+        "pruner": Setting(kind=str, default="none", choices=("none", "successive_halving", "hyperband", "median"),
+                          doc="with fidelity rungs: Optuna's pruner judges each rung's value (none: the "
+                          "campaign's successive halving alone decides promotions)"),
     }
+
+    def _pruner(self) -> optuna.pruners.BasePruner:
+        name = self.settings["pruner"]
+        if name == "successive_halving":
+            return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+        if name == "hyperband":
+            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, self.top_rung),
+                                                  reduction_factor=3)
+        if name == "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+        return optuna.pruners.NopPruner()
 
     def _sampler(self) -> optuna.samplers.BaseSampler:
         s = self.settings

@@ -8,8 +8,6 @@ so that a killed process has work in flight. Genomes with 7 or 14 ticks fail, to
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import time
 
@@ -30,28 +28,4 @@ def landscape_evaluate(genome: Genome, task: TaskSpec, budget: EvalBudget, seed:
     result.metrics.update({"param_count": 1000.0 + genome.d_model, "ece": 0.1, "exit_tick_mean": 1.0})
     if want_checkpoint:
         result.checkpoint = b"not-a-real-checkpoint"
-    return result
-
-
-def rung_evaluate(genome: Genome, task: TaskSpec, budget: EvalBudget, seed: int, device: str = "cpu", *,
-                  batch_size: int | None = None, want_checkpoint: bool = False,
-                  start: bytes | None = None) -> EvalResult:
-    """Like :func:`landscape_evaluate`, for fidelity rungs: fitness grows with the training steps and varies a
-    little with the seed; the checkpoint records (hash, steps, seed, the state it started from), and a start
-    that is not this genome's own state of fewer steps is an error, so tests can check continued training."""
-    time.sleep(float(os.environ.get("CTMEVO_TEST_EVAL_SLEEP", "0.02")))
-    steps = int(budget.steps or 0)
-    started = 0
-    if start is not None:
-        state = json.loads(start)
-        if state["hash"] != genome.hash or state["steps"] >= steps or state["seed"] != seed:
-            return EvalResult.failed(genome.hash, "error", f"ValueError: not my state: {state}", seed=seed)
-        started = state["steps"]
-    base = 1.0 - abs(genome.ticks - 10) / 20 - abs(genome.memory_length - 4) / 10
-    fitness = base * (1.0 - math.exp(-steps / 300.0)) + 0.02 * (default_fitness(genome, seed) - 0.5)
-    result = ok_result(genome, seed, fitness, wall_time_s=0.02, batch_size=batch_size)
-    result.metrics.update({"train_steps": float(steps), "start_step": float(started), "param_count": 1000.0})
-    if want_checkpoint:
-        result.checkpoint = json.dumps({"hash": genome.hash, "steps": steps, "seed": seed,
-                                        "from": started}).encode()
     return result

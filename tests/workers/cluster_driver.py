@@ -13,12 +13,16 @@ Scenarios:
   sizes GPU shares from the cost model (small genomes an eighth of the GPU, a large one all of it; the large
   one runs out of memory once and is retried at half the batch, keeping its whole GPU).
 
+- ``rungs``: a campaign with fidelity rungs (``workers.testing:rung_evaluate``) on the two-node cluster: promoted
+  evaluations carry their training state in the job (Ray's object store), whichever node runs them.
+
 Progress goes to stdout; the outcome is written as JSON to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -134,15 +138,44 @@ def local(args: argparse.Namespace) -> dict[str, Any]:
             "shares": shares, "large": large.job_id}
 
 
+def rungs(args: argparse.Namespace) -> dict[str, Any]:
+    import ray
+
+    from search.campaign import Campaign, parse_campaign_config
+    from workers.ray_pool import RayPool
+
+    config = parse_campaign_config({
+        "name": "cluster", "seed": 1, "task": {"name": "parity", "params": {"length": 4}},
+        "genome_space": {"ticks": {"min": 1, "max": 20}, "memory_length": {"min": 1, "max": 8}},
+        "strategy": {"name": "map_elites", "settings": {"initial_samples": 6}},
+        "descriptors": [{"name": "ticks", "bins": 5, "range": [1, 21]}, {"name": "memory_length", "bins": 4,
+                                                                          "range": [1, 9]}],
+        "evaluation": {"steps": 100, "fidelity": {"rungs": [100, 300], "eta": 2}},
+        "budget": {"evaluations": 24}, "tracking": {"checkpoints": "elites"},
+        "workers": {"address": args.address, "evaluate_fn": "workers.testing:rung_evaluate"}})
+    campaign = Campaign.create(config, Path(args.report_dir) / "campaign")
+    ray.init(address=args.address, _node_ip_address=args.node_ip, logging_level="WARNING")
+    deadline = time.monotonic() + 90
+    while ray.cluster_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:  # both worker nodes joined
+        time.sleep(0.5)
+    pool = RayPool(dataclasses.replace(campaign.workers_config, address=None))  # this connection
+    campaign.run(pool=pool)
+    pool.shutdown()
+    records = [e["record"] for e in campaign.journal.read() if e["event"] == "result"]
+    return {"results": [{"hash": r["result"]["genome_hash"], "rung": r.get("rung", 0), "status": r["result"]["status"],
+                         "worker": r["result"]["worker"], "start_step": r["result"]["metrics"].get("start_step")}
+                        for r in records]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["node_death", "disconnect", "local"])
+    parser.add_argument("scenario", choices=["node_death", "disconnect", "local", "rungs"])
     parser.add_argument("--address")
     parser.add_argument("--node-ip", default="127.0.0.2")
     parser.add_argument("--report-dir")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    outcome = {"node_death": node_death, "disconnect": disconnect, "local": local}[args.scenario](args)
+    outcome = {"node_death": node_death, "disconnect": disconnect, "local": local, "rungs": rungs}[args.scenario](args)
     Path(args.out).write_text(json.dumps(outcome))
     say("done")
     sys.stdout.flush()

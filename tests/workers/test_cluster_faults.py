@@ -97,3 +97,21 @@ def test_own_local_cluster_shipped_code_and_memory_aware_gpu_shares(
     for report in wait_for_reports(reports, 3):  # the workers ran the shipped copy, not this checkout
         assert report["module"] != workers.testing.__file__ and "runtime_resources" in report["module"]
         assert report["device"] == "cuda"  # Ray gave the evaluation (its share of) a GPU
+
+
+def test_promoted_evaluations_continue_on_any_node_of_a_two_node_cluster(
+        loopback_cluster: Any, run_driver: Callable[..., subprocess.Popen[str]], tmp_path: Path) -> None:
+    address = loopback_cluster.start_head("127.0.0.2", num_cpus=0)  # the driver's node runs no evaluation
+    loopback_cluster.add_node("127.0.0.3", num_cpus=1)
+    loopback_cluster.add_node("127.0.0.4", num_cpus=1)
+    out = tmp_path / "out.json"
+    driver = run_driver("rungs", "--address", address, "--report-dir", str(tmp_path), "--out", str(out))
+    results = finish(driver, out, timeout_s=240)["results"]
+    assert len(results) == 24 and all(r["status"] == "ok" for r in results), results  # a wrong start: error
+    by = {(r["hash"], r["rung"]): r for r in results}
+    promoted = [r for r in results if r["rung"] == 1]
+    assert promoted and all(r["start_step"] == 100 for r in promoted)  # continued from the rung-0 state
+    assert {r["worker"].split(":")[0] for r in results} == {"127.0.0.3", "127.0.0.4"}  # both worker nodes
+    moved = [r for r in promoted if r["worker"].split(":")[0] != by[(r["hash"], 0)]["worker"].split(":")[0]]
+    print(f"{len(moved)} of {len(promoted)} promotions ran on another node than their rung-0 evaluation")
+    assert moved  # the training state travelled with the job (Ray's object store), not through a local file

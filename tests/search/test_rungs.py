@@ -1,0 +1,198 @@
+"""Fidelity rungs and repeated seeds: promotion order (ASHA), continued training from a genome's own checkpoint,
+archives that compare like with like, and a campaign killed mid-promotion that resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ctm.result import EvalResult
+from search.campaign import Campaign, start
+from search.campaign.rungs import JobKey, RungScheduler, repeat_seed
+from search.descriptors import make_descriptors
+from search.strategies import make_strategy
+from tests.search import landscapes as L
+from tests.search.test_campaign import ROOT, env, results_in
+
+RUNGS = [100, 300, 900]
+
+
+def test_job_ids_round_trip() -> None:
+    for key in (JobKey("abc"), JobKey("abc", 2), JobKey("abc", 2, 3), JobKey("abc", 0, 1)):
+        assert JobKey.parse(key.id) == key
+    assert JobKey("abc").id == "abc"  # a first evaluation keeps the genome hash as its job id
+    assert repeat_seed(5, "abc", 0) != repeat_seed(5, "abc", 1) == repeat_seed(5, "abc", 1)
+
+
+def test_the_top_third_of_a_rung_is_promoted_best_first_and_higher_rungs_go_first() -> None:
+    s = RungScheduler(rungs=RUNGS, eta=3)
+    fitness = {f"g{i}": i / 10 for i in range(8)}
+    for h, f in fitness.items():
+        s.asked(JobKey(h))
+        s.observe(JobKey(h), f)
+    assert s.next_job() == JobKey("g7", 1)  # floor(8 / 3) = 2 promotions from rung 0: g7, then g6
+    s.asked(JobKey("g7", 1))
+    assert s.next_job() == JobKey("g6", 1)
+    s.asked(JobKey("g6", 1))
+    assert s.next_job() is None  # the quota of rung 0 is spent until more genomes finish it
+    s.observe(JobKey("g8"), None)  # a failure counts as finished but is never promoted
+    s.observe(JobKey("g9"), 0.05)
+    assert s.next_job() == JobKey("g5", 1)  # 10 finished: a third promotion
+    s.asked(JobKey("g5", 1))
+    for h, f in (("g7", 0.9), ("g6", 0.8), ("g5", 0.95)):
+        s.observe(JobKey(h, 1), f)
+    assert s.next_job() == JobKey("g5", 2)  # rung 1 (3 finished: one promotion) before more of rung 0
+
+
+def test_repeats_take_their_share_and_the_best_is_a_mean_over_seeds() -> None:
+    s = RungScheduler(rungs=[100], seeds=3, share=0.5)
+    for h, f in (("a", 0.9), ("b", 0.8)):
+        s.asked(JobKey(h))
+        s.observe(JobKey(h), f)
+    key = s.next_job()
+    assert key == JobKey("a", 0, 1)  # the best genome, a fresh seed
+    s.asked(key)
+    s.observe(key, 0.5)  # a lucky first seed: a's mean is 0.7 now
+    assert s.aggregates["a"].mean == pytest.approx(0.7) and s.aggregates["a"].seeds == 2
+    assert s.next_job() == JobKey("b", 0, 1)  # b's 0.8 is the best mean now (share: 1 repeat of 3 jobs)
+    best = s.best()
+    assert best is not None and best[0] == "b"  # the best over the most seeds available... both have < 3
+    s.asked(JobKey("b", 0, 1))
+    s.observe(JobKey("b", 0, 1), 0.6)
+    s.asked(JobKey("a", 0, 2))
+    s.observe(JobKey("a", 0, 2), 0.7)
+    best = s.best()
+    assert best is not None and best[0] == "a" and best[1].seeds == 3  # the only one with 3 seeds wins
+    assert s.best_metrics(1234.0) == {"best_mean_fitness": pytest.approx(0.7), "best_seeds": 3.0,
+                                      "best_rung": 0.0, "train_steps_spent": 1234.0}
+
+
+def test_a_genome_measured_at_a_higher_rung_is_never_displaced_by_a_lower_rung() -> None:
+    space = L.space()
+    strategy = make_strategy("map_elites", space=space, seed=0, descriptors=make_descriptors(L.DESCRIPTORS,
+                             space=space), settings={"initial_samples": 4})
+    strategy.configure_rungs(2)
+    a, b = strategy.ask(2)
+    cell = [0.5, 0.5]  # both in one cell
+    strategy.tell(EvalResult(genome_hash=a.genome_hash, fitness=0.3), descriptors=cell)
+    strategy.revise(a.genome_hash, fitness=0.4, rung=1, seeds=1)  # a was promoted: measured longer
+    strategy.tell(EvalResult(genome_hash=b.genome_hash, fitness=0.9), descriptors=cell)  # b: rung 0 only
+    assert strategy.elite_hashes() == [a.genome_hash]  # like is compared with like
+    strategy.revise(b.genome_hash, fitness=0.35, rung=1, seeds=1)  # b at rung 1: compared at last
+    assert strategy.elite_hashes() == [a.genome_hash]
+    strategy.revise(b.genome_hash, fitness=0.45, rung=1, seeds=2)
+    assert strategy.elite_hashes() == [b.genome_hash] and strategy.record(b.genome_hash).seeds == 2
+    again = make_strategy("map_elites", space=space, seed=0, descriptors=strategy.descriptors,
+                          settings={"initial_samples": 4})
+    again.configure_rungs(2)
+    again.load_state_dict(strategy.state_dict())  # revisions are part of the saved log
+    assert again.archive_rows() == strategy.archive_rows()
+
+
+def rung_campaign(tmp: Path, name: str, *, evaluations: int = 36) -> Path:
+    config = {
+        "name": name, "seed": 3, "output_dir": str(tmp / name),
+        "task": {"name": "parity", "params": {"length": 4}},
+        "genome_space": {"ticks": {"min": 1, "max": 20}, "memory_length": {"min": 1, "max": 8}},
+        "strategy": {"name": "map_elites", "settings": {"initial_samples": 6}},
+        "descriptors": [{"name": "ticks", "bins": 5, "range": [1, 21]},
+                        {"name": "memory_length", "bins": 4, "range": [1, 9]}],
+        "evaluation": {"steps": RUNGS[0], "fidelity": {"rungs": RUNGS, "eta": 3},
+                       "repeats": {"seeds": 2, "share": 0.1}},
+        "budget": {"evaluations": evaluations},
+        "workers": {"backend": "inline", "evaluate_fn": "workers.testing:rung_evaluate"},
+        "tracking": {"checkpoints": "elites", "retry_after_s": 2}, "snapshot_every": 5, "plot_every_s": 60,
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _results(directory: Path) -> list[dict]:
+    return [e["record"] for e in results_in(directory)]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Campaign:
+    campaign = start(rung_campaign(tmp_path_factory.mktemp("rungs"), "rungs"))
+    campaign.run()
+    return campaign
+
+
+def test_promoted_evaluations_continue_their_own_checkpoint(reference: Campaign) -> None:
+    records = _results(reference.paths.root)
+    assert all(r["result"]["status"] == "ok" for r in records)  # a wrong start would be an error result
+    promoted = [r for r in records if r.get("rung", 0) > 0 and r.get("repeat", 0) == 0]
+    assert {r["rung"] for r in promoted} == {1, 2}
+    for r in promoted:  # rung k+1 started from the rung-k state: it trained only the steps in between
+        assert r["result"]["metrics"]["start_step"] == RUNGS[r["rung"] - 1]
+        assert r["result"]["metrics"]["train_steps"] == RUNGS[r["rung"]]
+    repeats = [r for r in records if r.get("repeat", 0) > 0]
+    assert repeats and all(r["rung"] == 2 and r["result"]["metrics"]["start_step"] == 0 for r in repeats)
+    top = next(r for r in promoted if r["rung"] == 2)["result"]["genome_hash"]
+    state = json.loads(reference.paths.checkpoint(top).read_text())
+    assert (state["steps"], state["from"]) == (RUNGS[2], RUNGS[1])  # the weights kept are the highest rung's
+    spent = sum(r["result"]["metrics"]["train_steps"] - r["result"]["metrics"]["start_step"] for r in records)
+    assert reference.progress.metrics["train_steps_spent"] == spent
+
+
+def test_a_campaign_killed_mid_promotion_resumes_exactly(tmp_path: Path, reference: Campaign) -> None:
+    path = rung_campaign(tmp_path, "rungs")  # same name, seed and settings as the reference
+    directory = tmp_path / "rungs"
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path)], cwd=ROOT,
+                            env={**env(), "CTMEVO_TEST_EVAL_SLEEP": "0.3"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    journal = directory / "journal.jsonl"
+    deadline = time.monotonic() + 120
+    try:  # wait for a promotion whose result is not in yet: the evaluation at rung 1 is in flight
+        while time.monotonic() < deadline and proc.poll() is None:
+            lines = journal.read_text().splitlines() if journal.exists() else []
+            jobs = [json.loads(line)["job"] for line in lines if '"event":"job"' in line]
+            done = {JobKey(r["result"]["genome_hash"], r.get("rung", 0), r.get("repeat", 0)).id
+                    for r in _results(directory)}
+            if any(j not in done for j in jobs):
+                break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert any('"event":"job"' in line for line in journal.read_text().splitlines()), "no promotion before the kill"
+    out = subprocess.run([sys.executable, "-m", "search.cli", "resume", str(directory)], cwd=ROOT, env=env(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    mine = sorted((r["result"]["genome_hash"], r.get("rung", 0), r.get("repeat", 0), round(r["result"]["fitness"], 9))
+                  for r in _results(directory))
+    theirs = sorted((r["result"]["genome_hash"], r.get("rung", 0), r.get("repeat", 0), round(r["result"]["fitness"], 9))
+                    for r in _results(reference.paths.root))
+    assert mine == theirs  # every job once, the same results as the uninterrupted campaign
+    assert Campaign.open(directory).strategy.archive_rows() == reference.strategy.archive_rows()
+
+
+@pytest.mark.parametrize("strategy", ["map_elites", "cvt_map_elites", "novelty", "nslc", "dns", "random",
+                                      "regularized_evolution", "optuna_tpe", "optuna_nsga2", "evotorch_cmaes",
+                                      "evotorch_ga"])
+def test_every_strategy_runs_with_rungs_and_resumes(tmp_path: Path, strategy: str, monkeypatch) -> None:
+    monkeypatch.setenv("CTMEVO_TEST_EVAL_SLEEP", "0")
+    config = yaml.safe_load(rung_campaign(tmp_path, "every", evaluations=24).read_text())
+    config["strategy"] = {"name": strategy, "settings": {"pruner": "successive_halving"}
+                          if strategy == "optuna_tpe" else {}}
+    if strategy in ("optuna_tpe", "optuna_nsga2", "evotorch_cmaes", "evotorch_ga", "random",
+                    "regularized_evolution"):
+        config["descriptors"] = []
+    config["tracking"] = {"checkpoints": "none"}  # states are still kept: promotions continue them
+    path = tmp_path / "every.yaml"
+    path.write_text(yaml.safe_dump(config))
+    campaign = start(path)
+    campaign.run()
+    records = _results(campaign.paths.root)
+    assert len(records) == 24 and all(r["result"]["status"] == "ok" for r in records)
+    assert any(r.get("rung", 0) > 0 for r in records)  # promotions happened, and continued their states
+    reopened = Campaign.open(campaign.paths.root)  # the strategy's state restores from snapshot + journal
+    assert reopened.strategy.metrics()["evaluations"] == campaign.strategy.metrics()["evaluations"]
