@@ -32,8 +32,9 @@ def quickstart(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """experiments/quickstart.yaml with a smaller budget, run from a scratch working directory."""
     tmp = tmp_path_factory.mktemp("quickstart")
     config = yaml.safe_load((ROOT / "experiments" / "quickstart.yaml").read_text())
-    config["budget"]["evaluations"] = 6
+    config["budget"] = {"evaluations": 8}
     config["evaluation"]["steps"] = 8
+    config["evaluation"]["fidelity"] = {"rungs": [8, 24], "eta": 3}
     config["evaluation"]["val_samples"] = 64
     config["plot_every_s"] = 3
     (tmp / "quickstart.yaml").write_text(yaml.safe_dump(config))
@@ -46,13 +47,16 @@ def test_run_trains_ctms_on_ray_and_says_where_to_look(quickstart):
     directory = tmp / "campaigns" / "quickstart"
     assert f"campaign directory : {Path('campaigns/quickstart')}" in out.stdout
     assert "mlflow ui --backend-store-uri sqlite:///" in out.stdout and "--host 127.0.0.1" in out.stdout
-    assert re.search(r"best genome\s+: [0-9a-f]{16}  fitness 0\.\d{4}", out.stdout)
+    assert re.search(r"best genome\s+: [0-9a-f]{16}  fitness [01]\.\d{4} \(mean of \d seeds?, rung [01]\)", out.stdout)
     assert (directory / "plots" / "archive.png").stat().st_size > 5000
     events = [json.loads(line) for line in (directory / "journal.jsonl").read_text().splitlines()]
     results = [e["record"]["result"] for e in events if e["event"] == "result"]
-    assert len(results) == 6
+    assert len(results) == 8
     assert all(r["status"] == "ok" and r["metrics"]["param_count"] > 0 for r in results)  # real evaluations
     assert all(len(r["per_tick_accuracy"]) >= 1 and r["train_loss"] for r in results)
+    # fidelity rungs: the promising genomes went on from their own checkpoint to 24 steps in all
+    promoted = [e["record"] for e in events if e["event"] == "result" and e["record"].get("rung", 0) == 1]
+    assert promoted and all(r["result"]["metrics"]["train_steps"] == 24 for r in promoted)
 
 
 def test_status_lineage_and_sync_work_on_the_quickstart(quickstart):
@@ -75,7 +79,10 @@ def test_status_lineage_and_sync_work_on_the_quickstart(quickstart):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp / directory / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=100)
-    assert len(runs) == 7  # one campaign run and one child run per evaluation
+    journal = (tmp / directory / "journal.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in journal]
+    genomes = {e["record"]["result"]["genome_hash"] for e in events if e["event"] == "result"}
+    assert len(runs) == 1 + len(genomes)  # one campaign run and one child run per genome (rungs share it)
 
 
 def test_make_targets_do_the_setup_the_readme_promises():

@@ -54,6 +54,8 @@ TAG_STATUS = "ctmevo.status"
 TAG_FAILURE = "ctmevo.failure"
 TAG_SEED = "ctmevo.seed"
 TAG_WORKER = "ctmevo.worker"
+TAG_RUNG = "ctmevo.rung"  # the highest fidelity rung the genome reached (with rungs)
+TAG_SEEDS = "ctmevo.seeds"  # how many seeds its fitness is the mean of (with repeats or rungs)
 TAG_RESULT_INDEX = "ctmevo.result_index"  # the journal result this run holds last (re-sent batches skip it)
 TAG_SOURCE_RUN = "ctmevo.source_run_id"  # on export and training runs: the evaluation run they came from
 TAG_EXPORT_HASH = "ctmevo.export.genome_hash"  # export runs use their own keys, never the evaluation ones
@@ -112,9 +114,18 @@ def evaluation_metrics(record: EvaluationRecord, *, generation: int | None = Non
         if number is not None:
             out.append(Metric(metric_key(key), number, ts, step))
 
-    add("fitness", result.fitness)
+    # With fidelity rungs or repeated seeds, a genome's run gets one point per measurement at step = the training
+    # steps it had: ``fitness`` is its mean over the seeds of its highest rung (what the campaign ranks by),
+    # ``fitness_seed`` this one seed's value.
+    standing = "fitness_mean" in record.extra
+    step = int(as_number(result.metrics.get("train_steps")) or 0) if standing else 0
+    if standing:
+        add("fitness", record.extra.get("fitness_mean"), step)
+        add("fitness_seed", result.fitness, step)
+    else:
+        add("fitness", result.fitness)
     for name, value in sorted(result.metrics.items()):
-        add(name, value)
+        add(name, value, step)
     descriptors = record.extra.get("descriptors")
     if isinstance(descriptors, Mapping):
         for name, value in descriptors.items():
@@ -123,8 +134,8 @@ def evaluation_metrics(record: EvaluationRecord, *, generation: int | None = Non
         for i, value in enumerate(descriptors):
             add(f"descriptor.{i}", value)
     for name, value in sorted(record.extra.items()):
-        if name != "descriptors":
-            add(f"extra.{name}", value)
+        if name not in ("descriptors", "fitness_mean"):
+            add(f"extra.{name}", value, step)
     for name, value in record.genome.to_dict().items():
         add(f"{GENE_METRIC_PREFIX}{name}", value)
     add("birth", record.birth)
@@ -166,6 +177,9 @@ def evaluation_payload(record: EvaluationRecord, *, campaign: str, cell: str | N
         tags[TAG_PARENT_RUN] = campaign_run_id
     if cell is not None:
         tags[TAG_CELL] = str(cell)
+    if record.rung or record.repeat or "seeds" in record.extra:
+        tags[TAG_RUNG] = str(record.extra.get("top_rung", record.rung))
+        tags[TAG_SEEDS] = str(record.extra.get("seeds", 1))
     if result.worker:
         tags[TAG_WORKER] = result.worker
     if result.failure is not None:
