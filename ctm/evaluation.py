@@ -16,6 +16,15 @@ evaluation (bit for bit, given the same seed and batch size). ``budget.seconds``
 training time. A weights-only ``start`` (``safetensors.torch.save(state_dict)``) trains ``budget.steps`` from
 step 0 with those weights and a fresh optimizer.
 
+Inheriting (``evaluation.inherit: parent``): ``parent`` (:class:`ctm.result.ParentWeights`) makes the start
+the child's weights mapped from the parent's state by :func:`ctm.inherit.inherit` (a pure function of the
+parent's state, the child's genes and ``seed``); the child then trains ``budget.steps`` from step 0 with a fresh
+optimizer. ``metrics`` say what it owes the parent: ``inherited_fraction`` (share of trainable parameter
+elements from the parent), ``inherited_preserving`` (1.0 when the child computes the parent's function) and
+``parent_steps`` (the steps the parent had trained). A parent state that cannot be read or does not fit the
+parent's genome is logged and the child trains from its own init (``inherited_fraction`` 0.0,
+``inherit_failed`` 1.0).
+
 Everything is a pure function of (genome, task, budget, seed, start) on CPU: weights, pairs, dropout and data
 are seeded (a continued start restores its RNG state), and the caller's global RNG is left as it was. The
 schedule is a function of the step index and the current ``budget.warmup_steps``. Non-finite loss or gradients
@@ -27,6 +36,7 @@ give a ``diverged`` failure; a torch out-of-memory error gives ``oom``; a genome
 from __future__ import annotations
 
 import gc
+import logging
 import math
 import time
 import traceback
@@ -37,13 +47,16 @@ import torch
 
 from ctm.build import build_model
 from ctm.eval_state import EvalState, EvalStateError, load_weights, pack_state, restore_rng, rng_snapshot, unpack_state
+from ctm.inherit import InheritError, inherit
 from ctm.loop import Diverged, TrainingLoop, make_optimizer, warmup_constant
 from ctm.metrics import behaviour_vector, exit_metrics, expected_calibration_error, measure_macs
 from ctm.model import CTM, count_parameters
-from ctm.result import EvalBudget, EvalResult, TaskSpec
+from ctm.result import EvalBudget, EvalResult, ParentWeights, TaskSpec
 from ctm.step import autocast_context
 from ctm.tasks import TaskMismatch, make_task
 from genome.genome import Genome
+
+log = logging.getLogger("ctmevo.evaluate")
 
 VALIDATION_SEED = 20_250_505
 PROBE_SAMPLES = 64
@@ -74,7 +87,8 @@ class _Progress:
 
 def evaluate(genome: Genome, task: Any, budget: EvalBudget, seed: int, device: str = "cpu", *,
              batch_size: int | None = None, want_checkpoint: bool = False, start: bytes | None = None,
-             compile_model: bool = False, amp: bool | None = None) -> EvalResult:
+             parent: ParentWeights | None = None, compile_model: bool = False, amp: bool | None = None
+             ) -> EvalResult:
     """Train and measure ``genome`` on ``task`` (a task object, ``TaskSpec`` or its dict). Never raises for
     divergence or out-of-memory: those come back as ``EvalResult.failed``. ``batch_size`` overrides the gene
     (the worker pool halves it after an OOM); ``want_checkpoint`` returns the evaluation state (weights,
@@ -91,10 +105,15 @@ def evaluate(genome: Genome, task: Any, budget: EvalBudget, seed: int, device: s
         raise ValueError("budget.steps = None and budget.seconds = None: allowed is at least one of them set")
     if budget.val_samples < 1:
         raise ValueError(f"budget.val_samples = {budget.val_samples}: allowed is an integer >= 1")
+    if start is not None and parent is not None:
+        raise ValueError("start and parent are both set: allowed is one of them (continue a state, or inherit)")
     begin = _start_state(start, genome) if start is not None else None
     spec = task.to_dict() if isinstance(task, TaskSpec) else dict(task) if isinstance(task, dict) else None
     if isinstance(task, (TaskSpec, dict)):
         task = make_task(task)
+    owed: dict[str, float] = {}
+    if parent is not None:
+        begin, owed = _inherited_start(parent, genome, task, seed)
     progress = _Progress(start_step=begin.steps if begin is not None and begin.continues else 0)
     failure: tuple[str, str, str] | None = None
     steps: int | None = None
@@ -108,6 +127,7 @@ def evaluate(genome: Genome, task: Any, budget: EvalBudget, seed: int, device: s
             result = _run(genome, task, budget, seed, dev, progress, batch_size=batch_size or genome.batch_size,
                           want_checkpoint=want_checkpoint, compile_model=compile_model,
                           amp=(dev.type == "cuda") if amp is None else amp, begin=begin, spec=spec)
+        result.metrics.update(owed)
         result.metrics["wall_time_s"] = time.perf_counter() - began
         return result
     except TaskMismatch as exc:
@@ -126,7 +146,7 @@ def evaluate(genome: Genome, task: Any, budget: EvalBudget, seed: int, device: s
         torch.cuda.empty_cache()
     kind, message, trace = failure
     metrics = {"train_steps": float(progress.steps if steps is None else steps),
-               "start_step": float(progress.start_step), "wall_time_s": time.perf_counter() - began}
+               "start_step": float(progress.start_step), "wall_time_s": time.perf_counter() - began, **owed}
     if progress.param_count:
         metrics["param_count"] = float(progress.param_count)
     return EvalResult.failed(genome.hash, kind, message, trace, seed=seed, metrics=metrics,
@@ -143,6 +163,21 @@ def _start_state(start: bytes, genome: Genome) -> EvalState:
         raise EvalStateError(f"start: the state belongs to genome {state.genome_hash}, not to {genome.hash}; "
                              "continue an evaluation only with its own genome's state")
     return state
+
+
+def _inherited_start(parent: ParentWeights, genome: Genome, task: Any, seed: int
+                     ) -> tuple[EvalState | None, dict[str, float]]:
+    """The child's start mapped from ``parent`` and the metrics saying what it owes it (see the module doc)."""
+    try:
+        state = unpack_state(bytes(parent.state))
+        got = inherit(parent.genome, state.weights, genome, task, seed=seed)
+    except (EvalStateError, InheritError) as exc:
+        log.warning("%s cannot inherit from %s (%s); it trains from its own initialisation", genome.hash,
+                    parent.genome.hash, exc)
+        return None, {"inherited_fraction": 0.0, "inherit_failed": 1.0}
+    return EvalState(weights=got.weights), {"inherited_fraction": got.inherited_fraction,
+                                            "inherited_preserving": float(got.function_preserving),
+                                            "parent_steps": float(state.steps)}
 
 
 def _run(genome: Genome, task: Any, budget: EvalBudget, seed: int, dev: torch.device, progress: _Progress, *,

@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from genome.genome import Genome
+
 FailureKind = Literal["diverged", "oom", "timeout", "error", "lost"]
 FAILURE_KINDS: tuple[str, ...] = ("diverged", "oom", "timeout", "error", "lost")
 BEHAVIOUR_POINTS = 8  # the behaviour vector samples accuracy and certainty at this many relative ticks
@@ -56,6 +58,22 @@ class EvalBudget:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalBudget:
         return cls(**data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParentWeights:
+    """The parent a child inherits its starting weights from (``evaluation.inherit: parent``): the parent's
+    genome and its evaluation state blob (:mod:`ctm.eval_state`, or a weights-only safetensors blob)."""
+
+    genome: Genome
+    state: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.genome, Genome):
+            raise TypeError(f"ParentWeights.genome = {self.genome!r}: allowed: a genome.Genome")
+        if not isinstance(self.state, (bytes, bytearray)):
+            raise TypeError(f"ParentWeights.state = {type(self.state).__name__}: allowed: the bytes of a "
+                            "safetensors blob")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -83,13 +83,18 @@ def run_attempt(job: EvalJob, evaluate_fn: str, device: str = "cpu", worker: str
     """Evaluate ``job`` once on this process; never raises (except ``KeyboardInterrupt``/``SystemExit``).
 
     The evaluation function receives the job's genome, task spec, budget and seed, the device, the batch
-    size override (``None`` = the genome's gene) and ``want_checkpoint``. Its result gets the job's identity
+    size override (``None`` = the genome's gene) and ``want_checkpoint``; ``start`` (a state to continue) and
+    ``parent`` (weights to inherit) only when the job has them. Its result gets the job's identity
     (``genome_hash = job.job_id``) and ``worker`` stamped by the pool.
     """
     started = time.monotonic()
     try:
         fn = resolve(evaluate_fn)
-        extra = {"start": job.start} if job.start is not None else {}  # only continued jobs: user fns may lack it
+        extra: dict[str, Any] = {}  # only when set: a user's evaluation function may not know these arguments
+        if job.start is not None:
+            extra["start"] = job.start
+        if job.parent is not None:
+            extra["parent"] = job.parent
         result = fn(job.genome, job.task, job.budget, job.seed, device=device, batch_size=job.batch_size,
                     want_checkpoint=job.want_checkpoint, **extra)
         if not isinstance(result, EvalResult):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ctm.result import EvalBudget, EvalResult, TaskSpec
+from ctm.result import EvalBudget, EvalResult, ParentWeights, TaskSpec
 from genome.genome import Genome
 
 
@@ -30,6 +30,7 @@ class EvalJob:
     want_checkpoint: bool = False
     batch_size: int | None = None
     start: bytes | None = None  # an evaluation state to continue from (``ctm.eval_state``), None: from scratch
+    parent: ParentWeights | None = None  # inherit the starting weights from this parent (``ctm.inherit``)
 
     def __post_init__(self) -> None:
         if not isinstance(self.genome, Genome):
@@ -44,6 +45,9 @@ class EvalJob:
             raise ValueError(f"EvalJob.job_id = {self.job_id!r}: allowed: a string (default: the genome hash)")
         if not self.job_id:
             object.__setattr__(self, "job_id", self.genome.hash)
+        if self.start is not None and self.parent is not None:
+            raise ValueError("EvalJob.start and EvalJob.parent are both set: allowed is one of them (a job "
+                             "continues its own state or inherits its parent's)")
         b = self.batch_size
         if b is not None and (not isinstance(b, int) or isinstance(b, bool) or b < 1):
             raise ValueError(f"EvalJob.batch_size = {b!r}: allowed: null (the genome's batch_size) or an int >= 1")

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from ctm.result import BEHAVIOUR_POINTS, EvalBudget, EvalResult, TaskSpec
+from ctm.result import BEHAVIOUR_POINTS, EvalBudget, EvalResult, ParentWeights, TaskSpec
 from genome.genome import Genome
 
 
@@ -120,25 +120,37 @@ def noop_evaluate(genome: Genome, task: TaskSpec, budget: EvalBudget, seed: int,
 
 def rung_evaluate(genome: Genome, task: TaskSpec, budget: EvalBudget, seed: int, device: str = "cpu", *,
                   batch_size: int | None = None, want_checkpoint: bool = False,
-                  start: bytes | None = None) -> EvalResult:
-    """A stand-in for fidelity rungs and continued training: fitness grows with ``budget.steps`` (a smooth
-    function of ticks and memory length, saturating) and varies a little with the seed; the checkpoint is a
-    JSON record of (hash, steps, seed, the steps it started from, the node that ran it), and a ``start`` that
-    is not this genome's own state of fewer steps with the same seed is an ``error`` result, so that a test
-    sees whether promoted evaluations really continue their own checkpoint. ``task.params["sleep"]``: seconds
-    to take (default 0.02)."""
+                  start: bytes | None = None, parent: ParentWeights | None = None) -> EvalResult:
+    """A stand-in for fidelity rungs, continued training and inheritance: fitness grows with the steps trained
+    (a smooth function of ticks and memory length, saturating) and varies a little with the seed; the
+    checkpoint is a JSON record of (hash, steps, seed, the steps it started from, the node that ran it). A
+    ``start`` that is not this genome's own state of fewer steps with the same seed, or a ``parent`` state that
+    is not the parent genome's own, is an ``error`` result, so that a test sees whether jobs really start where
+    they should. An inheriting child counts the parent's steps as a head start and reports
+    ``inherited_fraction`` (the share of genes it shares with the parent) and ``parent_steps``.
+    ``task.params["sleep"]``: seconds to take (default 0.02)."""
     time.sleep(float(task.params.get("sleep", os.environ.get("CTMEVO_TEST_EVAL_SLEEP", "0.02"))))
     steps = int(budget.steps or 0)
-    started = 0
+    started = head_start = 0
     if start is not None:
         state = json.loads(start)
         if state["hash"] != genome.hash or state["steps"] >= steps or state["seed"] != seed:
             return EvalResult.failed(genome.hash, "error", f"ValueError: not my state: {state}", seed=seed)
         started = int(state["steps"])
+    owed: dict[str, float] = {}
+    if parent is not None:
+        state = json.loads(parent.state)
+        if state["hash"] != parent.genome.hash:
+            return EvalResult.failed(genome.hash, "error", f"ValueError: not the parent's state: {state}", seed=seed)
+        mine, theirs = genome.to_dict(), parent.genome.to_dict()
+        head_start = int(state["steps"])
+        owed = {"inherited_fraction": sum(mine[g] == theirs.get(g) for g in mine) / len(mine),
+                "parent_steps": float(head_start)}
     base = 1.0 - abs(genome.ticks - 10) / 20 - abs(genome.memory_length - 4) / 10
-    fitness = base * (1.0 - math.exp(-steps / 300.0)) + 0.02 * (default_fitness(genome, seed) - 0.5)
+    fitness = base * (1.0 - math.exp(-(steps + head_start) / 300.0)) + 0.02 * (default_fitness(genome, seed) - 0.5)
     result = ok_result(genome, seed, fitness, wall_time_s=0.02, batch_size=batch_size)
-    result.metrics.update({"train_steps": float(steps), "start_step": float(started), "param_count": 1000.0})
+    result.metrics.update({"train_steps": float(steps), "start_step": float(started), "param_count": 1000.0,
+                           **owed})
     if want_checkpoint:
         result.checkpoint = json.dumps({"hash": genome.hash, "steps": steps, "seed": seed, "from": started,
                                         "node": _node_ip()}).encode()

@@ -85,6 +85,8 @@ class EvaluationSection(_Section):
     grad_clip: float = Field(default=1.0, gt=0)
     fidelity: FidelitySection | None = None
     repeats: RepeatSection | None = None
+    inherit: Literal["none", "parent"] = Field(
+        default="none", description="parent: a child starts from its parent's trained weights (ctm.inherit)")
 
     @model_validator(mode="after")
     def _some_limit(self) -> EvaluationSection:
@@ -119,7 +121,7 @@ class EvaluationSection(_Section):
         return out
 
     def budget(self) -> EvalBudget:
-        return EvalBudget(**self.model_dump(exclude={"fidelity", "repeats"}))
+        return EvalBudget(**self.model_dump(exclude={"fidelity", "repeats", "inherit"}))
 
 
 class BudgetSection(_Section):
@@ -193,6 +195,8 @@ class CampaignConfig(_Section):
             budget += f", at most {self.budget.wall_time_s:g} s"
         if self.evaluation.fidelity is not None:
             budget += f", fidelity rungs {self.evaluation.rungs()} (eta {self.evaluation.fidelity.eta:g})"
+        if self.evaluation.inherit != "none":
+            budget += ", children inherit their parent's weights"
         space = self.space()
         return (f"task {self.task.name}, strategy {self.strategy.name}, {len(space.evolvable)} searched genes, "
                 f"{len(self.descriptors)} descriptors, {budget}")

@@ -1,19 +1,30 @@
 """The evaluation job of a genome at a fidelity rung and seed: its budget, its seed, where its weights go, and the
-training state it continues from (a promotion continues the genome's own checkpoint of the rung below)."""
+training state it starts from: a promotion continues the genome's own checkpoint of the rung below; with
+``evaluation.inherit: parent`` every other job of a child (its first rung, and its repeats with fresh seeds)
+starts from its parent's latest checkpoint, mapped by :func:`ctm.inherit.inherit` on the worker.
+
+Which parent (:func:`inheritance_parent`): a mutation's only parent; for a child of several parents (crossover),
+the parent whose genes the child shares most (ties: the first listed). The parent's latest checkpoint is its
+own (seed 0) training state at the highest rung it reached so far; a parent without one (a failed evaluation,
+``tracking.checkpoints`` pruned it) leaves the child to train from its own initialisation.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from ctm.result import ParentWeights
+from genome.genome import Genome
 from search.campaign.config import CampaignConfig
 from search.campaign.paths import CampaignPaths
 from search.campaign.rungs import JobKey, repeat_seed
 from search.records import Proposal
 from workers import EvalJob
 
-__all__ = ["JobMaker", "evaluation_seed"]
+__all__ = ["JobMaker", "evaluation_seed", "inheritance_parent"]
 
 log = logging.getLogger("ctmevo.campaign")
 
@@ -23,15 +34,33 @@ def evaluation_seed(campaign_seed: int, genome_hash: str) -> int:
     return repeat_seed(campaign_seed, genome_hash, 0)
 
 
-class JobMaker:
-    """Builds the :class:`workers.EvalJob` of a job key for one campaign."""
+def inheritance_parent(proposal: Proposal, genome_of: Callable[[str], Genome | None]) -> str | None:
+    """The parent hash a child inherits from: the one whose genes it shares most (first on ties), among
+    the parents ``genome_of`` knows; ``None`` for a proposal without known parents."""
+    genes = proposal.genome.to_dict()
+    best, shared = None, -1
+    for h in proposal.parents:
+        parent = genome_of(h)
+        if parent is None:
+            continue
+        same = sum(genes.get(name) == value for name, value in parent.to_dict().items())
+        if same > shared:
+            best, shared = h, same
+    return best
 
-    def __init__(self, config: CampaignConfig, paths: CampaignPaths) -> None:
-        self.config, self.paths = config, paths
+
+class JobMaker:
+    """Builds the :class:`workers.EvalJob` of a job key for one campaign (``genome_of``: the genome of an
+    evaluated hash, for inheritance)."""
+
+    def __init__(self, config: CampaignConfig, paths: CampaignPaths,
+                 genome_of: Callable[[str], Genome | None] = lambda h: None) -> None:
+        self.config, self.paths, self.genome_of = config, paths, genome_of
         self.rungs = config.evaluation.rungs()
         self.fidelity = config.evaluation.fidelity is not None
-        # continuing a rung needs the state of the rung below, whatever the campaign keeps for people
-        self.want_checkpoint = config.tracking.checkpoints != "none" or self.fidelity
+        self.inherit = config.evaluation.inherit == "parent"
+        # continuing a rung needs the state of the rung below, inheriting the parent's: whatever people keep
+        self.want_checkpoint = config.tracking.checkpoints != "none" or self.fidelity or self.inherit
         self._warned = False
 
     def checkpoint(self, key: JobKey) -> Path:
@@ -51,6 +80,18 @@ class JobMaker:
                 self._warned = True
                 log.warning("no training state of %s to continue from (%s): promoted evaluations train from "
                             "scratch to their rung", key.genome_hash, path)
+        parent = self.parent_weights(proposal) if start is None and self.inherit else None
         return EvalJob(job_id=job_id or key.id, genome=proposal.genome, task=self.config.task.spec(), budget=budget,
                        seed=repeat_seed(self.config.seed, key.genome_hash, key.repeat),
-                       want_checkpoint=self.want_checkpoint, start=start)
+                       want_checkpoint=self.want_checkpoint, start=start, parent=parent)
+
+    def parent_weights(self, proposal: Proposal) -> ParentWeights | None:
+        """The parent's genome and latest checkpoint, when the proposal has a parent with one."""
+        h = inheritance_parent(proposal, self.genome_of)
+        genome = self.genome_of(h) if h is not None else None
+        if h is None or genome is None:
+            return None
+        try:
+            return ParentWeights(genome=genome, state=self.paths.checkpoint(h).read_bytes())
+        except OSError:  # no checkpoint (a failed evaluation): the child trains from its own initialisation
+            return None

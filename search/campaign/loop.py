@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from ctm.result import EvalResult
+from genome.genome import Genome
 from genome.io import write_bytes_atomic
 from search.campaign.config import CampaignConfig, load_campaign_config
-from search.campaign.jobs import JobMaker, evaluation_seed
+from search.campaign.jobs import JobMaker, evaluation_seed, inheritance_parent
 from search.campaign.paths import CampaignPaths, default_tracking_uri, lock_campaign
 from search.campaign.progress import Progress
 from search.campaign.repair import WeightRepair
@@ -72,7 +73,7 @@ class Campaign(Replay):
         self.journal = Journal(self.paths.journal)
         self.progress = Progress(budget=config.budget.evaluations)
         self.state = LoopState()
-        self.jobs = JobMaker(config, self.paths)
+        self.jobs = JobMaker(config, self.paths, genome_of=self._genome_of)
         repeats = config.evaluation.repeats
         self.rungs = RungScheduler(rungs=self.jobs.rungs, eta=config.evaluation.fidelity.eta if
                                    config.evaluation.fidelity else 3.0, seeds=repeats.seeds if repeats else 1,
@@ -308,10 +309,18 @@ class Campaign(Replay):
             self.snapshot()
         reporter.recorded(records)
 
+    def _genome_of(self, genome_hash: str) -> Genome | None:
+        record = self.strategy.record(genome_hash)
+        return record.proposal.genome if record is not None else None
+
     def _extra(self, proposal: Proposal, result: EvalResult) -> dict[str, Any]:
-        """The descriptor values (or why there are none) and the archive cell they fall in."""
+        """The descriptor values (or why there are none), the archive cell they fall in and, for a child that
+        inherited its start, the parent (``inherited_from``) and the share of parameters it gave."""
         values, problem = describe_result(self.descriptors, proposal.genome, result)
         extra: dict[str, Any] = {}
+        if "inherited_fraction" in result.metrics:
+            parent = extra["inherited_from"] = inheritance_parent(proposal, self._genome_of)
+            extra["inherited"] = f"inherited: {result.metrics['inherited_fraction']:.2f} of parameters from {parent}"
         if values is not None:
             extra["descriptors"] = {d.name: v for d, v in zip(self.descriptors, values, strict=True)}
             cell = self.strategy.cell_for(values)

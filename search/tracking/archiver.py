@@ -258,8 +258,12 @@ class MlflowArchiver:
         parents = tuple(dict.fromkeys(record.proposal.parents))
         generation = mp.generation_of(self._nodes[p].generation if p in self._nodes else None for p in parents)
         cell = record.extra.get("cell")
-        self._nodes[h] = mp.Relative.of_record(record, run_id=run_id, generation=generation,
-                                               cell=None if cell is None else str(cell))
+        node = mp.Relative.of_record(record, run_id=run_id, generation=generation,
+                                     cell=None if cell is None else str(cell))
+        before = self._nodes.get(h)
+        if before is not None and before.inherited and not node.inherited:  # a promotion of an inherited start
+            node = replace(node, inherited=before.inherited)
+        self._nodes[h] = node
         for p in parents:
             children = self._children.setdefault(p, [])
             if h not in children:

@@ -23,7 +23,7 @@ from genome.io import write_bytes_atomic
 from search.records import EvaluationRecord, best_record
 from search.text import fmt
 from search.tracking.family_page import ARCHIVE_SCRIPT, SCRIPT, STYLE
-from search.tracking.payload import ARCHIVE_VIEW, FAMILY_TREE, gene_changes, ui_base
+from search.tracking.payload import ARCHIVE_VIEW, FAMILY_TREE, gene_changes, inherited_lines, ui_base
 
 __all__ = ["FamilyNode", "archive_view_html", "family_page", "family_tree_html", "fitness_colour", "lineage_page",
            "nodes_from_records", "write_family_views"]
@@ -46,6 +46,7 @@ class FamilyNode:
     status: str = "ok"
     parents: tuple[str, ...] = ()
     changes: str = ""  # genes changed from the first parent, as text
+    inherited: str = ""  # "inherited: 0.83 of parameters from <parent hash>" (evaluation.inherit: parent)
 
 
 def fitness_colour(value: float | None, low: float, high: float) -> str:
@@ -63,6 +64,7 @@ def nodes_from_records(records: Sequence[EvaluationRecord], run_ids: Mapping[str
                        cells: Mapping[str, str | None] | None = None) -> list[FamilyNode]:
     """One node per record (birth order), with its run id from ``run_ids`` (genome hash → run id)."""
     by_hash = {r.genome.hash: r for r in records}
+    inherited = inherited_lines(records)
     out = []
     for r in sorted(records, key=lambda r: r.birth):
         parents = tuple(r.proposal.parents)
@@ -73,7 +75,8 @@ def nodes_from_records(records: Sequence[EvaluationRecord], run_ids: Mapping[str
         out.append(FamilyNode(genome_hash=r.genome.hash, run_id=run_ids.get(r.genome.hash), fitness=r.result.fitness,
                               operator=r.proposal.operator, birth=r.birth, status=r.result.status, parents=parents,
                               cell=None if cell is None else str(cell),
-                              changes=", ".join(f"{g} {a}→{b}" for g, (a, b) in diff.items())))
+                              changes=", ".join(f"{g} {a}→{b}" for g, (a, b) in diff.items()),
+                              inherited=inherited.get(r.genome.hash, "")))
     return out
 
 
@@ -124,7 +127,8 @@ def _svg_tree(nodes: Sequence[FamilyNode], root: str | None) -> tuple[str, int, 
         colour = fitness_colour(n.fitness, low, high) if ok else "#cccccc"
         tip = (f"{n.genome_hash}  fitness {fmt(n.fitness)}  {n.operator or 'sample'}  birth {n.birth}"
                + (f"  cell {n.cell}" if n.cell else "") + ("" if ok else f"  {n.status}")
-               + (f"\nchanged: {n.changes}" if n.changes else "") + (f"\nrun {n.run_id}" if n.run_id else ""))
+               + (f"\nchanged: {n.changes}" if n.changes else "") + (f"\n{n.inherited}" if n.inherited else "")
+               + (f"\nrun {n.run_id}" if n.run_id else ""))
         data = {"hash": n.genome_hash, "run": n.run_id or "", "fitness": fmt(n.fitness), "op": n.operator or "sample",
                 "birth": "" if n.birth is None else n.birth, "gen": gen[n.genome_hash], "cell": n.cell or "",
                 "status": n.status, "parents": ",".join(n.parents), "changes": n.changes}
@@ -174,7 +178,8 @@ def lineage_page(graph: Any, base: str | None = None) -> str:
         nodes.append(FamilyNode(genome_hash=h, run_id=n.run_id, fitness=n.fitness, operator=n.operator,
                                 birth=n.birth, cell=n.cell, status=n.status or ("ok" if n.found else "missing"),
                                 parents=n.parents if n.expanded else (),
-                                changes=", ".join(f"{g} {a}→{b}" for g, (a, b) in diff.items())))
+                                changes=", ".join(f"{g} {a}→{b}" for g, (a, b) in diff.items()),
+                                inherited=n.inherited))
     rows = "".join(
         f"<tr><td><code>{_esc(h)}</code></td><td>{fmt(n.fitness)}</td><td>{_esc(n.operator)}</td>"
         f"<td>{'' if n.birth is None else n.birth}</td><td><code>{_esc(n.run_id or '—')}</code></td>"

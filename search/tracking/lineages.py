@@ -32,10 +32,12 @@ from search.tracking.payload import (
     TAG_CAMPAIGN,
     TAG_CELL,
     TAG_HASH,
+    TAG_INHERITED,
     TAG_OPERATOR,
     TAG_PARENT_HASHES,
     TAG_PARENT_RUN_IDS,
     TAG_STATUS,
+    inherited_lines,
 )
 
 __all__ = ["AmbiguousHashError", "LineageError", "LineageGraph", "LineageNode", "lineage", "lineage_from_records"]
@@ -78,6 +80,7 @@ class LineageNode:
     parent_run_ids: tuple[str, ...] = ()  # the parents' MLflow runs as the child recorded them
     found: bool = True  # False: a parent named by a child but not in the source (e.g. a record not yet sent)
     cell: str | None = None
+    inherited: str = ""  # "inherited: 0.83 of parameters from <parent hash>" (evaluation.inherit: parent)
 
 
 @dataclass
@@ -133,6 +136,8 @@ class LineageGraph:
             if parent in node.changes:
                 diff = ", ".join(f"{g} {a}→{b}" for g, (a, b) in node.changes[parent].items()) or "none"
                 lines.append(f"changed from {parent[:8]}: {diff}")
+        if node.inherited:
+            lines.append(node.inherited)
         if not node.expanded and node.parents:
             lines.append(f"… parents beyond depth {self.depth}: {', '.join(p[:8] for p in node.parents)}")
         return lines
@@ -280,6 +285,7 @@ def _finished(h: str, known: dict[str, LineageNode | None], *, expanded: bool) -
 def lineage_from_records(records: Sequence[EvaluationRecord], key: str, depth: int | None = None) -> LineageGraph:
     """The ancestry of the journal record whose genome hash is ``key`` (or starts with it), from records alone."""
     by_hash = {r.genome.hash: r for r in records}
+    inherited = inherited_lines(records)
     hits = [h for h in by_hash if h.startswith(key.strip().lower())] if key else []
     if len(hits) != 1:
         what = "is ambiguous: it matches " + ", ".join(sorted(hits)[:10]) if hits else "matches no evaluation"
@@ -288,7 +294,8 @@ def lineage_from_records(records: Sequence[EvaluationRecord], key: str, depth: i
     def node(r: EvaluationRecord) -> LineageNode:
         return LineageNode(genome_hash=r.genome.hash, campaign=r.campaign, fitness=r.result.fitness,
                            operator=r.proposal.operator, birth=r.birth, status=r.result.status,
-                           parents=tuple(r.proposal.parents), genes={k: str(v) for k, v in r.genome.to_dict().items()})
+                           parents=tuple(r.proposal.parents), genes={k: str(v) for k, v in r.genome.to_dict().items()},
+                           inherited=inherited.get(r.genome.hash, ""))
 
     def fetch(hashes: list[str], children: list[LineageNode]) -> dict[str, LineageNode | None]:
         return {h: node(by_hash[h]) if h in by_hash else None for h in hashes}
@@ -333,7 +340,8 @@ def _node(run: Run) -> LineageNode:
                        fitness=run.data.metrics.get("fitness"), operator=tags.get(TAG_OPERATOR, ""),
                        birth=int(birth) if birth and birth.isdigit() else None, status=tags.get(TAG_STATUS, ""),
                        parents=tuple(_split(tags.get(TAG_PARENT_HASHES))), genes=dict(run.data.params),
-                       parent_run_ids=tuple(_split(tags.get(TAG_PARENT_RUN_IDS))), cell=tags.get(TAG_CELL))
+                       parent_run_ids=tuple(_split(tags.get(TAG_PARENT_RUN_IDS))), cell=tags.get(TAG_CELL),
+                       inherited=tags.get(TAG_INHERITED, ""))
 
 
 def _fetch(client: MlflowClient, experiment: str, campaign: str, hashes: list[str],

@@ -56,6 +56,8 @@ TAG_SEED = "ctmevo.seed"
 TAG_WORKER = "ctmevo.worker"
 TAG_RUNG = "ctmevo.rung"  # the highest fidelity rung the genome reached (with rungs)
 TAG_SEEDS = "ctmevo.seeds"  # how many seeds its fitness is the mean of (with repeats or rungs)
+TAG_INHERITED = "ctmevo.inherited"  # "inherited: 0.83 of parameters from <parent hash>" (evaluation.inherit)
+TAG_INHERITED_FROM = "ctmevo.inherited_from"  # the parent hash the child's starting weights came from
 TAG_RESULT_INDEX = "ctmevo.result_index"  # the journal result this run holds last (re-sent batches skip it)
 TAG_SOURCE_RUN = "ctmevo.source_run_id"  # on export and training runs: the evaluation run they came from
 TAG_EXPORT_HASH = "ctmevo.export.genome_hash"  # export runs use their own keys, never the evaluation ones
@@ -180,6 +182,9 @@ def evaluation_payload(record: EvaluationRecord, *, campaign: str, cell: str | N
     if record.rung or record.repeat or "seeds" in record.extra:
         tags[TAG_RUNG] = str(record.extra.get("top_rung", record.rung))
         tags[TAG_SEEDS] = str(record.extra.get("seeds", 1))
+    if record.extra.get("inherited_from"):
+        tags[TAG_INHERITED_FROM] = str(record.extra["inherited_from"])
+        tags[TAG_INHERITED] = str(record.extra.get("inherited", ""))[:MAX_TAG_CHARS]
     if result.worker:
         tags[TAG_WORKER] = result.worker
     if result.failure is not None:
@@ -289,6 +294,7 @@ class Relative:
     status: str = "ok"
     parents: tuple[str, ...] = ()
     genes: Mapping[str, str] = field(default_factory=dict)
+    inherited: str = ""  # "inherited: 0.83 of parameters from <parent hash>", or "" (trained from its own init)
 
     @classmethod
     def of_record(cls, record: EvaluationRecord, *, run_id: str | None = None, generation: int | None = None,
@@ -296,7 +302,8 @@ class Relative:
         return cls(genome_hash=record.genome.hash, run_id=run_id, fitness=record.result.fitness,
                    operator=record.proposal.operator, birth=record.birth, generation=generation, cell=cell,
                    status=record.result.status, parents=tuple(record.proposal.parents),
-                   genes={k: str(v) for k, v in record.genome.to_dict().items()})
+                   genes={k: str(v) for k, v in record.genome.to_dict().items()},
+                   inherited=str(record.extra.get("inherited", "")))
 
     @classmethod
     def of_run(cls, run: Any) -> Relative:
@@ -306,7 +313,18 @@ class Relative:
                    operator=tags.get(TAG_OPERATOR, ""), birth=int(birth) if birth.isdigit() else None,
                    generation=None if generation is None else int(generation), cell=tags.get(TAG_CELL),
                    status=tags.get(TAG_STATUS, "ok"), genes=dict(run.data.params),
-                   parents=tuple(p for p in tags.get(TAG_PARENT_HASHES, "").split(",") if p))
+                   parents=tuple(p for p in tags.get(TAG_PARENT_HASHES, "").split(",") if p),
+                   inherited=tags.get(TAG_INHERITED, ""))
+
+
+def inherited_lines(records: Iterable[EvaluationRecord]) -> dict[str, str]:
+    """Genome hash → what its start inherited (``inherited: 0.83 of parameters from <hash>``), from the first
+    record that says so: a promotion continues the inherited state, and its own record says nothing."""
+    out: dict[str, str] = {}
+    for r in records:
+        if r.extra.get("inherited") and r.genome.hash not in out:
+            out[r.genome.hash] = str(r.extra["inherited"])
+    return out
 
 
 def gene_changes(before: Mapping[str, str], after: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -333,6 +351,7 @@ def evaluation_note(me: Relative, *, experiment_id: str, parents: Mapping[str, R
             + (f" · birth {me.birth}" if me.birth is not None else "")
             + (f" · generation {me.generation}" if me.generation is not None else "")
             + (f" · cell `{me.cell}`" if me.cell else "") + (f" · status **{me.status}**" if me.status != "ok" else ""),
+            *([f"Started from a parent's trained weights: {me.inherited}."] if me.inherited else []),
             "", f"**Parents** ({len(me.parents)})" if me.parents else "**Founder**: no parents.", ""]
     for h in dict.fromkeys(me.parents):
         parent = parents.get(h)

@@ -15,6 +15,8 @@ Scenarios:
 
 - ``rungs``: a campaign with fidelity rungs (``workers.testing:rung_evaluate``) on the two-node cluster: promoted
   evaluations carry their training state in the job (Ray's object store), whichever node runs them.
+- ``inherit``: a campaign of real CTM evaluations with rungs and ``evaluation.inherit: parent`` on the two-node
+  cluster: children start from their parents' trained weights, whichever node trained the parent.
 
 Progress goes to stdout; the outcome is written as JSON to ``--out``.
 """
@@ -138,13 +140,25 @@ def local(args: argparse.Namespace) -> dict[str, Any]:
             "shares": shares, "large": large.job_id}
 
 
-def rungs(args: argparse.Namespace) -> dict[str, Any]:
+def _campaign(args: argparse.Namespace, config: dict[str, Any]) -> list[dict[str, Any]]:
     import ray
 
     from search.campaign import Campaign, parse_campaign_config
     from workers.ray_pool import RayPool
 
-    config = parse_campaign_config({
+    campaign = Campaign.create(parse_campaign_config(config), Path(args.report_dir) / "campaign")
+    ray.init(address=args.address, _node_ip_address=args.node_ip, logging_level="WARNING")
+    deadline = time.monotonic() + 90
+    while ray.cluster_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:  # both worker nodes joined
+        time.sleep(0.5)
+    pool = RayPool(dataclasses.replace(campaign.workers_config, address=None))  # this connection
+    campaign.run(pool=pool)
+    pool.shutdown()
+    return [e["record"] for e in campaign.journal.read() if e["event"] == "result"]
+
+
+def rungs(args: argparse.Namespace) -> dict[str, Any]:
+    records = _campaign(args, {
         "name": "cluster", "seed": 1, "task": {"name": "parity", "params": {"length": 4}},
         "genome_space": {"ticks": {"min": 1, "max": 20}, "memory_length": {"min": 1, "max": 8}},
         "strategy": {"name": "map_elites", "settings": {"initial_samples": 6}},
@@ -153,29 +167,41 @@ def rungs(args: argparse.Namespace) -> dict[str, Any]:
         "evaluation": {"steps": 100, "fidelity": {"rungs": [100, 300], "eta": 2}},
         "budget": {"evaluations": 24}, "tracking": {"checkpoints": "elites"},
         "workers": {"address": args.address, "evaluate_fn": "workers.testing:rung_evaluate"}})
-    campaign = Campaign.create(config, Path(args.report_dir) / "campaign")
-    ray.init(address=args.address, _node_ip_address=args.node_ip, logging_level="WARNING")
-    deadline = time.monotonic() + 90
-    while ray.cluster_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:  # both worker nodes joined
-        time.sleep(0.5)
-    pool = RayPool(dataclasses.replace(campaign.workers_config, address=None))  # this connection
-    campaign.run(pool=pool)
-    pool.shutdown()
-    records = [e["record"] for e in campaign.journal.read() if e["event"] == "result"]
     return {"results": [{"hash": r["result"]["genome_hash"], "rung": r.get("rung", 0), "status": r["result"]["status"],
                          "worker": r["result"]["worker"], "start_step": r["result"]["metrics"].get("start_step")}
                         for r in records]}
 
 
+def inherit(args: argparse.Namespace) -> dict[str, Any]:
+    records = _campaign(args, {
+        "name": "inherit", "seed": 2, "task": {"name": "parity", "params": {"length": 4}},
+        "genome_space": {"ticks": {"min": 1, "max": 8}, "memory_length": {"min": 1, "max": 6},
+                         "d_model": {"min": 16, "max": 32}, "d_input": 16, "heads": {"choices": [1, 2]},
+                         "nlm_hidden": {"min": 2, "max": 6}, "n_sync_out": {"min": 4, "max": 8},
+                         "n_sync_action": {"min": 2, "max": 8}, "batch_size": 16},
+        "strategy": {"name": "map_elites", "settings": {"initial_samples": 4}},
+        "descriptors": [{"name": "ticks", "bins": 4, "range": [1, 9]}, {"name": "memory_length", "bins": 3,
+                                                                         "range": [1, 7]}],
+        "evaluation": {"steps": 20, "val_samples": 64, "fidelity": {"rungs": [20, 60], "eta": 2},
+                       "inherit": "parent"},
+        "budget": {"evaluations": 20}, "workers": {"address": args.address}})
+    return {"results": [{"hash": r["result"]["genome_hash"], "rung": r.get("rung", 0), "status": r["result"]["status"],
+                         "worker": r["result"]["worker"], "parent": r["extra"].get("inherited_from"),
+                         "inherited": r["extra"].get("inherited"), "metrics": r["result"]["metrics"]}
+                        for r in records]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["node_death", "disconnect", "local", "rungs"])
+    parser.add_argument("scenario", choices=["node_death", "disconnect", "local", "rungs", "inherit"])
     parser.add_argument("--address")
     parser.add_argument("--node-ip", default="127.0.0.2")
     parser.add_argument("--report-dir")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    outcome = {"node_death": node_death, "disconnect": disconnect, "local": local, "rungs": rungs}[args.scenario](args)
+    scenarios = {"node_death": node_death, "disconnect": disconnect, "local": local, "rungs": rungs,
+                 "inherit": inherit}
+    outcome = scenarios[args.scenario](args)
     Path(args.out).write_text(json.dumps(outcome))
     say("done")
     sys.stdout.flush()

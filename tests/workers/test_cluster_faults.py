@@ -115,3 +115,26 @@ def test_promoted_evaluations_continue_on_any_node_of_a_two_node_cluster(
     moved = [r for r in promoted if r["worker"].split(":")[0] != by[(r["hash"], 0)]["worker"].split(":")[0]]
     print(f"{len(moved)} of {len(promoted)} promotions ran on another node than their rung-0 evaluation")
     assert moved  # the training state travelled with the job (Ray's object store), not through a local file
+
+
+def test_children_inherit_their_parents_weights_across_a_two_node_cluster(
+        loopback_cluster: Any, run_driver: Callable[..., subprocess.Popen[str]], tmp_path: Path) -> None:
+    address = loopback_cluster.start_head("127.0.0.2", num_cpus=0)  # the driver's node runs no evaluation
+    loopback_cluster.add_node("127.0.0.3", num_cpus=1)
+    loopback_cluster.add_node("127.0.0.4", num_cpus=1)
+    out = tmp_path / "out.json"
+    driver = run_driver("inherit", "--address", address, "--report-dir", str(tmp_path), "--out", str(out))
+    results = finish(driver, out, timeout_s=300)["results"]
+    assert len(results) == 20 and all(r["status"] == "ok" for r in results), results  # real CTM training
+    children = [r for r in results if r["parent"]]
+    assert len(children) >= 4
+    for r in children:
+        assert 0 < r["metrics"]["inherited_fraction"] <= 1 and r["metrics"]["parent_steps"] in (20, 60)
+        assert r["inherited"] == f"inherited: {r['metrics']['inherited_fraction']:.2f} of parameters from {r['parent']}"
+    node = {r["hash"]: r["worker"].split(":")[0] for r in results if r["rung"] == 0}
+    assert set(node.values()) == {"127.0.0.3", "127.0.0.4"}
+    moved = [r for r in children if r["worker"].split(":")[0] != node[r["parent"]]]
+    fractions = sorted(round(r["metrics"]["inherited_fraction"], 2) for r in children)
+    print(f"{len(children)} children inherited (fractions {fractions}); {len(moved)} ran on another node than "
+          "their parent")
+    assert moved  # the parent's weights travelled with the job, not through a node's local disk
