@@ -29,6 +29,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from statistics import NormalDist
 
 from ctm.result import BEHAVIOUR_POINTS, EvalBudget, EvalResult, ParentWeights, TaskSpec
 from genome.genome import Genome
@@ -108,6 +109,23 @@ def fake_evaluate(genome: Genome, task: TaskSpec, budget: EvalBudget, seed: int,
     result.metrics["started_at_unix"] = started_at
     if want_checkpoint:
         result.checkpoint = b"fake-checkpoint:" + genome.hash.encode()
+    return result
+
+
+def lognormal_evaluate(genome: Genome, task: TaskSpec, budget: EvalBudget, seed: int, device: str = "cpu", *,
+                       batch_size: int | None = None, want_checkpoint: bool = False,
+                       start: bytes | None = None) -> EvalResult:
+    """Sleep for a log-normal duration (median ``CTMEVO_FAKE_MEDIAN_S``, default 2 s; log-space spread
+    ``CTMEVO_FAKE_SIGMA``, default 1), drawn from the genome hash and seed (the same job always sleeps the same
+    time), then succeed with :func:`default_fitness`; ``started_at_unix`` and ``ended_at_unix`` stamp when."""
+    median = float(os.environ.get("CTMEVO_FAKE_MEDIAN_S", "2"))
+    sigma = float(os.environ.get("CTMEVO_FAKE_SIGMA", "1"))
+    u = (int.from_bytes(hashlib.sha256(f"sleep:{genome.hash}:{seed}".encode()).digest()[:6], "big") + 0.5) / 2**48
+    duration = median * math.exp(sigma * NormalDist().inv_cdf(u))
+    started_at = time.time()
+    time.sleep(duration)
+    result = ok_result(genome, seed, default_fitness(genome, seed), wall_time_s=duration, batch_size=batch_size)
+    result.metrics.update(started_at_unix=started_at, ended_at_unix=time.time())
     return result
 
 

@@ -10,7 +10,9 @@ consumer accepted. After any stop it continues from that cursor; results before 
 Faults: a consumer that raises :class:`~search.tracking.archiver.TrackingUnavailable` is retried with the same
 batch after a growing wait (30 s, doubling, at most 10 min); one that raises anything else is reported (live
 view, log) and restarted from its cursor after a wait. Dispatch goes on either way: the consumer falls behind
-(:attr:`ConsumerRunner.behind`) and catches up when it can.
+(:attr:`ConsumerRunner.behind`) and catches up when it can. Asked to stop (the campaign ends), a consumer
+waiting for its tracking server tries once more at once; if the server is still away it stops there, and the
+rest waits in the journal for the next run or ``ctmevo sync``.
 """
 
 from __future__ import annotations
@@ -102,12 +104,17 @@ class ConsumerRunner:
     def _main(self) -> None:
         wait = self.first_wait_s
         while True:
+            stopping, unavailable = self._stop.is_set(), False
             try:
                 self._run()
                 self.error = None
                 break
             except TrackingUnavailable as exc:
+                if stopping:  # the last try, made when asked to stop, failed too: the rest waits for next time
+                    self._failed(f"{exc}; the records wait in the journal")
+                    break
                 self._failed(f"{exc}; retrying in {wait:.0f} s (the records wait in the journal)")
+                unavailable = True
             except Exception as exc:  # a consumer bug or an unexpected failure: restart it from its cursor
                 log.warning("%s consumer failed (%s: %s); restarting it in %.0f s", self.name, type(exc).__name__,
                             exc, wait, exc_info=log.isEnabledFor(logging.DEBUG))
@@ -117,7 +124,11 @@ class ConsumerRunner:
             if self._stop.is_set() and now >= self._give_up_at:
                 break  # given up: what is left stays for the next run or `ctmevo sync`
             self.waiting_until = now + wait
-            time.sleep(max(0.0, min(wait, self._give_up_at - now)))  # new results do not shorten the wait
+            pause = max(0.0, min(wait, self._give_up_at - now))
+            if unavailable:  # new results do not shorten the wait; being asked to stop does (one last try)
+                self._stop.wait(pause)
+            else:
+                time.sleep(pause)
             wait = min(wait * 2, MAX_WAIT_S)
         if self._consumer is not None and self._opened:
             try:

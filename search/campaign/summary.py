@@ -17,7 +17,7 @@ import yaml
 
 from search.campaign.paths import CampaignPaths, default_tracking_uri
 from search.errors import CampaignError
-from search.journal import JournalCorruptError, JsonLines, SnapshotCorruptError, read_json
+from search.journal import Journal, JournalCorruptError, SnapshotCorruptError, read_json
 
 __all__ = ["Summary", "summarise"]
 
@@ -63,7 +63,7 @@ def summarise(root: Path, *, top: int = 5) -> Summary:
     try:
         meta = read_json(paths.meta)
         config = yaml.safe_load(paths.config.read_text(encoding="utf-8")) or {}
-        events = JsonLines(paths.journal).read()
+        events = Journal(paths.journal).read()
     except (SnapshotCorruptError, JournalCorruptError):
         raise  # the caller says how to repair them
     except (ValueError, OSError, yaml.YAMLError) as exc:

@@ -204,7 +204,6 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     from search.tracking.client import down_reason, is_transient, server_down
     from search.tracking.lineages import LineageError, lineage, lineage_from_records
 
-    campaign = None
     uri = args.tracking_uri  # explicit --tracking-uri, then --campaign, then $MLFLOW_TRACKING_URI
     if args.campaign:
         args.campaign_id, store = campaign_store(args.campaign)
@@ -216,7 +215,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     if problem:
         raise UsageError(f"--tracking-uri = {uri!r}: {problem}")
     try:
-        if campaign is not None and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        if args.campaign and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
             raise FileNotFoundError(f"{uri[len('sqlite:///'):]} does not exist")  # never create an empty store
         graph = lineage(uri, args.run, depth=args.depth, campaign=args.campaign_id)
     except LineageError as exc:
@@ -224,9 +223,10 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     except Exception as exc:
         if not (is_transient(exc) or isinstance(exc, FileNotFoundError)):
             raise
-        if campaign is None:
+        if not args.campaign:
             raise OperationalError(f"{server_down(uri, exc)}. Start it (or check --tracking-uri), then run the "
                                    "command again") from None
+        campaign = open_campaign(args.campaign)
         print(f"ctmevo lineage: MLflow at {uri} cannot be read ({down_reason(exc)}); "
               f"the lineage comes from {campaign.paths.journal} (no run ids)", file=sys.stderr)
         try:
