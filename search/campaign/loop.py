@@ -267,7 +267,7 @@ class Campaign(Replay):
         while (key := self.rungs.next_job(quota=not self.strategy.decides_promotions)) is not None:
             if key.repeat or self.strategy.may_promote(key.genome_hash):
                 return key
-            self.rungs.promoted[key.rung - 1].add(key.genome_hash)  # vetoed: never promoted (not journaled)
+            self.rungs.veto(key)  # never promoted (not journaled: the strategy vetoes it again on resume)
         return None
 
     def _record(self, results: Sequence[EvalResult], reporter: Reporter) -> None:

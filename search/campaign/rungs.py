@@ -21,7 +21,9 @@ the highest rung a genome has reached.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import heapq
 import itertools
 import math
 from collections import defaultdict
@@ -79,6 +81,10 @@ class RungScheduler:
 
     ``eta``: promote the top ``1/eta`` of a rung; ``seeds``: how many seeds the best genomes get (1 = no
     repeats); ``share``: at most this fraction of all jobs are repeats.
+
+    Cost: a result, a promotion and "what is best" take O(log n) (sorted lists per rung and a lazy heap), so a
+    driver with a thousand workers and 100,000 genomes asks as fast at the end as at the start. A repeat scans
+    the genomes at the top rung.
     """
 
     def __init__(self, *, rungs: list[int], eta: float = 3.0, seeds: int = 1, share: float = 0.0) -> None:
@@ -91,6 +97,17 @@ class RungScheduler:
         self.repeats_asked: dict[str, set[int]] = defaultdict(set)  # hash → repeat indices asked (top rung)
         self.jobs = 0  # jobs asked in all (new genomes, promotions, repeats)
         self.repeat_jobs = 0
+        # indexes of the above, kept in step: rung → sorted (-fitness, arrival, hash) of all successful finishers,
+        # and of those not promoted yet; genomes at the top rung; a lazy max-heap of (rung, mean) for best()
+        self._ranked: list[list[tuple[float, int, str]]] = [[] for _ in rungs]
+        self._waiting: list[list[tuple[float, int, str]]] = [[] for _ in rungs]
+        self._entry: dict[tuple[int, str], tuple[float, int, str]] = {}
+        self._arrivals = itertools.count()
+        self._order: dict[str, int] = {}  # genome → when it was first seen (ties go to the earlier)
+        self._at_top: set[str] = set()
+        self._version: dict[str, int] = {}
+        self._best_any: list[tuple[int, float, int, int, str]] = []
+        self._best_enough: list[tuple[int, float, int, int, str]] = []
 
     @property
     def top(self) -> int:
@@ -101,10 +118,14 @@ class RungScheduler:
         """A job was journaled (a new genome, a promotion or a repeat)."""
         self.jobs += 1
         if key.rung > 0 and key.repeat == 0:
-            self.promoted[key.rung - 1].add(key.genome_hash)
+            self._mark_promoted(key.rung - 1, key.genome_hash)
         if key.repeat > 0:
             self.repeat_jobs += 1
             self.repeats_asked[key.genome_hash].add(key.repeat)
+
+    def veto(self, key: JobKey) -> None:
+        """The strategy refused the promotion ``key``: the genome is never promoted from the rung below."""
+        self._mark_promoted(key.rung - 1, key.genome_hash)
 
     def preview(self, key: JobKey, fitness: float | None) -> Aggregate:
         """The genome's aggregate as :meth:`observe` would make it, without changing anything."""
@@ -117,13 +138,24 @@ class RungScheduler:
 
     def observe(self, key: JobKey, fitness: float | None) -> Aggregate:
         """A result (``fitness`` None for a failure); returns the genome's aggregate after it."""
+        h = key.genome_hash
+        self._order.setdefault(h, len(self._order))
         if key.repeat == 0:
-            self.finished[key.rung][key.genome_hash] = fitness
-        agg = self.aggregates[key.genome_hash]
+            self._unrank(key.rung, h)
+            self.finished[key.rung][h] = fitness
+            if fitness is not None:
+                entry = self._entry[(key.rung, h)] = (-fitness, next(self._arrivals), h)
+                bisect.insort(self._ranked[key.rung], entry)
+                if h not in self.promoted[key.rung]:
+                    bisect.insort(self._waiting[key.rung], entry)
+        agg = self.aggregates[h]
         if key.rung > agg.rung:
             agg.rung, agg.values = key.rung, {}
         if key.rung == agg.rung:
             agg.values[key.repeat] = fitness
+        if agg.rung == self.top:
+            self._at_top.add(h)
+        self._push_best(h, agg)
         return agg
 
     # -- what to run next ----------------------------------------------------------------------------------
@@ -134,52 +166,75 @@ class RungScheduler:
 
     def _promotion(self, use_quota: bool = True) -> JobKey | None:
         for rung in range(self.top - 1, -1, -1):
-            done = self.finished[rung]
+            done, waiting = self.finished[rung], self._waiting[rung]
             quota = math.floor(len(done) / self.eta) if use_quota else len(done)
-            if quota < 1:
+            if quota < 1 or not waiting:
                 continue
-            ranked = sorted((h for h, v in done.items() if v is not None), key=lambda h: -(done[h] or 0.0))
-            for h in ranked[:quota]:
-                if h not in self.promoted[rung]:
-                    return JobKey(h, rung + 1, 0)
+            best = waiting[0]  # the best genome not promoted yet: promoted if it ranks in the top `quota`
+            if bisect.bisect_left(self._ranked[rung], best) < quota:
+                return JobKey(best[2], rung + 1, 0)
         return None
 
     def _repeat(self) -> JobKey | None:
         if self.seeds <= 1 or self.repeat_jobs >= self.share * (self.jobs + 1):
             return None
-        best: tuple[float, str, int] | None = None
-        for h, agg in self.aggregates.items():
-            if agg.rung != self.top or agg.mean is None or 0 not in agg.values:
-                continue  # only genomes at the top rung are measured again
-            asked = len(self.repeats_asked[h] | set(agg.values)) if agg.rung == self._repeat_rung(h) else 0
+        best: tuple[float, int, str] | None = None
+        for h in self._at_top:
+            agg = self.aggregates[h]
+            if agg.mean is None or 0 not in agg.values:
+                continue  # only genomes measured at the top rung are measured again
+            asked = len(self.repeats_asked[h] | set(agg.values))
             if asked >= self.seeds or any(r > agg.rung for r in self._pending_promotion(h)):
                 continue
-            if best is None or agg.mean > best[0]:
-                best = (agg.mean, h, agg.rung)
+            candidate = (agg.mean, -self._order[h], h)
+            if best is None or candidate > best:
+                best = candidate
         if best is None:
             return None
-        _, h, rung = best
+        h = best[2]
         repeat = max(self.repeats_asked[h] | set(self.aggregates[h].values)) + 1
-        return JobKey(h, rung, repeat)
-
-    def _repeat_rung(self, h: str) -> int:
-        return self.aggregates[h].rung
+        return JobKey(h, self.aggregates[h].rung, repeat)
 
     def _pending_promotion(self, h: str) -> list[int]:
         """Rungs ``h`` was promoted to but has no result at yet."""
         return [r + 1 for r in range(self.top) if h in self.promoted[r] and h not in self.finished[r + 1]]
 
+    def _mark_promoted(self, rung: int, h: str) -> None:
+        if h in self.promoted[rung]:
+            return
+        self.promoted[rung].add(h)
+        entry = self._entry.get((rung, h))
+        if entry is not None:
+            _remove(self._waiting[rung], entry)
+
+    def _unrank(self, rung: int, h: str) -> None:
+        entry = self._entry.pop((rung, h), None)
+        if entry is not None:  # the same job's result again (never in a journal; kept correct anyway)
+            _remove(self._ranked[rung], entry)
+            _remove(self._waiting[rung], entry)
+
     # -- what is best ------------------------------------------------------------------------------------------
+    def _push_best(self, h: str, agg: Aggregate) -> None:
+        version = self._version[h] = self._version.get(h, 0) + 1
+        mean = agg.mean
+        if mean is None:
+            return
+        item = (-agg.rung, -mean, self._order[h], version, h)
+        heapq.heappush(self._best_any, item)
+        if agg.seeds >= self.seeds:
+            heapq.heappush(self._best_enough, item)
+
+    def _top_of(self, heap: list[tuple[int, float, int, int, str]]) -> str | None:
+        while heap and heap[0][3] != self._version[heap[0][4]]:
+            heapq.heappop(heap)  # an older aggregate of that genome
+        return heap[0][4] if heap else None
+
     def best(self) -> tuple[str, Aggregate] | None:
         """The genome reported as best: the highest mean among those with the most seeds available (at least
-        ``seeds`` when any genome has them), at the highest rung reached; ties go to the higher rung."""
-        pool = [(h, a) for h, a in self.aggregates.items() if a.mean is not None]
-        if not pool:
-            return None
-        enough = [(h, a) for h, a in pool if a.seeds >= self.seeds]
-        if enough:
-            pool = enough
-        return max(pool, key=lambda ha: (ha[1].rung, ha[1].mean))
+        ``seeds`` when any genome has them), at the highest rung reached; ties go to the higher rung, then to
+        the genome seen first."""
+        h = self._top_of(self._best_enough) or self._top_of(self._best_any)
+        return (h, self.aggregates[h]) if h is not None else None
 
     def best_metrics(self, spent_steps: float) -> dict[str, float]:
         """The best as the live view, status and MLflow report it: a mean over seeds, at a rung."""
@@ -188,3 +243,10 @@ class RungScheduler:
             return {"train_steps_spent": float(spent_steps)}
         return {"best_mean_fitness": best[1].mean, "best_seeds": float(best[1].seeds),
                 "best_rung": float(best[1].rung), "train_steps_spent": float(spent_steps)}
+
+
+def _remove(items: list[tuple[float, int, str]], entry: tuple[float, int, str]) -> None:
+    """Remove ``entry`` from the sorted list ``items`` if it is there."""
+    i = bisect.bisect_left(items, entry)
+    if i < len(items) and items[i] == entry:
+        del items[i]

@@ -196,3 +196,58 @@ def test_every_strategy_runs_with_rungs_and_resumes(tmp_path: Path, strategy: st
     assert any(r.get("rung", 0) > 0 for r in records)  # promotions happened, and continued their states
     reopened = Campaign.open(campaign.paths.root)  # the strategy's state restores from snapshot + journal
     assert reopened.strategy.metrics()["evaluations"] == campaign.strategy.metrics()["evaluations"]
+
+
+def _plain_choice(s: RungScheduler, quota: bool) -> JobKey | None:
+    """The scheduler's rule as the module docstring states it, computed from scratch (no indexes)."""
+    if s.seeds > 1 and s.repeat_jobs < s.share * (s.jobs + 1):
+        best = None
+        for h, agg in s.aggregates.items():
+            if agg.rung != s.top or agg.mean is None or 0 not in agg.values:
+                continue
+            pending = [r + 1 for r in range(s.top) if h in s.promoted[r] and h not in s.finished[r + 1]]
+            if len(s.repeats_asked[h] | set(agg.values)) >= s.seeds or any(r > agg.rung for r in pending):
+                continue
+            if best is None or agg.mean > best[0]:
+                best = (agg.mean, h)
+        if best is not None:
+            h = best[1]
+            return JobKey(h, s.aggregates[h].rung, max(s.repeats_asked[h] | set(s.aggregates[h].values)) + 1)
+    for rung in range(s.top - 1, -1, -1):
+        done = s.finished[rung]
+        n = int(len(done) // s.eta) if quota else len(done)
+        ranked = sorted((h for h, v in done.items() if v is not None), key=lambda h: -(done[h] or 0.0))
+        for h in ranked[:n]:
+            if h not in s.promoted[rung]:
+                return JobKey(h, rung + 1, 0)
+    return None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_indexed_scheduler_chooses_what_the_plain_rule_says(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    s = RungScheduler(rungs=RUNGS, eta=rng.choice([2, 3, 4]), seeds=rng.choice([1, 2, 3]), share=0.2)
+    running: list[JobKey] = []
+    quota = seed % 2 == 0
+    for step in range(400):
+        key = s.next_job(quota=quota)
+        assert key == _plain_choice(s, quota), step
+        if key is not None and rng.random() < 0.1 and key.repeat == 0:
+            s.veto(key)  # the strategy refused it
+        elif key is not None:
+            s.asked(key)
+            running.append(key)
+        else:
+            new = JobKey(f"g{step}")
+            s.asked(new)
+            running.append(new)
+        if running and rng.random() < 0.7:
+            done = running.pop(rng.randrange(len(running)))
+            fitness = None if rng.random() < 0.1 else rng.choice([0.1, 0.2, 0.5, rng.random()])  # ties too
+            s.observe(done, fitness)
+        plain = [(h, a) for h, a in s.aggregates.items() if a.mean is not None]
+        enough = [(h, a) for h, a in plain if a.seeds >= s.seeds] or plain
+        expected = max(enough, key=lambda ha: (ha[1].rung, ha[1].mean))[0] if enough else None
+        assert (s.best() or (None,))[0] == expected
