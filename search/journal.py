@@ -155,12 +155,14 @@ class JsonLines:
             self._fd = fd
         return self._fd
 
-    def append(self, obj: dict[str, Any]) -> None:
+    def append(self, obj: dict[str, Any], *, sync: bool = True) -> None:
         """Write ``obj`` as one line; returns only after the line is flushed and fsynced to disk."""
-        self.extend([obj])
+        self.extend([obj], sync=sync)
 
-    def extend(self, objs: Iterable[dict[str, Any]]) -> None:
-        """Append several objects with a single write and a single fsync."""
+    def extend(self, objs: Iterable[dict[str, Any]], *, sync: bool = True) -> None:
+        """Append several objects with a single write and a single fsync. ``sync=False`` skips the fsync: the
+        lines are in the OS (a killed process loses nothing) and reach the disk with the next fsync of this
+        file (:meth:`sync`, or a later ``extend``), which covers every earlier write."""
         data = b"".join(encode_line(obj) for obj in objs)
         if not data:
             return
@@ -169,7 +171,13 @@ class JsonLines:
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
+
+    def sync(self) -> None:
+        """fsync what was written without it."""
+        if self._fd is not None:
+            os.fsync(self._fd)
 
     def read(self) -> list[dict[str, Any]]:
         """Every complete line as a dict (a torn final line is dropped with a warning; the file is not changed)."""
@@ -228,13 +236,18 @@ class Journal:
         """The torn last line the last read dropped, if any (see :class:`JsonLines`)."""
         return self._lines.torn
 
-    def append(self, entry: EvaluationRecord | Mapping[str, Any]) -> None:
-        """Append ``entry`` and fsync: a completed evaluation is on disk before anything depends on it."""
-        self._lines.append(entry.to_dict() if isinstance(entry, EvaluationRecord) else dict(entry))
+    def append(self, entry: EvaluationRecord | Mapping[str, Any], *, sync: bool = True) -> None:
+        """Append ``entry`` and fsync: a completed evaluation is on disk before anything depends on it.
+        ``sync=False``: see :meth:`JsonLines.extend`."""
+        self._lines.append(entry.to_dict() if isinstance(entry, EvaluationRecord) else dict(entry), sync=sync)
 
-    def extend(self, entries: Iterable[EvaluationRecord | Mapping[str, Any]]) -> None:
+    def extend(self, entries: Iterable[EvaluationRecord | Mapping[str, Any]], *, sync: bool = True) -> None:
         """Append several entries with ONE write and ONE fsync (group commit)."""
-        self._lines.extend(e.to_dict() if isinstance(e, EvaluationRecord) else dict(e) for e in entries)
+        self._lines.extend((e.to_dict() if isinstance(e, EvaluationRecord) else dict(e) for e in entries), sync=sync)
+
+    def sync(self) -> None:
+        """fsync entries appended with ``sync=False``."""
+        self._lines.sync()
 
     def read(self) -> list[dict[str, Any]]:
         """Every complete entry; raises :class:`JournalCorruptError` on damage before the last line."""

@@ -3,9 +3,15 @@
 The hot loop does only what dispatch needs::
 
     jobs      = promotions and repeats (rungs.next_job), else strategy.ask(free slots)
-                                           → journal "job" / "ask" event (fsync)  → pool.submit
+                                           → journal "job" / "ask" event (written)  → pool.submit
     results   = pool.poll()                → checkpoints (fsync) → journal "result" events (ONE fsync for the
-                                             batch: group commit) → strategy.tell / revise → reporter.recorded
+                                             batch and every ask before it: group commit) → strategy.tell /
+                                             revise → reporter.recorded
+
+An ask is written to the journal before its evaluation is submitted but not fsynced on its own: a killed
+process loses nothing (the OS has the line), and the fsync of the next results (or of a snapshot) makes it
+durable before anything depends on it. A power cut can lose only asks whose evaluations had not finished;
+resume then asks again and, the strategy being a pure function of the journal, gets the same genomes.
 
 With fidelity rungs (:mod:`.rungs`) a genome is first trained to the lowest rung; the best of each rung are
 promoted and continue training from their own checkpoint; the best genomes are evaluated again with fresh
@@ -30,6 +36,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -129,6 +136,7 @@ class Campaign(Replay):
     def snapshot(self) -> None:
         """Write ``state.json`` (small; see :mod:`.state`)."""
         self.state.elapsed_s = self.progress.elapsed_s
+        self._write(self.paths.journal, self.journal.sync)  # the snapshot never runs ahead of the journal on disk
         self._write(self.paths.state, lambda: write_atomic(self.paths.state, self.state.to_dict(self.strategy)))
         self._snapshot_done = len(self._records)
 
@@ -171,14 +179,23 @@ class Campaign(Replay):
         with self._locked(), deferred_interrupts() as interrupts:
             self._interrupts = interrupts
             reporter = reporter or CampaignReporter(self, offline_ok=offline_ok)
-            reporter.start()
             own_pool = pool is None
-            try:
-                pool = pool or make_pool(self.workers_config)
-            except BaseException:
-                reporter.finish("FAILED")
-                reporter.close()
-                raise
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctmevo-start") as starting:
+                started = starting.submit(reporter.start)  # MLflow's store opens while the pool (Ray) starts
+                try:
+                    pool = pool or make_pool(self.workers_config)
+                except BaseException:
+                    if started.exception() is None:
+                        reporter.finish("FAILED")
+                        reporter.close()
+                    raise
+                try:
+                    started.result()
+                except BaseException:
+                    if own_pool:
+                        with contextlib.suppress(Exception):
+                            pool.shutdown()
+                    raise
             return self._loop(pool, own_pool, reporter, on_progress)
 
     @contextlib.contextmanager
@@ -248,7 +265,8 @@ class Campaign(Replay):
         while free > 0 and (key := self._next_job()) is not None:
             record = self.strategy.record(key.genome_hash)
             assert record is not None
-            self._write(self.paths.journal, lambda k=key: self.journal.append({"event": "job", "job": k.id}))
+            event = {"event": "job", "job": key.id}
+            self._write(self.paths.journal, lambda e=event: self.journal.append(e, sync=False))
             self._apply_job(key)
             pool.submit(self.jobs.job(record.proposal, key))
             free -= 1
@@ -257,7 +275,7 @@ class Campaign(Replay):
             return
         births = list(range(self.state.births, self.state.births + len(proposals)))
         event = {"event": "ask", "births": births, "proposals": [p.to_dict() for p in proposals]}
-        self._write(self.paths.journal, lambda: self.journal.append(event))
+        self._write(self.paths.journal, lambda: self.journal.append(event, sync=False))  # see the module doc
         self._apply_ask(births, proposals, replay=False)
         for proposal in proposals:
             pool.submit(self.jobs.job(proposal, JobKey(proposal.genome_hash)))
