@@ -13,10 +13,11 @@ once (a success) or as failed (a failure, or a genome still in flight), and anot
 trial. Failures are told as ``TrialState.FAIL`` (TPE and NSGA-II ignore them).
 
 Fidelity rungs (``evaluation.fidelity``): ``optuna_tpe`` reports each rung's fitness as an intermediate value
-of the genome's trial (step = rung), completes the trial at the top rung, and asks its ``pruner`` (successive
-halving, Hyperband or median) whether the genome may go on: a pruned trial is told PRUNED and the genome is not
-promoted (``may_promote``), every other one is (the pruner decides, not the campaign's quota). With ``pruner:
-none`` the campaign's own successive halving decides.
+of the genome's trial (rung r at step 3**r, so that each campaign rung is one of the pruner's rungs), completes
+the trial at the top rung, and asks its ``pruner`` (successive halving, Hyperband or median) whether the genome
+may go on: a pruned trial is told PRUNED and the genome is not promoted (``may_promote``), every other one is
+(the pruner decides, not the campaign's quota). With ``pruner: none`` the campaign's own successive halving
+decides.
 
 Exact restore (a documented replay): the state keeps the log of every ask, tell and add made on the study;
 loading creates the study again from the seed and replays that log call by call, so the sampler's random
@@ -40,6 +41,11 @@ from search.strategies.evaluated import Evaluated, ghash, phash
 from search.strategies.settings import Setting, StrategyConfigError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # no INFO line per trial in campaign logs
+
+# Optuna's successive halving and Hyperband judge a trial at steps min_resource * factor**k (1, 3, 9, ... here);
+# rung r is reported at step factor**r, so every campaign rung below the top is one of the pruner's rungs (with
+# steps 1, 2, 3 the pruner would skip rung 1 and let everything that passed rung 0 train to the top).
+RUNG_STEP_FACTOR = 3
 
 
 class _OptunaStrategy(Strategy):
@@ -131,7 +137,7 @@ class _OptunaStrategy(Strategy):
             self._open.pop(h, None)
             self._tell(number, [value])
             return
-        self._report(number, value, rung + 1)  # steps 1, 2, ...: Optuna's pruners start at step 1
+        self._report(number, value, RUNG_STEP_FACTOR ** rung)  # steps 1, 3, 9, ...: a pruner rung per rung
         self._open[h] = number
         if self._trials[number].should_prune():
             self._open.pop(h, None)
@@ -225,10 +231,10 @@ class OptunaTPE(_OptunaStrategy):
     def _pruner(self) -> optuna.pruners.BasePruner:
         name = self.settings["pruner"]
         if name == "successive_halving":
-            return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+            return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=RUNG_STEP_FACTOR)
         if name == "hyperband":
-            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, self.top_rung),
-                                                  reduction_factor=3)
+            top = RUNG_STEP_FACTOR ** max(1, self.top_rung)
+            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=top, reduction_factor=RUNG_STEP_FACTOR)
         if name == "median":
             return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
         return optuna.pruners.NopPruner()

@@ -96,6 +96,25 @@ def test_a_genome_measured_at_a_higher_rung_is_never_displaced_by_a_lower_rung()
     assert again.archive_rows() == strategy.archive_rows()
 
 
+@pytest.mark.parametrize("pruner", ["successive_halving", "hyperband"])
+def test_optuna_pruners_judge_every_rung_below_the_top(pruner: str) -> None:
+    """Rung 1 of three is a pruner rung too: the worse of two genomes there is stopped, not trained to the top."""
+    space = L.space()
+    strategy = make_strategy("optuna_tpe", space=space, seed=0, settings={"pruner": pruner, "n_startup_trials": 2})
+    strategy.configure_rungs(2)
+    a, b = strategy.ask(2)
+    strategy.tell(EvalResult(genome_hash=a.genome_hash, fitness=0.5))  # alone at rung 0: goes on
+    strategy.tell(EvalResult(genome_hash=b.genome_hash, fitness=0.6))  # the best of rung 0: goes on
+    assert strategy.may_promote(a.genome_hash) and strategy.may_promote(b.genome_hash)
+    strategy.revise(a.genome_hash, fitness=0.7, rung=1, seeds=1)
+    assert strategy.may_promote(a.genome_hash)  # alone at rung 1: goes on to the top
+    strategy.revise(b.genome_hash, fitness=0.65, rung=1, seeds=1)
+    if pruner == "successive_halving":
+        assert not strategy.may_promote(b.genome_hash)  # below the top third of rung 1: pruned there
+    steps = {e["step"] for e in strategy.state_dict()["extra"]["log"] if e["op"] == "report"}
+    assert steps == {1, 3}  # the pruners' own rungs (min_resource 1, reduction factor 3)
+
+
 def rung_campaign(tmp: Path, name: str, *, evaluations: int = 36) -> Path:
     config = {
         "name": name, "seed": 3, "output_dir": str(tmp / name),
