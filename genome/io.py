@@ -78,8 +78,11 @@ def genome_from_document(doc: Any, *, source: str = "<genome>") -> Genome:
     return genome
 
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when PyYAML has it: ~10x faster, same YAML
+
+
 def to_yaml(genome: Genome) -> str:
-    return yaml.safe_dump(genome_to_document(genome), sort_keys=False)
+    return yaml.dump(genome_to_document(genome), Dumper=_DUMPER, sort_keys=False)
 
 
 def from_yaml(text: str, *, source: str = "<yaml>") -> Genome:

@@ -66,8 +66,9 @@ class FidelitySection(_Section):
 
 
 class RepeatSection(_Section):
-    """Re-evaluation with fresh seeds: the best genomes get ``seeds`` seeds, using at most ``share`` of the jobs;
-    what is reported as best is a mean over at least ``seeds`` seeds once any genome has them."""
+    """Re-evaluation with fresh seeds: the best genomes get ``seeds`` seeds, using at most ``share`` of the training
+    steps (a repeat trains from scratch to the top rung); what is reported as best is a mean over at least
+    ``seeds`` seeds once any genome has them."""
 
     seeds: int = Field(default=3, ge=2, le=100)
     share: float = Field(default=0.15, gt=0, lt=1)

@@ -21,6 +21,7 @@ from search.tracking.errors import TrackingUnavailable
 __all__ = ["MlflowConsumer", "PictureConsumer"]
 
 log = logging.getLogger("ctmevo.consumers")
+METRICS_EVERY_S = 1.0  # at most one campaign-metrics point per second of the campaign goes to MLflow
 
 
 class MlflowConsumer:
@@ -31,7 +32,7 @@ class MlflowConsumer:
         self.archiver, self.log_every, self.rejected = archiver, log_every, rejected
         self._artifacts: list[Path] = []
         self._lock = threading.Lock()
-        self._last_step = -1
+        self._last_step, self._last_time = -1, float("-inf")
 
     def add_artifacts(self, paths: Sequence[Path]) -> None:
         """Called by the picture consumer (another thread): upload these at the next tick."""
@@ -76,12 +77,17 @@ class MlflowConsumer:
                 lines.append({"index": index, "genome_hash": record.genome.hash, "error": first_line(exc)})
 
     def metrics(self, points: list[dict[str, Any]]) -> None:
+        """Campaign metrics: a point every ``log_every`` evaluations and at most one per
+        :data:`METRICS_EVERY_S` seconds of the campaign (at thousands of evaluations a second, a point per
+        batch would cost MLflow more than the evaluation runs), and the final one."""
         due = []
         for point in points:
             step = int(point.get("evaluations", 0))
-            if step // self.log_every > self._last_step // self.log_every or point.get("final"):
-                due.append((step, {k: v for k, v in point.items() if k != "final"}))
-                self._last_step = step
+            at = float(point.get("time", 0.0))
+            crossed = step // self.log_every > self._last_step // self.log_every
+            if (crossed and at - self._last_time >= METRICS_EVERY_S) or point.get("final"):
+                due.append((step, {k: v for k, v in point.items() if k not in ("final", "time")}))
+                self._last_step, self._last_time = step, at
         self.archiver.write_metrics(due)
 
     def tick(self, final: bool) -> None:

@@ -164,7 +164,7 @@ class CampaignReporter:
 
     def _write_metrics(self, point: dict[str, Any]) -> None:
         if self._metrics_file is not None:
-            self._metrics_file.write(json.dumps(point) + "\n")
+            self._metrics_file.write(json.dumps({**point, "time": round(time.time(), 3)}) + "\n")
             self._metrics_file.flush()  # no fsync: the history is derived data
 
     def tick(self) -> None:

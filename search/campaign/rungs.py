@@ -7,7 +7,8 @@ stream) and a *repeat* (0 for the campaign's seed of that genome; 1, 2, ... for 
 
 When a worker is free the loop asks :meth:`RungScheduler.next_job` first, then the strategy for a new genome:
 
-1. a **repeat** when re-evaluation is on and repeats have used less than ``share`` of the jobs so far: the best
+1. a **repeat** when re-evaluation is on and repeats would still use at most ``share`` of the training steps
+   asked so far (a repeat trains from scratch to its rung, so it costs that rung's steps): the best
    genome (mean fitness) at the highest rung reached that has fewer than ``seeds`` seeds, evaluated again with a
    fresh seed, trained from scratch to that rung;
 2. a **promotion** (ASHA, Li et al. 2020): from the highest rung down, a genome that finished rung r and is in
@@ -80,7 +81,7 @@ class RungScheduler:
     """ASHA promotions and repeated seeds over ``rungs`` (cumulative training steps; one rung = no promotions).
 
     ``eta``: promote the top ``1/eta`` of a rung; ``seeds``: how many seeds the best genomes get (1 = no
-    repeats); ``share``: at most this fraction of all jobs are repeats.
+    repeats); ``share``: at most this fraction of all training steps asked goes to repeats.
 
     Cost: a result, a promotion and "what is best" take O(log n) (sorted lists per rung and a lazy heap), so a
     driver with a thousand workers and 100,000 genomes asks as fast at the end as at the start. A repeat scans
@@ -97,6 +98,8 @@ class RungScheduler:
         self.repeats_asked: dict[str, set[int]] = defaultdict(set)  # hash → repeat indices asked (top rung)
         self.jobs = 0  # jobs asked in all (new genomes, promotions, repeats)
         self.repeat_jobs = 0
+        self.steps = 0  # training steps asked in all (a promotion costs the difference between its rungs)
+        self.repeat_steps = 0
         # indexes of the above, kept in step: rung → sorted (-fitness, arrival, hash) of all successful finishers,
         # and of those not promoted yet; genomes at the top rung; a lazy max-heap of (rung, mean) for best()
         self._ranked: list[list[tuple[float, int, str]]] = [[] for _ in rungs]
@@ -117,11 +120,19 @@ class RungScheduler:
     def asked(self, key: JobKey) -> None:
         """A job was journaled (a new genome, a promotion or a repeat)."""
         self.jobs += 1
+        self.steps += self.cost(key)
         if key.rung > 0 and key.repeat == 0:
             self._mark_promoted(key.rung - 1, key.genome_hash)
         if key.repeat > 0:
             self.repeat_jobs += 1
+            self.repeat_steps += self.cost(key)
             self.repeats_asked[key.genome_hash].add(key.repeat)
+
+    def cost(self, key: JobKey) -> int:
+        """Training steps the job will take: a promotion continues from the rung below, a repeat starts over."""
+        if key.rung > 0 and key.repeat == 0:
+            return self.rungs[key.rung] - self.rungs[key.rung - 1]
+        return self.rungs[key.rung]
 
     def veto(self, key: JobKey) -> None:
         """The strategy refused the promotion ``key``: the genome is never promoted from the rung below."""
@@ -176,7 +187,10 @@ class RungScheduler:
         return None
 
     def _repeat(self) -> JobKey | None:
-        if self.seeds <= 1 or self.repeat_jobs >= self.share * (self.jobs + 1):
+        if self.seeds <= 1:
+            return None
+        price = self.rungs[self.top]  # what a repeat costs (all repeats are at the top rung)
+        if self.repeat_steps + price > self.share * (self.steps + price):
             return None
         best: tuple[float, int, str] | None = None
         for h in self._at_top:

@@ -124,7 +124,7 @@ def rung_campaign(tmp: Path, name: str, *, evaluations: int = 36) -> Path:
         "descriptors": [{"name": "ticks", "bins": 5, "range": [1, 21]},
                         {"name": "memory_length", "bins": 4, "range": [1, 9]}],
         "evaluation": {"steps": RUNGS[0], "fidelity": {"rungs": RUNGS, "eta": 3},
-                       "repeats": {"seeds": 2, "share": 0.1}},
+                       "repeats": {"seeds": 2, "share": 0.25}},
         "budget": {"evaluations": evaluations},
         "workers": {"backend": "inline", "evaluate_fn": "workers.testing:rung_evaluate"},
         "tracking": {"checkpoints": "elites", "retry_after_s": 2}, "snapshot_every": 5, "plot_every_s": 60,
@@ -219,7 +219,8 @@ def test_every_strategy_runs_with_rungs_and_resumes(tmp_path: Path, strategy: st
 
 def _plain_choice(s: RungScheduler, quota: bool) -> JobKey | None:
     """The scheduler's rule as the module docstring states it, computed from scratch (no indexes)."""
-    if s.seeds > 1 and s.repeat_jobs < s.share * (s.jobs + 1):
+    price = s.rungs[-1]
+    if s.seeds > 1 and s.repeat_steps + price <= s.share * (s.steps + price):
         best = None
         for h, agg in s.aggregates.items():
             if agg.rung != s.top or agg.mean is None or 0 not in agg.values:
