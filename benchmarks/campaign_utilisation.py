@@ -10,8 +10,10 @@ started and ended. The fakes sleep, so more slots than cores is fine.
 
 Prints slot utilisation: over the window from the first evaluation's start to the last one's start (the time
 the campaign keeps submitting; the final drain, when no work is left to give, is excluded), the evaluation time
-that falls inside the window divided by ``slots x window``. Also: the makespan and what a perfect scheduler
-would need (total evaluation time / slots), and the driver's start-up.
+that falls inside the window divided by ``slots x window``; and the same after the ramp-up, once every slot's
+worker process has started its first evaluation (Ray starts worker processes as evaluations arrive: on a
+2-core machine, 64 of them take tens of seconds; on a cluster they start in parallel on their nodes). Also: the
+makespan and what a perfect scheduler would need (total evaluation time / slots), and the driver's start-up.
 
 Target (issue 12): >= 95% utilisation on 64 slots with median 2 s, sigma 1. Takes about 2 minutes.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -75,15 +78,20 @@ def main() -> None:
     ended = time.time()
     if out.returncode != 0:
         sys.exit(f"ctmevo run failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    spans = []
+    spans, first_of_worker = [], {}
     for line in (directory / "journal.jsonl").read_text().splitlines():
         event = json.loads(line)
         if event["event"] == "result":
-            m = event["record"]["result"]["metrics"]
+            result = event["record"]["result"]
+            m = result["metrics"]
             spans.append((m["started_at_unix"], m["ended_at_unix"]))
+            first_of_worker[result["worker"]] = min(first_of_worker.get(result["worker"], math.inf),
+                                                    m["started_at_unix"])
     starts = sorted(s for s, _ in spans)
     lo, hi = starts[0], starts[-1]
     busy = sum(overlap(s, e, lo, hi) for s, e in spans)
+    ramp = sorted(first_of_worker.values())[min(args.slots, len(first_of_worker)) - 1]
+    steady = sum(overlap(s, e, ramp, hi) for s, e in spans) / (args.slots * (hi - ramp)) if hi > ramp else math.nan
     total = sum(e - s for s, e in spans)
     makespan = max(e for _, e in spans) - lo
     longest = max(e - s for s, e in spans)
@@ -91,6 +99,8 @@ def main() -> None:
         ("evaluations", f"{len(spans):,} (mean {total / len(spans):.2f} s, longest {longest:.1f} s)"),
         ("window (first start .. last start)", f"{hi - lo:,.1f} s"),
         ("slot utilisation in the window", f"{100 * busy / (args.slots * (hi - lo)):.1f}%  (target >= 95%)"),
+        ("ramp-up (until every slot's worker ran)", f"{ramp - lo:,.1f} s ({len(first_of_worker)} worker processes)"),
+        ("slot utilisation after the ramp-up", f"{100 * steady:.1f}%  over {hi - ramp:,.1f} s"),
         ("makespan (first start .. last end)", f"{makespan:,.1f} s; a perfect scheduler: >= "
                                                f"{total / args.slots:,.1f} s"),
         ("ctmevo run wall time", f"{ended - began:,.1f} s (start-up to first evaluation {lo - began:.1f} s)"),
