@@ -9,12 +9,13 @@ evaluation settings) on cumulative parity of length 8 (``--task``): at the quick
 reach 0.98 and more after 900 steps, which leaves nothing to compare. The arms are the table :data:`ARMS`;
 another arm is one more entry:
 
-- ``random``, ``reg_evolution``, ``me_scratch``: every genome trained from scratch at the space file's
-  ``evaluation.steps`` (300 for the quickstart; ``--flat-steps``), one seed: the search before fidelity rungs.
-- ``tpe_sha`` (the anchor, what a user would otherwise pick): Optuna TPE over fidelity rungs (default
-  ``[steps/3, steps, 3*steps]`` = 100, 300, 900), its successive-halving pruner deciding promotions, one seed.
+- ``random``, ``reg_evolution``, ``me_scratch``: every genome trained from scratch at the middle rung's
+  steps (300 for the quickstart; ``--flat-steps``), one seed: the search before fidelity rungs.
+- ``tpe_sha`` (the anchor, what a user would otherwise pick): Optuna TPE over fidelity rungs (default: the space
+  file's, 100, 300, 900 for the quickstart; ``[steps/3, steps, 3*steps]`` for a file without rungs), its
+  successive-halving pruner deciding promotions, one seed.
 - ``me_rungs``: MAP-Elites with the same rungs (ASHA, eta 3, promotions continue training) and re-evaluation
-  of the best with fresh seeds (3 seeds, 15 % of the jobs); the reported best is a mean over 3 seeds.
+  of the best with fresh seeds (3 seeds, at most 15 % of the training steps); the reported best is a mean over 3 seeds.
 - ``me_rungs_inherit``: the same plus weight inheritance from the parent (``evaluation.inherit: parent``); run
   only when the campaign config accepts that field, else skipped with a note.
 
@@ -129,6 +130,14 @@ def parse_task(text: str) -> dict[str, Any]:
     return {"name": name.strip(), "params": params}
 
 
+def default_rungs(evaluation: Any) -> list[int]:
+    """The space file's fidelity rungs; without them ``[s/3, s, 3s]`` around its ``evaluation.steps`` (s, else 300)."""
+    if evaluation.fidelity is not None and evaluation.steps:
+        return evaluation.rungs()
+    steps = evaluation.steps or 300
+    return [max(1, steps // 3), steps, steps * 3]
+
+
 def arm_config(base: dict[str, Any], arm: Arm, *, seed: int, compute: int, rungs: list[int], flat_steps: int,
                eta: float, seeds: int, share: float, workers: dict[str, Any], directory: Path) -> Any:
     """The campaign config of one arm and seed (validated: a refused field raises ConfigError)."""
@@ -196,13 +205,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="campaign seeds (runs per arm)")
     p.add_argument("--compute", type=int, default=10_000, help="budget.steps of every run (total training steps)")
     p.add_argument("--arms", nargs="+", default=None, help=f"arms to run (default all): {[a.name for a in ARMS]}")
-    p.add_argument("--rungs", type=int, nargs="+", default=None, help="fidelity rungs (default: steps/3, steps, "
-                   "3*steps with steps = the space file's evaluation.steps)")
+    p.add_argument("--rungs", type=int, nargs="+", default=None, help="fidelity rungs (default: the space file's "
+                   "rungs, else steps/3, steps, 3*steps with steps = its evaluation.steps)")
     p.add_argument("--flat-steps", type=int, default=None, help="training steps of one evaluation in arms without "
-                   "rungs (default: the space file's evaluation.steps)")
+                   "rungs (default: the middle rung)")
     p.add_argument("--eta", type=float, default=3.0)
     p.add_argument("--repeat-seeds", type=int, default=3, help="seeds of the best genomes in arms with repeats")
-    p.add_argument("--share", type=float, default=0.15, help="share of the jobs used for repeats")
+    p.add_argument("--share", type=float, default=0.15, help="share of the training steps used for repeats")
     p.add_argument("--reeval-seeds", type=int, default=3, help="fresh seeds of the re-evaluation")
     p.add_argument("--checkpoints", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0],
                    help="fractions of the compute at which the reported best is re-evaluated")
@@ -222,9 +231,8 @@ def main() -> None:
         args.task = parse_task(DEFAULT_TASK)
     if args.task:
         base["task"] = args.task
-    space_steps = space_config.evaluation.steps or 300
-    steps = args.flat_steps or space_steps
-    rungs = args.rungs or [max(1, space_steps // 3), space_steps, space_steps * 3]
+    rungs = args.rungs or default_rungs(space_config.evaluation)
+    steps = args.flat_steps or rungs[len(rungs) // 2]
     top = rungs[-1]
     fractions = sorted({min(1.0, max(0.0, f)) for f in args.checkpoints} | {1.0})
     if args.fresh and args.work.exists():

@@ -47,7 +47,8 @@ def test_run_trains_ctms_on_ray_and_says_where_to_look(quickstart):
     directory = tmp / "campaigns" / "quickstart"
     assert f"campaign directory : {Path('campaigns/quickstart')}" in out.stdout
     assert "mlflow ui --backend-store-uri sqlite:///" in out.stdout and "--host 127.0.0.1" in out.stdout
-    assert re.search(r"best genome\s+: [0-9a-f]{16}  fitness [01]\.\d{4} \((mean of \d seeds, )?rung [01]\)", out.stdout)
+    best_line = r"best genome\s+: [0-9a-f]{16}  fitness [01]\.\d{4} \((mean of \d seeds, )?rung [01]\)"
+    assert re.search(best_line, out.stdout)
     assert (directory / "plots" / "archive.png").stat().st_size > 5000
     events = [json.loads(line) for line in (directory / "journal.jsonl").read_text().splitlines()]
     results = [e["record"]["result"] for e in events if e["event"] == "result"]
