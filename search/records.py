@@ -112,6 +112,13 @@ def metric_of(record: EvaluationRecord, name: str) -> float | None:
     return descriptors.get(key) if isinstance(descriptors, dict) else None
 
 
+def reported_fitness(record: EvaluationRecord) -> float | None:
+    """The genome's fitness as its campaign reported it right after ``record``: with fidelity rungs or repeats,
+    the mean over the seeds of its highest rung (``extra["fitness_mean"]``), else the record's own fitness."""
+    mean = record.extra.get("fitness_mean")
+    return record.result.fitness if mean is None else float(mean)
+
+
 def metric_names(records: Iterable[EvaluationRecord]) -> set[str]:
     """Every metric :func:`metric_of` can read from some record (for messages listing the choices)."""
     names = {"fitness"}

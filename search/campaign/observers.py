@@ -15,7 +15,7 @@ from search.archive import QDArchive
 from search.campaign.paths import CampaignPaths
 from search.descriptors import Descriptor
 from search.journal import JsonLines
-from search.records import EvaluationRecord, best_record
+from search.records import EvaluationRecord, best_record, reported_fitness
 from search.tracking.errors import TrackingUnavailable
 
 __all__ = ["MlflowConsumer", "PictureConsumer"]
@@ -140,11 +140,10 @@ class PictureConsumer:
         record = dataclasses.replace(record, result=slim)
         self.records[record.genome.hash] = record
         values = record.extra.get("descriptors")
-        fitness = record.result.fitness
+        fitness = reported_fitness(record)
         usable = self.qd is not None and record.result.ok and isinstance(values, dict) and fitness is not None
         if usable and all(d.name in values for d in self.descriptors):  # the strategy's rule: rung, then mean
-            mean = record.extra.get("fitness_mean")
-            self.qd.add(record.genome.hash, self.codec.encode(record.genome), float(fitness if mean is None else mean),
+            self.qd.add(record.genome.hash, self.codec.encode(record.genome), float(fitness),
                         [float(values[d.name]) for d in self.descriptors], rung=int(record.extra.get("top_rung", 0)),
                         seeds=int(record.extra.get("seeds", 1)))
         self._changed = True

@@ -46,7 +46,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise OperationalError(f"{server_down(uri, exc)}. Start it (or check --tracking-uri), then run the "
                                "command again; --no-mlflow skips registering the model") from None
     r = found.record
-    print(f"exported {r.genome.hash} (fitness {r.result.fitness}, campaign {r.campaign}) to {result.bundle}")
+    print(f"exported {r.genome.hash} (fitness {found.fitness_text()}, campaign {r.campaign}) to {result.bundle}")
     print(f"  weights : {'from ' + str(found.checkpoint_source) if found.checkpoint else 'none (no checkpoint kept)'}")
     print(f"  card    : {result.bundle / 'MODEL_CARD.md'}")
     if found.run_id:

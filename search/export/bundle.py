@@ -34,7 +34,8 @@ def export(found: Located, out: str | Path, *, register: bool = True, overwrite:
     out = Path(out)
     source = {"campaign": found.record.campaign, "campaign_dir": str(found.campaign_dir or ""),
               "run_id": found.run_id, "tracking_uri": found.tracking_uri, "experiment_id": found.experiment_id,
-              "fitness": found.record.result.fitness, "cell": found.cell, "birth": found.record.birth,
+              "fitness": found.record.result.fitness, "mean_fitness": found.mean_fitness, "seeds": found.seeds,
+              "cell": found.cell, "birth": found.record.birth,
               "checkpoint": found.checkpoint_source}
     try:
         write_bundle(out, genome=found.genome, task_spec=found.task, weights=found.checkpoint,

@@ -69,13 +69,15 @@ def model_card(found: Located, manifest: dict[str, Any], *, out: Path, train: st
     lines = [f"# CTM `{g.hash}` for {task.name}({params})", "",
              f"A Continuous Thought Machine found by ctmevo campaign `{r.campaign}`: T = {g.ticks} ticks, "
              f"D = {g.d_model} neurons, memory M = {g.memory_length}, {fmt(cost.get('parameters'))} parameters; "
-             f"search fitness {fmt(res.fitness)}.", "",
+             f"search fitness {found.fitness_text()}.", "",
              "## Task", "",
              f"- `{task.name}` with params `{task.params}`; input: {shape['backbone']['kind']} backbone, "
              f"{model['n_tokens']} tokens of width D_in = {model['d_input']}; output: {shape['out_positions']} "
              f"position(s) × {shape['out_classes']} classes per tick.", "",
              "## Fitness and descriptors", "", "| metric | value |", "|---|---:|",
              f"| fitness | {fmt(res.fitness)} |"]
+    if found.seeds > 1:
+        lines.append(f"| fitness, mean of {found.seeds} seeds at rung {r.rung} | {fmt(found.mean_fitness)} |")
     lines += [f"| {k} | {fmt(v)} |" for k, v in sorted(res.metrics.items())]
     descriptors = r.extra.get("descriptors") or {}
     if isinstance(descriptors, dict) and descriptors:

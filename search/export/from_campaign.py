@@ -13,7 +13,7 @@ from search.campaign.loop import Campaign
 from search.campaign.paths import CampaignPaths, default_tracking_uri
 from search.export.located import ExportError, Located, by_hash, normalise_cell
 from search.journal import Journal, JournalCorruptError
-from search.records import EvaluationRecord, best_record, metric_names, parse_by
+from search.records import EvaluationRecord, best_record, metric_names, parse_by, standings
 
 __all__ = ["locate_in_campaign"]
 
@@ -92,10 +92,14 @@ def locate_in_campaign(root: Path, *, key: str | None, best: bool, by: str | Non
         record = by_hash(records, elite)
         if record is None:
             raise ExportError(f"--cell {cell}: its elite {elite} is not in the journal of {root}")
+    standing = next((s for s in standings(records) if s.record.genome.hash == record.genome.hash), None)
+    if standing is not None:  # the genome's first seed at its highest rung: the one whose weights are kept
+        record = standing.record
     evaluation = config.get("evaluation") or {}
     found = Located(record=record, task=TaskSpec.from_dict(config["task"]), run_id=run_id, tracking_uri=uri,
                     campaign_dir=root, exit_threshold=float(evaluation.get("exit_threshold", 0.8)),
-                    records=records, cell=None if cell is None else normalise_cell(str(cell)))
+                    records=records, cell=None if cell is None else normalise_cell(str(cell)),
+                    seeds=standing.seeds if standing else 1, mean_fitness=standing.value if standing else None)
     checkpoint = CampaignPaths(root).checkpoint(record.genome.hash)
     if checkpoint.is_file():
         found.checkpoint, found.checkpoint_source = checkpoint.read_bytes(), str(checkpoint)

@@ -35,10 +35,20 @@ class Located:
     checkpoint_source: str | None = None
     exit_threshold: float = 0.8
     records: list[EvaluationRecord] = field(default_factory=list)  # the whole journal (lineage)
+    seeds: int = 1  # how many seeds stand behind ``mean_fitness`` (repeats at the record's rung)
+    mean_fitness: float | None = None  # the genome's fitness as its campaign reports it: the mean over ``seeds``
 
     @property
     def genome(self) -> Genome:
         return self.record.genome
+
+    def fitness_text(self) -> str:
+        """The search fitness as the campaign reports it, and the fitness of the exported weights' own seed."""
+        own = "none" if self.record.result.fitness is None else f"{self.record.result.fitness:.4f}"
+        if self.seeds > 1 and self.mean_fitness is not None:
+            return (f"{self.mean_fitness:.4f} (mean of {self.seeds} seeds at rung {self.record.rung}; these weights, "
+                    f"seed {self.record.result.seed}: {own})")
+        return own
 
 
 def normalise_cell(cell: str) -> str:

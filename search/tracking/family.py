@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from genome.io import write_bytes_atomic
-from search.records import EvaluationRecord, best_record
+from search.records import EvaluationRecord, best_record, reported_fitness
 from search.text import fmt
 from search.tracking.family_page import ARCHIVE_SCRIPT, SCRIPT, STYLE
 from search.tracking.payload import ARCHIVE_VIEW, FAMILY_TREE, gene_changes, inherited_lines, ui_base
@@ -72,7 +72,7 @@ def nodes_from_records(records: Sequence[EvaluationRecord], run_ids: Mapping[str
         diff = gene_changes({k: str(v) for k, v in first.genome.to_dict().items()},
                             {k: str(v) for k, v in r.genome.to_dict().items()}) if first else {}
         cell = (cells or {}).get(r.genome.hash)
-        out.append(FamilyNode(genome_hash=r.genome.hash, run_id=run_ids.get(r.genome.hash), fitness=r.result.fitness,
+        out.append(FamilyNode(genome_hash=r.genome.hash, run_id=run_ids.get(r.genome.hash), fitness=reported_fitness(r),
                               operator=r.proposal.operator, birth=r.birth, status=r.result.status, parents=parents,
                               cell=None if cell is None else str(cell),
                               changes=", ".join(f"{g} {a}→{b}" for g, (a, b) in diff.items()),

@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from search.records import EvaluationRecord
+from search.records import EvaluationRecord, reported_fitness
 from search.text import fmt
 from search.tracking.client import active_experiments
 from search.tracking.client import client as mlflow_client
@@ -292,7 +292,7 @@ def lineage_from_records(records: Sequence[EvaluationRecord], key: str, depth: i
         raise LineageError(f"genome hash {key!r} {what} ({len(records)} evaluations in the journal)")
 
     def node(r: EvaluationRecord) -> LineageNode:
-        return LineageNode(genome_hash=r.genome.hash, campaign=r.campaign, fitness=r.result.fitness,
+        return LineageNode(genome_hash=r.genome.hash, campaign=r.campaign, fitness=reported_fitness(r),
                            operator=r.proposal.operator, birth=r.birth, status=r.result.status,
                            parents=tuple(r.proposal.parents), genes={k: str(v) for k, v in r.genome.to_dict().items()},
                            inherited=inherited.get(r.genome.hash, ""))

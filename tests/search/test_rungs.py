@@ -18,6 +18,8 @@ from search.campaign import Campaign, start
 from search.campaign.rungs import JobKey, RungScheduler, repeat_seed
 from search.descriptors import make_descriptors
 from search.strategies import make_strategy
+from search.tracking.family import nodes_from_records
+from search.tracking.lineages import lineage_from_records
 from tests.search import landscapes as L
 from tests.search.test_campaign import ROOT, env, results_in
 
@@ -160,6 +162,27 @@ def test_promoted_evaluations_continue_their_own_checkpoint(reference: Campaign)
     assert (state["steps"], state["from"]) == (RUNGS[2], RUNGS[1])  # the weights kept are the highest rung's
     spent = sum(r["result"]["metrics"]["train_steps"] - r["result"]["metrics"]["start_step"] for r in records)
     assert reference.progress.metrics["train_steps_spent"] == spent
+
+
+def test_export_takes_the_kept_weights_seed_and_reports_the_mean_over_seeds(reference: Campaign) -> None:
+    from search.export import locate
+
+    records = _results(reference.paths.root)
+    repeated = {r["result"]["genome_hash"] for r in records if r.get("repeat", 0) > 0}
+    best = locate(best=True, campaign=reference.paths.root)
+    assert best.genome.hash in repeated  # min_seeds = 2: a genome with its repeat comes first
+    for found in (best, *(locate(h, campaign=reference.paths.root) for h in sorted(repeated))):
+        h = found.genome.hash
+        top = [r for r in records if r["result"]["genome_hash"] == h and r.get("rung", 0) == 2]
+        assert (found.record.rung, found.record.repeat) == (2, 0)  # the seed whose weights are kept
+        assert found.seeds == len(top) == 2
+        assert found.mean_fitness == pytest.approx(sum(r["result"]["fitness"] for r in top) / 2)
+        assert found.fitness_text().startswith(f"{found.mean_fitness:.4f} (mean of 2 seeds at rung 2;")
+        # the lineage and the family tree show the same number as status and MLflow: the mean, not one seed
+        assert lineage_from_records(reference.records, h).nodes[h].fitness == pytest.approx(found.mean_fitness)
+        latest = list({r.genome.hash: r for r in reference.records}.values())  # what the family tree is drawn from
+        node = next(n for n in nodes_from_records(latest, {}) if n.genome_hash == h)
+        assert node.fitness == pytest.approx(found.mean_fitness)
 
 
 def test_a_campaign_killed_mid_promotion_resumes_exactly(tmp_path: Path, reference: Campaign) -> None:
