@@ -46,7 +46,7 @@ from genome.io import write_bytes_atomic
 from search.campaign.config import CampaignConfig, load_campaign_config
 from search.campaign.jobs import JobMaker, evaluation_seed, inheritance_parent
 from search.campaign.paths import CampaignPaths, default_tracking_uri, lock_campaign
-from search.campaign.progress import Progress
+from search.campaign.progress import Progress, spent_text
 from search.campaign.repair import WeightRepair
 from search.campaign.replay import Replay
 from search.campaign.reporter import CampaignReporter, Reporter
@@ -152,9 +152,26 @@ class Campaign(Replay):
         return len(self.state.pending)
 
     def _budget_left(self) -> int | None:
-        if self.config.budget.evaluations is None:
-            return None
-        return self.config.budget.evaluations - len(self._records) - len(self.state.pending)
+        """How many more jobs may start now (``None``: no limit). Jobs in flight count against the budget, by number
+        or by the steps they will train: a campaign ends by waiting for its last jobs, never by abandoning them."""
+        budget, left = self.config.budget, None
+        if budget.evaluations is not None:
+            left = budget.evaluations - len(self._records) - len(self.state.pending)
+        if budget.steps is not None:
+            committed = self._spent + sum(self.rungs.cost(JobKey.parse(job)) for job in self.state.pending)
+            if committed >= budget.steps:
+                left = 0
+        return left
+
+    def _finishing(self, pool: Pool) -> bool:
+        """Steps spent, but jobs started within them still run: wait for them (a wall-time limit does not)."""
+        return self.config.budget.steps is not None and bool(pool.in_flight) and not self._out_of_time()
+
+    def spent(self) -> str:
+        """What the campaign has spent, against each limit of its budget (for messages)."""
+        b = self.config.budget
+        return spent_text(done=len(self._records), evaluations=b.evaluations, steps_spent=self._spent,
+                          steps=b.steps, elapsed_s=self.progress.elapsed_s, wall_time_s=b.wall_time_s)
 
     def _out_of_time(self) -> bool:
         limit = self.config.budget.wall_time_s
@@ -222,7 +239,7 @@ class Campaign(Replay):
             for job_id, (_, proposal) in sorted(self.state.pending.items(), key=lambda item: item[1][0]):
                 pool.submit(self.jobs.job(proposal, JobKey.parse(job_id)))  # in flight at the last stop: again
             self.repair.submit(pool)  # lost weights of the best: evaluated again
-            while not self.finished() or self.repair.pending:
+            while not self.finished() or self.repair.pending or self._finishing(pool):
                 self._interrupts.check()  # a safe point: journal, loop state and strategy agree
                 consistent = False
                 self._fill(pool)

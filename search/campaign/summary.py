@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from search.campaign.paths import CampaignPaths, default_tracking_uri
+from search.campaign.progress import spent_text
 from search.errors import CampaignError
 from search.journal import Journal, JournalCorruptError, SnapshotCorruptError, read_json
 
@@ -34,7 +35,10 @@ class Summary:
     name: str
     campaign_id: str
     strategy: str
-    budget: int | None
+    budget: int | None  # budget.evaluations
+    budget_steps: int | None = None
+    budget_wall_s: float | None = None
+    steps_spent: float = 0.0  # optimizer steps trained by all evaluations (what budget.steps limits)
     done: int = 0
     failures: int = 0
     pending: int = 0
@@ -47,7 +51,14 @@ class Summary:
 
     @property
     def finished(self) -> bool:
-        return self.budget is not None and self.done >= self.budget
+        """The budget is spent (as :meth:`search.campaign.Campaign.finished` decides it)."""
+        return ((self.budget is not None and self.done >= self.budget)
+                or (self.budget_steps is not None and self.steps_spent >= self.budget_steps)
+                or (self.budget_wall_s is not None and self.elapsed_s >= self.budget_wall_s))
+
+    def spent(self) -> str:
+        return spent_text(done=self.done, evaluations=self.budget, steps_spent=self.steps_spent,
+                          steps=self.budget_steps, elapsed_s=self.elapsed_s, wall_time_s=self.budget_wall_s)
 
     @property
     def mlflow_behind(self) -> int:
@@ -70,9 +81,10 @@ def summarise(root: Path, *, top: int = 5) -> Summary:
         raise CampaignError(f"{root}: cannot be read ({exc})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("campaign_id"), str):
         raise SnapshotCorruptError(paths.meta, "no campaign_id")
-    budget = (config.get("budget") or {}).get("evaluations")
+    budget = config.get("budget") or {}
     summary = Summary(root=paths.root, name=str(config.get("name", "?")), campaign_id=str(meta.get("campaign_id")),
-                      strategy=str((config.get("strategy") or {}).get("name", "?")), budget=budget,
+                      strategy=str((config.get("strategy") or {}).get("name", "?")), budget=budget.get("evaluations"),
+                      budget_steps=budget.get("steps"), budget_wall_s=budget.get("wall_time_s"),
                       tracking_uri=(config.get("tracking") or {}).get("uri") or default_tracking_uri(paths))
     asked = 0
     results = []
@@ -85,6 +97,7 @@ def summarise(root: Path, *, top: int = 5) -> Summary:
             results.append(event["record"])
     summary.done = len(results)
     summary.failures = sum(r["result"]["status"] != "ok" for r in results)
+    summary.steps_spent = sum(_cost(r) for r in results)
     summary.pending = max(0, asked - len(results))  # every job ends in exactly one result
     repeats = (config.get("evaluation") or {}).get("repeats") or {}
     summary.best = _best(results, int(repeats.get("seeds", 1)) if repeats else 1)[:top]
@@ -100,6 +113,12 @@ def summarise(root: Path, *, top: int = 5) -> Summary:
             summary.mlflow_done = int(read_json(cursor).get("results", 0))
     summary.running = _locked(paths.lock)
     return summary
+
+
+def _cost(record: dict[str, Any]) -> float:
+    """Optimizer steps one journaled result trained (as search.records.EvaluationRecord.cost)."""
+    metrics = record["result"].get("metrics") or {}
+    return max(0.0, float(metrics.get("train_steps") or 0.0) - float(metrics.get("start_step") or 0.0))
 
 
 def _best(results: list[dict[str, Any]], min_seeds: int) -> list[dict[str, Any]]:

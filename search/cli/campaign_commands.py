@@ -130,8 +130,8 @@ def _check_cluster_answers(workers: dict, *, source: str) -> None:
 def cmd_resume(args: argparse.Namespace) -> int:
     campaign = open_campaign(args.dir)
     if campaign.finished() and not args.more:
-        say(f"{args.dir}: the campaign has already spent its budget ({campaign.progress.done} evaluations); "
-               "raise budget.evaluations in campaign.yaml to continue")
+        say(f"{args.dir}: the campaign has already spent its budget (evaluations: {campaign.spent()}); raise the budget "
+            "(evaluations, steps or wall_time_s) in campaign.yaml to continue")
         return 0
     return _run_campaign(campaign, offline=args.offline)
 
@@ -152,8 +152,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     state = "running now" if s.running else ("finished" if s.finished else "stopped")
     say(f"campaign {s.name} ({s.campaign_id}) in {s.root}: {state}")
-    say(f"  evaluations: {s.done}{f' of {s.budget}' if s.budget else ' (open-ended)'}, failed {s.failures}, "
-        f"to re-submit on resume {s.pending if not s.running else 0}, elapsed {s.elapsed_s:.0f} s")
+    pending = "" if s.running or (s.finished and not s.pending) else (
+        f", not run (the budget was spent) {s.pending}" if s.finished else f", to re-submit on resume {s.pending}")
+    say(f"  evaluations: {s.spent()}, failed {s.failures}{pending}, elapsed {s.elapsed_s:.0f} s")
     for key, value in s.metrics.items():
         say(f"  {key}: {fmt(value)}")
     if s.best:

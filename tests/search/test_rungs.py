@@ -22,6 +22,7 @@ from search.tracking.family import nodes_from_records
 from search.tracking.lineages import lineage_from_records
 from tests.search import landscapes as L
 from tests.search.test_campaign import ROOT, env, results_in
+from workers.pool import InlinePool
 
 RUNGS = [100, 300, 900]
 
@@ -183,6 +184,36 @@ def test_export_takes_the_kept_weights_seed_and_reports_the_mean_over_seeds(refe
         latest = list({r.genome.hash: r for r in reference.records}.values())  # what the family tree is drawn from
         node = next(n for n in nodes_from_records(latest, {}) if n.genome_hash == h)
         assert node.fitness == pytest.approx(found.mean_fitness)
+
+
+class NewestFirstPool(InlinePool):
+    """Finishes the newest job first, as a cluster may: the budget is crossed while older jobs are still in flight."""
+
+    def poll(self, timeout: float = 0.0) -> list[EvalResult]:
+        if self._queue:
+            self._queue.move_to_end(next(reversed(self._queue)), last=False)
+        return super().poll(timeout)
+
+
+def test_a_training_steps_budget_waits_for_its_last_evaluations_instead_of_abandoning_them(tmp_path: Path) -> None:
+    from search.campaign.summary import summarise
+
+    path = rung_campaign(tmp_path, "steps")
+    config = yaml.safe_load(path.read_text())
+    config["budget"] = {"steps": 3000}
+    config["workers"]["concurrency"] = 4  # four jobs queued at once: the end of the budget finds some in flight
+    path.write_text(yaml.safe_dump(config))
+    campaign = start(path)
+    campaign.run(pool=NewestFirstPool(campaign.workers_config))
+    records = _results(campaign.paths.root)
+    spent = sum(r["result"]["metrics"]["train_steps"] - r["result"]["metrics"]["start_step"] for r in records)
+    assert campaign.pending == 0  # nothing asked and left without a result
+    assert 3000 <= spent < 3000 + RUNGS[-1]  # at most one job's steps past the budget
+    s = summarise(campaign.paths.root)
+    assert s.finished and s.pending == 0 and s.steps_spent == spent
+    assert s.spent() == f"{len(records)}, training steps {spent:,.0f} of 3,000"
+    assert f"training steps {spent:,.0f} of 3,000" in Campaign.open(campaign.paths.root).spent()
+    assert Campaign.open(campaign.paths.root).finished()
 
 
 def test_a_campaign_killed_mid_promotion_resumes_exactly(tmp_path: Path, reference: Campaign) -> None:
