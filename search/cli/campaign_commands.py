@@ -130,8 +130,8 @@ def _check_cluster_answers(workers: dict, *, source: str) -> None:
 def cmd_resume(args: argparse.Namespace) -> int:
     campaign = open_campaign(args.dir)
     if campaign.finished() and not args.more:
-        say(f"{args.dir}: the campaign has already spent its budget (evaluations: {campaign.spent()}); raise the budget "
-            "(evaluations, steps or wall_time_s) in campaign.yaml to continue")
+        say(f"{args.dir}: the campaign has already spent its budget (evaluations: {campaign.spent()}); raise "
+            "the budget (evaluations, steps or wall_time_s) in campaign.yaml to continue")
         return 0
     return _run_campaign(campaign, offline=args.offline)
 
