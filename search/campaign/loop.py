@@ -157,10 +157,9 @@ class Campaign(Replay):
         budget, left = self.config.budget, None
         if budget.evaluations is not None:
             left = budget.evaluations - len(self._records) - len(self.state.pending)
-        if budget.steps is not None:
-            committed = self._spent + sum(self.rungs.cost(JobKey.parse(job)) for job in self.state.pending)
-            if committed >= budget.steps:
-                left = 0
+        in_flight = self.rungs.steps - self.rungs.steps_answered  # steps of the jobs without a result yet
+        if budget.steps is not None and self._spent + in_flight >= budget.steps:
+            left = 0
         return left
 
     def _finishing(self, pool: Pool) -> bool:

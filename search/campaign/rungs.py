@@ -99,6 +99,7 @@ class RungScheduler:
         self.jobs = 0  # jobs asked in all (new genomes, promotions, repeats)
         self.repeat_jobs = 0
         self.steps = 0  # training steps asked in all (a promotion costs the difference between its rungs)
+        self.steps_answered = 0  # of those, the steps of jobs that have their result (steps - this: in flight)
         self.repeat_steps = 0
         # indexes of the above, kept in step: rung → sorted (-fitness, arrival, hash) of all successful finishers,
         # and of those not promoted yet; genomes at the top rung; a lazy max-heap of (rung, mean) for best()
@@ -150,6 +151,7 @@ class RungScheduler:
     def observe(self, key: JobKey, fitness: float | None) -> Aggregate:
         """A result (``fitness`` None for a failure); returns the genome's aggregate after it."""
         h = key.genome_hash
+        self.steps_answered += self.cost(key)
         self._order.setdefault(h, len(self._order))
         if key.repeat == 0:
             self._unrank(key.rung, h)
