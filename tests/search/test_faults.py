@@ -324,7 +324,12 @@ def test_ctrl_c_while_validate_loads_ends_in_one_line():
     proc = subprocess.Popen([sys.executable, "-m", "search.cli", "validate", "experiments/quickstart.yaml"],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)  # inside the imports of the campaign checks
+    # Interrupt it inside the imports of the campaign checks: once torch's library is mapped, its Python modules
+    # are still loading (a fixed delay instead lands after the command on a fast machine, in interpreter shutdown).
+    maps, deadline = Path(f"/proc/{proc.pid}/maps"), time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline and "libtorch_cpu" not in maps.read_text():
+        time.sleep(0.005)
+    assert proc.poll() is None, "validate ended before torch was loading"
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
