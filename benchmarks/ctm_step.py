@@ -9,11 +9,20 @@ CUDA), so "% of matmul" says how close the model's mix of small products gets to
 
     python benchmarks/ctm_step.py                     # all configurations, CPU (or CUDA when present)
     python benchmarks/ctm_step.py --configs parity-small --steps 5 --device cpu
+    python benchmarks/ctm_step.py --device cuda --modes fp32 bf16 bf16+compile --batches 64 256 1024 \
+        --jsonl out.jsonl                             # every measurement also as one JSON line, as it lands
+
+Modes: ``fp32`` and ``bf16`` (autocast, CUDA only) run eagerly; ``+compile`` wraps the model in
+``torch.compile`` (its compile time is reported apart: the first step); ``+cudagraphs`` compiles with
+``mode="reduce-overhead"`` (CUDA graphs: one launch replays a whole step's kernels). ``--batches`` overrides each
+configuration's batch size (a sweep); ``--ticks-overhead`` also times batch 1 and reports the wall time per tick
+there, the launch-bound floor of the per-tick loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -76,28 +85,49 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def step_time(cfg: Config, device: torch.device, steps: int) -> tuple[float, float, int, int]:
-    """(fastest and median seconds per training step, forward MACs per sample, parameters)."""
+@dataclass(frozen=True)
+class Timing:
+    fastest: float
+    median: float
+    macs: int
+    params: int
+    first_step: float  # the first (warm-up) step: includes compilation for +compile modes
+
+
+def step_time(cfg: Config, device: torch.device, steps: int, *, batch: int | None = None,
+              mode: str = "bf16") -> Timing:
+    """Time ``steps`` AdamW training steps of ``cfg`` at ``batch`` (default: the configuration's) in ``mode``."""
+    batch = batch or cfg.batch
+    amp = mode.startswith("bf16")
+    if amp and device.type != "cuda":
+        raise ValueError(f"mode {mode!r}: bf16 autocast runs on CUDA only")
     task = make_task(cfg.task)
     model = build_model(cfg.genome, task, seed=0).to(device)
-    x, y = task.batch("train", 0, cfg.batch, seed=0)
+    x, y = task.batch("train", 0, batch, seed=0)
     x, y = x.to(device), y.to(device)
     macs = measure_macs(model, x[:1])
+    forward = model
+    if "+compile" in mode or "+cudagraphs" in mode:
+        forward = torch.compile(model, mode="reduce-overhead" if "+cudagraphs" in mode else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     times = []
-    for i in range(steps + 1):
+    first = 0.0
+    warmup = 3 if "+cudagraphs" in mode else 1  # CUDA graphs record on a later call
+    for i in range(steps + warmup):
         _sync(device)
         began = time.perf_counter()
-        with autocast_context(device, device.type == "cuda"):
-            predictions, certainties = model(x)
+        with autocast_context(device, amp):
+            predictions, certainties = forward(x)
         loss = task.loss(predictions.float(), certainties.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         _sync(device)
-        if i:  # the first step warms up allocators and kernels
+        if i >= warmup:  # the first step(s) warm up allocators and kernels (and compile)
             times.append(time.perf_counter() - began)
-    return min(times), statistics.median(times), macs, count_parameters(model)
+        elif i == 0:
+            first = time.perf_counter() - began
+    return Timing(min(times), statistics.median(times), macs, count_parameters(model), first)
 
 
 def main() -> None:
@@ -106,6 +136,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration (after 1 warm-up)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--modes", nargs="*", default=None,
+                        help="fp32, bf16, and either with +compile or +cudagraphs (default: bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--batches", nargs="*", type=int, default=None, help="batch sizes (default: each config's)")
+    parser.add_argument("--ticks-overhead", action="store_true", help="also time batch 1: wall time per tick")
+    parser.add_argument("--jsonl", default=None, help="append each measurement as a JSON line to this file")
+    parser.add_argument("--matmul-rate", type=float, default=None,
+                        help="dense matmul MAC/s measured earlier (skips measuring it again)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -114,17 +151,39 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else threads
     load = ", load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     print(f"device: {where}; torch {torch.__version__}{load}")
-    rate = matmul_rate(device)
+    rate = args.matmul_rate or matmul_rate(device)
     print(f"dense matmul ({'fp32 2048^3' if device.type == 'cpu' else 'bf16 8192^3'}): {rate / 1e9:.1f} GMAC/s")
-    print(f"{'config':<14}{'batch':>6}{'params':>12}{'fwd MACs/sample':>17}{'step s min':>11}{'median':>8}"
-          f"{'GMAC/s':>9}{'% matmul':>10}")
+    modes = args.modes or (["bf16"] if device.type == "cuda" else ["fp32"])
+    print(f"{'config':<14}{'mode':<18}{'batch':>6}{'params':>12}{'fwd MACs/sample':>17}{'step s min':>11}"
+          f"{'median':>8}{'first':>8}{'TFLOP/s':>9}{'% matmul':>10}")
     for cfg in CONFIGS:
         if cfg.name not in args.configs:
             continue
-        fastest, median, macs, params = step_time(cfg, device, args.steps)
-        achieved = 3 * macs * cfg.batch / fastest
-        print(f"{cfg.name:<14}{cfg.batch:>6}{params:>12,}{macs:>17,}{fastest:>11.3f}{median:>8.3f}"
-              f"{achieved / 1e9:>9.2f}{100 * achieved / rate:>9.1f}%", flush=True)
+        for mode in modes:
+            for batch in args.batches or [cfg.batch]:
+                try:
+                    t = step_time(cfg, device, args.steps, batch=batch, mode=mode)
+                except torch.OutOfMemoryError as exc:
+                    print(f"{cfg.name:<14}{mode:<18}{batch:>6}  out of memory: {str(exc)[:80]}", flush=True)
+                    torch.cuda.empty_cache()
+                    continue
+                achieved = 3 * t.macs * batch / t.fastest
+                row = {"name": cfg.name, "mode": mode, "batch": batch, "step_s": t.fastest, "median_s": t.median,
+                       "first_step_s": t.first_step, "tflops": 2 * achieved / 1e12,
+                       "pct_matmul": 100 * achieved / rate, "params": t.params, "fwd_macs_per_sample": t.macs,
+                       "ticks": cfg.genome.ticks, "device": where, "torch": torch.__version__,
+                       "matmul_tflops": 2 * rate / 1e12}
+                if args.ticks_overhead and batch == (args.batches or [cfg.batch])[0]:
+                    one = step_time(cfg, device, args.steps, batch=1, mode=mode)
+                    row["batch1_step_s"] = one.fastest
+                    row["batch1_s_per_tick"] = one.fastest / cfg.genome.ticks
+                print(f"{cfg.name:<14}{mode:<18}{batch:>6}{t.params:>12,}{t.macs:>17,}{t.fastest:>11.4f}"
+                      f"{t.median:>8.4f}{t.first_step:>8.1f}{row['tflops']:>9.3f}{row['pct_matmul']:>9.2f}%"
+                      + (f"  batch 1: {1e3 * row['batch1_s_per_tick']:.3f} ms/tick" if "batch1_s_per_tick" in row
+                         else ""), flush=True)
+                if args.jsonl:
+                    with open(args.jsonl, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(row) + "\n")
     for cfg in CONFIGS:
         if cfg.name in args.configs:
             print(f"  {cfg.name}: {cfg.note}")

@@ -192,7 +192,9 @@ def _run(genome: Genome, task: Any, budget: EvalBudget, seed: int, dev: torch.de
     progress.macs = measure_macs(model, probe_x[:1].to(dev))
     forward = torch.compile(model) if compile_model else model
 
+    trained = time.perf_counter()
     loop = _train(model, forward, task, budget, seed, dev, progress, batch_size, amp, genome.learning_rate, begin)
+    trained = time.perf_counter() - trained
     rng = rng_snapshot(dev)
 
     model.eval()
@@ -207,6 +209,7 @@ def _run(genome: Genome, task: Any, budget: EvalBudget, seed: int, dev: torch.de
         "exit_tick_mean": exit_tick, "ece": expected_calibration_error(val["confidence"], val["correct"]),
         "param_count": float(progress.param_count), "macs_per_forward": float(progress.macs),
         "train_steps": float(loop.step), "start_step": float(progress.start_step),
+        "val_loss": float(val["loss"].sum() / len(val_y)), "train_time_s": trained,
     }
     per_tick_accuracy = val["per_tick"].mean(0).tolist()
     per_tick_certainty = val["certainty"].mean(0).tolist()
@@ -250,9 +253,9 @@ def _train(model: CTM, forward: Any, task: Any, budget: EvalBudget, seed: int, d
 def _measure(forward: Any, task: Any, x: torch.Tensor, y: torch.Tensor, batch_size: int, dev: torch.device,
              amp: bool) -> dict[str, torch.Tensor]:
     """Scores over a whole split, in chunks of ``batch_size``: per_tick, certainty [N, T], answer, sequence,
-    confidence, correct."""
+    confidence, correct, and loss (each chunk's mean loss times its size, so ``loss.sum() / N`` is the mean)."""
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("per_tick", "certainty", "answer", "sequence",
-                                                            "confidence", "correct")}
+                                                            "confidence", "correct", "loss")}
     for lo in range(0, len(x), batch_size):
         xb, yb = x[lo:lo + batch_size].to(dev), y[lo:lo + batch_size].to(dev)
         with autocast_context(dev, amp):
@@ -261,6 +264,8 @@ def _measure(forward: Any, task: Any, x: torch.Tensor, y: torch.Tensor, batch_si
         for key in ("per_tick", "answer", "sequence", "confidence", "correct"):
             parts[key].append(getattr(scores, key).detach().float().cpu())
         parts["certainty"].append(certainties[:, 1].detach().float().cpu())
+        loss = task.loss(predictions.float(), certainties.float(), yb)
+        parts["loss"].append((loss.detach().float() * len(xb)).reshape(1).cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
 
 

@@ -129,6 +129,8 @@ class InlinePool(Pool):
         super().__init__(config or WorkersConfig(backend="inline"))
         self._queue: OrderedDict[str, Attempt] = OrderedDict()
         self._worker = f"inline:{os.getpid()}"
+        # gpus_per_eval > 0 asks for a GPU: inline evaluations then run on this process's CUDA device
+        self._device = "cuda" if (self.config.gpus_per_eval or 0) > 0 else "cpu"
 
     def submit(self, job: EvalJob) -> None:
         self._check_new(job)
@@ -149,10 +151,10 @@ class InlinePool(Pool):
     def _run(self, state: Attempt) -> EvalResult:
         limit = self.config.timeout_s
         if limit is None:
-            return run_attempt(state.job, self.config.evaluate_fn, "cpu", self._worker)
+            return run_attempt(state.job, self.config.evaluate_fn, self._device, self._worker)
         box: list[EvalResult] = []
         thread = threading.Thread(target=lambda: box.append(run_attempt(
-            state.job, self.config.evaluate_fn, "cpu", self._worker)), daemon=True,
+            state.job, self.config.evaluate_fn, self._device, self._worker)), daemon=True,
             name=f"ctmevo-eval-{state.job.job_id}")
         started = time.monotonic()
         thread.start()
