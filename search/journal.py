@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genome.io import fsync_dir, write_bytes_atomic
+from genome.io import fsync, fsync_dir, write_bytes_atomic
 from search.errors import CampaignError
 from search.records import EvaluationRecord
 
@@ -149,7 +149,7 @@ class JsonLines:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if os.fstat(fd).st_size > complete:  # drop a torn final line left by a killed writer
                 os.ftruncate(fd, complete)
-                os.fsync(fd)
+                fsync(fd)
             if created:
                 fsync_dir(self.path.parent)
             self._fd = fd
@@ -172,12 +172,12 @@ class JsonLines:
             written = os.write(fd, view)
             view = view[written:]
         if sync:
-            os.fsync(fd)
+            fsync(fd)
 
     def sync(self) -> None:
         """fsync what was written without it."""
         if self._fd is not None:
-            os.fsync(self._fd)
+            fsync(self._fd)
 
     def read(self) -> list[dict[str, Any]]:
         """Every complete line as a dict (a torn final line is dropped with a warning; the file is not changed)."""

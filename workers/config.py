@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-BACKENDS = ("ray", "inline")
+BACKENDS = ("ray", "inline", "simulated")
 DEFAULT_EVALUATE_FN = "ctm:evaluate"  # ctm loads its evaluation module (and torch) lazily
 _DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 

@@ -13,6 +13,10 @@ def make_pool(config: WorkersConfig | None = None, **kwargs: object) -> Pool:
     config = config or WorkersConfig()
     if config.backend == "inline":
         return InlinePool(config, **kwargs)  # type: ignore[arg-type]
+    if config.backend == "simulated":
+        from workers.simulated import SimulatedPool
+
+        return SimulatedPool(config, **kwargs)  # type: ignore[arg-type]
     from workers.ray_pool import RayPool  # imported here: importing ray takes a second
 
     return RayPool(config, **kwargs)  # type: ignore[arg-type]
