@@ -87,7 +87,8 @@ class Surrogate:
                 okb = both.reshape(-1) & np.isfinite(spread)
                 out.models[m + ":spread"] = _model(kind, seed=seed).fit(feats[okb], spread[okb])
         acc = curves.values["val_accuracy"][rows]  # one row per (genome, seed, step): single measurements
-        f_seed = np.repeat(feats.reshape(len(rows), 1, len(STEPS), -1), acc.shape[1], axis=1).reshape(-1, feats.shape[1])
+        f_seed = np.repeat(feats.reshape(len(rows), 1, len(STEPS), -1), acc.shape[1], axis=1)
+        f_seed = f_seed.reshape(-1, feats.shape[1])
         y_seed = acc.reshape(-1)
         ok = np.isfinite(y_seed)
         if kind == "boosting":

@@ -36,6 +36,7 @@ _API = {
     "parse_campaign_config": "search.campaign.config", "CampaignPaths": "search.campaign.paths",
     "default_tracking_uri": "search.campaign.paths", "Progress": "search.campaign.progress",
     "CampaignReporter": "search.campaign.reporter", "Reporter": "search.campaign.reporter",
+    "QuietReporter": "search.campaign.reporter",
 }
 __all__ = sorted(_API)
 

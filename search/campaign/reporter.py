@@ -67,6 +67,26 @@ class Reporter(Protocol):
     def close(self) -> None: ...
 
 
+class QuietReporter:
+    """A reporter that shows and sends nothing: for simulated campaigns (CTM-Bench), where thousands of
+    evaluations a second need no live view, MLflow or pictures (the journal still holds every result)."""
+
+    def start(self) -> None:
+        pass
+
+    def recorded(self, records: Sequence[EvaluationRecord]) -> None:
+        pass
+
+    def tick(self) -> None:
+        pass
+
+    def finish(self, status: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def mlflow_archiver(campaign: CampaignView) -> Any:
     """The campaign's :class:`~search.tracking.archiver.MlflowArchiver` (not yet connected)."""
     from search.tracking.archiver import MlflowArchiver
