@@ -1,6 +1,6 @@
 """CTM-Bench's data card: what the data holds, what it cost, how faithful the surrogates are, two paper claims.
 
-    python benchmarks/ctmbench_card.py          # writes ctm/bench/card.json, ctm/bench/DATA_CARD.md, docs/img/ctmbench-*.png
+    python benchmarks/ctmbench_card.py   # writes ctm/bench/card.json, ctm/bench/DATA_CARD.md, docs/img/ctmbench-*.png
 
 Fidelity (per task, per surrogate class): the genomes are split 80/20 (seeded); the surrogate is fitted on the 80%
 and judged on the held-out 20% at every recorded step: Kendall τ between its predicted mean and the measured
@@ -64,7 +64,6 @@ def claims(curves, task: str) -> dict:
     # compare each genome's measured accuracy with the same genome at other tick counts, as the surrogate sees it.
     from ctm.bench.surrogate import Surrogate
     model = Surrogate.fit(curves, kind="forest")
-    from dataclasses import replace
     space = model._codec.space
     lo, hi = space.domains["ticks"]
     grid = list(range(lo, hi + 1))
@@ -79,12 +78,12 @@ def claims(curves, task: str) -> dict:
                 row.append(np.nan)
         sweep.append(row)
     sweep = np.array(sweep)
-    del replace
     exit_t = curves.values["exit_tick_mean"] / ticks[:, None, None]  # relative exit tick
     rel_exit = np.nanmean(np.nanmean(exit_t, axis=1), axis=0)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].scatter(ticks, acc, s=10, alpha=0.5, label="measured genomes (seed mean)")
-    axes[0].plot(grid, np.nanmedian(sweep, axis=0), color="C3", label="surrogate: each genome swept over ticks (median)")
+    axes[0].plot(grid, np.nanmedian(sweep, axis=0), color="C3",
+                 label="surrogate: each genome swept over ticks (median)")
     axes[0].set_xlabel("ticks T")
     axes[0].set_ylabel(f"val accuracy at {STEPS[-1]} steps")
     axes[0].legend(fontsize=7)

@@ -144,5 +144,5 @@ def test_the_data_card_matches_the_data():
         assert entry["best_final_mean"] == pytest.approx(float(np.nanmax(curves.mean("val_accuracy")[:, -1])))
         assert entry["compute_core_hours"] == pytest.approx(curves.compute_s / 3600)
     text = (ROOT / "ctm" / "bench" / "DATA_CARD.md").read_text()
-    for key, entry in card["tasks"].items():
+    for entry in card["tasks"].values():
         assert f"{entry['rows']} curves of {entry['genomes']} genomes" in text

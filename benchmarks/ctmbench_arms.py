@@ -1,0 +1,197 @@
+"""The arms of the CTM-Bench comparison: each runs one search on replayed training and simulated time and returns
+its stream of evaluations. ctmevo's arms are real campaigns (the campaign loop, strategy, rung scheduler and
+repeats on :class:`workers.simulated.SimulatedPool`); DEHB and top-K are drivers of the same pool.
+
+An evaluation is recorded as ``(genome, steps, fitness, seed, trained_steps, sim_finish_s)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNGS = [100, 300, 900]
+WORKERS = 64
+REPLAY = "ctm.bench.replay:surrogate"
+
+# name: (strategy, settings, rungs?, repeats?)   -- None strategy: a driver below
+CAMPAIGN_ARMS: dict[str, tuple[str, dict[str, Any], bool, bool]] = {
+    "random": ("random", {}, False, False),
+    "regularized_evolution": ("regularized_evolution", {}, True, False),
+    "optuna_tpe_sh": ("optuna_tpe", {"pruner": "successive_halving"}, True, False),
+    "optuna_tpe_hb": ("optuna_tpe", {"pruner": "hyperband"}, True, False),
+    "map_elites": ("map_elites", {"initial_samples": 64}, True, True),
+    "cvt_map_elites": ("cvt_map_elites", {"initial_samples": 64}, True, True),
+    "novelty": ("novelty", {}, True, False),
+    "nslc": ("nslc", {}, True, False),
+    "dns": ("dns", {}, True, False),
+}
+DRIVER_ARMS = ("dehb", "topk")
+ANCHORS = ("random", "regularized_evolution", "optuna_tpe_sh", "optuna_tpe_hb", "dehb", "topk")
+ARMS = (*CAMPAIGN_ARMS, *DRIVER_ARMS)
+Event = tuple[dict[str, Any], int, float, int, float, float]
+
+
+def _campaign_config(task: str, arm: str, seed: int, budget_steps: int) -> Any:
+    from ctm.bench.space import TASKS
+    from search.campaign import parse_campaign_config
+    bench = TASKS[task]
+    strategy, settings, rungs, repeats = CAMPAIGN_ARMS[arm]
+    data: dict[str, Any] = {
+        "name": f"bench-{task}-{arm}-{seed}", "seed": seed, "task": bench.task.to_dict(),
+        "genome_space": bench.genome_space, "strategy": {"name": strategy, "settings": settings},
+        "descriptors": [{"name": "ticks", "bins": 8, "range": [1, 25]},
+                        {"name": "memory_length", "bins": 6, "range": [1, 13]}],
+        "evaluation": {"steps": RUNGS[0] if rungs else RUNGS[-1], "val_samples": 256},
+        "budget": {"steps": budget_steps},
+        "workers": {"backend": "simulated", "concurrency": WORKERS, "evaluate_fn": REPLAY},
+        "tracking": {"checkpoints": "none"},
+    }
+    if rungs:
+        data["evaluation"]["fidelity"] = {"rungs": RUNGS, "eta": 3}
+    if repeats:
+        data["evaluation"]["repeats"] = {"seeds": 2, "share": 0.15}
+    return parse_campaign_config(yaml.safe_load(yaml.safe_dump(data)), source=f"{task}/{arm}")
+
+
+def run_campaign_arm(task: str, arm: str, seed: int, budget_steps: int) -> list[Event]:
+    from search.campaign import Campaign, QuietReporter
+    os.environ["CTMEVO_FSYNC"] = "0"
+    with tempfile.TemporaryDirectory() as tmp:
+        campaign = Campaign.create(_campaign_config(task, arm, seed, budget_steps), Path(tmp) / "c")
+        campaign.run(reporter=QuietReporter())
+        events = []
+        for e in campaign.journal.read():
+            if e["event"] != "result":
+                continue
+            r = e["record"]["result"]
+            if r["status"] != "ok":
+                continue
+            m = r["metrics"]
+            events.append((e["record"]["proposal"]["genes"], int(m["train_steps"]), float(r["fitness"]),
+                           int(r["seed"]), float(m["train_steps"] - m["start_step"]), float(m["sim_finish_s"])))
+        return events
+
+
+def _eval_seed(seed: int, genome_hash: str, repeat: int = 0) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{genome_hash}:{repeat}".encode()).digest()[:4], "big")
+
+
+def _pool(seed: int) -> Any:
+    from workers import WorkersConfig
+    from workers.simulated import SimulatedPool
+    return SimulatedPool(WorkersConfig(backend="simulated", concurrency=WORKERS, evaluate_fn=REPLAY), seed=seed)
+
+
+def run_dehb(task: str, seed: int, budget_steps: int) -> list[Event]:
+    """DEHB (the ``dehb`` package) through its ask/tell interface, each evaluation from scratch at its fidelity
+    (100/300/900 steps), on 64 simulated workers; fitness to minimise = 1 - accuracy, cost = steps."""
+    from dehb import DEHB
+    from loguru import logger
+
+    from ctm.bench.space import TASKS
+    from ctm.result import EvalBudget
+    from genome.codec import VectorCodec
+    from workers import EvalJob
+    logger.remove()
+    bench = TASKS[task]
+    codec = VectorCodec(bench.space())
+    pool = _pool(seed)
+    events: list[Event] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        opt = DEHB(f=None, cs=None, dimensions=codec.dim, min_fidelity=RUNGS[0], max_fidelity=RUNGS[-1], eta=3,
+                   seed=seed, n_workers=1, output_path=tmp, configspace=False, save_freq="end")
+        infos: dict[str, tuple[dict[str, Any], Any, int]] = {}
+        spent = in_flight = 0
+        n = 0
+        while True:
+            while pool.free_slots and spent + in_flight < budget_steps:
+                info = opt.ask()
+                genome = codec.decode(np.clip(np.asarray(info["config"], dtype=float), 0, 1))
+                steps = round(info["fidelity"])
+                job_id = f"j{n}"
+                n += 1
+                pool.submit(EvalJob(genome=genome, task=bench.task, budget=EvalBudget(steps=steps, val_samples=256),
+                                    seed=_eval_seed(seed, genome.hash, n), job_id=job_id))
+                infos[job_id] = (info, genome, steps)
+                in_flight += steps
+            results = pool.poll()
+            if not results:
+                return events
+            for r in results:
+                info, genome, steps = infos.pop(r.genome_hash)
+                in_flight -= steps
+                spent += steps
+                fitness = r.fitness if r.ok else 0.0
+                opt.tell(info, {"fitness": 1.0 - fitness, "cost": steps})
+                events.append((genome.to_dict(), steps, fitness, r.seed, float(steps), r.metrics["sim_finish_s"]))
+
+
+def run_topk(task: str, seed: int, budget_steps: int) -> list[Event]:
+    """Top-K after the first rung (Egele et al. 2023): half the compute samples genomes at 100 steps, the other
+    half continues the best K of them to 900 steps (their own checkpoints)."""
+    from ctm.bench.space import TASKS
+    from ctm.result import EvalBudget
+    from workers import EvalJob
+    bench = TASKS[task]
+    space = bench.space()
+    rng = np.random.default_rng(seed)
+    pool = _pool(seed)
+    n_first = budget_steps // 2 // RUNGS[0]
+    k = (budget_steps - n_first * RUNGS[0]) // (RUNGS[-1] - RUNGS[0])
+    events: list[Event] = []
+    first: dict[str, tuple[Any, float, bytes, int]] = {}
+    queue = [space.sample(rng) for _ in range(n_first)]
+    jobs = {}
+
+    def drain() -> list[Any]:
+        out = []
+        while pool.in_flight:
+            for r in pool.poll():
+                out.append(r)
+            while queue and pool.free_slots:
+                submit(queue.pop(0))
+        return out
+
+    def submit(item: Any) -> None:
+        genome, steps, start = item if isinstance(item, tuple) else (item, RUNGS[0], None)
+        job_id = f"{genome.hash}@{steps}"
+        if job_id in jobs:
+            return
+        jobs[job_id] = genome
+        pool.submit(EvalJob(genome=genome, task=bench.task, budget=EvalBudget(steps=steps, val_samples=256),
+                            seed=_eval_seed(seed, genome.hash), job_id=job_id, want_checkpoint=True, start=start))
+    while queue and pool.free_slots:
+        submit(queue.pop(0))
+    for r in drain():
+        genome = jobs[r.genome_hash]
+        if r.ok:
+            first[genome.hash] = (genome, r.fitness, r.checkpoint, r.seed)
+        events.append((genome.to_dict(), RUNGS[0], r.fitness or 0.0, r.seed, float(RUNGS[0]),
+                       r.metrics.get("sim_finish_s", pool.clock)))
+    best = sorted(first.values(), key=lambda t: -t[1])[:k]
+    queue = [(g, RUNGS[-1], ckpt) for g, _, ckpt, _ in best]
+    while queue and pool.free_slots:
+        submit(queue.pop(0))
+    for r in drain():
+        genome = jobs[r.genome_hash]
+        events.append((genome.to_dict(), RUNGS[-1], r.fitness or 0.0, r.seed, float(RUNGS[-1] - RUNGS[0]),
+                       r.metrics.get("sim_finish_s", pool.clock)))
+    return events
+
+
+def run_arm(task: str, arm: str, seed: int, budget_steps: int) -> list[Event]:
+    if arm in CAMPAIGN_ARMS:
+        return run_campaign_arm(task, arm, seed, budget_steps)
+    if arm == "dehb":
+        return run_dehb(task, seed, budget_steps)
+    if arm == "topk":
+        return run_topk(task, seed, budget_steps)
+    raise ValueError(f"arm = {arm!r}: allowed is one of {list(ARMS)}")

@@ -1,0 +1,280 @@
+"""Search strategies compared on CTM-Bench: every arm on both tasks, many seeds, in simulated time.
+
+    python benchmarks/ctmbench_compare.py                 # short: 5 seeds per (arm, task), a few minutes per arm
+    python benchmarks/ctmbench_compare.py --full          # 30 seeds; resumes from the cache after any stop
+    python benchmarks/ctmbench_compare.py --arms random dehb map_elites --seeds 3 --workers 2
+
+Each campaign gets ``--budget`` training steps (default 180,000: 200 top-step evaluations' worth) on 64 simulated
+workers whose training is replayed by CTM-Bench's boosting surrogate (``ctm.bench.replay:surrogate``).
+**Quality** of a run at a point is the noise-free mean accuracy at 900 steps, as the judging surrogate predicts
+it, of the genome the run reports as best then (the bench's "re-trained from scratch"): the same rule for every
+arm, the genome measured at the most steps with the best mean over its seeds there. Judged twice: by the
+boosting surrogate (``judge: boosting``) and by the extra-trees surrogate (``judge: forest``, another model class
+fitted on the same data). Regret is against the best judged mean over all measured genomes.
+
+Per task and arm: final quality median [q1, q3]; compute (training steps) to reach the best anchor's median final
+quality, as a ratio to the best anchor's, with a bootstrap 95% interval over seeds (null where the median run
+never reaches it); a Wilcoxon signed-rank test of the final quality against the best anchor (paired by seed);
+QD-score and coverage of every arm's top-step genomes placed in one ticks × memory-length archive. Anchors are
+the methods a researcher would otherwise pick: random search, regularised evolution, Optuna TPE with successive
+halving / Hyperband, DEHB (ask/tell, from scratch at 100/300/900 steps) and top-K after the first rung.
+
+Every (arm, task, seed) is cached as a small JSON trace under ``benchmarks/results/ctmbench/cache/``; the summary
+goes to ``benchmarks/results/ctmbench/results.json`` (``--full``) or ``results-short.json``, plots beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ctmbench_arms import ANCHORS, ARMS, run_arm
+
+OUT = Path(__file__).resolve().parent / "results" / "ctmbench"
+TASK_KEYS = ("parity10", "sort6")
+JUDGES = ("boosting", "forest")
+POINTS = 100  # anytime curves are kept at this many compute fractions
+DESCRIPTORS = (("ticks", 8, (1, 25)), ("memory_length", 6, (1, 13)))
+
+
+def _judge_mean(task: str, kind: str, genes: dict[str, Any], memo: dict[str, float]) -> float:
+    from ctm.bench.replay import surrogate_for
+    from genome.genome import Genome
+    g = Genome.from_dict(genes)
+    if g.hash not in memo:
+        memo[g.hash] = float(surrogate_for(task, kind).predict(g)["val_accuracy"][-1])
+    return memo[g.hash]
+
+
+def trace(task: str, arm: str, seed: int, budget: int) -> dict[str, Any]:
+    """Run one (arm, task, seed) and reduce it to its anytime quality under both judges, plus QD numbers."""
+    began = time.perf_counter()
+    events = run_arm(task, arm, seed, budget)
+    wall = time.perf_counter() - began
+    memo: dict[str, dict[str, float]] = {k: {} for k in JUDGES}
+    stats: dict[str, dict[int, list[float]]] = {}  # genome -> steps -> fitnesses
+    genes_of: dict[str, dict[str, Any]] = {}
+    spent, best_key, incumbent = 0.0, None, None
+    points: list[tuple[float, float, str]] = []
+    for genes, steps, fitness, _, trained, finish in sorted(events, key=lambda e: e[5]):
+        from genome.genome import Genome
+        h = Genome.from_dict(genes).hash
+        genes_of[h] = genes
+        stats.setdefault(h, {}).setdefault(steps, []).append(fitness)
+        spent += trained
+        top = max(stats[h])
+        key = (top, float(np.mean(stats[h][top])))
+        if incumbent == h or best_key is None or key > best_key:
+            if incumbent == h and best_key is not None and key < best_key:  # the incumbent fell: rescan
+                incumbent, best_key = max(((g, (max(s), float(np.mean(s[max(s)])))) for g, s in stats.items()),
+                                          key=lambda t: t[1])
+            else:
+                incumbent, best_key = h, key
+        points.append((spent, finish, incumbent))
+    qualities = {k: [_judge_mean(task, k, genes_of[p[2]], memo[k]) for p in points] for k in JUDGES}
+    fractions = np.linspace(0, 1, POINTS + 1)[1:] * budget
+    steps_arr = np.array([p[0] for p in points])
+    out: dict[str, Any] = {"task": task, "arm": arm, "seed": seed, "budget": budget, "evaluations": len(events),
+                           "wall_s": wall, "final_steps": float(steps_arr[-1]), "final_sim_s": points[-1][1],
+                           "compute": fractions.tolist(), "best_genome": genes_of[points[-1][2]]}
+    for k in JUDGES:
+        q = np.array(qualities[k])
+        idx = np.searchsorted(steps_arr, fractions, side="right") - 1
+        out[f"quality_{k}"] = [float(q[i]) if i >= 0 else None for i in idx]
+        out[f"quality_time_{k}"] = [[float(p[1]), float(v)] for p, v in zip(points[:: max(len(points) // 200, 1)],
+                                                                           q[:: max(len(points) // 200, 1)],
+                                                                           strict=False)]
+        top = [h for h, s in stats.items() if max(s) == max(max(v) for v in stats.values())]
+        out[f"qd_{k}"] = _qd(task, k, [genes_of[h] for h in top], memo[k])
+    return out
+
+
+def _qd(task: str, kind: str, genomes: list[dict[str, Any]], memo: dict[str, float]) -> dict[str, float]:
+    cells: dict[tuple[int, ...], float] = {}
+    for genes in genomes:
+        cell = tuple(min(int((genes[n] - lo) / (hi - lo) * bins), bins - 1) for n, bins, (lo, hi) in DESCRIPTORS)
+        cells[cell] = max(cells.get(cell, 0.0), _judge_mean(task, kind, genes, memo))
+    total = int(np.prod([b for _, b, _ in DESCRIPTORS]))
+    return {"qd_score": float(sum(cells.values())), "coverage": len(cells) / total}
+
+
+def data_version(task: str) -> str:
+    """A short fingerprint of the task's packed data: a cached run of older data is never mixed in."""
+    import hashlib
+
+    from ctm.bench.build import DATA_DIR
+    return hashlib.sha256((DATA_DIR / f"{task}.jsonl.gz").read_bytes()).hexdigest()[:8]
+
+
+def _cache_path(task: str, arm: str, seed: int, budget: int) -> Path:
+    return OUT / "cache" / f"{task}-{data_version(task)}-{arm}-b{budget}-s{seed}.json"
+
+
+def _run_one(task: str, arm: str, seed: int, budget: int) -> str:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    path = _cache_path(task, arm, seed, budget)
+    result = trace(task, arm, seed, budget)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, separators=(",", ":")))
+    os.replace(tmp, path)
+    return f"{task} {arm} seed {seed}: {result['evaluations']} evaluations in {result['wall_s']:.1f} s, final " \
+           f"quality {result['quality_boosting'][-1]:.3f}"
+
+
+def _best_measured(task: str, kind: str) -> float:
+    from ctm.bench.replay import curves_for, surrogate_for
+    model = surrogate_for(task, kind)
+    return float(max(model.predict(g)["val_accuracy"][-1] for g in curves_for(task).genomes))
+
+
+def _steps_to(trace_: dict[str, Any], target: float, judge: str) -> float:
+    for c, q in zip(trace_["compute"], trace_[f"quality_{judge}"], strict=True):
+        if q is not None and q >= target:
+            return float(c)
+    return float("inf")
+
+
+def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[str], judge: str,
+              rng: np.random.Generator) -> dict[str, Any]:
+    from scipy.stats import wilcoxon
+    out: dict[str, Any] = {}
+    for task in sorted({t for t, _ in traces}):
+        finals = {a: np.array([t[f"quality_{judge}"][-1] for t in traces[(task, a)]]) for a in arms
+                  if traces.get((task, a))}
+        anchors = [a for a in ANCHORS if a in finals]
+        best = max(anchors, key=lambda a: np.median(finals[a])) if anchors else None
+        target = float(np.median(finals[best])) if best else None
+        best_regret = _best_measured(task, judge)
+        entry: dict[str, Any] = {"best_anchor": best, "target": target, "best_measured": best_regret, "arms": {}}
+        for a, f in finals.items():
+            runs = traces[(task, a)]
+            row: dict[str, Any] = {"seeds": len(f), "final": {"median": float(np.median(f)),
+                                                              "q1": float(np.percentile(f, 25)),
+                                                              "q3": float(np.percentile(f, 75))},
+                                   "regret_median": float(best_regret - np.median(f)),
+                                   "evaluations_median": float(np.median([t["evaluations"] for t in runs])),
+                                   "sim_hours_median": float(np.median([t["final_sim_s"] for t in runs]) / 3600),
+                                   "qd_score_median": float(np.median([t[f"qd_{judge}"]["qd_score"] for t in runs])),
+                                   "coverage_median": float(np.median([t[f"qd_{judge}"]["coverage"] for t in runs]))}
+            if best is not None:
+                mine = np.array([_steps_to(t, target, judge) for t in runs])
+                theirs = np.array([_steps_to(t, target, judge) for t in traces[(task, best)]])
+                row["compute_ratio"] = _ratio(mine, theirs, rng)
+                seeds = {t["seed"]: t for t in runs}
+                pairs = [(seeds[t["seed"]][f"quality_{judge}"][-1], t[f"quality_{judge}"][-1])
+                         for t in traces[(task, best)] if t["seed"] in seeds]
+                diff = np.array([x - y for x, y in pairs])
+                row["p_value"] = (float(wilcoxon(diff).pvalue) if a != best and len(diff) > 1 and np.any(diff != 0)
+                                  else None)
+            entry["arms"][a] = row
+        out[task] = entry
+    return out
+
+
+def _ratio(mine: np.ndarray, theirs: np.ndarray, rng: np.random.Generator, draws: int = 2000) -> dict[str, Any]:
+    def r(a: np.ndarray, b: np.ndarray) -> float:
+        ma, mb = np.median(a), np.median(b)
+        return float(ma / mb) if np.isfinite(ma) and np.isfinite(mb) and mb > 0 else float("inf")
+    point = r(mine, theirs)
+    boot = np.array([r(rng.choice(mine, len(mine)), rng.choice(theirs, len(theirs))) for _ in range(draws)])
+    finite = lambda v: float(v) if np.isfinite(v) else None  # noqa: E731
+    return {"median": finite(point), "ci_low": finite(np.percentile(boot, 2.5)),
+            "ci_high": finite(np.percentile(boot, 97.5))}
+
+
+def plot(traces: dict[tuple[str, str], list[dict[str, Any]]], summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    tasks = sorted({t for t, _ in traces})
+    fig, axes = plt.subplots(2, len(tasks), figsize=(6 * len(tasks), 8), squeeze=False)
+    for j, task in enumerate(tasks):
+        best = summary[task]["best_measured"]
+        for i, (key, xlabel) in enumerate((("compute", "training steps"), ("time", "simulated hours (64 workers)"))):
+            ax = axes[i][j]
+            for a in sorted({a for t, a in traces if t == task}):
+                runs = traces[(task, a)]
+                style = "-" if a not in ANCHORS else "--"
+                if key == "compute":
+                    q = np.array([[best - (v if v is not None else 0.5) for v in t["quality_boosting"]] for t in runs])
+                    ax.plot(runs[0]["compute"], np.median(q, 0), style, label=a)
+                else:
+                    grid = np.linspace(0, max(t["final_sim_s"] for t in runs), 100)
+                    q = np.array([np.interp(grid, *np.array(t["quality_time_boosting"]).T, left=0.5) for t in runs])
+                    ax.plot(grid / 3600, best - np.median(q, 0), style, label=a)
+            ax.set_yscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("regret (median over seeds)")
+            ax.set_title(f"{task}")
+        axes[0][j].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="30 seeds (default: 5)")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--arms", nargs="*", default=list(ARMS), help=f"of {list(ARMS)}")
+    parser.add_argument("--tasks", nargs="*", default=list(TASK_KEYS))
+    parser.add_argument("--budget", type=int, default=180_000, help="training steps per campaign")
+    parser.add_argument("--workers", type=int, default=2, help="processes running campaigns")
+    args = parser.parse_args()
+    bad = [a for a in args.arms if a not in ARMS] + [t for t in args.tasks if t not in TASK_KEYS]
+    if bad:
+        print(f"ctmbench_compare: {bad[0]!r}: allowed arms {list(ARMS)}, tasks {list(TASK_KEYS)}", file=sys.stderr)
+        return 2
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["CTMEVO_FSYNC"] = "0"
+    seeds = args.seeds or (30 if args.full else 5)
+    todo = [(t, a, s) for s in range(seeds) for t in args.tasks for a in args.arms
+            if not _cache_path(t, a, s, args.budget).exists()]
+    print(f"{len(todo)} runs to do ({seeds} seeds, {len(args.arms)} arms, {len(args.tasks)} tasks; the rest cached)",
+          flush=True)
+    began = time.monotonic()
+    if todo:
+        import multiprocessing
+        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_run_one, t, a, s, args.budget) for t, a, s in todo]
+            for n, f in enumerate(as_completed(futures), 1):
+                print(f"  [{n}/{len(todo)} {time.monotonic() - began:.0f} s] {f.result()}", flush=True)
+    traces: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for t in args.tasks:
+        for a in args.arms:
+            traces[(t, a)] = [json.loads(_cache_path(t, a, s, args.budget).read_text()) for s in range(seeds)]
+    rng = np.random.default_rng(0)
+    result = {"seeds": seeds, "budget_steps": args.budget, "workers_simulated": 64, "replay": "boosting surrogate",
+              "judges": {j: summarise(traces, args.arms, j, rng) for j in JUDGES}}
+    OUT.mkdir(parents=True, exist_ok=True)
+    name = "results.json" if args.full else "results-short.json"
+    (OUT / name).write_text(json.dumps(result, indent=1) + "\n")
+    plot(traces, result["judges"]["boosting"], OUT / name.replace(".json", ".png"))
+    for judge, per_task in result["judges"].items():
+        for task, entry in per_task.items():
+            print(f"\n{task} (judge: {judge}; best anchor {entry['best_anchor']}, target {entry['target']:.3f}, "
+                  f"best measured {entry['best_measured']:.3f})")
+            print(f"{'arm':<24}{'final median [q1, q3]':>26}{'compute ratio [95% CI]':>28}{'p':>8}{'QD':>8}{'cov':>6}")
+            for a, row in sorted(entry["arms"].items(), key=lambda kv: -kv[1]["final"]["median"]):
+                f, c = row["final"], row.get("compute_ratio", {})
+                high = f"{c['ci_high']:.2f}]" if c.get("ci_high") else "inf]"
+                cr = "never" if c.get("median") is None else f"{c['median']:.2f} [{c['ci_low'] or 0:.2f}, {high}"
+                p = "" if row.get("p_value") is None else f"{row['p_value']:.3f}"
+                print(f"{a:<24}{f['median']:>10.3f} [{f['q1']:.3f}, {f['q3']:.3f}]{cr:>28}{p:>8}"
+                      f"{row['qd_score_median']:>8.2f}{row['coverage_median']:>6.2f}")
+    print(f"\nwrote {OUT / name} in {time.monotonic() - began:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
