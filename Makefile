@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints-cpu.txt
 PIP_CONSTRAINT_FLAG := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install run test e2e lint clean-campaigns
+.PHONY: install bench-install bench run test e2e lint clean-campaigns
 
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,15 @@ test: install
 # refreshes the screenshots in docs/img/. `make test` runs it too when Chromium is installed (skipped otherwise).
 e2e: install
 	CTMEVO_SCREENSHOTS=docs/img $(BIN)/python -m pytest tests/e2e -rs -v
+
+# CTM-Bench: the strategy comparison on replayed training (benchmarks/ctmbench_compare.py; BENCH_ARGS=--full for
+# 30 seeds, resumable). Installs the bench extra (scikit-learn, DEHB) first.
+$(BIN)/.bench: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet $(PIP_CONSTRAINT_FLAG) -e '.[bench]'
+	$(BIN)/python -m pip install --quiet --no-deps dehb==0.1.2
+	touch $@
+
+bench-install: $(BIN)/.bench
+
+bench: bench-install
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ctmbench_compare.py $(BENCH_ARGS)

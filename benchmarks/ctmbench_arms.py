@@ -8,7 +8,6 @@ An evaluation is recorded as ``(genome, steps, fitness, seed, trained_steps, sim
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,6 @@ def _campaign_config(task: str, arm: str, seed: int, budget_steps: int) -> Any:
 
 def run_campaign_arm(task: str, arm: str, seed: int, budget_steps: int) -> list[Event]:
     from search.campaign import Campaign, QuietReporter
-    os.environ["CTMEVO_FSYNC"] = "0"
     with tempfile.TemporaryDirectory() as tmp:
         campaign = Campaign.create(_campaign_config(task, arm, seed, budget_steps), Path(tmp) / "c")
         campaign.run(reporter=QuietReporter())

@@ -51,6 +51,7 @@ from ctm.inherit import InheritError, inherit
 from ctm.loop import Diverged, TrainingLoop, make_optimizer, warmup_constant
 from ctm.metrics import behaviour_vector, exit_metrics, expected_calibration_error, measure_macs
 from ctm.model import CTM, count_parameters
+from ctm.oom import is_out_of_memory
 from ctm.result import EvalBudget, EvalResult, ParentWeights, TaskSpec
 from ctm.step import autocast_context
 from ctm.tasks import TaskMismatch, make_task
@@ -62,8 +63,6 @@ VALIDATION_SEED = 20_250_505
 PROBE_SAMPLES = 64
 MAX_LOSS_POINTS = 256
 WEIGHT_DECAY = 0.0
-OOM_MESSAGES = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
-                "can't allocate memory", "Cannot allocate memory", "not enough memory")  # the last: CPU allocator
 CUDA_SYNC_EVERY = 16  # on CUDA, read losses back (and check them) every this many steps
 
 
@@ -138,7 +137,7 @@ def evaluate(genome: Genome, task: Any, budget: EvalBudget, seed: int, device: s
     except torch.OutOfMemoryError as exc:
         failure = ("oom", f"out of memory: {exc}", traceback.format_exc())
     except RuntimeError as exc:  # allocation failures some backends raise without the typed error
-        if not any(s in str(exc) for s in OOM_MESSAGES):
+        if not is_out_of_memory(exc):
             raise
         failure = ("oom", f"out of memory: {exc}", traceback.format_exc())
     gc.collect()

@@ -8,7 +8,6 @@ retries with half the batch), any other exception an ``error`` failure with its 
 
 from __future__ import annotations
 
-import errno
 import importlib
 import os
 import socket
@@ -18,6 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from ctm.oom import is_out_of_memory
 from ctm.result import EvalResult
 from workers.job import EvalJob
 
@@ -42,29 +42,6 @@ def resolve(path: str) -> Callable[..., Any]:
 def worker_name() -> str:
     """``host:pid`` of this process, as recorded in ``EvalResult.worker``."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-_OOM_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
-              "failed to allocate memory")
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True when ``exc`` says the process ran out of memory, on a GPU or on the CPU:
-
-    - ``torch.OutOfMemoryError`` (CUDA, also raised as ``torch.cuda.OutOfMemoryError``);
-    - ``MemoryError`` (Python's own allocation failures), and ``OSError`` with ``errno`` ENOMEM;
-    - the ``RuntimeError`` of torch's CPU allocator (``DefaultCPUAllocator: can't allocate memory: you tried to
-      allocate … bytes``, e.g. ``torch.empty(10**13)``) and the "out of memory" of other backends.
-
-    torch is not imported here.
-    """
-    torch = sys.modules.get("torch")
-    oom_type = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
-    if (oom_type is not None and isinstance(exc, oom_type)) or isinstance(exc, MemoryError):
-        return True
-    if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
-        return True
-    return isinstance(exc, RuntimeError) and any(word in str(exc).lower() for word in _OOM_WORDS)
 
 
 def _release_gpu_memory() -> None:

@@ -25,7 +25,7 @@ def budget(steps: int | None, **extra) -> EvalBudget:
 
 def comparable(result: EvalResult) -> dict:
     data = result.to_dict()
-    for key in ("wall_time_s", "start_step"):
+    for key in ("wall_time_s", "train_time_s", "start_step"):
         data["metrics"].pop(key)
     return data
 

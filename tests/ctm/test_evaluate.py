@@ -23,6 +23,7 @@ BUDGET = EvalBudget(steps=4, val_samples=24)
 def comparable(result: EvalResult) -> dict:
     data = result.to_dict()
     data["metrics"].pop("wall_time_s")
+    data["metrics"].pop("train_time_s", None)  # seconds: timing, not a result
     return data
 
 

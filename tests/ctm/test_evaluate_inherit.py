@@ -17,6 +17,7 @@ BUDGET = EvalBudget(steps=6, val_samples=24)
 def comparable(result: EvalResult) -> dict:
     data = result.to_dict()
     data["metrics"].pop("wall_time_s")
+    data["metrics"].pop("train_time_s", None)  # seconds: timing, not a result
     return data
 
 

@@ -42,11 +42,11 @@ def test_a_simulated_campaign_runs_and_resumes_exactly(tmp_path, monkeypatch):
     assert len([e for e in more.journal.read() if e["event"] == "result"]) == 200
 
 
-def test_the_comparison_arms_run_on_the_simulated_pool():
+def test_the_comparison_arms_run_on_the_simulated_pool(monkeypatch):
     """DEHB (ask/tell) and top-K drive the same simulated pool as the campaigns, within the training budget."""
     pytest.importorskip("dehb", reason="the bench extra (dehb) is not installed")
-    import sys
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    monkeypatch.setenv("CTMEVO_FSYNC", "0")
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from ctmbench_arms import run_arm
     for arm in ("dehb", "topk", "optuna_tpe_sh"):
         events = run_arm("parity10", arm, 0, 9_000)

@@ -108,3 +108,14 @@ def test_a_cpu_allocation_failure_gets_the_halved_batch_retry() -> None:
     pool.submit(EvalJob(genome=genome, task=TaskSpec(name="parity"), budget=EvalBudget(steps=1)))
     [result] = pool.poll()
     assert result.ok and result.attempts == 2 and result.metrics["batch_size"] == 32.0
+
+
+def test_out_of_memory_is_one_rule_the_union_of_the_two_old_lists():
+    """The evaluation and the pool once had different lists: now one home (ctm.oom), case-insensitive."""
+    from ctm.oom import is_out_of_memory as shared
+    assert is_out_of_memory is shared
+    for text in ("CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate", "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+                 "Failed to allocate memory for the workspace", "DefaultCPUAllocator: can't allocate memory",
+                 "Cannot allocate memory", "NOT ENOUGH MEMORY"):
+        assert is_out_of_memory(RuntimeError(text)), text
+    assert not is_out_of_memory(RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED"))

@@ -15,7 +15,7 @@ def test_defaults_are_valid_and_round_trip() -> None:
 
 
 @pytest.mark.parametrize(("field", "value", "allowed"), [
-    ("backend", "dask", "one of ['ray', 'inline']"),
+    ("backend", "dask", "one of ['ray', 'inline', 'simulated']"),
     ("cpus_per_eval", -1, "a number >= 0"),
     ("gpus_per_eval", 1.5, "a fraction in (0, 1] or a whole number"),
     ("gpus_per_eval", float("nan"), "a fraction in (0, 1] or a whole number"),
