@@ -38,7 +38,8 @@ ARMS = (*CAMPAIGN_ARMS, *DRIVER_ARMS)
 Event = tuple[dict[str, Any], int, float, int, float, float]
 
 
-def _campaign_config(task: str, arm: str, seed: int, budget_steps: int) -> Any:
+def _campaign_config(task: str, arm: str, seed: int, budget_steps: int | None, evaluations: int | None = None
+                     ) -> Any:
     from ctm.bench.space import TASKS
     from search.campaign import parse_campaign_config
     bench = TASKS[task]
@@ -49,7 +50,7 @@ def _campaign_config(task: str, arm: str, seed: int, budget_steps: int) -> Any:
         "descriptors": [{"name": "ticks", "bins": 8, "range": [1, 25]},
                         {"name": "memory_length", "bins": 6, "range": [1, 13]}],
         "evaluation": {"steps": RUNGS[0] if rungs else RUNGS[-1], "val_samples": 256},
-        "budget": {"steps": budget_steps},
+        "budget": {k: v for k, v in (("steps", budget_steps), ("evaluations", evaluations)) if v is not None},
         "workers": {"backend": "simulated", "concurrency": WORKERS, "evaluate_fn": REPLAY},
         "tracking": {"checkpoints": "none"},
     }

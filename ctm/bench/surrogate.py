@@ -3,7 +3,8 @@
 ``Surrogate.fit(curves, kind="boosting")`` fits, for every measure of :data:`ctm.bench.data.MEASURES`, a model
 of the seed mean over (genome, steps), a model of the seed-to-seed spread, and for validation accuracy the 10%
 and 90% quantiles of a single seed's measurement (the 80% prediction interval). Inputs are the genome's codec
-vector in the bench task's space (:class:`genome.codec.VectorCodec`) and log(steps). Two model classes, so that a
+vector in the bench task's space (:class:`genome.codec.VectorCodec`), log10 of its parameter count and MACs per
+forward (:func:`genome.cost.estimate`) and log(steps). Two model classes, so that a
 search can be judged by a surrogate it did not learn from:
 
 - ``"boosting"``: scikit-learn's ``HistGradientBoostingRegressor`` (squared error for means and spread, quantile
@@ -41,8 +42,8 @@ def _model(kind: str, *, loss: str = "squared_error", quantile: float | None = N
     from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
     if kind == "boosting":
         extra = {"quantile": quantile} if quantile is not None else {}
-        return HistGradientBoostingRegressor(loss=loss, max_iter=300, learning_rate=0.05, max_leaf_nodes=15,
-                                             min_samples_leaf=10, l2_regularization=1.0, random_state=seed, **extra)
+        return HistGradientBoostingRegressor(loss=loss, max_iter=200, learning_rate=0.03, max_depth=3,
+                                             min_samples_leaf=20, l2_regularization=1.0, random_state=seed, **extra)
     if kind == "forest":
         return ExtraTreesRegressor(n_estimators=150, min_samples_leaf=3, max_features=0.6, random_state=seed,
                                    n_jobs=1)
@@ -112,7 +113,7 @@ class Surrogate:
             raise OutsideSpace(f"genome {genome.hash} is outside CTM-Bench's {self.task} space: " + "; ".join(bad))
 
     def _features(self, genomes: Sequence[Genome], steps: Sequence[int] = STEPS) -> np.ndarray:
-        x = np.stack([self._codec.encode(g) for g in genomes])  # [n, d]
+        x = np.stack([np.concatenate([self._codec.encode(g), _capacity(g, self.task)]) for g in genomes])  # [n, d+2]
         s = np.log(np.asarray(steps, dtype=np.float64))
         return np.concatenate([np.repeat(x, len(s), axis=0), np.tile(s, len(x))[:, None]], axis=1)
 
@@ -156,6 +157,20 @@ class Surrogate:
             self.check(g)
         x = self._features(genomes)
         return self._flat.parts[self._flat.names.index(measure)].predict(x).reshape(len(genomes), len(STEPS))
+
+
+_SHAPES: dict[str, Any] = {}
+
+
+def _capacity(genome: Genome, task: str) -> np.ndarray:
+    """log10 of the parameter count and of the MACs per forward (exact, from the cost model): the size of the
+    model as one number each, which trees otherwise have to assemble from several widths."""
+    from genome.cost import estimate
+    if task not in _SHAPES:
+        from ctm.tasks import make_task
+        _SHAPES[task] = make_task(bench_task(task).task).shape
+    cost = estimate(genome, _SHAPES[task])
+    return np.log10([max(cost.params, 1), max(cost.macs_per_forward, 1)])
 
 
 _LIMIT: list[Any] = []
