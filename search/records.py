@@ -182,3 +182,13 @@ def best_record(records: Iterable[EvaluationRecord], by: str | None = None, *, m
     """The record of the best genome by :func:`standings`, or ``None`` when none has the metric ``by``."""
     best = standings(records, by, min_seeds=min_seeds)
     return best[0].record if best else None
+
+
+def inherited_lines(records: Iterable[EvaluationRecord]) -> dict[str, str]:
+    """Genome hash → what its start inherited (``inherited: 0.83 of parameters from <hash>``), from the first
+    record that says so: a promotion continues the inherited state, and its own record says nothing."""
+    out: dict[str, str] = {}
+    for r in records:
+        if r.extra.get("inherited") and r.genome.hash not in out:
+            out[r.genome.hash] = str(r.extra["inherited"])
+    return out

@@ -167,7 +167,7 @@ class PictureConsumer:
     def draw(self) -> list[Path]:
         """Write every picture and the archive table now; a picture that fails is skipped with a warning."""
         from search.campaign.pictures import archive_heatmap, metrics_over_evaluations, write_archive_csv
-        from search.tracking.lineages import lineage_from_records
+        from search.lineage import lineage_from_records
 
         self.paths.plots.mkdir(parents=True, exist_ok=True)
         rows = self.qd.rows() if self.qd is not None else []

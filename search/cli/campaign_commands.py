@@ -202,8 +202,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_lineage(args: argparse.Namespace) -> int:
     from search.campaign.config import tracking_uri_problem
     from search.cli.base import OperationalError
+    from search.lineage import LineageError, lineage_from_records
     from search.tracking.client import down_reason, is_transient, server_down
-    from search.tracking.lineages import LineageError, lineage, lineage_from_records
+    from search.tracking.lineages import lineage
 
     uri = args.tracking_uri  # explicit --tracking-uri, then --campaign, then $MLFLOW_TRACKING_URI
     if args.campaign:
@@ -241,7 +242,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     if args.format == "dot":
         out.write_text(graph.to_dot())
     elif args.format == "html":
-        out.write_text(graph.to_html())
+        from search.tracking.family import lineage_page
+
+        out.write_text(lineage_page(graph))
     else:
         graph.to_png(out)
     say(f"wrote {out}")

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from search.export.located import Located
+from search.lineage import lineage_from_records
 from search.records import EvaluationRecord
 from search.text import fmt
 from search.tracking.client import run_link
-from search.tracking.lineages import lineage, lineage_from_records
+from search.tracking.lineages import lineage
 
 MAX_TICK_ROWS = 16
 

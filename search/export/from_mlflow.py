@@ -18,10 +18,11 @@ from mlflow.exceptions import MlflowException
 from ctm.result import TaskSpec
 from genome.textio import FileReadError, parse_yaml
 from search.export.located import ExportError, Located, genome_from_text, record_from_run
+from search.lineage import LineageError
 from search.records import parse_by
 from search.tracking.client import active_experiments
 from search.tracking.client import client as _client
-from search.tracking.lineages import LineageError, lineage
+from search.tracking.lineages import lineage
 from search.tracking.payload import TAG_CAMPAIGN, TAG_CELL, TAG_HASH, TAG_KIND, TAG_PARENT_RUN, TAG_STATUS
 
 log = logging.getLogger("ctmevo.export")

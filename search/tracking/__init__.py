@@ -6,7 +6,7 @@
 ``writers``            batched writes of many runs: one SQL transaction per batch, or threads on a server
 ``archiver``           :class:`MlflowArchiver`: a campaign run and one run per evaluation, exactly once
 ``errors``             what can go wrong with a store (importable without MLflow)
-``lineages``           ancestry DAGs from MLflow or from journal records; tree, dot, html, png
+``lineages``           ancestry read from MLflow runs (the graph itself: :mod:`search.lineage`)
 ``family``             the whole campaign's family tree and its archive as interactive pages (``family_page``:
                        their style and script)
 ``relocate``           a moved local store pointed at the artifacts beside it (``ctmevo relocate``)
@@ -25,9 +25,9 @@ from typing import Any
 
 _API = {
     "MlflowArchiver": "search.tracking.archiver", "TrackingURIError": "search.tracking.errors",
-    "TrackingUnavailable": "search.tracking.errors", "LineageGraph": "search.tracking.lineages",
-    "LineageError": "search.tracking.lineages", "AmbiguousHashError": "search.tracking.lineages",
-    "lineage": "search.tracking.lineages", "lineage_from_records": "search.tracking.lineages",
+    "TrackingUnavailable": "search.tracking.errors", "LineageGraph": "search.lineage",
+    "LineageError": "search.lineage", "AmbiguousHashError": "search.lineage",
+    "lineage": "search.tracking.lineages", "lineage_from_records": "search.lineage",
     "MlflowTrainLogger": "search.tracking.train_logger", "write_family_views": "search.tracking.family",
     "relocate_store": "search.tracking.relocate",
 }

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from genome.io import write_bytes_atomic
-from search.records import EvaluationRecord, best_record, reported_fitness
+from search.lineage import gene_changes
+from search.records import EvaluationRecord, best_record, inherited_lines, reported_fitness
 from search.text import fmt
 from search.tracking.family_page import ARCHIVE_SCRIPT, SCRIPT, STYLE
-from search.tracking.payload import ARCHIVE_VIEW, FAMILY_TREE, gene_changes, inherited_lines, ui_base
+from search.tracking.payload import ARCHIVE_VIEW, FAMILY_TREE, ui_base
 
 __all__ = ["FamilyNode", "archive_view_html", "family_page", "family_tree_html", "fitness_colour", "lineage_page",
            "nodes_from_records", "write_family_views"]
@@ -168,7 +169,7 @@ def family_page(nodes: Sequence[FamilyNode], *, title: str, experiment_id: str |
 
 
 def lineage_page(graph: Any, base: str | None = None) -> str:
-    """The page of one ancestry (a :class:`~search.tracking.lineages.LineageGraph`), founders left, the root
+    """The page of one ancestry (a :class:`~search.lineage.LineageGraph`), founders left, the root
     ringed and selected, links to runs under ``base`` (default: :func:`ui_base` of the graph's tracking URI);
     below it, the ancestors' table and the tree as text."""
     nodes = []

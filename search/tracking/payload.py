@@ -38,6 +38,7 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 
+from search.lineage import gene_changes
 from search.records import EvaluationRecord
 from search.text import fmt
 
@@ -315,21 +316,6 @@ class Relative:
                    status=tags.get(TAG_STATUS, "ok"), genes=dict(run.data.params),
                    parents=tuple(p for p in tags.get(TAG_PARENT_HASHES, "").split(",") if p),
                    inherited=tags.get(TAG_INHERITED, ""))
-
-
-def inherited_lines(records: Iterable[EvaluationRecord]) -> dict[str, str]:
-    """Genome hash → what its start inherited (``inherited: 0.83 of parameters from <hash>``), from the first
-    record that says so: a promotion continues the inherited state, and its own record says nothing."""
-    out: dict[str, str] = {}
-    for r in records:
-        if r.extra.get("inherited") and r.genome.hash not in out:
-            out[r.genome.hash] = str(r.extra["inherited"])
-    return out
-
-
-def gene_changes(before: Mapping[str, str], after: Mapping[str, str]) -> dict[str, tuple[str, str]]:
-    """Genes whose value differs, as ``{gene: (before, after)}`` (``-`` for a gene one side lacks)."""
-    return {g: (before.get(g, "-"), v) for g, v in after.items() if before.get(g) != v}
 
 
 def _changes_text(before: Mapping[str, str], after: Mapping[str, str]) -> str:

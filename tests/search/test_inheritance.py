@@ -25,8 +25,9 @@ from search.campaign import Campaign, parse_campaign_config, start
 from search.campaign.jobs import inheritance_parent
 from search.campaign.rungs import JobKey
 from search.errors import ConfigError
+from search.lineage import lineage_from_records
 from search.records import Proposal
-from search.tracking.lineages import lineage, lineage_from_records
+from search.tracking.lineages import lineage
 from search.tracking.payload import TAG_HASH, TAG_INHERITED, TAG_INHERITED_FROM, TAG_NOTE
 from tests.search.test_campaign import ROOT, env, results_in
 from tests.search.test_rungs import rung_campaign

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 from genome import Genome
 from search.tracking import AmbiguousHashError, LineageError, lineage
 from search.tracking.archiver import MlflowArchiver
+from search.tracking.family import lineage_page
 from tests.search.mlflow_helpers import make_record
 
 
@@ -136,7 +137,7 @@ def test_all_formats_are_produced(camp: Campaign, tmp_path: Path) -> None:
     dot = graph.to_dot()
     assert dot.startswith("digraph lineage {") and dot.rstrip().endswith("}")
     assert f'"{camp.g["C"].hash}" -> "{camp.g["E"].hash}"' in dot and "heads 4→8" in dot
-    page = graph.to_html()
+    page = lineage_page(graph)
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "</html>" in page
     assert all(h in page for h in graph.nodes)
     assert "src=" not in page and "<link" not in page and "@import" not in page  # inline only: no network
@@ -144,7 +145,7 @@ def test_all_formats_are_produced(camp: Campaign, tmp_path: Path) -> None:
         assert node.run_id and f'data-hash="{h}" data-run="{node.run_id}"' in page
     assert graph.experiment_id and f"data-experiment='{graph.experiment_id}'" in page
     assert "data-base='http://127.0.0.1:5000'" in page  # a sqlite store: where `mlflow ui` serves it
-    assert 'http://example.org:81' in graph.to_html(base="http://example.org:81")
+    assert 'http://example.org:81' in lineage_page(graph, base="http://example.org:81")
     png = graph.to_png(tmp_path / "lineage.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
@@ -155,3 +156,12 @@ def test_lineage_needs_only_the_tracking_uri(camp: Campaign) -> None:
     assert client.get_run(camp.runs["E"]).data.tags["ctmevo.parent_hashes"] == ",".join(_h(camp, "C", "D"))
     graph = lineage(camp.uri, camp.g["E"].hash, campaign="lin")
     assert set(graph.nodes) == set(_h(camp, "E", "C", "D", "A", "B"))
+
+
+def test_the_lineage_graph_needs_no_mlflow():
+    """The graph (nodes, walk, renderers, from journal records) imports without MLflow; reading runs is tracking's."""
+    import subprocess
+    import sys
+    code = ("import sys; import search.lineage as g; assert hasattr(g, 'lineage_from_records'); "
+            "bad = [m for m in sys.modules if m == 'mlflow' or m.startswith('mlflow.')]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -17,9 +17,9 @@ from ctm.result import EvalResult
 from search.campaign import Campaign, start
 from search.campaign.rungs import JobKey, RungScheduler, repeat_seed
 from search.descriptors import make_descriptors
+from search.lineage import lineage_from_records
 from search.strategies import make_strategy
 from search.tracking.family import nodes_from_records
-from search.tracking.lineages import lineage_from_records
 from tests.search import landscapes as L
 from tests.search.test_campaign import ROOT, env, results_in
 from workers.pool import InlinePool
