@@ -163,6 +163,8 @@ def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[st
                                                               "q3": float(np.percentile(f, 75))},
                                    "regret_median": float(best_regret - np.median(f)),
                                    "evaluations_median": float(np.median([t["evaluations"] for t in runs])),
+                                   "evaluations_per_s_median": float(np.median([t["evaluations"] / t["wall_s"]
+                                                                                 for t in runs])),
                                    "sim_hours_median": float(np.median([t["final_sim_s"] for t in runs]) / 3600),
                                    "qd_score_median": float(np.median([t[f"qd_{judge}"]["qd_score"] for t in runs])),
                                    "coverage_median": float(np.median([t[f"qd_{judge}"]["coverage"] for t in runs]))}
@@ -264,14 +266,16 @@ def main() -> int:
         for task, entry in per_task.items():
             print(f"\n{task} (judge: {judge}; best anchor {entry['best_anchor']}, target {entry['target']:.3f}, "
                   f"best measured {entry['best_measured']:.3f})")
-            print(f"{'arm':<24}{'final median [q1, q3]':>26}{'compute ratio [95% CI]':>28}{'p':>8}{'QD':>8}{'cov':>6}")
+            print(f"{'arm':<24}{'final median [q1, q3]':>26}{'compute ratio [95% CI]':>28}{'p':>8}{'QD':>8}{'cov':>6}"
+                  f"{'evals':>7}{'eval/s':>8}")
             for a, row in sorted(entry["arms"].items(), key=lambda kv: -kv[1]["final"]["median"]):
                 f, c = row["final"], row.get("compute_ratio", {})
                 high = f"{c['ci_high']:.2f}]" if c.get("ci_high") else "inf]"
                 cr = "never" if c.get("median") is None else f"{c['median']:.2f} [{c['ci_low'] or 0:.2f}, {high}"
                 p = "" if row.get("p_value") is None else f"{row['p_value']:.3f}"
                 print(f"{a:<24}{f['median']:>10.3f} [{f['q1']:.3f}, {f['q3']:.3f}]{cr:>28}{p:>8}"
-                      f"{row['qd_score_median']:>8.2f}{row['coverage_median']:>6.2f}")
+                      f"{row['qd_score_median']:>8.2f}{row['coverage_median']:>6.2f}{row['evaluations_median']:>7.0f}"
+                      f"{row['evaluations_per_s_median']:>8.0f}")
     print(f"\nwrote {OUT / name} in {time.monotonic() - began:.0f} s")
     return 0
 
