@@ -224,6 +224,28 @@ def plot(traces: dict[tuple[str, str], list[dict[str, Any]]], summary: dict[str,
     plt.close(fig)
 
 
+def markdown(result: dict[str, Any], judge: str = "boosting") -> str:
+    """The comparison table of one judge as markdown (for the README)."""
+    out = []
+    for task, entry in result["judges"][judge].items():
+        out += [f"**{task}** (judge: {judge} surrogate; best anchor `{entry['best_anchor']}`, its median "
+                f"{entry['target']:.3f}; best measured genome {entry['best_measured']:.3f}; "
+                f"{result['seeds']} seeds)", "",
+                "| arm | final quality median [q1, q3] | compute to the best anchor's median, ratio [95% CI] | "
+                "Wilcoxon p vs best anchor | QD-score | coverage |", "|---|---|---|---|---|---|"]
+        for a, row in sorted(entry["arms"].items(), key=lambda kv: -kv[1]["final"]["median"]):
+            f, c = row["final"], row.get("compute_ratio", {})
+            ratio = "not reached" if c.get("median") is None else (
+                f"{c['median']:.2f} [{c['ci_low'] or 0:.2f}, "
+                + (f"{c['ci_high']:.2f}]" if c.get("ci_high") is not None else "∞]"))
+            p = "–" if row.get("p_value") is None else f"{row['p_value']:.3g}"
+            name = f"{a} (anchor)" if a in ANCHORS else a
+            out.append(f"| {name} | {f['median']:.3f} [{f['q1']:.3f}, {f['q3']:.3f}] | {ratio} | {p} | "
+                       f"{row['qd_score_median']:.2f} | {row['coverage_median']:.2f} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="30 seeds (default: 5)")
@@ -262,6 +284,7 @@ def main() -> int:
     name = "results.json" if args.full else "results-short.json"
     (OUT / name).write_text(json.dumps(result, indent=1) + "\n")
     plot(traces, result["judges"]["boosting"], OUT / name.replace(".json", ".png"))
+    (OUT / name.replace(".json", ".md")).write_text("\n".join(markdown(result, j) for j in JUDGES))
     for judge, per_task in result["judges"].items():
         for task, entry in per_task.items():
             print(f"\n{task} (judge: {judge}; best anchor {entry['best_anchor']}, target {entry['target']:.3f}, "
