@@ -13,17 +13,18 @@ Where things live:
 ``descriptors``        behaviour descriptors: named functions of (genome, result) with a range for binning
 ``archive``            :class:`QDArchive` (grid or CVT; fidelity rungs and seeds) and its QD metrics
 ``journal``            the append-only JSON-lines journal and atomic snapshots (durable files)
+``lineage``            ancestry graphs (nodes, walk, renderers) from journal records; no MLflow
 ``errors``             the user-facing errors, one hierarchy
 ``text``               how numbers are shown
 ``strategies/``        MAP-Elites, CVT, novelty, NSLC, DNS, random, regularised evolution, Optuna, EvoTorch
 ``campaign/``          campaign files, the loop, snapshots and resume, the live view, pictures
-``tracking/``          MLflow: batched writers, the archive of a campaign, lineage, training logs
+``tracking/``          MLflow: batched writers, the archive of a campaign, lineages read from runs, training logs
 ``export/``            bundles of discovered architectures, model cards, MLflow models
 ``cli/``               the ``ctmevo`` command
 =====================  ======================================================================================
 
 Imports go one way: ``cli → export → campaign → tracking → strategies → (archive, descriptors, journal,
-records, errors, text)``, and everything here may use ``workers``, ``ctm`` and ``genome`` below it.
+lineage, records, errors, text)``, and everything here may use ``workers``, ``ctm`` and ``genome`` below it.
 Members are imported on first use, so ``import search`` is cheap.
 """
 
@@ -43,6 +44,7 @@ _API = {
     "Campaign": "search.campaign.loop", "CampaignConfig": "search.campaign.config",
     "load_campaign_config": "search.campaign.config", "start": "search.campaign.loop",
     "MlflowArchiver": "search.tracking.archiver", "lineage": "search.tracking.lineages",
+    "lineage_from_records": "search.lineage", "LineageGraph": "search.lineage",
     "locate": "search.export.find",
     "main": "search.cli.app",
 }
