@@ -65,8 +65,8 @@ def trace(task: str, arm: str, seed: int, budget: int) -> dict[str, Any]:
     genes_of: dict[str, dict[str, Any]] = {}
     spent, best_key, incumbent = 0.0, None, None
     points: list[tuple[float, float, str]] = []
+    from genome.genome import Genome
     for genes, steps, fitness, _, trained, finish in sorted(events, key=lambda e: e[5]):
-        from genome.genome import Genome
         h = Genome.from_dict(genes).hash
         genes_of[h] = genes
         stats.setdefault(h, {}).setdefault(steps, []).append(fitness)
@@ -83,6 +83,8 @@ def trace(task: str, arm: str, seed: int, budget: int) -> dict[str, Any]:
     qualities = {k: [_judge_mean(task, k, genes_of[p[2]], memo[k]) for p in points] for k in JUDGES}
     fractions = np.linspace(0, 1, POINTS + 1)[1:] * budget
     steps_arr = np.array([p[0] for p in points])
+    highest = max(max(s) for s in stats.values())
+    top = [genes_of[h] for h, s in stats.items() if max(s) == highest]  # the genomes measured at the most steps
     out: dict[str, Any] = {"task": task, "arm": arm, "seed": seed, "budget": budget, "evaluations": len(events),
                            "wall_s": wall, "final_steps": float(steps_arr[-1]), "final_sim_s": points[-1][1],
                            "compute": fractions.tolist(), "best_genome": genes_of[points[-1][2]]}
@@ -93,8 +95,7 @@ def trace(task: str, arm: str, seed: int, budget: int) -> dict[str, Any]:
         out[f"quality_time_{k}"] = [[float(p[1]), float(v)] for p, v in zip(points[:: max(len(points) // 200, 1)],
                                                                            q[:: max(len(points) // 200, 1)],
                                                                            strict=False)]
-        top = [h for h, s in stats.items() if max(s) == max(max(v) for v in stats.values())]
-        out[f"qd_{k}"] = _qd(task, k, [genes_of[h] for h in top], memo[k])
+        out[f"qd_{k}"] = _qd(task, k, top, memo[k])
     return out
 
 

@@ -57,7 +57,7 @@ def load_curves(task: str, data_dir: Path = DATA_DIR) -> Curves:
     rows = list(read_rows([path]))
     good = [r for r in rows if r["status"] == "ok" and len(r["points"]) == len(STEPS)]
     failed = [r for r in rows if r not in good]
-    hashes = sorted({r["hash"] for r in good}, key=lambda h: min(r["index"] for r in good if r["hash"] == h))
+    hashes = list(dict.fromkeys(r["hash"] for r in sorted(good, key=lambda r: r["index"])))  # by first index
     index = {h: i for i, h in enumerate(hashes)}
     seeds = max((r["seed"] for r in good), default=0) + 1
     values = {m: np.full((len(hashes), seeds, len(STEPS)), np.nan) for m in MEASURES}

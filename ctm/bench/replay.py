@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ctm.bench.data import MEASURES, Curves, load_curves
-from ctm.bench.space import STEPS, TASKS
+from ctm.bench.space import STEPS, TASKS, cost
 from ctm.result import EvalBudget, EvalResult, TaskSpec
 from genome.genome import Genome
 
@@ -148,7 +148,7 @@ def _replay(kind: str, genome: Genome, task: Any, budget: EvalBudget, seed: int,
         sps, overhead = float(pred["seconds_per_step"][0]), float(pred["overhead_s"][0])
         detail = curves.detail[(_nearest(curves, model, genome), 0)][_point_index(steps)]
     trained = max(steps - done, 0)
-    metrics = {**values, "param_count": float(_param_count(genome, key)), "train_steps": float(steps),
+    metrics = {**values, "param_count": float(cost(genome, key).params), "train_steps": float(steps),
                "start_step": float(done), "train_time_s": sps * trained, "wall_time_s": sps * trained + overhead,
                "simulated": 1.0}
     checkpoint = None
@@ -181,17 +181,6 @@ def _codec_table(key: str) -> np.ndarray:
     from genome.codec import VectorCodec
     codec = VectorCodec(TASKS[key].space())
     return np.stack([codec.encode(g) for g in curves_for(key).genomes])
-
-
-@cache
-def _shape(key: str) -> Any:
-    from ctm.tasks import make_task
-    return make_task(TASKS[key].task).shape
-
-
-def _param_count(genome: Genome, key: str) -> int:
-    from genome.cost import estimate
-    return int(estimate(genome, _shape(key)).params)
 
 
 def lookup(genome: Genome, task: Any, budget: EvalBudget, seed: int, device: str = "cpu", *,

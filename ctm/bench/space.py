@@ -10,6 +10,7 @@ the training genes (learning rate, batch size, dropout) are fixed so that a curv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from ctm.result import EvalBudget, TaskSpec
@@ -69,6 +70,19 @@ def bench_task(key: str) -> BenchTask:
     if key not in TASKS:
         raise ValueError(f"task = {key!r}: allowed is one of {sorted(TASKS)}")
     return TASKS[key]
+
+
+@cache
+def task_shape(key: str) -> Any:
+    """The ``genome.cost.TaskShape`` of bench task ``key`` (built once per process; imports torch's tasks)."""
+    from ctm.tasks import make_task
+    return make_task(bench_task(key).task).shape
+
+
+def cost(genome: Any, key: str) -> Any:
+    """The exact cost (parameters, MACs; :func:`genome.cost.estimate`) of ``genome`` on bench task ``key``."""
+    from genome.cost import estimate
+    return estimate(genome, task_shape(key))
 
 
 def genome_at(key: str, index: int) -> Any:

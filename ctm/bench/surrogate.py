@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ctm.bench.data import MEASURES, Curves
-from ctm.bench.space import STEPS, bench_task
+from ctm.bench.space import STEPS, bench_task, cost
 from genome.genome import Genome
 
 Kind = Literal["boosting", "forest"]
@@ -105,12 +105,14 @@ class Surrogate:
 
     # -- inputs --------------------------------------------------------------------------------------------
     def check(self, genome: Genome) -> None:
-        """Raise :class:`OutsideSpace` naming every gene of ``genome`` outside the task's space."""
-        space = self._codec.space
-        bad = [f"{name} = {value!r}: allowed is {_allowed(space, name)}" for name, value in genome.to_dict().items()
-               if not _gene(name).contains(value, space.domains[name])]
-        if bad:
-            raise OutsideSpace(f"genome {genome.hash} is outside CTM-Bench's {self.task} space: " + "; ".join(bad))
+        """Raise :class:`OutsideSpace` naming every gene of ``genome`` outside the task's space (the space's own
+        check: each gene, its value and the domain)."""
+        from genome.errors import GenomeError
+        try:
+            self._codec.space.check(genome)
+        except GenomeError as exc:
+            raise OutsideSpace(f"genome {genome.hash} is outside CTM-Bench's {self.task} space: "
+                               + "; ".join(str(p) for p in exc.problems)) from None
 
     def _features(self, genomes: Sequence[Genome], steps: Sequence[int] = STEPS) -> np.ndarray:
         x = np.stack([np.concatenate([self._codec.encode(g), _capacity(g, self.task)]) for g in genomes])  # [n, d+2]
@@ -159,18 +161,11 @@ class Surrogate:
         return self._flat.parts[self._flat.names.index(measure)].predict(x).reshape(len(genomes), len(STEPS))
 
 
-_SHAPES: dict[str, Any] = {}
-
-
 def _capacity(genome: Genome, task: str) -> np.ndarray:
     """log10 of the parameter count and of the MACs per forward (exact, from the cost model): the size of the
     model as one number each, which trees otherwise have to assemble from several widths."""
-    from genome.cost import estimate
-    if task not in _SHAPES:
-        from ctm.tasks import make_task
-        _SHAPES[task] = make_task(bench_task(task).task).shape
-    cost = estimate(genome, _SHAPES[task])
-    return np.log10([max(cost.params, 1), max(cost.macs_per_forward, 1)])
+    c = cost(genome, task)
+    return np.log10([max(c.params, 1), max(c.macs_per_forward, 1)])
 
 
 _LIMIT: list[Any] = []
@@ -184,12 +179,3 @@ def _one_thread() -> Any:
     if not _LIMIT:
         _LIMIT.append(ThreadpoolController())
     return _LIMIT[0].limit(limits=1, user_api="openmp")
-
-
-def _gene(name: str) -> Any:
-    from genome.genes import GENE_BY_NAME
-    return GENE_BY_NAME[name]
-
-
-def _allowed(space: Any, name: str) -> str:
-    return _gene(name).allowed(space.domains[name])
