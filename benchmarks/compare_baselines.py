@@ -18,8 +18,8 @@ from pathlib import Path
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 from search.campaign import Campaign, load_campaign_config
-from search.campaign.pictures import compare_plot
 from search.records import best_record
+from search.views.pictures import compare_plot
 
 
 def main() -> None:

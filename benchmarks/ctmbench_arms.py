@@ -27,6 +27,7 @@ CAMPAIGN_ARMS: dict[str, tuple[str, dict[str, Any], bool, bool]] = {
     "optuna_tpe_sh": ("optuna_tpe", {"pruner": "successive_halving"}, True, False),
     "optuna_tpe_hb": ("optuna_tpe", {"pruner": "hyperband"}, True, False),
     "map_elites": ("map_elites", {"initial_samples": 64}, True, True),
+    "surrogate_elites": ("surrogate_elites", {"initial_samples": 64}, True, True),
     "cvt_map_elites": ("cvt_map_elites", {"initial_samples": 64}, True, True),
     "novelty": ("novelty", {}, True, False),
     "nslc": ("nslc", {}, True, False),
@@ -62,7 +63,8 @@ def _campaign_config(task: str, arm: str, seed: int, budget_steps: int | None, e
 
 
 def run_campaign_arm(task: str, arm: str, seed: int, budget_steps: int) -> list[Event]:
-    from search.campaign import Campaign, QuietReporter
+    from search.campaign import Campaign
+    from search.views import QuietReporter
     with tempfile.TemporaryDirectory() as tmp:
         campaign = Campaign.create(_campaign_config(task, arm, seed, budget_steps), Path(tmp) / "c")
         campaign.run(reporter=QuietReporter())
@@ -125,7 +127,7 @@ def run_dehb(task: str, seed: int, budget_steps: int) -> list[Event]:
             if not results:
                 return events
             for r in results:
-                info, genome, steps = infos.pop(r.genome_hash)
+                info, genome, steps = infos.pop(r.job_id)
                 in_flight -= steps
                 spent += steps
                 fitness = r.fitness if r.ok else 0.0
@@ -170,7 +172,7 @@ def run_topk(task: str, seed: int, budget_steps: int) -> list[Event]:
     while queue and pool.free_slots:
         submit(queue.pop(0))
     for r in drain():
-        genome = jobs[r.genome_hash]
+        genome = jobs[r.job_id]
         if r.ok:
             first[genome.hash] = (genome, r.fitness, r.checkpoint, r.seed)
         events.append((genome.to_dict(), RUNGS[0], r.fitness or 0.0, r.seed, float(RUNGS[0]),
@@ -180,7 +182,7 @@ def run_topk(task: str, seed: int, budget_steps: int) -> list[Event]:
     while queue and pool.free_slots:
         submit(queue.pop(0))
     for r in drain():
-        genome = jobs[r.genome_hash]
+        genome = jobs[r.job_id]
         events.append((genome.to_dict(), RUNGS[-1], r.fitness or 0.0, r.seed, float(RUNGS[-1] - RUNGS[0]),
                        r.metrics.get("sim_finish_s", pool.clock)))
     return events

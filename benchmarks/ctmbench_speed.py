@@ -29,7 +29,8 @@ def main() -> int:
     from ctmbench_arms import CAMPAIGN_ARMS, _campaign_config
 
     from ctm.bench.replay import surrogate_for
-    from search.campaign import Campaign, QuietReporter
+    from search.campaign import Campaign
+    from search.views import QuietReporter
     began = time.perf_counter()
     surrogate_for(args.task, "boosting")
     print(f"surrogate fitted in {time.perf_counter() - began:.1f} s (once per process)")

@@ -17,24 +17,37 @@ Pairs are chosen once, when the model is built, from a seed (never from a global
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 Pairs = tuple[np.ndarray, np.ndarray]
 
 _ENUMERATE_LIMIT = 2_000_000  # enumerate all i < j pairs below this many; rejection-sample above it
 
 
-def _triangle(neurons_left: np.ndarray, neurons_right: np.ndarray) -> Pairs:
-    n = len(neurons_left)
+def triangle(neurons_left: ArrayLike, neurons_right: ArrayLike) -> Pairs:
+    """The pairs (L[a], R[b]) for a <= b of a triangle strategy over n left and n right neurons."""
+    left, right = np.asarray(neurons_left, dtype=np.int64), np.asarray(neurons_right, dtype=np.int64)
+    a, b = np.triu_indices(len(left))
+    return left[a], right[b]
+
+
+def triangle_lists(left: np.ndarray, right: np.ndarray, n: int) -> Pairs:
+    """(L, R) of a triangle strategy from its flat pair buffers (the diagonal entries (a, a) hold L[a], R[a]):
+    the inverse of :func:`triangle`."""
     a, b = np.triu_indices(n)
-    return neurons_left[a].astype(np.int64), neurons_right[b].astype(np.int64)
+    if len(left) != len(a):
+        raise ValueError(f"{len(left)} pairs do not form the triangle of n = {n} neurons ({len(a)} pairs)")
+    diagonal = np.flatnonzero(a == b)
+    return left[diagonal].astype(np.int64), right[diagonal].astype(np.int64)
 
 
-def _aligned_right(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Reorder ``right`` so that each neuron also in ``left`` sits at its index in ``left``."""
-    position_in_left = {int(v): p for p, v in enumerate(left)}
+def aligned_right(left: ArrayLike, right: ArrayLike) -> np.ndarray:
+    """Reorder ``right`` so that each neuron also in ``left`` sits at its index in ``left`` (the others keep
+    their order): what makes a triangle over (L, R) free of repeated unordered pairs."""
+    position_in_left = {int(v): p for p, v in enumerate(np.asarray(left))}
     out = np.full(len(right), -1, dtype=np.int64)
     rest = []
-    for v in right:
+    for v in np.asarray(right):
         p = position_in_left.get(int(v))
         if p is None:
             rest.append(int(v))
@@ -72,11 +85,11 @@ def select_pairs(strategy: str, d_model: int, n: int, *, role: str, n_self: int 
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     if strategy == "first-last":
         neurons = np.arange(n) if role == "out" else np.arange(d_model - n, d_model)
-        return _triangle(neurons, neurons)
+        return triangle(neurons, neurons)
     if strategy == "random":
         left = rng.permutation(d_model)[:n]
-        right = _aligned_right(left, rng.permutation(d_model)[:n])
-        return _triangle(left, right)
+        right = aligned_right(left, rng.permutation(d_model)[:n])
+        return triangle(left, right)
     if strategy == "random-pairing":
         n_self = min(n_self, n)
         self_neurons = rng.permutation(d_model)[:n_self].astype(np.int64)

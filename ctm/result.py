@@ -6,11 +6,13 @@ workers, write them to the journal as JSON and restore them exactly.
 
 from __future__ import annotations
 
-import math
+import itertools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from genome.genome import Genome
+from genome.io import jsonable
 
 FailureKind = Literal["diverged", "oom", "timeout", "error", "lost"]
 FAILURE_KINDS: tuple[str, ...] = ("diverged", "oom", "timeout", "error", "lost")
@@ -33,6 +35,17 @@ class TaskSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
         return cls(name=data["name"], params=dict(data.get("params") or {}))
+
+
+def increasing_steps(steps: Sequence[int], *, field: str = "steps") -> tuple[int, ...]:
+    """``steps`` as a strictly increasing tuple of positive whole step counts, or a ValueError naming ``field``:
+    the one rule for fidelity rungs and learning-curve checkpoints (continued training only goes forward)."""
+    out = tuple(steps)
+    if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in out):
+        raise ValueError(f"{field} = {list(out)}: allowed is a non-empty list of positive whole step counts")
+    if any(b <= a for a, b in itertools.pairwise(out)):
+        raise ValueError(f"{field} = {list(out)}: allowed is a strictly increasing list of step counts")
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,9 +106,14 @@ class EvalResult:
     calibration error), ``param_count`` (measured on the built model), ``macs_per_forward``,
     ``train_steps`` (optimizer steps in total, including those of a continued start state), ``start_step`` (the
     steps the start state had done; 0 for a fresh start), ``wall_time_s``.
+
+    ``genome_hash`` is the evaluated genome's hash, always. ``job_id`` names the job that produced the result
+    when a pool ran it: an opaque string made by whoever submitted the job (a campaign writes rung and repeat
+    into it), carried here and never interpreted; empty for a direct :func:`ctm.evaluate` call.
     """
 
     genome_hash: str
+    job_id: str = ""
     status: str = "ok"
     fitness: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -125,7 +143,7 @@ class EvalResult:
         data = asdict(self)
         if not with_checkpoint:
             data.pop("checkpoint")
-        return _finite(data)
+        return jsonable(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalResult:
@@ -133,13 +151,3 @@ class EvalResult:
         if data.get("failure") is not None:
             data["failure"] = Failure(**data["failure"])
         return cls(**data)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctm.eval_state import restore_rng, rng_snapshot
 from genome.io import write_bytes_atomic
 
 CHECKPOINT_FORMAT = "ctmevo-train-checkpoint"
@@ -34,18 +35,23 @@ def checkpoint_paths(out_dir: str | Path) -> list[Path]:
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
+    """Every generator a training run draws from: torch's (:func:`ctm.eval_state.rng_snapshot`, the one rule
+    for which torch generators a device uses), numpy's global one and Python's."""
     state, pos, has_gauss, gauss = np.random.get_state()[1:]
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+    return {"cuda": [], **rng_snapshot(device),  # "cuda": that device's state on a GPU, else none
             "numpy": {"key": torch.from_numpy(state.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
                       "gauss": float(gauss)},
             "python": random.getstate()}
 
 
 def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
+    """Restore :func:`rng_state` (checkpoints of older versions kept every CUDA device's state as a list)."""
+    cuda = state.get("cuda")
+    if isinstance(cuda, list):
+        state = {k: v for k, v in state.items() if k != "cuda"}
+        if device.type == "cuda" and cuda:
+            torch.cuda.set_rng_state_all(cuda)
+    restore_rng(state, device)
     n = state["numpy"]
     np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     random.setstate(_tuples(state["python"]))

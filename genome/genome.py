@@ -19,6 +19,11 @@ HASH_SCHEMA = 1
 LEGACY_VALUES: dict[str, Any] = {"positional_embedding": "learned"}
 
 
+def _default(name: str) -> Any:
+    """A gene's default value: declared once, in :mod:`genome.genes`."""
+    return GENE_BY_NAME[name].default
+
+
 @dataclass(frozen=True, kw_only=True)
 class Genome:
     """One CTM variant. Field names are the gene names of :mod:`genome.genes` (see its docs for meaning).
@@ -28,30 +33,31 @@ class Genome:
 
     Construction coerces types (``64.0`` → ``64``, floats quantised) and checks every gene against its hard
     limits and every cross-gene constraint, raising one :class:`GenomeError` naming all problems. Whether a
-    genome lies inside a *campaign's* domains is checked by :meth:`genome.space.GenomeSpace.check`.
+    genome lies inside a *campaign's* domains is checked by :meth:`genome.space.GenomeSpace.check`. The
+    defaults are the genes' (:mod:`genome.genes`); the fields are listed here for readers and type checkers.
     """
 
-    ticks: int = 25
-    memory_length: int = 10
-    nlm_depth: int = 2
-    nlm_hidden: int = 16
-    d_model: int = 256
-    d_input: int = 64
-    heads: int = 4
-    synapse_depth: int = 1
-    sync_select: str = "random"
-    n_sync_out: int = 32
-    n_sync_action: int = 32
-    n_self_pairs: int = 0
-    decay_init: str = "zeros"
-    decay_init_max: float = 4.0
-    decay_learned: bool = True
-    decay_clamp: float = 15.0
-    dropout: float = 0.0
+    ticks: int = _default("ticks")
+    memory_length: int = _default("memory_length")
+    nlm_depth: int = _default("nlm_depth")
+    nlm_hidden: int = _default("nlm_hidden")
+    d_model: int = _default("d_model")
+    d_input: int = _default("d_input")
+    heads: int = _default("heads")
+    synapse_depth: int = _default("synapse_depth")
+    sync_select: str = _default("sync_select")
+    n_sync_out: int = _default("n_sync_out")
+    n_sync_action: int = _default("n_sync_action")
+    n_self_pairs: int = _default("n_self_pairs")
+    decay_init: str = _default("decay_init")
+    decay_init_max: float = _default("decay_init_max")
+    decay_learned: bool = _default("decay_learned")
+    decay_clamp: float = _default("decay_clamp")
+    dropout: float = _default("dropout")
     dropout_nlm: float | None = None  # None: the value of ``dropout`` (as the reference's dropout_nlm)
-    learning_rate: float = 1e-3
-    batch_size: int = 64
-    positional_embedding: str = "rotational"
+    learning_rate: float = _default("learning_rate")
+    batch_size: int = _default("batch_size")
+    positional_embedding: str = _default("positional_embedding")
 
     def __post_init__(self) -> None:
         problems: list[GeneProblem] = []
@@ -97,6 +103,11 @@ class Genome:
     def hash(self) -> str:
         """Canonical content hash (first 16 hex digits of SHA-256): same genes ⇒ same hash."""
         return hashlib.sha256(self.canonical_json().encode("ascii")).hexdigest()[:HASH_LENGTH]
+
+    def sizes(self) -> str:
+        """The paper's symbols in one line: ``T=25 M=10 D=256 D_in=64`` (ticks, memory length, neurons, input
+        width), as every listing of genomes shows them."""
+        return f"T={self.ticks} M={self.memory_length} D={self.d_model} D_in={self.d_input}"
 
     def replace(self, **changes: Any) -> Genome:
         return Genome(**{**self.to_dict(), **changes})

@@ -18,6 +18,7 @@ naming the file, not a hang.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -104,6 +105,21 @@ def from_json(text: str, *, source: str = "<json>") -> Genome:
     except json.JSONDecodeError as exc:
         raise GenomeError([GeneProblem("json", source, f"well-formed JSON ({exc})")], source=source) from None
     return genome_from_document(doc, source=source)
+
+
+def jsonable(value: Any, digits: int | None = None) -> Any:
+    """``value`` ready for strict JSON: non-finite floats become ``None`` (JSON has no NaN or Infinity), tuples
+    lists, keys strings; with ``digits``, floats are kept to that many significant digits. Every JSON writer of
+    ctmevo (journal, results, CTM-Bench rows) goes through here."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return float(f"{value:.{digits}g}") if digits is not None else value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, digits) for v in value]
+    return value
 
 
 def durable() -> bool:

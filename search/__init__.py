@@ -14,17 +14,18 @@ Where things live:
 ``archive``            :class:`QDArchive` (grid or CVT; fidelity rungs and seeds) and its QD metrics
 ``journal``            the append-only JSON-lines journal and atomic snapshots (durable files)
 ``lineage``            ancestry graphs (nodes, walk, renderers) from journal records; no MLflow
+``paths``              the layout of a campaign directory and its lock
 ``errors``             the user-facing errors, one hierarchy
-``text``               how numbers are shown
 ``strategies/``        MAP-Elites, CVT, novelty, NSLC, DNS, random, regularised evolution, Optuna, EvoTorch
-``campaign/``          campaign files, the loop, snapshots and resume, the live view, pictures
+``campaign/``          campaign files, the loop, rungs and repeats, snapshots and resume
+``views/``             what a person looks at: live view, MLflow and picture consumers, pictures, status summary
 ``tracking/``          MLflow: batched writers, the archive of a campaign, lineages read from runs, training logs
 ``export/``            bundles of discovered architectures, model cards, MLflow models
 ``cli/``               the ``ctmevo`` command
 =====================  ======================================================================================
 
-Imports go one way: ``cli → export → campaign → tracking → strategies → (archive, descriptors, journal,
-lineage, records, errors, text)``, and everything here may use ``workers``, ``ctm`` and ``genome`` below it.
+Imports go one way: ``cli → export → campaign → views → tracking → strategies → (archive, descriptors,
+journal, lineage, paths, records, errors)``; everything here may use ``workers``, ``ctm``, ``genome``.
 Members are imported on first use, so ``import search`` is cheap.
 """
 

@@ -27,14 +27,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genome.io import fsync, fsync_dir, write_bytes_atomic
+from genome.io import fsync, fsync_dir, jsonable, write_bytes_atomic
 from search.errors import CampaignError
 from search.records import EvaluationRecord
 
@@ -72,20 +71,9 @@ class TornTail:
     size: int
 
 
-def _jsonable(value: Any) -> Any:
-    """``value`` with non-finite floats replaced by ``None`` (strict JSON has no NaN or Infinity)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def encode_line(obj: dict[str, Any]) -> bytes:
     """One JSON line (compact, strict JSON, UTF-8, ending in ``\\n``)."""
-    text = json.dumps(_jsonable(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = json.dumps(jsonable(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return text.encode("utf-8") + b"\n"
 
 
@@ -290,7 +278,7 @@ def write_atomic(path: str | Path, data: Any) -> Path:
     elif isinstance(data, str):
         payload = data.encode("utf-8")
     else:
-        payload = json.dumps(_jsonable(data), indent=1, allow_nan=False).encode("utf-8") + b"\n"
+        payload = json.dumps(jsonable(data), indent=1, allow_nan=False).encode("utf-8") + b"\n"
     return write_bytes_atomic(path, payload)
 
 

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from search.records import EvaluationRecord, inherited_lines, reported_fitness
-from search.text import fmt
+from search.records import EvaluationRecord, fmt, inherited_lines, reported_fitness
 
 __all__ = ["AmbiguousHashError", "LineageError", "LineageGraph", "LineageNode", "gene_changes", "lineage_from_records",
            "walk"]

@@ -1,4 +1,5 @@
-"""Plain data passed between strategies, the campaign loop, the journal and MLflow."""
+"""Plain data passed between strategies, the campaign loop, the journal and MLflow, and how its numbers look
+(:func:`fmt`, wherever ``search`` shows them: live view, status, lineage, model cards)."""
 
 from __future__ import annotations
 
@@ -192,3 +193,17 @@ def inherited_lines(records: Iterable[EvaluationRecord]) -> dict[str, str]:
         if r.extra.get("inherited") and r.genome.hash not in out:
             out[r.genome.hash] = str(r.extra["inherited"])
     return out
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """A short readable form: ``—`` for a missing value, 4 significant digits for floats, thousands separators
+    for large whole numbers (``12,800``), everything else as ``str``."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1e4 and value.is_integer() else f"{value:.{digits}g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

@@ -62,7 +62,7 @@ def run_attempt(job: EvalJob, evaluate_fn: str, device: str = "cpu", worker: str
     The evaluation function receives the job's genome, task spec, budget and seed, the device, the batch
     size override (``None`` = the genome's gene) and ``want_checkpoint``; ``start`` (a state to continue) and
     ``parent`` (weights to inherit) only when the job has them. Its result gets the job's identity
-    (``genome_hash = job.job_id``) and ``worker`` stamped by the pool.
+    (``job_id``) and ``worker`` stamped by the pool.
     """
     started = time.monotonic()
     try:
@@ -79,10 +79,10 @@ def run_attempt(job: EvalJob, evaluate_fn: str, device: str = "cpu", worker: str
     except Exception as exc:  # every failure of an evaluation is a result, never an exception
         if is_out_of_memory(exc):
             _release_gpu_memory()
-            result = EvalResult.failed(job.job_id, "oom", f"{type(exc).__name__} at batch size "
+            result = EvalResult.failed(job.genome.hash, "oom", f"{type(exc).__name__} at batch size "
                                        f"{job.effective_batch_size}: {str(exc)[:300]}", short_traceback(exc))
         else:
-            result = EvalResult.failed(job.job_id, "error", f"{type(exc).__name__}: {str(exc)[:500]}",
+            result = EvalResult.failed(job.genome.hash, "error", f"{type(exc).__name__}: {str(exc)[:500]}",
                                        short_traceback(exc))
         result.metrics["wall_time_s"] = time.monotonic() - started
     result.worker = worker or worker_name()

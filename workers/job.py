@@ -17,8 +17,9 @@ from genome.genome import Genome
 class EvalJob:
     """One fitness evaluation to run: ``evaluate(genome, task, budget, seed)``.
 
-    ``job_id`` is the genome hash unless given (it must be unique among the jobs of a campaign); the pool's
-    result for the job carries it as ``EvalResult.genome_hash``. ``batch_size`` overrides the genome's
+    ``job_id`` is the genome hash unless given (it must be unique among the jobs in a pool at once): an opaque
+    name chosen by the submitter, which the pool's result for the job carries as ``EvalResult.job_id``.
+    ``batch_size`` overrides the genome's
     ``batch_size`` gene (the pool halves it after an out-of-memory error).
     """
 
@@ -94,8 +95,9 @@ def next_attempt(state: Attempt, result: EvalResult | None, *, max_retries: int,
 
 
 def finish(state: Attempt, result: EvalResult, *, worker: str = "") -> EvalResult:
-    """Stamp the job's identity and attempt count on its final result (``genome_hash == job_id``)."""
-    result.genome_hash = state.job.job_id
+    """Stamp the job's identity (``job_id``, and the genome's hash) and attempt count on its final result."""
+    result.genome_hash = state.job.genome.hash
+    result.job_id = state.job.job_id
     result.seed = state.job.seed
     result.attempts = state.number
     if worker and not result.worker:
@@ -108,6 +110,6 @@ def finish(state: Attempt, result: EvalResult, *, worker: str = "") -> EvalResul
 
 def lost_result(state: Attempt, reason: str) -> EvalResult:
     """The final ``lost`` failure of a job whose worker died on every allowed attempt."""
-    return finish(state, EvalResult.failed(state.job.job_id, "lost",
+    return finish(state, EvalResult.failed(state.job.genome.hash, "lost",
                                            f"worker lost on attempt {state.number}: {reason}; "
                                            f"gave up after {state.lost} retries"))

@@ -9,7 +9,7 @@ Steady-state use (no batch barrier)::
             for result in pool.poll(timeout=1.0):   # results as each completes
                 strategy.tell(result)               # failures are results too
 
-Every job ends in exactly one :class:`EvalResult` from :meth:`Pool.poll` (``result.genome_hash ==
+Every job ends in exactly one :class:`EvalResult` from :meth:`Pool.poll` (``result.job_id ==
 job.job_id``) unless it is cancelled. Failures (``timeout``, ``error``, ``oom``, ``diverged``, ``lost``) are
 results, never exceptions; the one exception ``poll`` raises is :class:`PoolDisconnected`.
 """
@@ -161,7 +161,7 @@ class InlinePool(Pool):
         thread.join(limit)
         if box:
             return box[0]
-        return EvalResult.failed(state.job.job_id, "timeout",
+        return EvalResult.failed(state.job.genome.hash, "timeout",
                                  f"exceeded timeout_s={limit:g} (ran {time.monotonic() - started:.1f} s "
                                  f"on {self._worker}; the inline evaluation was abandoned)")
 

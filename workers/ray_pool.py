@@ -277,14 +277,15 @@ class RayPool(Pool):
         except ConnectionError as exc:  # Ray Client lost its server
             self._lose_connection(f"fetching a result failed: {exc}")
         except rex.OutOfMemoryError as exc:  # Ray's memory monitor killed the worker: the node ran out of RAM
-            return self._end(run, EvalResult.failed(job_id, "oom", f"killed by Ray's memory monitor: {exc}"))
+            return self._end(run, EvalResult.failed(run.state.job.genome.hash, "oom",
+                                                    f"killed by Ray's memory monitor: {exc}"))
         except _LOST as exc:
             if isinstance(exc, rex.NodeDiedError):
                 self._last_check = float("-inf")  # re-read the cluster's size at the next quiet moment
             return self._end(run, None, lost=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
         except rex.RayError as exc:  # the task itself failed (e.g. the code is missing on the worker)
-            return self._end(run, EvalResult.failed(job_id, "error", f"{type(exc).__name__}: {str(exc)[:500]}",
-                                                    str(exc)[-4000:]))
+            return self._end(run, EvalResult.failed(run.state.job.genome.hash, "error",
+                                                    f"{type(exc).__name__}: {str(exc)[:500]}", str(exc)[-4000:]))
         if isinstance(item, dict):  # the start record
             run.started, run.worker = time.monotonic(), str(item.get("worker", ""))
             return []
@@ -323,9 +324,8 @@ class RayPool(Pool):
             if start is None or now - start < limit:
                 continue
             self._kill(run)
-            job_id = run.state.job.job_id
-            result = EvalResult.failed(job_id, "timeout", f"exceeded timeout_s={limit:g} (ran {now - start:.1f} s"
-                                       f" on {run.worker or 'a worker'}; cancelled)")
+            result = EvalResult.failed(run.state.job.genome.hash, "timeout", f"exceeded timeout_s={limit:g} (ran "
+                                       f"{now - start:.1f} s on {run.worker or 'a worker'}; cancelled)")
             out.extend(self._end(run, result))
         return out
 

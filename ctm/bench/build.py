@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import os
 import platform
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ctm.bench.space import STEPS, bench_task, genome_at
+from genome.io import jsonable
 
 DATA_DIR = Path(__file__).parent / "data"
 POINT_FIELDS = ("val_accuracy", "val_loss", "exit_accuracy", "exit_tick_mean", "ece", "sequence_accuracy",
@@ -43,19 +43,6 @@ class Job:
     @property
     def key(self) -> tuple[str, int, int]:
         return (self.task, self.index, self.seed)
-
-
-def _round(value: Any, digits: int = 5) -> Any:
-    """Floats to ``digits`` significant digits (NaN/inf to None), recursively, so rows stay small and exact."""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return None
-        return float(f"{value:.{digits}g}")
-    if isinstance(value, list):
-        return [_round(v, digits) for v in value]
-    if isinstance(value, dict):
-        return {k: _round(v, digits) for k, v in value.items()}
-    return value
 
 
 def run_job(job: Job, device: str = "cpu") -> dict[str, Any]:
@@ -85,7 +72,7 @@ def run_job(job: Job, device: str = "cpu") -> dict[str, Any]:
            "points": points, "device": device.split(":")[0], "device_name": where, "precision": "fp32",
            "threads": torch.get_num_threads(), "torch": torch.__version__, "host": platform.node(),
            "wall_s": time.perf_counter() - began}
-    return _round(row)
+    return jsonable(row, digits=5)  # rows stay small and exact
 
 
 def read_rows(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:

@@ -11,24 +11,13 @@ parameter count and ``seconds_per_step`` (training time of that segment over its
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from ctm.result import EvalBudget, EvalResult
+from ctm.result import EvalBudget, EvalResult, increasing_steps
 from genome.genome import Genome
-
-
-def check_steps(steps: Sequence[int], *, field: str = "steps") -> tuple[int, ...]:
-    """``steps`` as a strictly increasing tuple of positive integers, or a ValueError naming ``field``."""
-    out = tuple(steps)
-    if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in out):
-        raise ValueError(f"{field} = {list(out)}: allowed is a non-empty list of positive integers")
-    if any(b <= a for a, b in itertools.pairwise(out)):
-        raise ValueError(f"{field} = {list(out)}: allowed is a strictly increasing list")
-    return out
 
 
 def evaluate_curve(genome: Genome, task: Any, *, steps: Sequence[int], seed: int, budget: EvalBudget | None = None,
@@ -41,7 +30,7 @@ def evaluate_curve(genome: Genome, task: Any, *, steps: Sequence[int], seed: int
     """
     from ctm.evaluation import evaluate  # torch on first use
 
-    points = check_steps(steps)
+    points = increasing_steps(steps)
     budget = budget or EvalBudget()
     if budget.seconds is not None:
         raise ValueError(f"budget.seconds = {budget.seconds}: allowed is None (a curve is measured at steps)")

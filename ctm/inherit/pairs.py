@@ -24,35 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-Pairs = tuple[np.ndarray, np.ndarray]
-
-
-def triangle_lists(left: np.ndarray, right: np.ndarray, n: int) -> Pairs:
-    """(L, R) of a triangle strategy from its flat pair buffers (the diagonal entries (a, a) hold L[a], R[a])."""
-    a, b = np.triu_indices(n)
-    if len(left) != len(a):
-        raise ValueError(f"{len(left)} pairs do not form the triangle of n = {n} neurons ({len(a)} pairs)")
-    diagonal = np.flatnonzero(a == b)
-    return left[diagonal].astype(np.int64), right[diagonal].astype(np.int64)
-
-
-def _triangle(neurons_left: np.ndarray, neurons_right: np.ndarray) -> Pairs:
-    a, b = np.triu_indices(len(neurons_left))
-    return neurons_left[a].astype(np.int64), neurons_right[b].astype(np.int64)
-
-
-def _align(left: list[int], right: list[int]) -> list[int]:
-    """Reorder ``right`` so that a neuron also in ``left`` sits at its index in ``left``."""
-    where = {v: p for p, v in enumerate(left)}
-    out: list[int | None] = [None] * len(right)
-    rest = []
-    for v in right:
-        if v in where:
-            out[where[v]] = v
-        else:
-            rest.append(v)
-    it = iter(rest)
-    return [v if v is not None else next(it) for v in out]
+from ctm.pairs import Pairs, aligned_right, triangle, triangle_lists
 
 
 def _stream(first: np.ndarray, d: int, rng: np.random.Generator) -> list[int]:
@@ -79,8 +51,8 @@ def keep_random(parent: Pairs, own: Pairs, *, n_parent: int, n_child: int, d_chi
             break
         kept.pop()  # too few free neurons for the new positions: give up the last kept position
     left = [x for x, _ in kept] + new_left
-    right = [y for _, y in kept] + _align(new_left, new_right)
-    return _triangle(np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64))
+    right = [y for _, y in kept] + [int(v) for v in aligned_right(new_left, new_right)]
+    return triangle(left, right)
 
 
 def keep_random_pairing(parent: Pairs, own: Pairs, *, n_child: int, d_child: int) -> Pairs:

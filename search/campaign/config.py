@@ -9,7 +9,6 @@ nesting caps); :func:`check_output_dir` checks the campaign directory against th
 
 from __future__ import annotations
 
-import itertools
 import re
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -19,13 +18,13 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ctm.result import EvalBudget, TaskSpec
+from ctm.result import EvalBudget, TaskSpec, increasing_steps
 from genome import GenomeError, GenomeSpace
 from genome.errors import quoted
 from genome.textio import FileReadError, load_yaml_file
-from search.campaign.paths import directory_problem
 from search.descriptors import make_descriptors
 from search.errors import ConfigError, FieldError
+from search.paths import directory_problem
 from search.strategies import make_strategy
 from workers import WorkersConfig
 
@@ -102,8 +101,8 @@ class EvaluationSection(_Section):
             if f.factor is not None and (f.max_steps is None or f.max_steps <= self.steps):
                 raise ValueError(f"fidelity.max_steps = {f.max_steps}: allowed is a step count above evaluation.steps "
                                  f"= {self.steps}")
-            rungs = self.rungs()
-            if rungs[0] != self.steps or any(b <= a for a, b in itertools.pairwise(rungs)):
+            rungs = increasing_steps(self.rungs(), field="fidelity.rungs")
+            if rungs[0] != self.steps:
                 raise ValueError(f"fidelity.rungs = {f.rungs}: allowed is increasing step counts starting at "
                                  f"evaluation.steps = {self.steps}")
         return self
@@ -296,7 +295,7 @@ def check_places(config: CampaignConfig, *, source: str, directory: Path | None 
 
 def check_output_dir(root: Path, *, source: str, field: str = "output_dir") -> None:
     """:class:`FieldError` when the campaign directory ``root`` cannot be created or written (see
-    :func:`search.campaign.paths.directory_problem`): ``"<source>: <field> = <root>: allowed is …"``, or
+    :func:`search.paths.directory_problem`): ``"<source>: <field> = <root>: allowed is …"``, or
     ``"<field> = <root>: …"`` when ``source`` is empty (a command-line option such as ``--dir``)."""
     problem = directory_problem(Path(root))
     if problem is not None:

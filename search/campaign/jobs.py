@@ -12,19 +12,21 @@ own (seed 0) training state at the highest rung it reached so far; a parent with
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from ctm.result import ParentWeights
+from ctm.result import EvalResult, ParentWeights
 from genome.genome import Genome
 from search.campaign.config import CampaignConfig
-from search.campaign.paths import CampaignPaths
 from search.campaign.rungs import JobKey, repeat_seed
+from search.descriptors import Descriptor, describe_result
+from search.paths import CampaignPaths
 from search.records import Proposal
 from workers import EvalJob
 
-__all__ = ["JobMaker", "evaluation_seed", "inheritance_parent"]
+__all__ = ["JobMaker", "evaluation_seed", "inheritance_parent", "result_extra"]
 
 log = logging.getLogger("ctmevo.campaign")
 
@@ -95,3 +97,24 @@ class JobMaker:
             return ParentWeights(genome=genome, state=self.paths.checkpoint(h).read_bytes())
         except OSError:  # no checkpoint (a failed evaluation): the child trains from its own initialisation
             return None
+
+
+def result_extra(proposal: Proposal, result: EvalResult, *, descriptors: Sequence[Descriptor],
+                 cell_for: Callable[[list[float]], Any], genome_of: Callable[[str], Genome | None]
+                 ) -> dict[str, Any]:
+    """What a job's record carries beside its result: the descriptor values (or why there are none), the archive
+    cell they fall in (``cell_for``: the strategy's) and, for a child that inherited its start, the parent
+    (``inherited_from``) and the share of parameters it gave."""
+    values, problem = describe_result(descriptors, proposal.genome, result)
+    extra: dict[str, Any] = {}
+    if "inherited_fraction" in result.metrics:
+        parent = extra["inherited_from"] = inheritance_parent(proposal, genome_of)
+        extra["inherited"] = f"inherited: {result.metrics['inherited_fraction']:.2f} of parameters from {parent}"
+    if values is not None:
+        extra["descriptors"] = {d.name: v for d, v in zip(descriptors, values, strict=True)}
+        cell = cell_for(values)
+        if cell is not None:
+            extra["cell"] = cell
+    elif problem is not None:
+        extra["descriptor_error"] = problem
+    return extra

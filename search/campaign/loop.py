@@ -18,7 +18,7 @@ promoted and continue training from their own checkpoint; the best genomes are e
 seeds; the strategy learns each new measurement (``Strategy.revise``).
 
 Everything a person looks at (MLflow runs, pictures, tables) is derived from the journal beside the loop by
-consumers (:mod:`.reporter`, :mod:`.consumers`), never on the loop's thread. The journal is the source of
+consumers (:mod:`search.views`), never on the loop's thread. The journal is the source of
 truth; a result's weights are on disk before the journal refers to them. ``state.json`` (:mod:`.state`) is a
 small snapshot taken every ``snapshot_every`` evaluations and at every stop; resuming restores it, hands the
 journal's results to the strategy as its told log, replays the events after the snapshot (asks are re-asked
@@ -38,34 +38,39 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from ctm.result import EvalResult
 from genome.genome import Genome
 from genome.io import write_bytes_atomic
 from search.campaign.config import CampaignConfig, load_campaign_config
-from search.campaign.jobs import JobMaker, evaluation_seed, inheritance_parent
-from search.campaign.paths import CampaignPaths, default_tracking_uri, lock_campaign
-from search.campaign.progress import Progress, spent_text
-from search.campaign.repair import WeightRepair
-from search.campaign.replay import Replay
-from search.campaign.reporter import CampaignReporter, Reporter
+from search.campaign.jobs import JobMaker, evaluation_seed, result_extra
+from search.campaign.ledger import Ledger
+from search.campaign.repair import WeightRepair, kept_weights
 from search.campaign.rungs import JobKey, RungScheduler
 from search.campaign.signals import Interrupts, deferred_interrupts
-from search.campaign.state import STATE_VERSION, LoopState
-from search.descriptors import describe_result, make_descriptors
+from search.campaign.state import STATE_VERSION
+from search.descriptors import make_descriptors
 from search.errors import CampaignError, CampaignStorageError
 from search.journal import Journal, read_json, write_atomic
-from search.records import EvaluationRecord, Proposal
+from search.paths import CampaignPaths, default_tracking_uri, lock_campaign
+from search.records import EvaluationRecord
 from search.strategies import Strategy, make_strategy
+from search.views.progress import Progress, spent_text
+from search.views.reporter import CampaignReporter, Reporter
 from workers import Pool, WorkersConfig, make_pool
 
 __all__ = ["Campaign", "evaluation_seed", "start"]  # evaluation_seed: see search.campaign.jobs
 
 
 
-class Campaign(Replay):
-    """One campaign directory: its config, journal, snapshot, and the loop that runs it."""
+class Campaign:
+    """One campaign directory: its config, journal, snapshot, and the loop that runs it.
+
+    Its collaborators: the ``strategy`` (ask/tell), the ``rungs`` scheduler (promotions and repeats), the
+    ``ledger`` (pending jobs, births, records: what the journal's events build, live and on resume), ``jobs``
+    (the evaluation job of a genome at a rung and seed) and ``repair`` (lost weights evaluated again).
+    """
 
     def __init__(self, *, config: CampaignConfig, directory: Path, campaign_id: str):
         self.config = config
@@ -79,20 +84,18 @@ class Campaign(Replay):
         self.workers_config = WorkersConfig.from_dict(config.workers)
         self.journal = Journal(self.paths.journal)
         self.progress = Progress(budget=config.budget.evaluations)
-        self.state = LoopState()
         self.jobs = JobMaker(config, self.paths, genome_of=self._genome_of)
         repeats = config.evaluation.repeats
         self.rungs = RungScheduler(rungs=self.jobs.rungs, eta=config.evaluation.fidelity.eta if
                                    config.evaluation.fidelity else 3.0, seeds=repeats.seeds if repeats else 1,
                                    share=repeats.share if repeats else 0.0)
         self.strategy.configure_rungs(len(self.jobs.rungs) - 1)
-        self._births: dict[str, int] = {}  # genome hash → birth
-        self._spent = 0.0  # optimizer steps trained so far (budget.steps)
+        self.ledger = Ledger(strategy=self.strategy, rungs=self.rungs, descriptors=self.descriptors,
+                             journal=self.paths.journal)
+        self.repair = WeightRepair(jobs=self.jobs, write=self._write)
         self._interrupts = Interrupts()
-        self._records: list[EvaluationRecord] = []  # slim copies (no loss curves): the journal has the rest
         self._lock: IO[str] | None = None
         self._held: contextlib.ExitStack | None = None  # a lock taken by start(fresh=True)
-        self.repair = WeightRepair(self)
         self._snapshot_done = 0
 
     # -- creation and resumption -------------------------------------------------------------------------
@@ -128,6 +131,16 @@ class Campaign(Replay):
         campaign._restore()
         return campaign
 
+    def _restore(self) -> None:
+        """The snapshot and the journal's events after it (:class:`~search.campaign.ledger.Ledger`)."""
+        snapshot = read_json(self.paths.state) if self.paths.state.exists() else None
+        self.ledger.restore(self.journal.read(), snapshot, where=str(self.paths.state))
+        if snapshot is not None:
+            self.progress.elapsed_before = self.ledger.state.elapsed_s
+        self._snapshot_done = self.progress.done = len(self.ledger.records)
+        self.progress.failures = sum(not r.result.ok for r in self.ledger.records)
+        self.progress.metrics = self.strategy.metrics()
+
     @property
     def tracking_uri(self) -> str:
         """The MLflow store of this campaign: ``tracking.uri``, or the sqlite store inside its directory."""
@@ -135,30 +148,31 @@ class Campaign(Replay):
 
     def snapshot(self) -> None:
         """Write ``state.json`` (small; see :mod:`.state`)."""
-        self.state.elapsed_s = self.progress.elapsed_s
+        state = self.ledger.state
+        state.elapsed_s = self.progress.elapsed_s
         self._write(self.paths.journal, self.journal.sync)  # the snapshot never runs ahead of the journal on disk
-        self._write(self.paths.state, lambda: write_atomic(self.paths.state, self.state.to_dict(self.strategy)))
-        self._snapshot_done = len(self._records)
+        self._write(self.paths.state, lambda: write_atomic(self.paths.state, state.to_dict(self.strategy)))
+        self._snapshot_done = len(self.ledger.records)
 
     # -- views ---------------------------------------------------------------------------------------------
     @property
     def records(self) -> list[EvaluationRecord]:
         """Every result so far, in journal order (without loss curves and per-tick arrays: see the journal)."""
-        return list(self._records)
+        return list(self.ledger.records)
 
     @property
     def pending(self) -> int:
         """Proposals asked but without a result: in flight now, or re-submitted on resume."""
-        return len(self.state.pending)
+        return len(self.ledger.state.pending)
 
     def _budget_left(self) -> int | None:
         """How many more jobs may start now (``None``: no limit). Jobs in flight count against the budget, by number
         or by the steps they will train: a campaign ends by waiting for its last jobs, never by abandoning them."""
         budget, left = self.config.budget, None
         if budget.evaluations is not None:
-            left = budget.evaluations - len(self._records) - len(self.state.pending)
+            left = budget.evaluations - len(self.ledger.records) - len(self.ledger.state.pending)
         in_flight = self.rungs.steps - self.rungs.steps_answered  # steps of the jobs without a result yet
-        if budget.steps is not None and self._spent + in_flight >= budget.steps:
+        if budget.steps is not None and self.ledger.spent + in_flight >= budget.steps:
             left = 0
         return left
 
@@ -169,7 +183,7 @@ class Campaign(Replay):
     def spent(self) -> str:
         """What the campaign has spent, against each limit of its budget (for messages)."""
         b = self.config.budget
-        return spent_text(done=len(self._records), evaluations=b.evaluations, steps_spent=self._spent,
+        return spent_text(done=len(self.ledger.records), evaluations=b.evaluations, steps_spent=self.ledger.spent,
                           steps=b.steps, elapsed_s=self.progress.elapsed_s, wall_time_s=b.wall_time_s)
 
     def _out_of_time(self) -> bool:
@@ -179,8 +193,8 @@ class Campaign(Replay):
     def finished(self) -> bool:
         """The budget is spent: evaluations, training steps (compute) or wall time."""
         budget = self.config.budget
-        return ((budget.evaluations is not None and len(self._records) >= budget.evaluations)
-                or (budget.steps is not None and self._spent >= budget.steps) or self._out_of_time())
+        return ((budget.evaluations is not None and len(self.ledger.records) >= budget.evaluations)
+                or (budget.steps is not None and self.ledger.spent >= budget.steps) or self._out_of_time())
 
     # -- the loop ----------------------------------------------------------------------------------------
     def run(self, *, on_progress: Callable[[Progress], None] | None = None, pool: Pool | None = None,
@@ -235,9 +249,10 @@ class Campaign(Replay):
               on_progress: Callable[[Progress], None] | None) -> Progress:
         status, consistent = "FAILED", True
         try:
-            for job_id, (_, proposal) in sorted(self.state.pending.items(), key=lambda item: item[1][0]):
-                pool.submit(self.jobs.job(proposal, JobKey.parse(job_id)))  # in flight at the last stop: again
-            self.repair.submit(pool)  # lost weights of the best: evaluated again
+            for key, proposal in self.ledger.in_flight():
+                pool.submit(self.jobs.job(proposal, key))  # in flight at the last stop: again
+            if self.config.tracking.checkpoints != "none":
+                self.repair.submit(pool, kept_weights(self.strategy, self.rungs))  # lost weights: evaluated again
             while not self.finished() or self.repair.pending or self._finishing(pool):
                 self._interrupts.check()  # a safe point: journal, loop state and strategy agree
                 consistent = False
@@ -283,16 +298,16 @@ class Campaign(Replay):
             assert record is not None
             event = {"event": "job", "job": key.id}
             self._write(self.paths.journal, lambda e=event: self.journal.append(e, sync=False))
-            self._apply_job(key)
+            self.ledger.job(key)
             pool.submit(self.jobs.job(record.proposal, key))
             free -= 1
         proposals = self.strategy.ask(free) if free > 0 else []
         if not proposals:
             return
-        births = list(range(self.state.births, self.state.births + len(proposals)))
+        births = list(range(self.ledger.state.births, self.ledger.state.births + len(proposals)))
         event = {"event": "ask", "births": births, "proposals": [p.to_dict() for p in proposals]}
         self._write(self.paths.journal, lambda: self.journal.append(event, sync=False))  # see the module doc
-        self._apply_ask(births, proposals, replay=False)
+        self.ledger.ask(births, proposals, replay=False)
         for proposal in proposals:
             pool.submit(self.jobs.job(proposal, JobKey(proposal.genome_hash)))
 
@@ -308,21 +323,21 @@ class Campaign(Replay):
         """One batch: weights first, then the journal (one fsync), then the strategy, then the reporter."""
         events, records, seen = [], [], set()
         for result in results:
-            if self.repair.owns(result.genome_hash):
+            if self.repair.owns(result):
                 self.repair.done(result)
                 continue
-            job_id = result.genome_hash
-            if job_id not in self.state.pending or job_id in seen:
+            job_id = result.job_id
+            if job_id not in self.ledger.state.pending or job_id in seen:
                 continue  # a duplicate delivery (e.g. a retried job that also finished): already recorded
             seen.add(job_id)
-            birth, proposal = self.state.pending[job_id]
-            key = JobKey.parse(job_id)
-            result.genome_hash = key.genome_hash
+            birth, proposal = self.ledger.state.pending[job_id]
+            key = JobKey.parse(job_id)  # the ids are ours (JobKey.id): rung and repeat
             checkpoint, result.checkpoint = result.checkpoint, None
             if checkpoint is not None:
                 path = self.jobs.checkpoint(key)
                 self._write(path, lambda p=path, c=checkpoint: write_bytes_atomic(p, c))
-            extra = self._extra(proposal, result)
+            extra = result_extra(proposal, result, descriptors=self.descriptors, cell_for=self.strategy.cell_for,
+                                 genome_of=self._genome_of)
             if key != JobKey(key.genome_hash) or len(self.jobs.rungs) > 1:  # the genome's standing after it
                 agg = self.rungs.preview(key, result.fitness if result.ok else None)
                 extra.update(fitness_mean=agg.mean, seeds=agg.seeds, top_rung=agg.rung)
@@ -334,35 +349,18 @@ class Campaign(Replay):
             return
         self._write(self.paths.journal, lambda: self.journal.extend(events))  # on disk before anything uses it
         for record in records:
-            self._apply_result(record)
-        self.progress.done = len(self._records)
-        self.progress.in_flight = len(self.state.pending)
+            self.ledger.result(record)
+        self.progress.done = len(self.ledger.records)
+        self.progress.in_flight = len(self.ledger.state.pending)
         self.progress.failures += sum(not r.result.ok for r in records)
-        self.progress.metrics = {**self.strategy.metrics(), **self.rungs.best_metrics(self._spent)}
-        if len(self._records) - self._snapshot_done >= self.config.snapshot_every:
+        self.progress.metrics = {**self.strategy.metrics(), **self.rungs.best_metrics(self.ledger.spent)}
+        if len(self.ledger.records) - self._snapshot_done >= self.config.snapshot_every:
             self.snapshot()
         reporter.recorded(records)
 
     def _genome_of(self, genome_hash: str) -> Genome | None:
         record = self.strategy.record(genome_hash)
         return record.proposal.genome if record is not None else None
-
-    def _extra(self, proposal: Proposal, result: EvalResult) -> dict[str, Any]:
-        """The descriptor values (or why there are none), the archive cell they fall in and, for a child that
-        inherited its start, the parent (``inherited_from``) and the share of parameters it gave."""
-        values, problem = describe_result(self.descriptors, proposal.genome, result)
-        extra: dict[str, Any] = {}
-        if "inherited_fraction" in result.metrics:
-            parent = extra["inherited_from"] = inheritance_parent(proposal, self._genome_of)
-            extra["inherited"] = f"inherited: {result.metrics['inherited_fraction']:.2f} of parameters from {parent}"
-        if values is not None:
-            extra["descriptors"] = {d.name: v for d, v in zip(self.descriptors, values, strict=True)}
-            cell = self.strategy.cell_for(values)
-            if cell is not None:
-                extra["cell"] = cell
-        elif problem is not None:
-            extra["descriptor_error"] = problem
-        return extra
 
     def _write(self, path: Path, write: Callable[[], object]) -> None:
         try:

@@ -8,47 +8,60 @@ come back bit for bit (on a GPU, equivalent ones). The repairs are not results: 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from ctm.result import EvalResult
 from genome.io import write_bytes_atomic
-from search.campaign.rungs import JobKey
+from search.campaign.jobs import JobMaker
+from search.campaign.rungs import JobKey, RungScheduler
+from search.records import Proposal
+from search.strategies import Strategy
 from workers import Pool
 
-__all__ = ["REPAIR", "WeightRepair"]
+__all__ = ["REPAIR", "WeightRepair", "kept_weights"]
 
 log = logging.getLogger("ctmevo.campaign")
 REPAIR = "#weights"  # job id suffix of an evaluation run again only for its lost weights
 
+Write = Callable[[Path, Callable[[], object]], None]  # the campaign's write: an OSError becomes a storage error
+
+
+def kept_weights(strategy: Strategy, rungs: RungScheduler) -> list[tuple[Proposal, JobKey]]:
+    """The genomes whose weights a campaign keeps (the archive's elites and the best), at their top rung."""
+    best = rungs.best()
+    out = []
+    for h in dict.fromkeys([*strategy.elite_hashes(), *([best[0]] if best else [])]):
+        record, aggregate = strategy.record(h), rungs.aggregates.get(h)
+        if record is not None:
+            out.append((record.proposal, JobKey(h, max(aggregate.rung, 0) if aggregate else 0)))
+    return out
+
 
 class WeightRepair:
-    """The repairs of one campaign (a :class:`search.campaign.Campaign`, read through its attributes)."""
+    """The repairs of one campaign: which were submitted, and writing their weights when they come back."""
 
-    def __init__(self, campaign: Any) -> None:
-        self.campaign = campaign
+    def __init__(self, *, jobs: JobMaker, write: Write) -> None:
+        self.jobs = jobs
+        self.write = write
         self.pending: set[str] = set()
 
-    def submit(self, pool: Pool) -> None:
-        c = self.campaign
-        if c.config.tracking.checkpoints == "none":
-            return
-        best = c.rungs.best()
-        for h in dict.fromkeys([*c.strategy.elite_hashes(), *([best[0]] if best else [])]):
-            record, aggregate = c.strategy.record(h), c.rungs.aggregates.get(h)
-            key = JobKey(h, max(aggregate.rung, 0) if aggregate else 0)
-            if record is not None and not c.jobs.checkpoint(key).exists():
-                pool.submit(c.jobs.job(record.proposal, key, job_id=key.id + REPAIR))
+    def submit(self, pool: Pool, wanted: Iterable[tuple[Proposal, JobKey]]) -> None:
+        """Evaluate again each wanted (genome, rung) whose checkpoint is missing."""
+        for proposal, key in wanted:
+            if not self.jobs.checkpoint(key).exists():
+                pool.submit(self.jobs.job(proposal, key, job_id=key.id + REPAIR))
                 self.pending.add(key.id + REPAIR)
 
-    def owns(self, job_id: str) -> bool:
-        return job_id in self.pending
+    def owns(self, result: EvalResult) -> bool:
+        return result.job_id in self.pending
 
     def done(self, result: EvalResult) -> None:
-        self.pending.discard(result.genome_hash)
-        key = JobKey.parse(result.genome_hash.removesuffix(REPAIR))
+        self.pending.discard(result.job_id)
+        key = JobKey.parse(result.job_id.removesuffix(REPAIR))
         if result.ok and result.checkpoint is not None:
-            path, data = self.campaign.jobs.checkpoint(key), result.checkpoint
-            self.campaign._write(path, lambda: write_bytes_atomic(path, data))
+            path, data = self.jobs.checkpoint(key), result.checkpoint
+            self.write(path, lambda: write_bytes_atomic(path, data))
             log.warning("weights of %s were missing; evaluated again and written to %s", key.genome_hash, path)
         else:
             log.warning("weights of %s are missing and evaluating it again failed (%s)", key.genome_hash,

@@ -30,6 +30,8 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from ctm.result import increasing_steps
+
 __all__ = ["Aggregate", "JobKey", "RungScheduler", "repeat_seed"]
 
 
@@ -89,8 +91,7 @@ class RungScheduler:
     """
 
     def __init__(self, *, rungs: list[int], eta: float = 3.0, seeds: int = 1, share: float = 0.0) -> None:
-        if not rungs or any(b <= a for a, b in itertools.pairwise(rungs)):
-            raise ValueError(f"rungs = {rungs}: allowed is a non-empty list of increasing step counts")
+        increasing_steps(rungs, field="rungs")
         self.rungs, self.eta, self.seeds, self.share = list(rungs), float(eta), int(seeds), float(share)
         self.finished: list[dict[str, float | None]] = [{} for _ in rungs]  # rung → hash → fitness (repeat 0)
         self.promoted: list[set[str]] = [set() for _ in rungs]  # promoted FROM rung r (pending or done)

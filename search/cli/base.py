@@ -129,7 +129,7 @@ def campaign_store(directory: str) -> tuple[str, str]:
 
     import yaml
 
-    from search.campaign.paths import CampaignPaths, default_tracking_uri
+    from search.paths import CampaignPaths, default_tracking_uri
 
     paths = CampaignPaths(Path(directory))
     try:

@@ -137,11 +137,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from search.campaign.summary import summarise
+    from genome import Genome
     from search.cli.base import snapshot_hint
     from search.errors import SearchError
     from search.journal import JournalCorruptError, SnapshotCorruptError
-    from search.text import fmt
+    from search.records import fmt
+    from search.views.summary import summarise
 
     try:
         s = summarise(Path(args.dir), top=args.top)
@@ -160,11 +161,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if s.best:
         say("  best genomes:")
         for b in s.best:
-            g = b["genes"]
+            g = Genome.from_dict(b["genes"])
             how = f" ({b['seeds']} seeds)" if b["seeds"] > 1 else ""
             rung = f" rung {b['rung']}" if b["rung"] else ""
-            say(f"    {b['hash']}  fitness {b['fitness']:.4f}{how}{rung}  T={g.get('ticks')} "
-                f"M={g.get('memory_length')} D={g.get('d_model')} cell={b['cell']}")
+            say(f"    {b['hash']}  fitness {b['fitness']:.4f}{how}{rung}  {g.sizes()} cell={b['cell']}")
     say(f"  archive picture: {s.root / 'plots' / 'archive.png'}")
     lag = f"{s.mlflow_behind:,} evaluation(s) not yet sent" if s.mlflow_behind else "up to date"
     say(f"  tracking: {s.tracking_uri} (MLflow {lag})")
@@ -174,10 +174,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from search.campaign.reporter import sync
-    from search.campaign.summary import summarise
     from search.cli.base import OperationalError
     from search.tracking.errors import TrackingUnavailable, TrackingURIError
+    from search.views.reporter import sync
+    from search.views.summary import summarise
 
     if summarise(Path(args.dir)).running:
         raise UsageError(f"{args.dir} is running right now: it sends its records to MLflow itself (see "

@@ -15,7 +15,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
     width, task_width = max(map(len, PRESETS)), max(len(p.task) for p in PRESETS.values())
     for name in sorted(PRESETS):
         preset, genome = PRESETS[name], Genome.preset(name)
-        genes = f"T={genome.ticks} M={genome.memory_length} D={genome.d_model} D_in={genome.d_input}"
+        genes = genome.sizes()
         say(f"{name:<{width}}  {preset.task:<{task_width}}  {genes:<28}  {preset.description}")
     say("\nUse one as a genome (Genome.preset(NAME)), to seed a campaign (strategy.settings.seed_genomes: [NAME]) "
         "or as the centre of its genome space (genome_space: {centre: NAME, spread: 2}).")

@@ -56,8 +56,8 @@ def _genome_summary(genome, task_name: str | None) -> str:
 
     shape = make_task(TaskSpec(name=task_name)).shape
     cost = estimate(genome, shape)
-    return (f"T={genome.ticks} M={genome.memory_length} D={genome.d_model} D_in={genome.d_input}, "
-            f"{cost.params:,} parameters and {cost.macs_per_forward:,} MACs per forward on {task_name}")
+    return (f"{genome.sizes()}, {cost.params:,} parameters and {cost.macs_per_forward:,} MACs per forward on "
+            f"{task_name}")
 
 
 def _setup_validate(p: argparse.ArgumentParser) -> None:

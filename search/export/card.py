@@ -8,8 +8,7 @@ from typing import Any
 
 from search.export.located import Located
 from search.lineage import lineage_from_records
-from search.records import EvaluationRecord
-from search.text import fmt
+from search.records import EvaluationRecord, fmt
 from search.tracking.client import run_link
 from search.tracking.lineages import lineage
 

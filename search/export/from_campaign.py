@@ -10,9 +10,9 @@ from typing import Any
 from ctm.result import TaskSpec
 from genome.textio import FileReadError, load_yaml_file
 from search.campaign.loop import Campaign
-from search.campaign.paths import CampaignPaths, default_tracking_uri
 from search.export.located import ExportError, Located, by_hash, normalise_cell
 from search.journal import Journal, JournalCorruptError
+from search.paths import CampaignPaths, default_tracking_uri
 from search.records import EvaluationRecord, best_record, metric_names, parse_by, standings
 
 __all__ = ["locate_in_campaign"]

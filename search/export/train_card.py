@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from search.export.card import MAX_TICK_ROWS
-from search.text import fmt
+from search.records import fmt
 from search.tracking.payload import run_url, ui_base
 
 __all__ = ["trained_card"]

@@ -3,6 +3,7 @@
 ``make_strategy(name, space=..., seed=..., descriptors=..., settings=...)`` builds one by its YAML name:
 
 ==========================  =====================================================================
+``surrogate_elites``        MAP-Elites whose children a Gaussian process screens (model-guided QD)
 ``map_elites``              MAP-Elites over a grid of the descriptors (search.archive)
 ``cvt_map_elites``          CVT-MAP-Elites (k-means centroids), for more descriptors
 ``novelty``                 novelty search (Lehman & Stanley), adaptive novelty archive
@@ -36,6 +37,7 @@ from search.strategies.evaluated import Evaluated
 from search.strategies.map_elites import CVTMapElites, MapElites
 from search.strategies.novelty import NoveltySearch, NoveltySearchLocalCompetition
 from search.strategies.settings import Setting, StrategyConfigError
+from search.strategies.surrogate_elites import SurrogateElites
 
 
 def _optuna(name: str) -> type[Strategy]:
@@ -51,7 +53,7 @@ def _evotorch(name: str) -> type[Strategy]:
 
 
 _LOCAL: dict[str, type[Strategy]] = {cls.NAME: cls for cls in (
-    MapElites, CVTMapElites, NoveltySearch, NoveltySearchLocalCompetition, DominatedNoveltySearch,
+    SurrogateElites, MapElites, CVTMapElites, NoveltySearch, NoveltySearchLocalCompetition, DominatedNoveltySearch,
     RandomSearch, RegularizedEvolution)}
 _LAZY = {"optuna_tpe": _optuna, "optuna_nsga2": _optuna, "evotorch_cmaes": _evotorch, "evotorch_ga": _evotorch}
 ALIASES = {"aging_evolution": "regularized_evolution", "regularised_evolution": "regularized_evolution",
@@ -96,6 +98,6 @@ def strategy_settings(name: str) -> dict[str, Setting]:
 __all__ = [
     "ALIASES", "STRATEGY_NAMES", "CVTMapElites", "DominatedNoveltySearch", "Evaluated", "MapElites",
     "NoveltySearch", "NoveltySearchLocalCompetition", "RandomSearch", "RegularizedEvolution", "Setting",
-    "Strategy", "StrategyConfigError", "UnknownProposalError", "make_strategy", "strategy_class",
+    "Strategy", "StrategyConfigError", "SurrogateElites", "UnknownProposalError", "make_strategy", "strategy_class",
     "strategy_settings",
 ]

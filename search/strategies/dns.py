@@ -17,7 +17,7 @@ import numpy as np
 from ctm.result import EvalResult
 from search.records import Proposal
 from search.strategies.base import Strategy
-from search.strategies.evaluated import Evaluated
+from search.strategies.evaluated import Evaluated, behaviour_vector
 from search.strategies.novelty import BEHAVIOUR_SETTING
 from search.strategies.settings import MUTATION_SETTINGS, Setting, StrategyConfigError
 
@@ -47,19 +47,11 @@ class DominatedNoveltySearch(Strategy):
         self._births: list[str] = []  # birth number → genome hash
         self._behaviour_missing = 0
 
-    def _behaviour(self, rec: Evaluated) -> np.ndarray | None:
-        if self.settings["behaviour"] == "descriptors":
-            if rec.values is None:
-                return None
-            return np.array([d.normalise(v) for d, v in zip(self.descriptors, rec.values, strict=True)])
-        if not rec.behaviour or (self.dns is not None and len(rec.behaviour) != self.dns.measure_dim):
-            return None
-        return np.asarray(rec.behaviour, dtype=np.float64)
-
     def _on_record(self, rec: Evaluated, result: EvalResult | None) -> None:
         if not rec.ok:
             return
-        b = self._behaviour(rec)
+        b = behaviour_vector(rec, source=self.settings["behaviour"], descriptors=self.descriptors,
+                             dim=self.dns.measure_dim if self.dns is not None else None)
         if b is None:
             self._behaviour_missing += 1
             return

@@ -12,6 +12,7 @@ import numpy as np
 
 from genome import GENE_BY_NAME, GENE_NAMES, Genome, GenomeError, GenomeSpace
 from genome.genes import ChoiceGene, IntGene
+from search.descriptors import Descriptor
 from search.records import Proposal
 
 
@@ -67,6 +68,25 @@ class Evaluated:
                    fitness=data["fitness"], values=data["values"], behaviour=data["behaviour"],
                    cell=data["cell"], region=data["region"], rung=int(data.get("rung", 0)),
                    seeds=int(data.get("seeds", 1)))
+
+
+
+def behaviour_vector(rec: Evaluated, *, source: str, descriptors: list[Descriptor], dim: int | None
+                     ) -> np.ndarray | None:
+    """The behaviour a novelty-style strategy compares: the descriptor values normalised to [0, 1]
+    (``source == "descriptors"``) or the result's behaviour vector; ``None`` for a failed result, a missing
+    vector, or one whose length differs from ``dim`` (the length of those already kept, if any)."""
+    if not rec.ok:
+        return None
+    if source == "descriptors":
+        if rec.values is None:
+            return None
+        vec = np.array([d.normalise(v) for d, v in zip(descriptors, rec.values, strict=True)])
+    else:
+        if not rec.behaviour:
+            return None
+        vec = np.asarray(rec.behaviour, dtype=np.float64)
+    return vec if dim is None or vec.shape == (dim,) else None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import numpy as np
 from ctm.result import EvalResult
 from search.records import Proposal
 from search.strategies.base import Strategy
-from search.strategies.evaluated import Evaluated
+from search.strategies.evaluated import Evaluated, behaviour_vector
 from search.strategies.settings import MUTATION_SETTINGS, Setting, StrategyConfigError
 
 BEHAVIOUR_SETTING = Setting(kind=str, default="result", choices=("result", "descriptors"),
@@ -90,20 +90,6 @@ class NoveltySearch(Strategy):
         self._version = 0
 
     # -- behaviour and novelty ---------------------------------------------------------------------------
-    def _behaviour(self, rec: Evaluated) -> np.ndarray | None:
-        if self.settings["behaviour"] == "descriptors":
-            if rec.values is None:
-                return None
-            vec = np.array([d.normalise(v) for d, v in zip(self.descriptors, rec.values, strict=True)])
-        else:
-            if not rec.behaviour:
-                return None
-            vec = np.asarray(rec.behaviour, dtype=np.float64)
-        known = next(iter(self._behaviours.values()), None)
-        if known is not None and known.shape != vec.shape:
-            return None
-        return vec
-
     def _pool(self) -> list[str]:
         """Population plus novelty archive, each genome once (population order, then archive order)."""
         seen = dict.fromkeys(self.population)
@@ -142,7 +128,9 @@ class NoveltySearch(Strategy):
     def _on_record(self, rec: Evaluated, result: EvalResult | None) -> None:
         if not rec.ok:
             return
-        b = self._behaviour(rec)
+        known = next(iter(self._behaviours.values()), None)
+        b = behaviour_vector(rec, source=self.settings["behaviour"], descriptors=self.descriptors,
+                             dim=len(known) if known is not None else None)
         if b is None:
             self._behaviour_missing += 1
             return

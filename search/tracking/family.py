@@ -21,8 +21,7 @@ from typing import Any
 
 from genome.io import write_bytes_atomic
 from search.lineage import gene_changes
-from search.records import EvaluationRecord, best_record, inherited_lines, reported_fitness
-from search.text import fmt
+from search.records import EvaluationRecord, best_record, fmt, inherited_lines, reported_fitness
 from search.tracking.family_page import ARCHIVE_SCRIPT, SCRIPT, STYLE
 from search.tracking.payload import ARCHIVE_VIEW, FAMILY_TREE, ui_base
 

@@ -39,8 +39,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 
 from search.lineage import gene_changes
-from search.records import EvaluationRecord
-from search.text import fmt
+from search.records import EvaluationRecord, fmt
 
 TAG_PARENT_RUN = "mlflow.parentRunId"
 TAG_KIND = "ctmevo.kind"  # "campaign", "evaluation", "export" or "training"

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctm.bench.curves import check_steps, evaluate_curve
+from ctm.bench.curves import evaluate_curve
 from ctm.bench.space import STEPS, TASKS, genome_at
-from ctm.result import EvalBudget, ParentWeights, TaskSpec
+from ctm.result import EvalBudget, ParentWeights, TaskSpec, increasing_steps
 from genome.genome import Genome
 
 sklearn = pytest.importorskip("sklearn", reason="the bench extra (scikit-learn) is not installed")
@@ -36,7 +36,7 @@ def test_a_curve_is_the_evaluation_at_each_step():
 @pytest.mark.parametrize("steps", [[], [0, 5], [5, 5], [10, 5]])
 def test_curve_steps_are_checked(steps):
     with pytest.raises(ValueError, match="steps"):
-        check_steps(steps)
+        increasing_steps(steps)
 
 
 def _measured(key: str = "parity10") -> Genome:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.campaign import Campaign, QuietReporter, parse_campaign_config
+from search.campaign import Campaign, parse_campaign_config
+from search.views import QuietReporter
 
 pytest.importorskip("sklearn", reason="the bench extra (scikit-learn) is not installed")
 ROOT = Path(__file__).resolve().parents[2]

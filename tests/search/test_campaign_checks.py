@@ -14,8 +14,8 @@ from search.campaign.config import (
     parse_campaign_config,
     tracking_uri_problem,
 )
-from search.campaign.paths import directory_problem
 from search.errors import ConfigError
+from search.paths import directory_problem
 from tests.search.test_faults import config
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from search.campaign import Campaign, start
-from search.campaign.observers import MlflowConsumer
 from search.journal import read_json
+from search.views.observers import MlflowConsumer
 from tests.search.mlflow_helpers import MlflowServer
 from tests.search.test_campaign import ROOT, campaign_file, child_runs, ctmevo, env, results_in
 

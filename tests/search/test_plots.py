@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from search.campaign import pictures as plots
 from search.descriptors import make_descriptors
 from search.strategies import Strategy, make_strategy
+from search.views import pictures as plots
 from tests.search import landscapes as L
 
 SPACE = L.space()

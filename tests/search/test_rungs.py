@@ -196,7 +196,7 @@ class NewestFirstPool(InlinePool):
 
 
 def test_a_training_steps_budget_waits_for_its_last_evaluations_instead_of_abandoning_them(tmp_path: Path) -> None:
-    from search.campaign.summary import summarise
+    from search.views.summary import summarise
 
     path = rung_campaign(tmp_path, "steps")
     config = yaml.safe_load(path.read_text())

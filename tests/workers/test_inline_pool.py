@@ -26,7 +26,7 @@ def test_one_result_per_job_in_submission_order(fake_job: Callable[..., EvalJob]
         pool.submit(job)
     assert pool.free_slots == 0 and pool.in_flight == [j.job_id for j in jobs]
     results = [r for _ in jobs for r in pool.poll()]
-    assert [r.genome_hash for r in results] == [j.job_id for j in jobs]
+    assert [r.job_id for r in results] == [j.job_id for j in jobs]
     assert all(r.ok and r.attempts == 1 and r.worker.startswith("inline:") for r in results)
     assert [r.seed for r in results] == [0, 1, 2]
     assert pool.poll(timeout=5.0) == [] and pool.in_flight == []
@@ -39,7 +39,7 @@ def test_failures_are_results(fake_job: Callable[..., EvalJob]) -> None:
     for kind, job in cases.items():
         pool.submit(job)
         (result,) = pool.poll()
-        assert result.status == kind and result.genome_hash == job.job_id
+        assert result.status == kind and result.job_id == job.job_id
     assert result.attempts == 2 and "batch size 64" in result.failure.message  # oom: retried at 32, then final
 
 

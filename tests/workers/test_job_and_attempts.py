@@ -35,7 +35,8 @@ def test_lost_attempts_retry_up_to_max_then_lost(fake_job: Callable[..., EvalJob
         assert state is not None and state.number == number
     assert next_attempt(state, None, max_retries=2) is None
     final = lost_result(state, "NodeDiedError")
-    assert final.status == "lost" and final.attempts == 3 and final.genome_hash == state.job.job_id
+    assert final.status == "lost" and final.attempts == 3
+    assert final.job_id == state.job.job_id and final.genome_hash == state.job.genome.hash
     assert "NodeDiedError" in final.failure.message and "attempt 1: lost" in final.failure.message
 
 
@@ -75,6 +76,20 @@ def test_out_of_memory_is_recognised_without_importing_torch() -> None:
     assert is_out_of_memory(MemoryError("out of memory"))
     assert not is_out_of_memory(ValueError("out of memory"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+@pytest.mark.parametrize("message", [
+    "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",  # once only in ctm/evaluation.py
+    "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+    "MPS backend: failed to allocate memory for a buffer",  # once only in workers/execute.py
+    "HIP OUT OF MEMORY",  # the worker's list compared case-insensitively, the evaluation's did not
+    "DefaultCPUAllocator: can't allocate memory: you tried to allocate 800 bytes",
+])
+def test_both_the_evaluation_and_the_worker_know_the_union_of_the_old_oom_lists(message: str) -> None:
+    from ctm.evaluation import is_out_of_memory as evaluation_rule
+
+    assert is_out_of_memory(RuntimeError(message)) and evaluation_rule(RuntimeError(message))
+    assert evaluation_rule is is_out_of_memory  # one rule, one home (ctm.oom)
 
 
 def test_cpu_allocation_failures_are_out_of_memory() -> None:

@@ -39,13 +39,13 @@ def test_results_arrive_as_each_completes(ray_pool: Callable[..., Pool], fake_jo
         pool.submit(job)
     assert pool.free_slots == 1 and set(pool.in_flight) == {slow.job_id, fast1.job_id, fast2.job_id}
     first = poll_until(pool, 2, timeout_s=30)
-    assert {r.genome_hash for r in first} == {fast1.job_id, fast2.job_id}  # no barrier on the slow one
+    assert {r.job_id for r in first} == {fast1.job_id, fast2.job_id}  # no barrier on the slow one
     assert pool.in_flight == [slow.job_id]
-    by_id = {r.genome_hash: r for r in first}
+    by_id = {r.job_id: r for r in first}
     assert by_id[fast1.job_id].seed == 5 and by_id[fast2.job_id].checkpoint.startswith(b"fake-checkpoint")
     assert all(r.ok and r.attempts == 1 and r.worker.count(":") == 1 for r in first)
     (last,) = poll_until(pool, 1, timeout_s=30)
-    assert last.genome_hash == slow.job_id and last.ok and pool.in_flight == []
+    assert last.job_id == slow.job_id and last.ok and pool.in_flight == []
     assert pool.poll(timeout=10) == []  # nothing in flight: returns at once
 
 
@@ -59,7 +59,7 @@ def test_killed_worker_process_is_retried(ray_pool: Callable[..., Pool], fake_jo
     pool.submit(bystander)
     (report,) = wait_for_reports(tmp_path, 1)
     os.kill(report["pid"], signal.SIGKILL)
-    results = {r.genome_hash: r for r in poll_until(pool, 2)}
+    results = {r.job_id: r for r in poll_until(pool, 2)}
     assert results[bystander.job_id].ok
     retried = results[victim.job_id]
     assert retried.ok and retried.attempts == 2
@@ -85,7 +85,7 @@ def test_timeout_cancels_and_kills_the_worker(ray_pool: Callable[..., Pool], fak
     pool.submit(hung)
     (report,) = wait_for_reports(tmp_path, 1)
     pool.submit(ok := fake_job(sleep=0.2))
-    results = {r.genome_hash: r for r in poll_until(pool, 2, timeout_s=30)}
+    results = {r.job_id: r for r in poll_until(pool, 2, timeout_s=30)}
     assert results[ok.job_id].ok
     late = results[hung.job_id]
     assert late.status == "timeout" and late.attempts == 1 and "timeout_s=1.5" in late.failure.message
@@ -112,7 +112,7 @@ def test_exception_becomes_error_with_type_and_traceback(
     pool = ray_pool()
     pool.submit(job := fake_job(**{"raise": "ValueError"}))
     (result,) = poll_until(pool, 1)
-    assert result.status == "error" and result.attempts == 1 and result.genome_hash == job.job_id
+    assert result.status == "error" and result.attempts == 1 and result.job_id == job.job_id
     assert result.failure.message == "ValueError: fake failure"
     assert "fake_evaluate" in result.failure.traceback and "ValueError" in result.failure.traceback
 
@@ -125,7 +125,7 @@ def test_out_of_memory_retried_once_with_half_batch(
     never = fake_job(oom_above=8, oom_as_result=True)  # evaluate's own typed oom at 64 and at 32
     pool.submit(fits)
     pool.submit(never)
-    results = {r.genome_hash: r for r in poll_until(pool, 2)}
+    results = {r.job_id: r for r in poll_until(pool, 2)}
     assert results[fits.job_id].ok and results[fits.job_id].attempts == 2
     assert results[fits.job_id].metrics["batch_size"] == 32
     assert results[never.job_id].status == "oom" and results[never.job_id].attempts == 2
@@ -137,7 +137,7 @@ def test_diverged_passes_through(ray_pool: Callable[..., Pool], fake_job: Callab
     pool = ray_pool()
     pool.submit(job := fake_job(diverge=True))
     (result,) = poll_until(pool, 1)
-    assert result.status == "diverged" and result.attempts == 1 and result.genome_hash == job.job_id
+    assert result.status == "diverged" and result.attempts == 1 and result.job_id == job.job_id
 
 
 def test_cancel_and_shutdown_return_what_was_in_flight(
@@ -164,9 +164,9 @@ def test_plain_task_mode_used_through_ray_client(ray_pool: Callable[..., Pool],
     plain.submit(ok := fake_job(sleep=0.1))
     limited.submit(hung := fake_job(hang=True))  # its clock runs from submission (worker start-up included)
     (done,) = poll_until(plain, 1, timeout_s=30)
-    assert done.genome_hash == ok.job_id and done.ok and done.worker
+    assert done.job_id == ok.job_id and done.ok and done.worker
     (late,) = poll_until(limited, 1, timeout_s=30)
-    assert late.genome_hash == hung.job_id and late.status == "timeout"
+    assert late.job_id == hung.job_id and late.status == "timeout"
 
 
 def test_missing_evaluation_module_fails_fast(ray_pool: Callable[..., Pool]) -> None:

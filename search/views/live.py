@@ -12,8 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as Bar
 from rich.table import Table
 
-from search.campaign.progress import Progress
-from search.text import fmt
+from search.records import fmt
+from search.views.progress import Progress
 
 __all__ = ["LiveView"]
 

@@ -21,15 +21,14 @@ from typing import Any, Protocol
 
 from rich.console import Console
 
-from search.campaign.config import CampaignConfig
-from search.campaign.consumers import ConsumerRunner
-from search.campaign.live import LiveView
-from search.campaign.paths import CampaignPaths
-from search.campaign.progress import Progress
 from search.descriptors import Descriptor
 from search.journal import write_atomic
+from search.paths import CampaignPaths
 from search.records import EvaluationRecord
 from search.strategies import Strategy
+from search.views.consumers import ConsumerRunner
+from search.views.live import LiveView
+from search.views.progress import Progress
 
 __all__ = ["CampaignReporter", "CampaignView", "Reporter", "mlflow_archiver", "mlflow_runner", "sync"]
 
@@ -40,9 +39,11 @@ VIEW_EVERY_S = 0.25
 
 
 class CampaignView(Protocol):
-    """What a reporter reads of a campaign (:class:`search.campaign.Campaign` provides it)."""
+    """What a reporter reads of a campaign (:class:`search.campaign.Campaign` provides it). ``config`` is its
+    :class:`search.campaign.CampaignConfig` (typed loosely: views sit below the campaign room and read only
+    ``name``, ``seed``, ``plot_every_s``, ``tracking.*`` and ``model_dump``)."""
 
-    config: CampaignConfig
+    config: Any
     paths: CampaignPaths
     campaign_id: str
     progress: Progress
@@ -99,7 +100,7 @@ def mlflow_archiver(campaign: CampaignView) -> Any:
 
 def mlflow_runner(campaign: CampaignView, archiver: Any, *, first_wait_s: float | None = None) -> ConsumerRunner:
     """A runner of the MLflow consumer with its durable cursor (``consumers/mlflow.json``)."""
-    from search.campaign.observers import MlflowConsumer
+    from search.views.observers import MlflowConsumer
 
     rejected = campaign.paths.consumer_cursor("mlflow-rejected").with_suffix(".jsonl")
     consumer = MlflowConsumer(archiver, log_every=campaign.config.tracking.log_every, rejected=rejected)
@@ -150,8 +151,8 @@ class CampaignReporter:
     # -- life cycle ---------------------------------------------------------------------------------------
     def start(self) -> None:
         """Connect to MLflow (an unreachable server is an error unless ``offline_ok``), start the consumers."""
-        from search.campaign.observers import PictureConsumer
         from search.tracking.errors import TrackingUnavailable, TrackingURIError
+        from search.views.observers import PictureConsumer
 
         c = self.campaign
         archiver = mlflow_archiver(c)

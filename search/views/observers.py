@@ -12,9 +12,9 @@ from typing import Any
 
 from genome import VectorCodec
 from search.archive import QDArchive
-from search.campaign.paths import CampaignPaths
 from search.descriptors import Descriptor
 from search.journal import JsonLines
+from search.paths import CampaignPaths
 from search.records import EvaluationRecord, best_record, reported_fitness
 from search.tracking.errors import TrackingUnavailable
 
@@ -166,8 +166,8 @@ class PictureConsumer:
 
     def draw(self) -> list[Path]:
         """Write every picture and the archive table now; a picture that fails is skipped with a warning."""
-        from search.campaign.pictures import archive_heatmap, metrics_over_evaluations, write_archive_csv
         from search.lineage import lineage_from_records
+        from search.views.pictures import archive_heatmap, metrics_over_evaluations, write_archive_csv
 
         self.paths.plots.mkdir(parents=True, exist_ok=True)
         rows = self.qd.rows() if self.qd is not None else []

@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
-from search.campaign.paths import CampaignPaths, default_tracking_uri
-from search.campaign.progress import spent_text
 from search.errors import CampaignError
 from search.journal import Journal, JournalCorruptError, SnapshotCorruptError, read_json
+from search.paths import CampaignPaths, default_tracking_uri
+from search.views.progress import spent_text
 
 __all__ = ["Summary", "summarise"]
 
