@@ -20,18 +20,26 @@ RUNGS = [100, 300, 900]
 WORKERS = 64
 REPLAY = "ctm.bench.replay:surrogate"
 
-# name: (strategy, settings, rungs?, repeats?)   -- None strategy: a driver below
-CAMPAIGN_ARMS: dict[str, tuple[str, dict[str, Any], bool, bool]] = {
-    "random": ("random", {}, False, False),
-    "regularized_evolution": ("regularized_evolution", {}, True, False),
-    "optuna_tpe_sh": ("optuna_tpe", {"pruner": "successive_halving"}, True, False),
-    "optuna_tpe_hb": ("optuna_tpe", {"pruner": "hyperband"}, True, False),
-    "map_elites": ("map_elites", {"initial_samples": 64}, True, True),
-    "surrogate_elites": ("surrogate_elites", {"initial_samples": 64}, True, True),
-    "cvt_map_elites": ("cvt_map_elites", {"initial_samples": 64}, True, True),
-    "novelty": ("novelty", {}, True, False),
-    "nslc": ("nslc", {}, True, False),
-    "dns": ("dns", {}, True, False),
+# name: (strategy, settings, rungs?, repeats: None, or evaluation.repeats)   -- drivers (DEHB, top-K) below
+REPEATS = {"seeds": 2, "share": 0.15}
+CAMPAIGN_ARMS: dict[str, tuple[str, dict[str, Any], bool, dict[str, Any] | None]] = {
+    "random": ("random", {}, False, None),
+    "regularized_evolution": ("regularized_evolution", {}, True, None),
+    "optuna_tpe_sh": ("optuna_tpe", {"pruner": "successive_halving"}, True, None),
+    "optuna_tpe_hb": ("optuna_tpe", {"pruner": "hyperband"}, True, None),
+    "map_elites": ("map_elites", {"initial_samples": 64}, True, REPEATS),
+    "surrogate_elites": ("surrogate_elites", {"initial_samples": 64}, True, {"seeds": 3, "share": 0.3}),
+    "cvt_map_elites": ("cvt_map_elites", {"initial_samples": 64}, True, REPEATS),
+    "novelty": ("novelty", {}, True, None),
+    "nslc": ("nslc", {}, True, None),
+    "dns": ("dns", {}, True, None),
+}
+# arms still changing: their cached runs are keyed by a fingerprint of these sources and their settings, so an
+# edit of the algorithm never mixes with runs of an older version (the settled arms' caches keep their names)
+ARM_SOURCES: dict[str, tuple[str, ...]] = {
+    "surrogate_elites": ("search/strategies/surrogate_elites.py", "search/strategies/gp.py",
+                         "search/strategies/map_elites.py", "search/archive.py", "search/campaign/rungs.py",
+                         "search/records.py"),
 }
 DRIVER_ARMS = ("dehb", "topk")
 ANCHORS = ("random", "regularized_evolution", "optuna_tpe_sh", "optuna_tpe_hb", "dehb", "topk")
@@ -58,7 +66,7 @@ def _campaign_config(task: str, arm: str, seed: int, budget_steps: int | None, e
     if rungs:
         data["evaluation"]["fidelity"] = {"rungs": RUNGS, "eta": 3}
     if repeats:
-        data["evaluation"]["repeats"] = {"seeds": 2, "share": 0.15}
+        data["evaluation"]["repeats"] = dict(repeats)
     return parse_campaign_config(yaml.safe_load(yaml.safe_dump(data)), source=f"{task}/{arm}")
 
 
@@ -79,6 +87,16 @@ def run_campaign_arm(task: str, arm: str, seed: int, budget_steps: int) -> list[
             events.append((e["record"]["proposal"]["genes"], int(m["train_steps"]), float(r["fitness"]),
                            int(r["seed"]), float(m["train_steps"] - m["start_step"]), float(m["sim_finish_s"])))
         return events
+
+
+def arm_version(arm: str) -> str:
+    """A fingerprint of an arm still changing (``ARM_SOURCES``), else ``""``."""
+    if arm not in ARM_SOURCES:
+        return ""
+    digest = hashlib.sha256(repr(CAMPAIGN_ARMS.get(arm)).encode())
+    for source in ARM_SOURCES[arm]:
+        digest.update((ROOT / source).read_bytes())
+    return digest.hexdigest()[:8]
 
 
 def _eval_seed(seed: int, genome_hash: str, repeat: int = 0) -> int:

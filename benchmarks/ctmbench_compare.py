@@ -8,9 +8,13 @@ Each campaign gets ``--budget`` training steps (default 180,000: 200 top-step ev
 workers whose training is replayed by CTM-Bench's boosting surrogate (``ctm.bench.replay:surrogate``).
 **Quality** of a run at a point is the noise-free mean accuracy at 900 steps, as the judging surrogate predicts
 it, of the genome the run reports as best then (the bench's "re-trained from scratch"): the same rule for every
-arm, the genome measured at the most steps with the best mean over its seeds there. Judged twice: by the
-boosting surrogate (``judge: boosting``) and by the extra-trees surrogate (``judge: forest``, another model class
-fitted on the same data). Regret is against the best judged mean over all measured genomes.
+arm, the genome measured at the most steps with the best mean over its seeds there, each mean read with its
+noise: ``search.records.rank``, the ranking ctmevo's own status and export use (empirical Bayes over the run's
+own measurements at that step count, once some genome there has two seeds). With one seed per genome that is
+the best mean; an arm that spends compute on repeated seeds can tell a lucky seed from a good genome, and is
+credited for it. Judged twice: by the boosting surrogate (``judge: boosting``) and by the extra-trees surrogate
+(``judge: forest``, another model class fitted on the same data). Regret is against the best judged mean
+over all measured genomes.
 
 Per task and arm: final quality median [q1, q3]; compute (training steps) to reach the best anchor's median final
 quality, as a ratio to the best anchor's, with a bootstrap 95% interval over seeds (null where the median run
@@ -37,12 +41,13 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ctmbench_arms import ANCHORS, ARMS, run_arm
+from ctmbench_arms import ANCHORS, ARMS, arm_version, run_arm
 
 OUT = Path(__file__).resolve().parent / "results" / "ctmbench"
 TASK_KEYS = ("parity10", "sort6")
 JUDGES = ("boosting", "forest")
 POINTS = 100  # anytime curves are kept at this many compute fractions
+RULE = "rank1"  # the reported-best rule (search.records.rank); cached runs of another rule are not mixed in
 DESCRIPTORS = (("ticks", 8, (1, 25)), ("memory_length", 6, (1, 13)))
 
 
@@ -63,22 +68,25 @@ def trace(task: str, arm: str, seed: int, budget: int) -> dict[str, Any]:
     memo: dict[str, dict[str, float]] = {k: {} for k in JUDGES}
     stats: dict[str, dict[int, list[float]]] = {}  # genome -> steps -> fitnesses
     genes_of: dict[str, dict[str, Any]] = {}
-    spent, best_key, incumbent = 0.0, None, None
+    spent, incumbent, highest = 0.0, None, 0
+    at: dict[int, set[str]] = {}  # steps → genomes measured there
     points: list[tuple[float, float, str]] = []
     from genome.genome import Genome
+    from search.records import rank
+    order: dict[str, int] = {}  # genome → first seen (ties go to the earlier, as in the campaign)
     for genes, steps, fitness, _, trained, finish in sorted(events, key=lambda e: e[5]):
         h = Genome.from_dict(genes).hash
         genes_of[h] = genes
+        order.setdefault(h, len(order))
         stats.setdefault(h, {}).setdefault(steps, []).append(fitness)
+        at.setdefault(steps, set()).add(h)
         spent += trained
-        top = max(stats[h])
-        key = (top, float(np.mean(stats[h][top])))
-        if incumbent == h or best_key is None or key > best_key:
-            if incumbent == h and best_key is not None and key < best_key:  # the incumbent fell: rescan
-                incumbent, best_key = max(((g, (max(s), float(np.mean(s[max(s)])))) for g, s in stats.items()),
-                                          key=lambda t: t[1])
-            else:
-                incumbent, best_key = h, key
+        highest = max(highest, steps)
+        if steps == highest:  # the report can only change with a measurement at the most steps
+            names = sorted(at[highest], key=lambda g: order[g])
+            best = rank([(highest, stats[g][highest], order[g]) for g in names])[0][0]
+            incumbent = names[best]
+        assert incumbent is not None
         points.append((spent, finish, incumbent))
     qualities = {k: [_judge_mean(task, k, genes_of[p[2]], memo[k]) for p in points] for k in JUDGES}
     fractions = np.linspace(0, 1, POINTS + 1)[1:] * budget
@@ -117,7 +125,9 @@ def data_version(task: str) -> str:
 
 
 def _cache_path(task: str, arm: str, seed: int, budget: int) -> Path:
-    return OUT / "cache" / f"{task}-{data_version(task)}-{arm}-b{budget}-s{seed}.json"
+    version = arm_version(arm)
+    return OUT / "cache" / (f"{task}-{data_version(task)}-{RULE}-{arm}{'-' + version if version else ''}-b{budget}"
+                            f"-s{seed}.json")
 
 
 def _run_one(task: str, arm: str, seed: int, budget: int) -> str:

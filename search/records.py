@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from ctm.result import EvalResult
 from genome import SCHEMA_VERSION, Genome
@@ -137,6 +140,62 @@ def parse_by(by: str | None) -> tuple[str, bool]:
     return by, by not in LOWER_IS_BETTER
 
 
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """Means over few seeds, read with their noise (empirical Bayes, normal–normal).
+
+    A genome's true fitness is drawn from N(``center``, ``spread``) and each seed measures it with noise
+    N(0, ``noise``) (variances). :meth:`fit` estimates the three from groups of measurements (one group per genome,
+    its seeds): ``noise`` pooled within the groups of two or more seeds, ``center`` and ``spread`` from the group
+    means (less the noise their seed counts leave in them). :meth:`posterior` is then what a mean of k seeds says
+    about the true value: pulled towards the center the more, the fewer seeds stand behind it. With one seed
+    each, the order of the genomes is that of their means; a lucky single seed falls behind a mean of several.
+    """
+
+    center: float
+    spread: float
+    noise: float
+
+    @classmethod
+    def fit(cls, groups: Iterable[Sequence[float]]) -> NoiseModel | None:
+        """From each genome's measurements; ``None`` when no genome has two (the noise is then unknown)."""
+        groups = [list(g) for g in groups if len(g) > 0]
+        within = [(len(g) - 1, float(np.var(g, ddof=1))) for g in groups if len(g) > 1]
+        dof = sum(d for d, _ in within)
+        if dof == 0 or len(groups) < 2:
+            return None
+        noise = max(sum(d * v for d, v in within) / dof, 1e-12)
+        means = np.array([np.mean(g) for g in groups])
+        spread = float(np.var(means, ddof=1)) - noise * float(np.mean([1.0 / len(g) for g in groups]))
+        return cls(center=float(means.mean()), spread=max(spread, noise * 1e-3), noise=noise)
+
+    def posterior(self, mean: float, seeds: int) -> tuple[float, float]:
+        """Posterior mean and standard deviation of the true value behind a mean of ``seeds`` measurements."""
+        precision = 1.0 / self.spread + seeds / self.noise
+        return ((self.center / self.spread + seeds * mean / self.noise) / precision, math.sqrt(1.0 / precision))
+
+
+def rank(entries: Sequence[tuple[int, Sequence[float], int]], *, maximise: bool = True) -> list[tuple[int, float]]:
+    """THE ranking of genomes, used by the campaign's best, ``ctmevo status``, ``export --best`` and CTM-Bench.
+
+    ``entries``: per genome (its highest rung, the values of its seeds there, its birth). Best first: a higher
+    rung before a lower one (like is compared with like), then the higher *belief*: the mean over its seeds
+    read with their noise (:class:`NoiseModel`, fitted on the genomes at the same rung; the plain mean while no
+    genome there has two seeds), then the earlier birth. Returns (index into ``entries``, belief), best first.
+    """
+    sign = 1.0 if maximise else -1.0
+    beliefs: list[float] = [0.0] * len(entries)
+    for rung in {e[0] for e in entries}:
+        at = [i for i, e in enumerate(entries) if e[0] == rung]
+        noise = NoiseModel.fit([sign * v for v in entries[i][1]] for i in at)
+        for i in at:
+            mean = float(np.mean(entries[i][1]))
+            beliefs[i] = mean if noise is None else sign * noise.posterior(sign * mean, len(entries[i][1]))[0]
+    order = sorted(range(len(entries)), key=lambda i: (-entries[i][0], -sign * beliefs[i], entries[i][2]))
+    return [(i, beliefs[i]) for i in order]
+
+
 @dataclass(frozen=True)
 class Standing:
     """Where one genome stands: its highest fidelity rung, the mean of ``by`` over its seeds there, and the
@@ -146,14 +205,13 @@ class Standing:
     rung: int
     value: float
     seeds: int
+    belief: float  # the mean read with its noise (see rank): what the order follows
 
 
-def standings(records: Iterable[EvaluationRecord], by: str | None = None, *, min_seeds: int = 1) -> list[Standing]:
-    """One standing per genome with the metric ``by`` (default fitness), best first: genomes with at least
-    ``min_seeds`` seeds before the others, a higher rung before a lower one (like is compared with like), then
-    the better mean; ties go to the earlier birth. Failed evaluations do not count."""
+def standings(records: Iterable[EvaluationRecord], by: str | None = None) -> list[Standing]:
+    """One standing per genome with the metric ``by`` (default fitness), best first by :func:`rank`. Failed
+    evaluations do not count; ``value`` is the plain mean over the seeds of the genome's highest rung."""
     metric, maximise = parse_by(by)
-    sign = 1.0 if maximise else -1.0
     top: dict[str, list[tuple[EvaluationRecord, float]]] = {}
     for r in records:
         value = metric_of(r, metric) if r.result.ok else None
@@ -164,24 +222,23 @@ def standings(records: Iterable[EvaluationRecord], by: str | None = None, *, min
             top[r.genome.hash] = [(r, value)]
         elif r.rung == mine[0][0].rung:
             mine.append((r, value))
-    out = []
-    for entries in top.values():
-        first = min(entries, key=lambda rv: rv[0].repeat)[0]
-        out.append(Standing(first, first.rung, sum(v for _, v in entries) / len(entries), len(entries)))
-    out.sort(key=lambda s: (s.seeds < min_seeds, -s.rung, -sign * s.value, s.record.birth))
-    return out
+    groups = list(top.values())
+    firsts = [min(entries, key=lambda rv: rv[0].repeat)[0] for entries in groups]
+    order = rank([(first.rung, [v for _, v in entries], first.birth) for first, entries in zip(firsts, groups,
+                                                                                               strict=True)],
+                 maximise=maximise)
+    return [Standing(firsts[i], firsts[i].rung, sum(v for _, v in groups[i]) / len(groups[i]), len(groups[i]),
+                     belief) for i, belief in order]
 
 
-def ranked(records: Iterable[EvaluationRecord], by: str | None = None, *, min_seeds: int = 1
-           ) -> list[EvaluationRecord]:
+def ranked(records: Iterable[EvaluationRecord], by: str | None = None) -> list[EvaluationRecord]:
     """One record per genome, best first by :func:`standings`."""
-    return [s.record for s in standings(records, by, min_seeds=min_seeds)]
+    return [s.record for s in standings(records, by)]
 
 
-def best_record(records: Iterable[EvaluationRecord], by: str | None = None, *, min_seeds: int = 1
-                ) -> EvaluationRecord | None:
+def best_record(records: Iterable[EvaluationRecord], by: str | None = None) -> EvaluationRecord | None:
     """The record of the best genome by :func:`standings`, or ``None`` when none has the metric ``by``."""
-    best = standings(records, by, min_seeds=min_seeds)
+    best = standings(records, by)
     return best[0].record if best else None
 
 

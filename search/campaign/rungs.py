@@ -8,29 +8,31 @@ stream) and a *repeat* (0 for the campaign's seed of that genome; 1, 2, ... for 
 When a worker is free the loop asks :meth:`RungScheduler.next_job` first, then the strategy for a new genome:
 
 1. a **repeat** when re-evaluation is on and repeats would still use at most ``share`` of the training steps
-   asked so far (a repeat trains from scratch to its rung, so it costs that rung's steps): the best
-   genome (mean fitness) at the highest rung reached that has fewer than ``seeds`` seeds, evaluated again with a
-   fresh seed, trained from scratch to that rung;
+   asked so far (a repeat trains from scratch to its rung, so it costs that rung's steps): of the genomes at
+   the top rung with fewer than ``seeds`` seeds, the one with the highest optimistic value (posterior mean +
+   one sd under :class:`search.records.NoiseModel`, once some genome has two seeds; before that the best
+   mean), evaluated again with a fresh seed, trained from scratch to that rung. A lucky single seed is
+   measured again before it is believed; a mean of several seeds needs no more;
 2. a **promotion** (ASHA, Li et al. 2020): from the highest rung down, a genome that finished rung r and is in
    the top ``1/eta`` of all genomes that finished rung r (``floor(n_r / eta)`` of them), not yet promoted; it is
    promoted to rung r+1 with no generation barrier, checked whenever a worker is free.
 
 Everything here is a pure function of the journal's results in order (:meth:`observe`), so a resumed campaign
-rebuilds the same state. Fitness comparisons (who is promoted, what is best) use the mean over the seeds of
-the highest rung a genome has reached.
+rebuilds the same state. Promotions compare the first seed's fitness at a rung; what is best is
+:func:`search.records.rank` (the mean over the seeds of the highest rung, read with its noise).
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-import heapq
 import itertools
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from ctm.result import increasing_steps
+from search.records import NoiseModel, rank
 
 __all__ = ["Aggregate", "JobKey", "RungScheduler", "repeat_seed"]
 
@@ -110,9 +112,8 @@ class RungScheduler:
         self._arrivals = itertools.count()
         self._order: dict[str, int] = {}  # genome → when it was first seen (ties go to the earlier)
         self._at_top: set[str] = set()
-        self._version: dict[str, int] = {}
-        self._best_any: list[tuple[int, float, int, int, str]] = []
-        self._best_enough: list[tuple[int, float, int, int, str]] = []
+        self._at_rung: list[set[str]] = [set() for _ in rungs]  # genomes whose highest rung with a result is r
+        self._best: tuple[int, tuple[str, Aggregate] | None] = (-1, None)  # (observations, best()) cached
 
     @property
     def top(self) -> int:
@@ -164,12 +165,14 @@ class RungScheduler:
                     bisect.insort(self._waiting[key.rung], entry)
         agg = self.aggregates[h]
         if key.rung > agg.rung:
+            if agg.rung >= 0:
+                self._at_rung[agg.rung].discard(h)
             agg.rung, agg.values = key.rung, {}
+            self._at_rung[key.rung].add(h)
         if key.rung == agg.rung:
             agg.values[key.repeat] = fitness
         if agg.rung == self.top:
             self._at_top.add(h)
-        self._push_best(h, agg)
         return agg
 
     # -- what to run next ----------------------------------------------------------------------------------
@@ -195,15 +198,22 @@ class RungScheduler:
         price = self.rungs[self.top]  # what a repeat costs (all repeats are at the top rung)
         if self.repeat_steps + price > self.share * (self.steps + price):
             return None
+        top = [(h, self.aggregates[h]) for h in self._at_top]
+        noise = NoiseModel.fit([v for v in agg.values.values() if v is not None] for _, agg in top
+                               if agg.mean is not None and 0 in agg.values)
         best: tuple[float, int, str] | None = None
-        for h in self._at_top:
-            agg = self.aggregates[h]
+        for h, agg in top:
             if agg.mean is None or 0 not in agg.values:
                 continue  # only genomes measured at the top rung are measured again
             asked = len(self.repeats_asked[h] | set(agg.values))
             if asked >= self.seeds or any(r > agg.rung for r in self._pending_promotion(h)):
                 continue
-            candidate = (agg.mean, -self._order[h], h)
+            if noise is None:
+                score = agg.mean
+            else:  # the most optimistic plausible value: where one more seed may change which genome is best
+                mean, sd = noise.posterior(agg.mean, agg.seeds)
+                score = mean + sd
+            candidate = (score, -self._order[h], h)
             if best is None or candidate > best:
                 best = candidate
         if best is None:
@@ -231,27 +241,24 @@ class RungScheduler:
             _remove(self._waiting[rung], entry)
 
     # -- what is best ------------------------------------------------------------------------------------------
-    def _push_best(self, h: str, agg: Aggregate) -> None:
-        version = self._version[h] = self._version.get(h, 0) + 1
-        mean = agg.mean
-        if mean is None:
-            return
-        item = (-agg.rung, -mean, self._order[h], version, h)
-        heapq.heappush(self._best_any, item)
-        if agg.seeds >= self.seeds:
-            heapq.heappush(self._best_enough, item)
-
-    def _top_of(self, heap: list[tuple[int, float, int, int, str]]) -> str | None:
-        while heap and heap[0][3] != self._version[heap[0][4]]:
-            heapq.heappop(heap)  # an older aggregate of that genome
-        return heap[0][4] if heap else None
-
     def best(self) -> tuple[str, Aggregate] | None:
-        """The genome reported as best: the highest mean among those with the most seeds available (at least
-        ``seeds`` when any genome has them), at the highest rung reached; ties go to the higher rung, then to
-        the genome seen first."""
-        h = self._top_of(self._best_enough) or self._top_of(self._best_any)
-        return (h, self.aggregates[h]) if h is not None else None
+        """The genome reported as best, by :func:`search.records.rank` (the one ranking of ctmevo): among the
+        genomes at the highest rung reached, the highest mean read with its noise (a lucky single seed ranks
+        below a steady mean of several); ties go to the genome seen first. Recomputed only after new results,
+        over the genomes at that rung."""
+        if self._best[0] == self.steps_answered:
+            return self._best[1]
+        out = None
+        for rung in range(self.top, -1, -1):
+            entries = [(h, self.aggregates[h]) for h in self._at_rung[rung] if self.aggregates[h].mean is not None]
+            if entries:
+                entries.sort(key=lambda e: self._order[e[0]])
+                order = rank([(rung, [v for v in agg.values.values() if v is not None], self._order[h])
+                              for h, agg in entries])
+                out = entries[order[0][0]]
+                break
+        self._best = (self.steps_answered, out)
+        return out
 
     def best_metrics(self, spent_steps: float) -> dict[str, float]:
         """The best as the live view, status and MLflow report it: a mean over seeds, at a rung."""

@@ -48,8 +48,7 @@ def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
         say(f"\nStopped after {campaign.progress.done} evaluations; the state is saved.\n"
             f"Continue with:  ctmevo resume {root}")
         return 130
-    repeats = campaign.config.evaluation.repeats
-    ranking = standings(campaign.records, min_seeds=repeats.seeds if repeats else 1)
+    ranking = standings(campaign.records)
     best = ranking[0] if ranking else None
     uri = campaign.tracking_uri
     say(f"\nCampaign '{campaign.config.name}' finished: {campaign.progress.done} evaluations "

@@ -75,8 +75,7 @@ def locate_in_campaign(root: Path, *, key: str | None, best: bool, by: str | Non
             raise ExportError(f"{key!r}: no evaluation with this genome hash or run id in "
                               f"{CampaignPaths(root).journal} ({len(records)} evaluations)")
     elif best:
-        repeats = (config.get("evaluation") or {}).get("repeats") or {}
-        record = best_record(records, by, min_seeds=int(repeats.get("seeds", 1)) if repeats else 1)
+        record = best_record(records, by)
         if record is None:
             metric = parse_by(by)[0]
             if not any(r.result.ok for r in records):

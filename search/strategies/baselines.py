@@ -9,7 +9,7 @@ from ctm.result import EvalResult
 from search.records import Proposal
 from search.strategies.base import Strategy
 from search.strategies.evaluated import Evaluated
-from search.strategies.settings import MUTATION_SETTINGS, Setting, StrategyConfigError
+from search.strategies.settings import MUTATION_SETTINGS, Setting, check_at_most
 
 
 def _fitness(rec: Evaluated) -> float:
@@ -51,9 +51,7 @@ class RegularizedEvolution(Strategy):
     }
 
     def _check_settings(self, s: dict[str, Any], field: str) -> None:
-        if s["sample_size"] > s["population_size"]:
-            raise StrategyConfigError(f"{field}.sample_size", s["sample_size"],
-                                      f"at most population_size = {s['population_size']}")
+        check_at_most(s, field, "sample_size", "population_size")
 
     def _init_state(self) -> None:
         super()._init_state()

@@ -32,7 +32,7 @@ from ctm.result import EvalResult
 from search.records import Proposal
 from search.strategies.base import Strategy
 from search.strategies.evaluated import Evaluated, behaviour_vector
-from search.strategies.settings import MUTATION_SETTINGS, Setting, StrategyConfigError
+from search.strategies.settings import MUTATION_SETTINGS, Setting, StrategyConfigError, check_at_most
 
 BEHAVIOUR_SETTING = Setting(kind=str, default="result", choices=("result", "descriptors"),
                             doc="behaviour vector: the result's behaviour, or the normalised descriptors")
@@ -73,9 +73,7 @@ class NoveltySearch(Strategy):
                                       "'result', or 'descriptors' with a non-empty `descriptors` list")
 
     def _check_settings(self, s: dict[str, Any], field: str) -> None:
-        if s["tournament_size"] > s["population_size"]:
-            raise StrategyConfigError(f"{field}.tournament_size", s["tournament_size"],
-                                      f"at most population_size = {s['population_size']}")
+        check_at_most(s, field, "tournament_size", "population_size")
 
     def _init_state(self) -> None:
         super()._init_state()

@@ -121,6 +121,13 @@ VARIATION_ONLY: dict[str, tuple[str, ...]] = {"genetic": ("mutation_rate", "muta
                                               "iso_line": ("iso_sigma", "line_sigma")}
 
 
+def check_at_most(settings: Mapping[str, Any], field: str, name: str, limit: str) -> None:
+    """``settings[name] <= settings[limit]`` (a sample, tournament or subset drawn from a population), or a
+    :class:`StrategyConfigError` naming ``{field}.{name}``."""
+    if settings[name] > settings[limit]:
+        raise StrategyConfigError(f"{field}.{name}", settings[name], f"at most {limit} = {settings[limit]}")
+
+
 def check_variation(given: Mapping[str, Any], variation: str, field: str) -> None:
     """Refuse a setting ``given`` explicitly that the chosen ``variation`` would ignore."""
     for kind, names in VARIATION_ONLY.items():

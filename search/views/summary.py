@@ -18,6 +18,7 @@ import yaml
 from search.errors import CampaignError
 from search.journal import Journal, JournalCorruptError, SnapshotCorruptError, read_json
 from search.paths import CampaignPaths, default_tracking_uri
+from search.records import rank
 from search.views.progress import spent_text
 
 __all__ = ["Summary", "summarise"]
@@ -99,8 +100,7 @@ def summarise(root: Path, *, top: int = 5) -> Summary:
     summary.failures = sum(r["result"]["status"] != "ok" for r in results)
     summary.steps_spent = sum(_cost(r) for r in results)
     summary.pending = max(0, asked - len(results))  # every job ends in exactly one result
-    repeats = (config.get("evaluation") or {}).get("repeats") or {}
-    summary.best = _best(results, int(repeats.get("seeds", 1)) if repeats else 1)[:top]
+    summary.best = _best(results)[:top]
     summary.metrics = _last_metrics(paths.metrics, summary.strategy)
     if paths.state.is_file():  # a damaged snapshot is said now, not at the next resume
         state = read_json(paths.state)
@@ -121,8 +121,9 @@ def _cost(record: dict[str, Any]) -> float:
     return max(0.0, float(metrics.get("train_steps") or 0.0) - float(metrics.get("start_step") or 0.0))
 
 
-def _best(results: list[dict[str, Any]], min_seeds: int) -> list[dict[str, Any]]:
-    """One entry per genome: its mean fitness over the seeds of its highest rung (as search.records.standings)."""
+def _best(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per genome: its mean fitness over the seeds of its highest rung, in the order of
+    :func:`search.records.rank` (``belief``: that mean read with its noise)."""
     top: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         if r["result"]["status"] != "ok" or r["result"].get("fitness") is None:
@@ -133,10 +134,14 @@ def _best(results: list[dict[str, Any]], min_seeds: int) -> list[dict[str, Any]]
             top[h] = [r]
         elif rung == mine[0].get("rung", 0):
             mine.append(r)
-    out = [{"hash": h, "fitness": sum(r["result"]["fitness"] for r in rs) / len(rs), "seeds": len(rs),
-            "rung": rs[0].get("rung", 0), "birth": rs[0]["birth"], "genes": rs[0]["proposal"]["genes"],
-            "cell": (rs[0].get("extra") or {}).get("cell")} for h, rs in top.items()]
-    out.sort(key=lambda b: (b["seeds"] < min_seeds, -b["rung"], -b["fitness"], b["birth"]))
+    groups = [(h, sorted(rs, key=lambda r: r.get("repeat", 0))) for h, rs in top.items()]
+    order = rank([(rs[0].get("rung", 0), [r["result"]["fitness"] for r in rs], rs[0]["birth"]) for _, rs in groups])
+    out = []
+    for i, belief in order:
+        h, rs = groups[i]
+        out.append({"hash": h, "fitness": sum(r["result"]["fitness"] for r in rs) / len(rs), "seeds": len(rs),
+                    "belief": belief, "rung": rs[0].get("rung", 0), "birth": rs[0]["birth"],
+                    "genes": rs[0]["proposal"]["genes"], "cell": (rs[0].get("extra") or {}).get("cell")})
     return out
 
 

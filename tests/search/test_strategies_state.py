@@ -16,6 +16,7 @@ SPACE = L.space()
 DESCRIPTORS = make_descriptors(L.DESCRIPTORS, space=SPACE)
 SMALL: dict[str, dict[str, object]] = {
     "map_elites": {"initial_samples": 8},
+    "surrogate_elites": {"initial_samples": 8, "candidates": 16, "refit_every": 8},
     "cvt_map_elites": {"initial_samples": 8, "cells": 32, "cvt_samples": 1000},
     "novelty": {"population_size": 8, "threshold_window": 5, "k": 4},
     "nslc": {"population_size": 8, "threshold_window": 5, "k": 4},
