@@ -110,47 +110,16 @@ def _pool(seed: int) -> Any:
 
 
 def run_dehb(task: str, seed: int, budget_steps: int) -> list[Event]:
-    """DEHB (the ``dehb`` package) through its ask/tell interface, each evaluation from scratch at its fidelity
-    (100/300/900 steps), on 64 simulated workers; fitness to minimise = 1 - accuracy, cost = steps."""
-    from dehb import DEHB
-    from loguru import logger
+    """DEHB through its ask/tell interface (:mod:`dehb_driver`), each evaluation from scratch at its fidelity
+    (100/300/900 steps), on 64 simulated workers."""
+    from dehb_driver import dehb_run
 
     from ctm.bench.space import TASKS
-    from ctm.result import EvalBudget
-    from genome.codec import VectorCodec
-    from workers import EvalJob
-    logger.remove()
     bench = TASKS[task]
-    codec = VectorCodec(bench.space())
-    pool = _pool(seed)
-    events: list[Event] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        opt = DEHB(f=None, cs=None, dimensions=codec.dim, min_fidelity=RUNGS[0], max_fidelity=RUNGS[-1], eta=3,
-                   seed=seed, n_workers=1, output_path=tmp, configspace=False, save_freq="end")
-        infos: dict[str, tuple[dict[str, Any], Any, int]] = {}
-        spent = in_flight = 0
-        n = 0
-        while True:
-            while pool.free_slots and spent + in_flight < budget_steps:
-                info = opt.ask()
-                genome = codec.decode(np.clip(np.asarray(info["config"], dtype=float), 0, 1))
-                steps = round(info["fidelity"])
-                job_id = f"j{n}"
-                n += 1
-                pool.submit(EvalJob(genome=genome, task=bench.task, budget=EvalBudget(steps=steps, val_samples=256),
-                                    seed=_eval_seed(seed, genome.hash, n), job_id=job_id))
-                infos[job_id] = (info, genome, steps)
-                in_flight += steps
-            results = pool.poll()
-            if not results:
-                return events
-            for r in results:
-                info, genome, steps = infos.pop(r.job_id)
-                in_flight -= steps
-                spent += steps
-                fitness = r.fitness if r.ok else 0.0
-                opt.tell(info, {"fitness": 1.0 - fitness, "cost": steps})
-                events.append((genome.to_dict(), steps, fitness, r.seed, float(steps), r.metrics["sim_finish_s"]))
+    return [(genome.to_dict(), steps, r.fitness if r.ok else 0.0, r.seed, float(steps), r.metrics["sim_finish_s"])
+            for genome, steps, r in dehb_run(_pool(seed), space=bench.space(), task=bench.task, rungs=RUNGS,
+                                             budget_steps=budget_steps, seed=seed,
+                                             eval_seed=lambda g, n: _eval_seed(seed, g.hash, n))]
 
 
 def run_topk(task: str, seed: int, budget_steps: int) -> list[Event]:

@@ -1,8 +1,8 @@
 """The numbers, table and picture of ``benchmarks/search_efficiency.py`` (pure functions of the runs' records).
 
 A run's *reported best-so-far* is what its campaign reported after each result, the journal read in order:
-:func:`search.records.standings` over the records so far, with ``min_seeds`` = the arm's seeds (genomes with that
-many seeds first, then the higher rung, then the mean). It is not monotone: a genome promoted to a higher rung
+:func:`search.records.standings` over the records so far (the higher rung first, then the mean read with its
+noise: :func:`search.records.rank`). It is not monotone: a genome promoted to a higher rung
 with a lower value replaces a better-looking one measured at a lower rung. *Compute* is the cumulative training
 steps of the results so far (a continued evaluation counts only the steps it adds: ``EvaluationRecord.cost``).
 """
@@ -20,8 +20,7 @@ from matplotlib.figure import Figure
 from search.records import EvaluationRecord, standings
 
 
-def reported_curve(records: Sequence[EvaluationRecord], *, min_seeds: int
-                   ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+def reported_curve(records: Sequence[EvaluationRecord]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """The reported best after every result (compute, value, hash, rung, seeds), and the genes of every
     genome that was reported best at some point (hash → genes)."""
     curve: list[dict[str, Any]] = []
@@ -29,7 +28,7 @@ def reported_curve(records: Sequence[EvaluationRecord], *, min_seeds: int
     spent = 0.0
     for i, record in enumerate(records):
         spent += record.cost
-        best = standings(records[: i + 1], min_seeds=min_seeds)
+        best = standings(records[: i + 1])
         if not best:
             continue
         top = best[0]

@@ -16,15 +16,19 @@ another arm is one more entry:
   successive-halving pruner deciding promotions, one seed.
 - ``me_rungs``: MAP-Elites with the same rungs (ASHA, eta 3, promotions continue training) and re-evaluation
   of the best with fresh seeds (3 seeds, at most 15 % of the training steps); the reported best is a mean over 3 seeds.
+- ``dehb``: DEHB (``benchmarks/dehb_driver.py``, ask/tell) on the same pool, every evaluation from scratch at its
+  fidelity (the rungs' step counts), one seed; cached per run (needs the bench extra).
+- ``surrogate_rungs``: ``surrogate_elites`` (a Gaussian process screens MAP-Elites' children) with the same
+  rungs and re-evaluation.
 - ``me_rungs_inherit``: the same plus weight inheritance from the parent (``evaluation.inherit: parent``); run
   only when the campaign config accepts that field, else skipped with a note.
 
 Arms share campaign seeds, so the first random genomes of random search and MAP-Elites are the same genomes
-(paired comparison). The genome a run reports as best (:func:`search.records.standings` with ``min_seeds`` =
-the arm's seeds) at each fraction of its compute in ``--checkpoints`` (default 1/4, 1/2, 3/4, all) is trained
-again with ``--reeval-seeds`` fresh seeds (the same for every arm, never used by a search) at the full budget
-(the top rung, 900 steps, the same for every arm) with ``ctm.evaluate`` through the same worker pool: its
-*re-evaluated fitness* is the mean over those seeds.
+(paired comparison). The genome a run reports as best (:func:`search.records.standings`: ctmevo's one ranking,
+each mean read with its noise) at each fraction of its compute in ``--checkpoints`` (default 1/4, 1/2, 3/4,
+all) is trained again with ``--reeval-seeds`` fresh seeds (the same for every arm, never used by a search) at
+the full budget (the top rung, 900 steps, the same for every arm) with ``ctm.evaluate`` through the same worker
+pool: its *re-evaluated fitness* is the mean over those seeds.
 
 Printed per arm: the re-evaluated best at full compute (median [min-max] over seeds) and its median at every
 checkpoint; the reported best at the end; the compute to reach the target fitness, median over seeds ("-": not
@@ -68,8 +72,11 @@ import efficiency_report as report  # this script's folder (added to sys.path ab
 from ctm.result import EvalBudget
 from genome import Genome
 from search.campaign import Campaign, load_campaign_config, parse_campaign_config
+from search.campaign.rungs import repeat_seed
 from search.errors import ConfigError
 from search.journal import Journal
+from search.records import EvaluationRecord, Proposal
+from search.views import QuietReporter
 from workers import EvalJob, Pool, WorkersConfig, make_pool
 
 DEFAULT_SPACE = Path("experiments/quickstart.yaml")
@@ -90,6 +97,7 @@ class Arm:
     evaluation: dict[str, Any] = field(default_factory=dict)  # more evaluation fields (e.g. inherit)
     anchor: bool = False
     optional: bool = False  # skipped, with a note, when the campaign config refuses the arm
+    driver: str | None = None  # not a ctmevo campaign: "dehb" (benchmarks/dehb_driver.py) drives the same pool
 
 
 ARMS: tuple[Arm, ...] = (
@@ -98,24 +106,19 @@ ARMS: tuple[Arm, ...] = (
         about="regularised evolution (P 10, S 3), from scratch, flat budget"),
     Arm(name="tpe_sha", strategy="optuna_tpe", settings={"pruner": "successive_halving"}, rungs=True, anchor=True,
         about="Optuna TPE over rungs, its successive-halving pruner decides promotions (anchor)"),
+    Arm(name="dehb", strategy="random", driver="dehb", rungs=True,
+        about="DEHB (ask/tell), every evaluation from scratch at its fidelity (the rungs' step counts)"),
     Arm(name="me_scratch", strategy="map_elites", settings={"initial_samples": 8},
         about="MAP-Elites, from scratch, flat budget (before issue 13)"),
     Arm(name="me_rungs", strategy="map_elites", settings={"initial_samples": 8}, rungs=True, repeats=True,
         about="MAP-Elites with rungs and re-evaluation (fresh seeds)"),
+    Arm(name="surrogate_rungs", strategy="surrogate_elites", settings={"initial_samples": 8}, rungs=True,
+        repeats=True, about="surrogate-assisted MAP-Elites (a Gaussian process screens children) with rungs and "
+        "re-evaluation"),
     Arm(name="me_rungs_inherit", strategy="map_elites", settings={"initial_samples": 8}, rungs=True, repeats=True,
         evaluation={"inherit": "parent"}, optional=True,
         about="MAP-Elites with rungs, re-evaluation and weight inheritance from the parent"),
 )
-
-
-class QuietReporter:
-    """The loop's reporter hooks, doing nothing: the journal holds every result (no MLflow, no pictures)."""
-
-    def start(self) -> None: ...
-    def recorded(self, records: Any) -> None: ...
-    def tick(self) -> None: ...
-    def finish(self, status: str) -> None: ...
-    def close(self) -> None: ...
 
 
 def parse_task(text: str) -> dict[str, Any]:
@@ -177,6 +180,29 @@ def run_campaign(config: Any, directory: Path, pool: Pool) -> dict[str, Any]:
     return {"records": records, "wall_s": wall}
 
 
+def run_dehb_arm(config: Any, directory: Path, pool: Pool, *, rungs: list[int], compute: int) -> dict[str, Any]:
+    """DEHB on the campaign's task, space and compute (:mod:`dehb_driver`), its evaluations as records (rung = the
+    fidelity's index in ``rungs``); cached per run (a stopped run starts over: DEHB's state is not journaled)."""
+    from dehb_driver import dehb_run
+
+    done, side = directory / "dehb_records.jsonl", directory / "bench_run.json"
+    if done.exists() and side.exists():
+        with Journal(done) as journal:
+            return {"records": journal.records(), "wall_s": json.loads(side.read_text())["wall_s"]}
+    directory.mkdir(parents=True, exist_ok=True)
+    began, records = time.monotonic(), []
+    for n, (genome, steps, result) in enumerate(dehb_run(
+            pool, space=config.space(), task=config.task.spec(), rungs=rungs, budget_steps=compute,
+            seed=config.seed, eval_seed=lambda g, k: repeat_seed(config.seed, g.hash, k))):
+        records.append(EvaluationRecord(campaign=config.name, birth=n, proposal=Proposal(genome=genome,
+                                        operator="dehb"), result=result, finished_at=time.time(),
+                                        rung=rungs.index(steps) if steps in rungs else 0))
+    with Journal(done) as journal:
+        journal.extend([{"event": "result", "record": r.to_dict()} for r in records])
+    side.write_text(json.dumps({"wall_s": time.monotonic() - began}))
+    return {"records": records, "wall_s": time.monotonic() - began}
+
+
 def reevaluate(pool: Pool, wanted: dict[str, Genome], *, task: Any, budget: EvalBudget, seeds: list[int],
                cache: Path) -> dict[str, list[float | None]]:
     """Fitness of every wanted genome (hash → genome) at ``budget`` for each seed (None: failed), cached."""
@@ -190,7 +216,7 @@ def reevaluate(pool: Pool, wanted: dict[str, Genome], *, task: Any, budget: Eval
         while todo and pool.free_slots > 0:
             pool.submit(todo.pop(0))
         for result in pool.poll(timeout=1.0):
-            h, s = result.genome_hash.split(":")
+            h, s = result.job_id.split(":")
             done[key(h, int(s))] = result.fitness if result.ok else None
             cache.write_text(json.dumps(done, indent=0))
     return {h: [done[key(h, s)] for s in seeds] for h in wanted}
@@ -270,9 +296,10 @@ def main() -> None:
     try:
         for seed in args.seeds:  # seeds outermost: an early stop still leaves every arm with some runs
             for arm in arms:
-                out = run_campaign(configs[arm.name, seed], args.work / arm.name / f"seed-{seed}", pool)
-                min_seeds = args.repeat_seeds if arm.repeats else 1
-                curve, genomes = report.reported_curve(out["records"], min_seeds=min_seeds)
+                where = args.work / arm.name / f"seed-{seed}"
+                out = (run_dehb_arm(configs[arm.name, seed], where, pool, rungs=rungs, compute=args.compute)
+                       if arm.driver == "dehb" else run_campaign(configs[arm.name, seed], where, pool))
+                curve, genomes = report.reported_curve(out["records"])
                 records = out["records"]
                 run = {"seed": seed, "wall_s": out["wall_s"], "evaluations": len(records),
                        "genomes_evaluated": len({r.genome.hash for r in records}),
