@@ -176,24 +176,51 @@ class NoiseModel:
         return ((self.center / self.spread + seeds * mean / self.noise) / precision, math.sqrt(1.0 / precision))
 
 
-def rank(entries: Sequence[tuple[int, Sequence[float], int]], *, maximise: bool = True) -> list[tuple[int, float]]:
-    """THE ranking of genomes, used by the campaign's best, ``ctmevo status``, ``export --best`` and CTM-Bench.
+RANK_QUANTUM = 2.0 ** -26  # beliefs closer than this (after the squash of rank_score) tie, and birth decides
+_BIRTHS = 2 ** 22  # births beyond 4,194,303 tie with that one in rank_score
 
-    ``entries``: per genome (its highest rung, the values of its seeds there, its birth). Best first: a higher
-    rung before a lower one (like is compared with like), then the higher *belief*: the mean over its seeds
-    read with their noise (:class:`NoiseModel`, fitted on the genomes at the same rung; the plain mean while no
-    genome there has two seeds), then the earlier birth. Returns (index into ``entries``, belief), best first.
+
+def rank_score(rung: int, belief: float, birth: int, *, maximise: bool = True) -> float:
+    """:func:`rank`'s order as one number, higher = better: ``rung + q(belief) + t(birth)``.
+
+    ``q`` squashes the belief (sign-preserving ``log1p``, then ``atan``) into [0, 1) in steps of
+    :data:`RANK_QUANTUM` (reversed when minimising); ``t`` < one step, larger for an earlier birth. So a
+    higher rung always wins, then the higher belief, then the earlier birth, exactly as :func:`rank` sorts
+    (it sorts by this number); MLflow's runs table sorted by the ``rank_score`` metric shows the same order as
+    ``ctmevo status``. Exact in float64 for rungs below 32.
     """
+    s = math.copysign(math.log1p(abs(belief)), belief)
+    squashed = 0.5 + (1.0 if maximise else -1.0) * math.atan(s) / math.pi
+    q = math.floor(squashed / RANK_QUANTUM) * RANK_QUANTUM
+    return int(rung) + min(q, 1.0 - RANK_QUANTUM) + (_BIRTHS - 1 - min(max(int(birth), 0), _BIRTHS - 1)) * 2.0 ** -48
+
+
+def beliefs(entries: Sequence[tuple[int, Sequence[float], int]], *, maximise: bool = True) -> list[float]:
+    """Per genome (its highest rung, the values of its seeds there, its birth): the mean over its seeds read with
+    their noise (:class:`NoiseModel`, fitted on the genomes at the same rung; the plain mean while no genome there
+    has two seeds)."""
     sign = 1.0 if maximise else -1.0
-    beliefs: list[float] = [0.0] * len(entries)
+    out: list[float] = [0.0] * len(entries)
     for rung in {e[0] for e in entries}:
         at = [i for i, e in enumerate(entries) if e[0] == rung]
         noise = NoiseModel.fit([sign * v for v in entries[i][1]] for i in at)
         for i in at:
             mean = float(np.mean(entries[i][1]))
-            beliefs[i] = mean if noise is None else sign * noise.posterior(sign * mean, len(entries[i][1]))[0]
-    order = sorted(range(len(entries)), key=lambda i: (-entries[i][0], -sign * beliefs[i], entries[i][2]))
-    return [(i, beliefs[i]) for i in order]
+            out[i] = mean if noise is None else sign * noise.posterior(sign * mean, len(entries[i][1]))[0]
+    return out
+
+
+def rank(entries: Sequence[tuple[int, Sequence[float], int]], *, maximise: bool = True) -> list[tuple[int, float]]:
+    """THE ranking of genomes, used by the campaign's best, ``ctmevo status``, ``export --best``, MLflow's
+    ``rank_score`` and CTM-Bench.
+
+    ``entries``: per genome (its highest rung, the values of its seeds there, its birth). Best first: a higher
+    rung before a lower one (like is compared with like), then the higher *belief* (:func:`beliefs`), then the
+    earlier birth, as one number (:func:`rank_score`). Returns (index into ``entries``, belief), best first.
+    """
+    belief = beliefs(entries, maximise=maximise)
+    score = [rank_score(e[0], b, e[2], maximise=maximise) for e, b in zip(entries, belief, strict=True)]
+    return [(i, belief[i]) for i in sorted(range(len(entries)), key=lambda i: -score[i])]
 
 
 @dataclass(frozen=True)
@@ -205,7 +232,8 @@ class Standing:
     rung: int
     value: float
     seeds: int
-    belief: float  # the mean read with its noise (see rank): what the order follows
+    belief: float  # the mean read with its noise (see rank)
+    score: float  # rank_score: what the order follows (MLflow's ``rank_score`` metric)
 
 
 def standings(records: Iterable[EvaluationRecord], by: str | None = None) -> list[Standing]:
@@ -228,7 +256,8 @@ def standings(records: Iterable[EvaluationRecord], by: str | None = None) -> lis
                                                                                                strict=True)],
                  maximise=maximise)
     return [Standing(firsts[i], firsts[i].rung, sum(v for _, v in groups[i]) / len(groups[i]), len(groups[i]),
-                     belief) for i, belief in order]
+                     belief, rank_score(firsts[i].rung, belief, firsts[i].birth, maximise=maximise))
+            for i, belief in order]
 
 
 def ranked(records: Iterable[EvaluationRecord], by: str | None = None) -> list[EvaluationRecord]:

@@ -94,7 +94,8 @@ def locate_in_mlflow(uri: str, *, key: str | None, best: bool, by: str | None, c
     elif best:
         metric, maximise = parse_by(by)
         run = None
-        for name in (metric, f"descriptor.{metric}"):
+        ranked_first = ("rank_score",) if (metric, maximise) == ("fitness", True) else ()  # status's order
+        for name in (*ranked_first, metric, f"descriptor.{metric}"):
             runs = client.search_runs(active_experiments(client), ok, order_by=[
                 f"metrics.`{name}` {'DESC' if maximise else 'ASC'}"], max_results=1)
             if runs and name in runs[0].data.metrics:

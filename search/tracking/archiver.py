@@ -34,6 +34,7 @@ from search.records import EvaluationRecord
 from search.tracking.client import client as mlflow_client
 from search.tracking.client import ensure_experiment, first_line, is_transient
 from search.tracking.errors import TrackingUnavailable, TrackingURIError
+from search.tracking.scores import ScoreBoard
 from search.tracking.writers import RunWrite, Writer, make_writer
 
 __all__ = ["MlflowArchiver", "TrackingURIError", "TrackingUnavailable"]
@@ -77,6 +78,8 @@ class MlflowArchiver:
         self._cell_best: dict[str, float] = {}
         self._nodes: dict[str, mp.Relative] = {}  # every evaluation seen, as notes show it
         self._children: dict[str, list[str]] = {}  # genome hash → its children's hashes, in birth order
+        self._board = ScoreBoard()  # rank_score of every run, kept in status's order (search.tracking.scores)
+        self._last_ms = 0
         try:
             self._client = mlflow_client(tracking_uri)
         except Exception as exc:
@@ -149,6 +152,8 @@ class MlflowArchiver:
                 index = int(run.data.tags.get(mp.TAG_RESULT_INDEX, "-1"))
                 if h and (h not in self._known or index > self._known[h].index):
                     self._known[h] = _Known(run.info.run_id, index, run.info.status)
+                    if "rank_score" in run.data.metrics:
+                        self._board.logged({h: run.data.metrics["rank_score"]})
             token = page.token
             if not token:
                 return
@@ -163,6 +168,7 @@ class MlflowArchiver:
         and the family the notes are made from."""
         self._is_new_elite(record, [])
         self._remember(record, self.run_id_of(record.genome.hash))
+        self._board.add(record)
 
     def _is_new_elite(self, record: EvaluationRecord, undo: list[tuple[str, float | None]]) -> bool:
         cell, fitness = record.extra.get("cell"), record.result.fitness
@@ -189,14 +195,17 @@ class MlflowArchiver:
             reserved = [(index, record, *slot) for index, record in items if (slot := self._reserve(index, record))]
             for _, record, run_id, _ in reserved:
                 self._remember(record, run_id)
+                self._board.add(record)
+            written = {record.genome.hash for _, record, _, _ in reserved}
+            scores = self._board.due(written) if reserved else {}
             runs = [self._run_write(index, record, run_id, new, elite=elites[index])
                     for index, record, run_id, new in reserved]
-            written = {record.genome.hash for _, record, _, _ in reserved}
             parents = {p for _, record, _, _ in reserved for p in record.proposal.parents} - written
             notes = {self._known[p].run_id: self._note(p) for p in sorted(parents)
                      if p in self._known and p in self._nodes}
             if runs:
-                self._writer.write(runs, self.experiment_id, notes=notes)
+                self._writer.write(runs, self.experiment_id, notes=notes, metrics=self._score_metrics(scores))
+                self._board.logged(scores)
         except Exception as exc:
             for cell, best in reversed(undo):  # the batch will come again: the mirror forgets it
                 if best is None:
@@ -226,6 +235,25 @@ class MlflowArchiver:
                                          identity)
         self._known[genome_hash] = _Known(run_id, -1, "RUNNING")
         return run_id, True
+
+    def _score_metrics(self, scores: Mapping[str, float]) -> dict[str, list[Metric]]:
+        """Run id → a new ``rank_score`` point (a newer timestamp than any before: MLflow shows the latest)."""
+        self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
+        return {k.run_id: [Metric("rank_score", score, self._last_ms, 0)]
+                for h, score in scores.items() if (k := self._known.get(h)) is not None}
+
+    def settle_scores(self) -> int:
+        """Log ``rank_score`` again for every run whose score changed since (the end of a campaign: the whole
+        runs table in ``ctmevo status``'s order); returns how many runs were updated."""
+        if not self.connected:
+            self.connect()
+        assert self._writer is not None and self.experiment_id is not None
+        scores = {h: v for h, v in self._board.due(everything=True).items() if h in self._known}
+        metrics = self._score_metrics(scores)
+        if metrics:
+            self._guard(lambda: self._writer.write([], str(self.experiment_id), metrics=metrics))
+        self._board.logged(scores)
+        return len(metrics)
 
     def _run_write(self, index: int, record: EvaluationRecord, run_id: str, new: bool, *, elite: bool) -> RunWrite:
         genome_hash = record.genome.hash

@@ -12,7 +12,9 @@ An evaluation run carries:
   (``val_accuracy``, ``exit_tick_mean`` (exit tick), ``ece`` (calibration error), ``wall_time_s``,
   ``param_count``, ...); ``descriptor.<name>`` (from ``record.extra["descriptors"]``, a mapping or a
   list); numeric scalars of ``record.extra`` as ``extra.<name>``; the numeric genes again as ``gene.<name>``,
-  ``birth`` and ``generation`` (so that they sort as numbers in the UI); ``tick_accuracy`` and
+  ``birth`` and ``generation`` (so that they sort as numbers in the UI); ``rung`` (the highest fidelity rung
+  reached) and ``seeds`` (how many seeds its ``fitness`` is the mean of); ``rank_score`` (written by the
+  archiver, :mod:`search.tracking.scores`: sorted descending, the order of ``ctmevo status``); ``tick_accuracy`` and
   ``tick_certainty`` with step = tick t (1..T, the paper's internal ticks); ``train_loss`` with step = optimizer
   step; ``attempts``;
 - **tags**: ``TAG_*`` below; ``ctmevo.behaviour`` holds the behaviour vector (JSON list of 16 numbers: the
@@ -23,7 +25,8 @@ An evaluation run carries:
   children's runs and the genes changed from each parent.
 
 The experiment gets :func:`experiment_tags` (opens on its training runs, a shared view of the evaluations
-sorted by fitness with useful columns); :func:`experiment_url` is the address to print.
+sorted by ``rank_score`` (the order of ``ctmevo status``) with useful columns); :func:`experiment_url` is the
+address to print.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # experiment tag read by the UI'
 GENE_METRIC_PREFIX = "gene."
 # run metrics that are not EvalResult metrics (readers rebuilding a record skip them, and names with a dot)
 RUN_ONLY_METRICS = frozenset({"fitness", "tick_accuracy", "tick_certainty", "train_loss", "behaviour", "attempts",
-                              "birth", "generation"})
+                              "birth", "generation", "rank_score", "rung", "seeds"})
 MAX_TAG_CHARS = 5000
 MAX_NOTE_CHARS = 8000  # MLflow's limit on a run tag's value
 MAX_PARAM_CHARS = 500
@@ -141,6 +144,8 @@ def evaluation_metrics(record: EvaluationRecord, *, generation: int | None = Non
     for name, value in record.genome.to_dict().items():
         add(f"{GENE_METRIC_PREFIX}{name}", value)
     add("birth", record.birth)
+    add("rung", record.extra.get("top_rung", record.rung))
+    add("seeds", record.extra.get("seeds", 1))
     if generation is not None:
         add("generation", generation)
     for tick, value in enumerate(result.per_tick_accuracy, start=1):
@@ -246,7 +251,7 @@ def view_key(campaign: str) -> str:
 
 
 def experiment_url(base: str, experiment_id: str, campaign: str | None = None) -> str:
-    """The run list of an experiment, on its training runs; with ``campaign``, its evaluations sorted by fitness."""
+    """The run list of an experiment, on its training runs; with ``campaign``, its evaluations best first."""
     share = f"viewStateShareKey={view_key(campaign)}&" if campaign else ""
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{share}{WORKFLOW_QUERY}"
 
@@ -256,7 +261,8 @@ def ui_base(tracking_uri: str, default: str = "http://127.0.0.1:5000") -> str:
     return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else default
 
 
-EVALUATION_COLUMNS = ("metrics.`fitness`", "metrics.`val_accuracy`", "metrics.`generation`", "metrics.`birth`",
+EVALUATION_COLUMNS = ("metrics.`rank_score`", "metrics.`fitness`", "metrics.`seeds`", "metrics.`rung`",
+                      "metrics.`train_steps`", "metrics.`val_accuracy`", "metrics.`generation`", "metrics.`birth`",
                       "tags.`ctmevo.operator`", "tags.`ctmevo.cell`", "metrics.`gene.ticks`",
                       "metrics.`gene.memory_length`", "metrics.`gene.d_model`", "metrics.`exit_tick_mean`",
                       "metrics.`param_count`", "tags.`ctmevo.status`")
@@ -264,9 +270,10 @@ EVALUATION_COLUMNS = ("metrics.`fitness`", "metrics.`val_accuracy`", "metrics.`g
 
 def experiment_tags(*, campaign: str, experiment_id: str, campaign_run_id: str | None) -> dict[str, str]:
     """Experiment tags: a model-training experiment, and a shared view of ``campaign``'s evaluations (filtered
-    to them, sorted by fitness, :data:`EVALUATION_COLUMNS` shown) that :func:`experiment_url` opens."""
+    to them, sorted by ``rank_score`` (best first, as ``ctmevo status``), :data:`EVALUATION_COLUMNS` shown) that
+    :func:`experiment_url` opens."""
     view = {"searchFilter": f"tags.`{TAG_CAMPAIGN}` = '{campaign}' and tags.`{TAG_KIND}` = 'evaluation'",
-            "orderByKey": "metrics.`fitness`", "orderByAsc": False, "selectedColumns": list(EVALUATION_COLUMNS),
+            "orderByKey": "metrics.`rank_score`", "orderByAsc": False, "selectedColumns": list(EVALUATION_COLUMNS),
             "columnOrder": list(EVALUATION_COLUMNS)}
     lines = ["A ctmevo architecture search: one run per campaign, one nested run per evaluated genome. Each "
              "evaluation run's description links its parents' and children's runs.", "",

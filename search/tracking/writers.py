@@ -58,9 +58,10 @@ class Writer(Protocol):
 
     def new_run_id(self, experiment_id: str, run_name: str, start_ms: int, tags: dict[str, str]) -> str: ...
 
-    def write(self, runs: Sequence[RunWrite], experiment_id: str, *, notes: dict[str, str] | None = None) -> None:
+    def write(self, runs: Sequence[RunWrite], experiment_id: str, *, notes: dict[str, str] | None = None,
+              metrics: dict[str, list[Metric]] | None = None) -> None:
         """Write ``runs``; ``notes``: run id → a new ``mlflow.note.content`` for other runs (their children
-        changed)."""
+        changed); ``metrics``: run id → points for other runs (a ``rank_score`` that changed)."""
 
 
 def make_writer(client: MlflowClient, uri: str) -> Writer:
@@ -103,7 +104,8 @@ class SqlWriter:
             self._artifact_roots[experiment_id] = self.client.get_experiment(experiment_id).artifact_location
         return f"{self._artifact_roots[experiment_id].rstrip('/')}/{run_id}/artifacts"
 
-    def write(self, runs: Sequence[RunWrite], experiment_id: str, *, notes: dict[str, str] | None = None) -> None:
+    def write(self, runs: Sequence[RunWrite], experiment_id: str, *, notes: dict[str, str] | None = None,
+              metrics: dict[str, list[Metric]] | None = None) -> None:
         import sqlalchemy as sa
 
         m = self.models
@@ -123,14 +125,16 @@ class SqlWriter:
                 rows_params += [{"key": k, "value": v, "run_uuid": run.run_id} for k, v in run.params.items()]
             for k, v in {"mlflow.runName": run.run_name, **run.tags}.items():
                 tags[(k, run.run_id)] = v
-            for metric in run.metrics:
-                rows_metrics.append({"key": metric.key, "value": metric.value, "timestamp": metric.timestamp,
-                                     "step": metric.step, "is_nan": False, "run_uuid": run.run_id})
-                key = (metric.key, run.run_id)
-                best = latest.get(key)
-                if best is None or (metric.step, metric.timestamp, metric.value) >= (best.step, best.timestamp,
-                                                                                    best.value):
-                    latest[key] = metric
+        points = [(run.run_id, metric) for run in runs for metric in run.metrics]
+        points += [(run_id, metric) for run_id, ms in (metrics or {}).items() for metric in ms]
+        for run_id, metric in points:
+            rows_metrics.append({"key": metric.key, "value": metric.value, "timestamp": metric.timestamp,
+                                 "step": metric.step, "is_nan": False, "run_uuid": run_id})
+            key = (metric.key, run_id)
+            best = latest.get(key)
+            if best is None or (metric.step, metric.timestamp, metric.value) >= (best.step, best.timestamp,
+                                                                                best.value):
+                latest[key] = metric
         for run_id, note in (notes or {}).items():
             tags[(mp.TAG_NOTE, run_id)] = note
         remote = [run for uri, run in artifacts if not self._write_local_artifacts(uri, run)]
@@ -241,10 +245,12 @@ class ClientWriter:
         so children can name it and a re-sent batch finds it instead of creating a second one."""
         return self.client.create_run(experiment_id, start_time=start_ms, run_name=run_name, tags=tags).info.run_id
 
-    def write(self, runs: Sequence[RunWrite], experiment_id: str, *, notes: dict[str, str] | None = None) -> None:
+    def write(self, runs: Sequence[RunWrite], experiment_id: str, *, notes: dict[str, str] | None = None,
+              metrics: dict[str, list[Metric]] | None = None) -> None:
         with concurrent.futures.ThreadPoolExecutor(min(CLIENT_THREADS, max(1, len(runs)))) as pool:
             list(pool.map(self._fill, runs))
             list(pool.map(lambda item: self.client.set_tag(item[0], mp.TAG_NOTE, item[1]), (notes or {}).items()))
+            list(pool.map(lambda item: self.client.log_batch(item[0], metrics=item[1]), (metrics or {}).items()))
 
     def _fill(self, run: RunWrite) -> None:
         existing = self.client.get_run(run.run_id).data.tags if run.delete_tags else {}

@@ -100,6 +100,7 @@ class MlflowConsumer:
             raise
 
     def close(self, status: str) -> None:
+        self.archiver.settle_scores()  # the whole runs table in the order of `ctmevo status`
         self.archiver.close(status)
 
 

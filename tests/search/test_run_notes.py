@@ -82,9 +82,11 @@ def test_the_experiment_opens_on_a_view_of_the_evaluations(fam: Family) -> None:
     tags = fam.client.get_experiment(fam.tracker.experiment_id).tags
     assert tags[mp.TAG_EXPERIMENT_KIND] == "custom_model_development"
     view = json.loads(tags[mp.SHARED_VIEW_PREFIX + mp.view_key("notes")])
-    assert view["orderByKey"] == "metrics.`fitness`" and view["orderByAsc"] is False
-    assert "metrics.`generation`" in view["selectedColumns"] and "'evaluation'" in view["searchFilter"]
-    runs = fam.client.search_runs([fam.tracker.experiment_id], view["searchFilter"], order_by=["metrics.fitness DESC"])
+    assert view["orderByKey"] == "metrics.`rank_score`" and view["orderByAsc"] is False
+    assert {"metrics.`generation`", "metrics.`seeds`", "metrics.`rung`"} <= set(view["selectedColumns"])
+    assert "'evaluation'" in view["searchFilter"]
+    runs = fam.client.search_runs([fam.tracker.experiment_id], view["searchFilter"],
+                                  order_by=["metrics.rank_score DESC"])
     assert [r.info.run_id for r in runs] == [fam.runs[n] for n in ("E", "C", "B", "A")]  # the filter is valid
     url = mp.experiment_url("http://h:5", fam.tracker.experiment_id, "notes")
     assert url == (f"http://h:5/#/experiments/{fam.tracker.experiment_id}/runs?viewStateShareKey=ctmevo-notes&"

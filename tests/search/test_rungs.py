@@ -149,6 +149,31 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Campaign:
     return campaign
 
 
+def test_mlflow_status_and_export_agree_on_the_order(reference: Campaign) -> None:
+    """One ranking everywhere: the runs table sorted by rank_score, `ctmevo status` and `export --best` (from the
+    campaign directory and from MLflow) name the same genomes in the same order, on a campaign with rungs and
+    repeats (where the best by mean fitness alone is not the best by rank)."""
+    from mlflow import MlflowClient
+
+    from search.export import locate
+    from search.records import standings
+    from search.views.summary import summarise
+
+    order = [s.record.genome.hash for s in standings(reference.records)]
+    assert any(s.seeds > 1 for s in standings(reference.records))
+    assert len({s.rung for s in standings(reference.records)}) > 1
+    client = MlflowClient(reference.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("rungs").experiment_id],
+                              "tags.`ctmevo.kind` = 'evaluation' and metrics.rank_score > -1",
+                              order_by=["metrics.rank_score DESC"], max_results=1000)
+    assert [r.data.tags["ctmevo.genome_hash"] for r in runs] == order
+    assert [b["hash"] for b in summarise(reference.paths.root, top=len(order)).best] == order
+    assert locate(best=True, campaign=reference.paths.root).record.genome.hash == order[0]
+    assert locate(best=True, tracking_uri=reference.tracking_uri).record.genome.hash == order[0]
+    assert {r.data.metrics["rung"] for r in runs} == {float(s.rung) for s in standings(reference.records)}
+    assert runs[0].data.metrics["seeds"] == standings(reference.records)[0].seeds
+
+
 def test_promoted_evaluations_continue_their_own_checkpoint(reference: Campaign) -> None:
     records = _results(reference.paths.root)
     assert all(r["result"]["status"] == "ok" for r in records)  # a wrong start would be an error result
