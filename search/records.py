@@ -160,14 +160,19 @@ class NoiseModel:
     @classmethod
     def fit(cls, groups: Iterable[Sequence[float]]) -> NoiseModel | None:
         """From each genome's measurements; ``None`` when no genome has two (the noise is then unknown)."""
-        groups = [list(g) for g in groups if len(g) > 0]
-        within = [(len(g) - 1, float(np.var(g, ddof=1))) for g in groups if len(g) > 1]
-        dof = sum(d for d, _ in within)
+        groups = [g for g in groups if len(g) > 0]
+        dof, within = 0, 0.0
+        for g in groups:
+            if len(g) > 1:
+                mean = sum(g) / len(g)
+                dof += len(g) - 1
+                within += sum((v - mean) ** 2 for v in g)
         if dof == 0 or len(groups) < 2:
             return None
-        noise = max(sum(d * v for d, v in within) / dof, 1e-12)
-        means = np.array([np.mean(g) for g in groups])
-        spread = float(np.var(means, ddof=1)) - noise * float(np.mean([1.0 / len(g) for g in groups]))
+        noise = max(within / dof, 1e-12)
+        means = np.array([sum(g) / len(g) for g in groups])
+        inverse_counts = float(np.mean([1.0 / len(g) for g in groups]))
+        spread = float(np.var(means, ddof=1)) - noise * inverse_counts
         return cls(center=float(means.mean()), spread=max(spread, noise * 1e-3), noise=noise)
 
     def posterior(self, mean: float, seeds: int) -> tuple[float, float]:
@@ -205,7 +210,7 @@ def beliefs(entries: Sequence[tuple[int, Sequence[float], int]], *, maximise: bo
         at = [i for i, e in enumerate(entries) if e[0] == rung]
         noise = NoiseModel.fit([sign * v for v in entries[i][1]] for i in at)
         for i in at:
-            mean = float(np.mean(entries[i][1]))
+            mean = sum(entries[i][1]) / len(entries[i][1])
             out[i] = mean if noise is None else sign * noise.posterior(sign * mean, len(entries[i][1]))[0]
     return out
 
