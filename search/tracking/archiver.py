@@ -80,6 +80,8 @@ class MlflowArchiver:
         self._children: dict[str, list[str]] = {}  # genome hash → its children's hashes, in birth order
         self._board = ScoreBoard()  # rank_score of every run, kept in status's order (search.tracking.scores)
         self._last_ms = 0
+        self._counts = mp.CampaignCounts()
+        self._campaign_note = ""
         try:
             self._client = mlflow_client(tracking_uri)
         except Exception as exc:
@@ -169,6 +171,7 @@ class MlflowArchiver:
         self._is_new_elite(record, [])
         self._remember(record, self.run_id_of(record.genome.hash))
         self._board.add(record)
+        self._count(record)
 
     def _is_new_elite(self, record: EvaluationRecord, undo: list[tuple[str, float | None]]) -> bool:
         cell, fitness = record.extra.get("cell"), record.result.fitness
@@ -217,7 +220,34 @@ class MlflowArchiver:
             raise
         for run in runs:
             self._known[run.tags[mp.TAG_HASH]] = _Known(run.run_id, int(run.tags[mp.TAG_RESULT_INDEX]), run.status)
+        for _, record, _, _ in reserved:
+            self._count(record)
         return len(runs)
+
+    def _count(self, record: EvaluationRecord) -> None:
+        c = self._counts
+        self._counts = replace(c, results=c.results + 1, runs=len(self._nodes),
+                               promotions=c.promotions + (record.rung > 0 and record.repeat == 0),
+                               repeats=c.repeats + (record.repeat > 0), failures=c.failures + (not record.result.ok))
+
+    def write_campaign_note(self) -> bool:
+        """Describe the campaign run (:func:`search.tracking.payload.campaign_note`) when the description
+        changed; returns whether it was written."""
+        if not self.connected:
+            self.connect()
+        best = self._board.best()
+        standing = None
+        if best is not None and best[0] in self._nodes:
+            h, rung, values, steps, score = best
+            standing = mp.BestStanding(node=self._nodes[h], rung=rung, seeds=len(values),
+                                       mean=sum(values) / len(values), steps=steps, score=score)
+        note = mp.campaign_note(campaign=self.campaign_id, experiment_id=str(self.experiment_id),
+                                campaign_run_id=str(self.campaign_run_id), best=standing, counts=self._counts)
+        if note == self._campaign_note:
+            return False
+        self._guard(lambda: self._client.set_tag(self.campaign_run_id, mp.TAG_NOTE, note))
+        self._campaign_note = note
+        return True
 
     def _reserve(self, index: int, record: EvaluationRecord) -> tuple[str, bool] | None:
         """(run id, new?) for ``record``'s run, or None when the run already holds this result."""

@@ -374,3 +374,69 @@ def evaluation_note(me: Relative, *, experiment_id: str, parents: Mapping[str, R
         if len(ranked) > CHILDREN_SHOWN:
             lines.append(f"- … more: {all_children}")
     return "\n".join(lines + tail)[:MAX_NOTE_CHARS]
+
+
+@dataclass(frozen=True)
+class CampaignCounts:
+    """How a campaign's journal results became evaluation runs (one run per genome)."""
+
+    results: int = 0  # journal results written to MLflow
+    runs: int = 0  # evaluation runs (genomes)
+    promotions: int = 0  # results at a higher fidelity rung of a genome already evaluated
+    repeats: int = 0  # results of another seed of a genome at the same rung
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class BestStanding:
+    """The best genome by the one ranking (:func:`search.records.rank`) and how it was measured."""
+
+    node: Relative
+    rung: int
+    seeds: int
+    mean: float
+    steps: float | None
+    score: float
+
+
+ANALYSIS_PAGES = (("progress.html", "best so far against compute (training steps, wall time)"),
+                  ("genes.html", "fitness against each gene (colour: rung, size: seeds)"),
+                  ("elites.html", "the archive's elites in parallel coordinates"),
+                  ("qd.html", "QD metrics over evaluations"))  # campaign-run artifacts under analysis/
+
+
+def campaign_note(*, campaign: str, experiment_id: str, campaign_run_id: str, best: BestStanding | None,
+                  counts: CampaignCounts, analysis: bool = True) -> str:
+    """The Markdown description of the campaign run: the best genome and how it was measured (rung, steps, seeds;
+    whether it is a founder), how journal results map to runs, links to the evaluations, family tree, archive and
+    analysis pages."""
+    lines = [f"**ctmevo campaign `{campaign}`**", ""]
+    if best is None:
+        lines.append("No successful evaluation yet.")
+    else:
+        n = best.node
+        measured = (f"mean of **{best.seeds} seeds**" if best.seeds > 1 else "one seed") + (
+            f" at rung **{best.rung}**" if best.rung else "") + (
+            f" ({fmt(best.steps)} training steps)" if best.steps else "")
+        origin = ("a **founder** (from the initial random sample; no parents)" if not n.parents else
+                  f"made by {n.operator} from {len(set(n.parents))} parent(s), generation {n.generation}")
+        lines += [f"**Best genome**: {_link(experiment_id, n)} fitness **{fmt(best.mean)}**, {measured}; {origin}.",
+                  "",
+                  "Best means first by the one ranking of `ctmevo status` and `ctmevo export --best`: the highest "
+                  "fidelity rung reached, then the mean fitness over the genome's seeds there read with their noise "
+                  "(a lucky single seed counts for less than a mean of several), then the earlier birth. The "
+                  "runs table sorts by the `rank_score` metric, which encodes that order."]
+    lines += ["", f"**Evaluations and runs**: {counts.results:,} evaluations (journal results) are "
+              f"{counts.runs:,} runs, one per genome: " + ", ".join(
+                  [f"{counts.promotions:,} promotion(s) to a higher rung" if counts.promotions else "no promotions",
+                   f"{counts.repeats:,} repeat(s) with another seed" if counts.repeats else "no repeats"])
+              + " went into the genome's existing run (its `fitness` is then the mean over the seeds of its highest "
+              "rung; `rung`, `seeds` and `train_steps` say which)"
+              + (f"; {counts.failures:,} failed." if counts.failures else "."), "",
+              f"- [evaluations, best first]({experiment_url('', experiment_id, campaign)})",
+              f"- [family tree]({artifact_url(experiment_id, campaign_run_id, FAMILY_TREE)}) · "
+              f"[archive]({artifact_url(experiment_id, campaign_run_id, ARCHIVE_VIEW)})"]
+    if analysis:
+        lines += [f"- [{what}]({artifact_url(experiment_id, campaign_run_id, 'analysis/' + page)})"
+                  for page, what in ANALYSIS_PAGES]
+    return "\n".join(lines)[:MAX_NOTE_CHARS]

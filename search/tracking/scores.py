@@ -27,6 +27,7 @@ class _Genome:
     rung: int
     birth: int
     values: dict[int, float] = field(default_factory=dict)  # repeat → fitness at ``rung``
+    steps: float | None = None  # training steps at ``rung``
 
 
 class ScoreBoard:
@@ -49,6 +50,7 @@ class ScoreBoard:
             return
         if not g.values or record.repeat < min(g.values):
             g.birth = record.birth
+            g.steps = record.result.metrics.get("train_steps")
         g.values[record.repeat] = float(fitness)
 
     def scores(self) -> dict[str, float]:
@@ -56,6 +58,15 @@ class ScoreBoard:
         names = list(self._genomes)
         entries = [(g.rung, list(g.values.values()), g.birth) for g in self._genomes.values()]
         return {h: rank_score(e[0], b, e[2]) for h, e, b in zip(names, entries, beliefs(entries), strict=True)}
+
+    def best(self) -> tuple[str, int, list[float], float | None, float] | None:
+        """(hash, rung, its seeds' fitness there, training steps, rank_score) of the best genome, or None."""
+        scores = self.scores()
+        if not scores:
+            return None
+        h = max(scores, key=lambda k: scores[k])
+        g = self._genomes[h]
+        return h, g.rung, list(g.values.values()), g.steps, scores[h]
 
     def due(self, also: Iterable[str] = (), *, everything: bool = False) -> dict[str, float]:
         """Scores to log: of the genomes ``also`` (just written), of every genome whose score changed and that

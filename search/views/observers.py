@@ -91,6 +91,7 @@ class MlflowConsumer:
         self.archiver.write_metrics(due)
 
     def tick(self, final: bool) -> None:
+        self.archiver.write_campaign_note()
         with self._lock:
             paths, self._artifacts = self._artifacts, []
         try:

@@ -172,6 +172,17 @@ def test_mlflow_status_and_export_agree_on_the_order(reference: Campaign) -> Non
     assert locate(best=True, tracking_uri=reference.tracking_uri).record.genome.hash == order[0]
     assert {r.data.metrics["rung"] for r in runs} == {float(s.rung) for s in standings(reference.records)}
     assert runs[0].data.metrics["seeds"] == standings(reference.records)[0].seeds
+    # the campaign run says which is best, how it was measured, and how evaluations became runs
+    (campaign_run,) = client.search_runs([runs[0].info.experiment_id], "tags.`ctmevo.kind` = 'campaign'")
+    note = campaign_run.data.tags["mlflow.note.content"]
+    top = standings(reference.records)[0]
+    assert f"[`{order[0][:12]}`]" in note and f"rung **{top.rung}**" in note
+    assert (f"mean of **{top.seeds} seeds**" if top.seeds > 1 else "one seed") in note
+    assert ("a **founder**" in note) == (not top.record.proposal.parents)
+    promotions = sum(1 for r in reference.records if r.rung > 0 and r.repeat == 0)
+    genomes = len({r.genome.hash for r in reference.records})
+    assert f"{len(reference.records)} evaluations (journal results) are {genomes} runs" in note
+    assert f"{promotions} promotion(s)" in note and "analysis/progress.html" in note
 
 
 def test_promoted_evaluations_continue_their_own_checkpoint(reference: Campaign) -> None:
