@@ -31,6 +31,7 @@ from mlflow.entities import Metric, Param
 import search.tracking.payload as mp
 from genome.io import to_yaml
 from search.records import EvaluationRecord
+from search.tracking.assets import plotly_run
 from search.tracking.client import client as mlflow_client
 from search.tracking.client import ensure_experiment, first_line, is_transient
 from search.tracking.errors import TrackingUnavailable, TrackingURIError
@@ -74,6 +75,7 @@ class MlflowArchiver:
         self.checkpoint_of = checkpoint_of
         self.experiment_id: str | None = None
         self.campaign_run_id: str | None = None
+        self.asset_run_id: str | None = None  # the store's shared plotly.js (search.tracking.assets)
         self._known: dict[str, _Known] = {}
         self._cell_best: dict[str, float] = {}
         self._nodes: dict[str, mp.Relative] = {}  # every evaluation seen, as notes show it
@@ -81,6 +83,9 @@ class MlflowArchiver:
         self._board = ScoreBoard()  # rank_score of every run, kept in status's order (search.tracking.scores)
         self._last_ms = 0
         self._counts = mp.CampaignCounts()
+        self._metric_keys: set[str] = set()  # every metric of the evaluation runs (the chart view hides them)
+        self._genes: list[str] = []
+        self._view: dict[str, str] = {}
         self._campaign_note = ""
         try:
             self._client = mlflow_client(tracking_uri)
@@ -130,16 +135,17 @@ class MlflowArchiver:
             client.log_batch(run_id, params=params)
         text = yaml.safe_dump(json.loads(json.dumps(self.config, default=str)), sort_keys=False)
         client.log_text(run_id, text, "config.yaml")
-        wanted = mp.experiment_tags(campaign=self.campaign_id, experiment_id=self.experiment_id, campaign_run_id=run_id)
-        have = client.get_experiment(self.experiment_id).tags
-        for key, value in wanted.items():  # the UI opens on the training runs, with the campaign's view
-            if have.get(key) != value:
-                client.set_experiment_tag(self.experiment_id, key, value)
         self._load_known()
+        self._write_view(run_id)
         for h, node in self._nodes.items():  # observed before connecting: now their runs are known
             if node.run_id is None and h in self._known:
                 self._nodes[h] = replace(node, run_id=self._known[h].run_id)
         self._writer = make_writer(client, self.tracking_uri)
+        try:
+            self.asset_run_id = plotly_run(client, self.tracking_uri)
+        except Exception as exc:  # the pages then look for plotly.js beside them; the campaign goes on
+            log.warning("could not store plotly.js for the analysis pages in %s: %s", self.tracking_uri,
+                        first_line(exc))
         self.campaign_run_id = run_id
 
     def _load_known(self) -> None:
@@ -152,6 +158,8 @@ class MlflowArchiver:
             for run in page:
                 h = run.data.tags.get(mp.TAG_HASH)
                 index = int(run.data.tags.get(mp.TAG_RESULT_INDEX, "-1"))
+                self._metric_keys.update(run.data.metrics)
+                self._genes = self._genes or list(run.data.params)
                 if h and (h not in self._known or index > self._known[h].index):
                     self._known[h] = _Known(run.info.run_id, index, run.info.status)
                     if "rank_score" in run.data.metrics:
@@ -220,9 +228,28 @@ class MlflowArchiver:
             raise
         for run in runs:
             self._known[run.tags[mp.TAG_HASH]] = _Known(run.run_id, int(run.tags[mp.TAG_RESULT_INDEX]), run.status)
+        keys = {m.key for run in runs for m in run.metrics} | {"rank_score"}
+        self._genes = self._genes or [g for run in runs[:1] for g in run.params]
+        if not keys <= self._metric_keys:
+            self._metric_keys |= keys
+            self._guard(self._write_view)
         for _, record, _, _ in reserved:
             self._count(record)
         return len(runs)
+
+    def _write_view(self, campaign_run_id: str | None = None) -> None:
+        """The experiment's tags: a model-training experiment whose shared view lists the campaign's evaluations
+        (:func:`search.tracking.payload.experiment_tags`); written only where they changed."""
+        wanted = mp.experiment_tags(campaign=self.campaign_id, experiment_id=str(self.experiment_id),
+                                    campaign_run_id=campaign_run_id or self.campaign_run_id,
+                                    metric_keys=self._metric_keys,
+                                    genes=self._genes)
+        if not self._view:
+            self._view = dict(self._client.get_experiment(self.experiment_id).tags)
+        for key, value in wanted.items():
+            if self._view.get(key) != value:
+                self._client.set_experiment_tag(self.experiment_id, key, value)
+                self._view[key] = value
 
     def _count(self, record: EvaluationRecord) -> None:
         c = self._counts

@@ -268,13 +268,49 @@ EVALUATION_COLUMNS = ("metrics.`rank_score`", "metrics.`fitness`", "metrics.`see
                       "metrics.`param_count`", "tags.`ctmevo.status`")
 
 
-def experiment_tags(*, campaign: str, experiment_id: str, campaign_run_id: str | None) -> dict[str, str]:
+CHART_SECTION = "ctmevo"
+
+
+def chart_view(metric_keys: Iterable[str], genes: Sequence[str]) -> dict[str, Any]:
+    """The chart tab of the evaluations' shared view: a few charts that answer questions (the best runs' fitness,
+    fitness over births and against model size, genes → fitness in parallel coordinates) instead of one bar chart
+    per logged metric. MLflow adds a chart for every metric key that has none, so each of ``metric_keys`` gets a
+    deleted one; its own sections (model and system metrics) start collapsed."""
+    def card(uuid: str, kind: str, **fields: Any) -> dict[str, Any]:
+        return {"uuid": uuid, "type": kind, "metricSectionId": CHART_SECTION, "deleted": False, "isGenerated": False,
+                **fields}
+
+    shown = [
+        card("ctmevo-best", "BAR", metricKey="fitness", runsCountToCompare=10, displayName="fitness of the 10 best"),
+        card("ctmevo-births", "SCATTER", xaxis={"key": "birth", "type": "METRIC"},
+             yaxis={"key": "fitness", "type": "METRIC"}, runsCountToCompare=500,
+             displayName="fitness over births (the search's progress)"),
+        card("ctmevo-size", "SCATTER", xaxis={"key": "param_count", "type": "METRIC"},
+             yaxis={"key": "fitness", "type": "METRIC"}, runsCountToCompare=500,
+             displayName="fitness against parameter count"),
+        card("ctmevo-genes", "PARALLEL", selectedParams=list(genes), selectedMetrics=["fitness"], showAllRuns=False,
+             runsCountToCompare=100, displayName="genes → fitness (100 best)"),
+    ]
+    hidden = [{"uuid": f"ctmevo-hide-{key}", "type": "BAR", "metricKey": key, "metricSectionId": "ctmevo-model",
+               "deleted": True, "isGenerated": True} for key in sorted(set(metric_keys))]
+    sections = [{"uuid": CHART_SECTION, "name": "ctmevo: what to look at", "display": True, "isReordered": True,
+                 "deleted": False, "isGenerated": False},
+                {"uuid": "ctmevo-model", "name": "Model metrics", "display": False, "isReordered": False,
+                 "deleted": False, "isGenerated": True},
+                {"uuid": "ctmevo-system", "name": "System metrics", "display": False, "isReordered": False,
+                 "deleted": False, "isGenerated": True}]
+    return {"compareRunCharts": shown + hidden, "compareRunSections": sections, "isAccordionReordered": True,
+            "hideEmptyCharts": True}
+
+
+def experiment_tags(*, campaign: str, experiment_id: str, campaign_run_id: str | None,
+                    metric_keys: Iterable[str] = (), genes: Sequence[str] = ()) -> dict[str, str]:
     """Experiment tags: a model-training experiment, and a shared view of ``campaign``'s evaluations (filtered
     to them, sorted by ``rank_score`` (best first, as ``ctmevo status``), :data:`EVALUATION_COLUMNS` shown) that
     :func:`experiment_url` opens."""
     view = {"searchFilter": f"tags.`{TAG_CAMPAIGN}` = '{campaign}' and tags.`{TAG_KIND}` = 'evaluation'",
             "orderByKey": "metrics.`rank_score`", "orderByAsc": False, "selectedColumns": list(EVALUATION_COLUMNS),
-            "columnOrder": list(EVALUATION_COLUMNS)}
+            "columnOrder": list(EVALUATION_COLUMNS), **chart_view(metric_keys, genes)}
     lines = ["A ctmevo architecture search: one run per campaign, one nested run per evaluated genome. Each "
              "evaluation run's description links its parents' and children's runs.", "",
              f"- [evaluations of `{campaign}`, best first]({experiment_url('', experiment_id, campaign)})"]

@@ -17,6 +17,7 @@ from search.journal import JsonLines
 from search.paths import CampaignPaths
 from search.records import EvaluationRecord, best_record, reported_fitness
 from search.tracking.errors import TrackingUnavailable
+from search.views.analysis import Point, point_of, write_analysis
 
 __all__ = ["MlflowConsumer", "PictureConsumer"]
 
@@ -114,10 +115,13 @@ class PictureConsumer:
     def __init__(self, *, paths: CampaignPaths, descriptors: Sequence[Descriptor], archive_config: dict | None,
                  codec: VectorCodec, every_s: float = 60.0, upload: Callable[[list[Path]], None] | None = None,
                  seed: int = 0, tracking_uri: str = "", run_ids: Callable[[], dict[str, str]] = dict,
-                 experiment_id: Callable[[], str | None] = lambda: None) -> None:
+                 experiment_id: Callable[[], str | None] = lambda: None,
+                 asset_run: Callable[[], str | None] = lambda: None) -> None:
         self.paths, self.descriptors, self.codec = paths, list(descriptors), codec
         self.archive_config, self.every_s, self.upload, self.seed = archive_config, every_s, upload, seed
         self.tracking_uri, self.run_ids, self.experiment_id = tracking_uri, run_ids, experiment_id
+        self.asset_run = asset_run
+        self.points: list[Point] = []  # every result, in journal order (the progress page)
         self.qd: QDArchive | None = None
         self.records: dict[str, EvaluationRecord] = {}  # slim copies: no loss curve or per-tick arrays
         self.history: list[dict[str, Any]] = []
@@ -138,6 +142,7 @@ class PictureConsumer:
             self._add(record)
 
     def _add(self, record: EvaluationRecord) -> None:
+        self.points.append(point_of(record))
         slim = dataclasses.replace(record.result, train_loss=[], per_tick_accuracy=[], per_tick_certainty=[])
         record = dataclasses.replace(record, result=slim)
         self.records[record.genome.hash] = record
@@ -197,6 +202,12 @@ class PictureConsumer:
             made += self._family_views(rows)
         except Exception as exc:
             log.warning("could not write the family tree: %s", exc)
+        try:
+            write_analysis(self.paths.plots / "analysis", points=self.points, records=list(self.records.values()),
+                           elites=rows, history=self.history, asset_run=self.asset_run())
+            made.append(self.paths.plots / "analysis")
+        except Exception as exc:
+            log.warning("could not write the analysis pages: %s", exc)
         return made
 
     def _family_views(self, rows: list[dict[str, Any]]) -> list[Path]:

@@ -32,7 +32,7 @@ DEFAULT_METRICS = ("qd_score", "coverage", "best_fitness", "archive_size", "nove
                    "novelty_threshold", "failures")
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
@@ -134,7 +134,7 @@ def archive_heatmap(source: Any, path: str | Path, *, x: str | None = None, y: s
         title = (f"{who}: {int(stats['archive_size'])} elites in {qd.cells} cells "
                  f"(coverage {stats['coverage']:.0%}), QD-score {stats['qd_score']:.4g}")
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def metrics_over_evaluations(history: Sequence[Mapping[str, float]], path: str | Path, *,
@@ -164,7 +164,7 @@ def metrics_over_evaluations(history: Sequence[Mapping[str, float]], path: str |
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def compare_plot(histories: Mapping[str, Sequence[Mapping[str, float]]], path: str | Path, *,
@@ -185,7 +185,7 @@ def compare_plot(histories: Mapping[str, Sequence[Mapping[str, float]]], path: s
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or f"{key} over evaluations", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_archive_csv(rows: list[dict[str, Any]], path: Path) -> None:

@@ -169,7 +169,8 @@ class CampaignReporter:
             paths=c.paths, descriptors=c.descriptors, archive_config=qd.config() if qd is not None else None,
             codec=c.strategy.codec, every_s=c.config.plot_every_s, upload=mlflow_consumer.add_artifacts,
             seed=c.config.seed, tracking_uri=c.tracking_uri, run_ids=mlflow_consumer.archiver.run_ids,
-            experiment_id=lambda: mlflow_consumer.archiver.experiment_id), journal=c.paths.journal,
+            experiment_id=lambda: mlflow_consumer.archiver.experiment_id,
+            asset_run=lambda: mlflow_consumer.archiver.asset_run_id), journal=c.paths.journal,
             metrics=c.paths.metrics, cursor=None, tick_every_s=1.0)
         self.runners = [pictures, self.mlflow]  # pictures first: their last refresh is uploaded by MLflow's
         for runner in self.runners:
