@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from search.cli import campaign_commands, model_commands, train_commands, validate
+from search.cli import campaign_commands, model_commands, train_commands, ui_command, validate
 from search.cli.base import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -31,8 +31,8 @@ from search.cli.base import (
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS: list[Command] = [*validate.COMMANDS, *campaign_commands.COMMANDS, *train_commands.COMMANDS,
-                           *model_commands.COMMANDS]
+COMMANDS: list[Command] = [*validate.COMMANDS, *campaign_commands.COMMANDS, *ui_command.COMMANDS,
+                           *train_commands.COMMANDS, *model_commands.COMMANDS]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ pan (drag); filters by cell, operator and hash prefix (non-matching nodes are di
 highlights its ancestors and descendants and shows its details with a link to its MLflow run. Inside MLflow's
 artifact viewer the page is a sandboxed ``blob:`` frame whose links cannot leave the frame, so the details
 panel also shows the run's address to copy; opened as a file, every node is a plain link to its run. Links
-point at the UI that serves the page when there is one (a ``blob:`` address names it), else at ``data-base``.
+point at the UI that serves the page (a ``blob:`` address names it; any port), else (a file) at ``data-base``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:2px 6px;text-
 SCRIPT = r"""
 (function(){
 const svg=document.getElementById('view'), vp=document.getElementById('vp'), panel=document.getElementById('panel');
-const base=(location.protocol==='blob:')?new URL(location.href.slice(5)).origin:svg.dataset.base;
+const base=(location.protocol==='blob:')?new URL(location.href.slice(5)).origin:
+  location.protocol.startsWith('http')?location.origin:svg.dataset.base;
 const exp=svg.dataset.experiment;
 function runUrl(id){return base.replace(/\/$/,'')+'/#/experiments/'+exp+'/runs/'+id+'?workflowType=machine_learning';}
 const nodes={}, kids={};
@@ -118,7 +119,8 @@ fit(); filter(); if(svg.dataset.best)select(svg.dataset.best);
 ARCHIVE_SCRIPT = r"""
 (function(){
 const svg=document.getElementById('archive');
-const base=(location.protocol==='blob:')?new URL(location.href.slice(5)).origin:svg.dataset.base;
+const base=(location.protocol==='blob:')?new URL(location.href.slice(5)).origin:
+  location.protocol.startsWith('http')?location.origin:svg.dataset.base;
 document.querySelectorAll('a[data-run]').forEach(a=>a.setAttribute('href',base.replace(/\/$/,'')+'/#/experiments/'
   +svg.dataset.experiment+'/runs/'+a.dataset.run+'?workflowType=machine_learning'));
 })();

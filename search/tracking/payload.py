@@ -281,15 +281,13 @@ def chart_view(metric_keys: Iterable[str], genes: Sequence[str]) -> dict[str, An
                 **fields}
 
     shown = [
-        card("ctmevo-best", "BAR", metricKey="fitness", runsCountToCompare=10, displayName="fitness of the 10 best"),
+        card("ctmevo-best", "BAR", metricKey="fitness", runsCountToCompare=10),
         card("ctmevo-births", "SCATTER", xaxis={"key": "birth", "type": "METRIC"},
-             yaxis={"key": "fitness", "type": "METRIC"}, runsCountToCompare=500,
-             displayName="fitness over births (the search's progress)"),
+             yaxis={"key": "fitness", "type": "METRIC"}, runsCountToCompare=500),
         card("ctmevo-size", "SCATTER", xaxis={"key": "param_count", "type": "METRIC"},
-             yaxis={"key": "fitness", "type": "METRIC"}, runsCountToCompare=500,
-             displayName="fitness against parameter count"),
+             yaxis={"key": "fitness", "type": "METRIC"}, runsCountToCompare=500),
         card("ctmevo-genes", "PARALLEL", selectedParams=list(genes), selectedMetrics=["fitness"], showAllRuns=False,
-             runsCountToCompare=100, displayName="genes → fitness (100 best)"),
+             runsCountToCompare=100),
     ]
     hidden = [{"uuid": f"ctmevo-hide-{key}", "type": "BAR", "metricKey": key, "metricSectionId": "ctmevo-model",
                "deleted": True, "isGenerated": True} for key in sorted(set(metric_keys))]
