@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from search.campaign import start
+from search.cli.ui_command import answers
 from search.records import standings
 from tests.e2e.test_mlflow_ui import BROWSER, CLOSE_ASSISTANT, ROW_NAMES
 from tests.e2e.webdriver import Session
@@ -73,8 +74,9 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, dict[
         urls = _read_urls(proc)
         yield campaign, urls, proc
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +149,8 @@ def test_ctmevo_ui_opens_the_campaign_best_first_with_analysis_and_links_on_its_
     shots = os.environ.get("CTMEVO_SCREENSHOTS")
     if shots:
         browser.screenshot(Path(shots) / "mlflow-chart-view.png")
+
+    # 6. Ctrl-C stops the UI and its server
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    assert not answers(f"http://127.0.0.1:{port}")
