@@ -30,6 +30,15 @@ def gene_changes(before: Mapping[str, str], after: Mapping[str, str]) -> dict[st
     return {g: (before.get(g, "-"), v) for g, v in after.items() if before.get(g) != v}
 
 
+def nearer_parent(genes: Mapping[str, str], parents: Mapping[str, Mapping[str, str]],
+                  ) -> tuple[str, dict[str, tuple[str, str]]] | None:
+    """The parent ``genes`` differ least from (the first such in ``parents``' order) and those differences: a
+    crossover child's change is read against the parent it is nearer to, not against one that gave it half its
+    genes."""
+    diffs = [(h, gene_changes(p, genes)) for h, p in parents.items()]
+    return min(diffs, key=lambda hd: len(hd[1])) if diffs else None
+
+
 class LineageError(LookupError):
     """The run or genome hash asked for cannot be found (or is not an evaluation run)."""
 
@@ -116,10 +125,17 @@ class LineageGraph:
 
     def details(self, node: LineageNode) -> list[str]:
         lines = []
-        for parent in dict.fromkeys(node.parents):
-            if parent in node.changes:
-                diff = ", ".join(f"{g} {a}→{b}" for g, (a, b) in node.changes[parent].items()) or "none"
-                lines.append(f"changed from {parent[:8]}: {diff}")
+        known = [p for p in dict.fromkeys(node.parents) if p in node.changes]
+        near = min(known, key=lambda p: len(node.changes[p])) if known else None
+        both = " (both parents)" if len(node.parents) > 1 and len(set(node.parents)) == 1 else ""
+        for parent in sorted(known, key=lambda p: p != near):  # the nearer parent first
+            diff = node.changes[parent]
+            if parent == near:
+                text = ", ".join(f"{g} {a}→{b}" for g, (a, b) in diff.items()) or "none"
+                lines.append(f"changed from {parent[:8]}{both}{' (the nearer parent)' if len(known) > 1 else ''}: "
+                             f"{text}")
+            else:
+                lines.append(f"differs from {parent[:8]} (the other parent) in {len(diff)} gene(s)")
         if node.inherited:
             lines.append(node.inherited)
         if not node.expanded and node.parents:

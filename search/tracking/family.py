@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from genome.io import write_bytes_atomic
-from search.lineage import gene_changes
+from search.lineage import nearer_parent
 from search.records import EvaluationRecord, best_record, fmt, inherited_lines, reported_fitness
 from search.tracking.family_page import ARCHIVE_SCRIPT, SCRIPT, STYLE
 from search.tracking.payload import ARCHIVE_VIEW, FAMILY_TREE, ui_base
@@ -45,7 +45,7 @@ class FamilyNode:
     cell: str | None = None
     status: str = "ok"
     parents: tuple[str, ...] = ()
-    changes: str = ""  # genes changed from the first parent, as text
+    changes: str = ""  # genes changed from the nearer parent (search.lineage.nearer_parent), as text
     inherited: str = ""  # "inherited: 0.83 of parameters from <parent hash>" (evaluation.inherit: parent)
 
 
@@ -68,9 +68,10 @@ def nodes_from_records(records: Sequence[EvaluationRecord], run_ids: Mapping[str
     out = []
     for r in sorted(records, key=lambda r: r.birth):
         parents = tuple(r.proposal.parents)
-        first = by_hash.get(parents[0]) if parents else None
-        diff = gene_changes({k: str(v) for k, v in first.genome.to_dict().items()},
-                            {k: str(v) for k, v in r.genome.to_dict().items()}) if first else {}
+        near = nearer_parent({k: str(v) for k, v in r.genome.to_dict().items()},
+                             {p: {k: str(v) for k, v in by_hash[p].genome.to_dict().items()}
+                              for p in dict.fromkeys(parents) if p in by_hash})
+        diff = near[1] if near else {}
         cell = (cells or {}).get(r.genome.hash)
         out.append(FamilyNode(genome_hash=r.genome.hash, run_id=run_ids.get(r.genome.hash), fitness=reported_fitness(r),
                               operator=r.proposal.operator, birth=r.birth, status=r.result.status, parents=parents,
@@ -138,9 +139,16 @@ def _svg_tree(nodes: Sequence[FamilyNode], root: str | None) -> tuple[str, int, 
                      f'transform="translate({x:.1f},{y:.1f})">'
                      f'<title>{_esc(tip)}</title>{ring}<circle r="{RADIUS}" fill="{colour}"/>'
                      f'<text x="{RADIUS + 3}" y="3">{_esc(n.genome_hash[:8])} {_esc(fmt(n.fitness, 3))}</text></a>')
-    legend = (f'<span class="legend">fitness {fmt(low, 3)} <span class="bar" style="background:'
-              f'linear-gradient(to right,{",".join(_VIRIDIS)})"></span> {fmt(high, 3)} · grey: failed</span>')
-    return "".join(parts), len(nodes), legend
+    return "".join(parts), len(nodes), _legend(low, high, " · grey: failed")
+
+
+def _legend(low: float, high: float, extra: str = "") -> str:
+    """The fitness colour scale; with one value (a single node, equal fitness) a single swatch says so."""
+    if high <= low:
+        return (f'<span class="legend">fitness {fmt(low, 3)} <span class="bar" style="width:14px;background:'
+                f'{fitness_colour(low, low, high)}"></span> (one value: no scale){extra}</span>')
+    return (f'<span class="legend">fitness {fmt(low, 3)} <span class="bar" style="background:'
+            f'linear-gradient(to right,{",".join(_VIRIDIS)})"></span> {fmt(high, 3)}{extra}</span>')
 
 
 def family_page(nodes: Sequence[FamilyNode], *, title: str, experiment_id: str | None, base: str,
@@ -173,8 +181,8 @@ def lineage_page(graph: Any, base: str | None = None) -> str:
     below it, the ancestors' table and the tree as text."""
     nodes = []
     for h, n in reversed(list(graph.nodes.items())):  # founders first
-        first = next((p for p in n.parents if p in n.changes), None)
-        diff = n.changes.get(first, {}) if first else {}
+        known = [p for p in dict.fromkeys(n.parents) if p in n.changes]
+        diff = min((n.changes[p] for p in known), key=len) if known else {}  # the nearer parent's
         nodes.append(FamilyNode(genome_hash=h, run_id=n.run_id, fitness=n.fitness, operator=n.operator,
                                 birth=n.birth, cell=n.cell, status=n.status or ("ok" if n.found else "missing"),
                                 parents=n.parents if n.expanded else (),
@@ -260,8 +268,7 @@ def archive_view_html(rows: Sequence[Mapping[str, Any]], run_ids: Mapping[str, s
         for r in sorted(rows, key=lambda r: -float(r["fitness"])))
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{_esc(title)}</title><style>{STYLE}</style>"
             f"</head><body><header><h1>{_esc(title)}</h1><span>{len(rows)} elites; click a cell for its elite's "
-            f"run</span><span class='legend'>fitness {fmt(low, 3)} <span class='bar' style='background:linear-gradient("
-            f"to right,{','.join(_VIRIDIS)})'></span> {fmt(high, 3)}</span></header>"
+            f"run</span>{_legend(low, high)}</header>"
             f"<svg id='archive' data-base='{_esc(ui_base(tracking_uri))}' "
             f"data-experiment='{_esc(experiment_id or '')}' width='{width + 20}' height='{height}' "
             f"viewBox='-30 -10 {width + 20} {height}'>{''.join(parts)}{axes}</svg>"

@@ -102,7 +102,7 @@ function select(h){const a=nodes[h]; if(!a)return;
   if(d.run){const u=runUrl(d.run); s+='<p><a target="_blank" rel="noopener" href="'+esc(u)+'">open its MLflow run ↗</a>'
     +'<br>run <code>'+esc(d.run)+'</code></p><div class="url">'+esc(u)+'</div>';}
   else s+='<p>(no MLflow run known)</p>';
-  if(d.changes)s+='<p>changed from its first parent: '+esc(d.changes)+'</p>';
+  if(d.changes)s+='<p>changed from its nearer parent: '+esc(d.changes)+'</p>';
   s+='<p><b>parents</b> ('+ps.length+')<br>'+(ps.map(link).join('<br>')||'none: a founder')+'</p>';
   s+='<p><b>children</b> ('+cs.length+')<br>'+(cs.slice(0,50).map(link).join('<br>')||'none')+'</p>';
   s+='<p>'+up.size+' in its ancestry, '+(down.size-1)+' descendants (highlighted)</p>';

@@ -41,7 +41,7 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 
-from search.lineage import gene_changes
+from search.lineage import gene_changes, nearer_parent
 from search.records import EvaluationRecord, fmt
 
 TAG_PARENT_RUN = "mlflow.parentRunId"
@@ -363,6 +363,14 @@ def _changes_text(before: Mapping[str, str], after: Mapping[str, str]) -> str:
     return ", ".join(f"{g} {a}→{b}" for g, (a, b) in diff.items()) if diff else "no gene changed"
 
 
+def _parents_title(parents: Sequence[str]) -> str:
+    """``**Parents** (2)``; one genome twice (a crossover of a genome with itself) is one parent, "(both)"."""
+    if not parents:
+        return "**Founder**: no parents."
+    distinct = len(set(parents))
+    return f"**Parents** ({distinct}{', both' if len(parents) > distinct else ''})"
+
+
 def _link(experiment_id: str, node: Relative) -> str:
     short = f"`{node.genome_hash[:12]}`"
     return f"[{short}]({run_url(experiment_id, node.run_id)})" if node.run_id else f"{short} (no run yet)"
@@ -378,14 +386,21 @@ def evaluation_note(me: Relative, *, experiment_id: str, parents: Mapping[str, R
             + (f" · generation {me.generation}" if me.generation is not None else "")
             + (f" · cell `{me.cell}`" if me.cell else "") + (f" · status **{me.status}**" if me.status != "ok" else ""),
             *([f"Started from a parent's trained weights: {me.inherited}."] if me.inherited else []),
-            "", f"**Parents** ({len(me.parents)})" if me.parents else "**Founder**: no parents.", ""]
-    for h in dict.fromkeys(me.parents):
+            "", _parents_title(me.parents), ""]
+    distinct = list(dict.fromkeys(me.parents))
+    found = {h: node for h in distinct if (node := parents.get(h)) is not None}
+    near = nearer_parent(me.genes, {h: node.genes for h, node in found.items()})
+    for h in distinct:
         parent = parents.get(h)
         if parent is None:
             head.append(f"- `{h[:12]}`: no run in MLflow (not yet sent)")
-        else:
-            head.append(f"- {_link(experiment_id, parent)} fitness {fmt(parent.fitness)}: changed "
+        elif near is not None and h == near[0]:
+            head.append(f"- {_link(experiment_id, parent)} fitness {fmt(parent.fitness)}"
+                        f"{' (the nearer parent)' if len(found) > 1 else ''}: changed "
                         f"{_changes_text(parent.genes, me.genes)}")
+        else:
+            head.append(f"- {_link(experiment_id, parent)} fitness {fmt(parent.fitness)}: the other parent, "
+                        f"{len(gene_changes(parent.genes, me.genes))} gene(s) differ")
     tail = [""]
     if campaign_run_id:
         tail.append(f"[Campaign run]({run_url(experiment_id, campaign_run_id)}) · [family tree]"

@@ -40,7 +40,7 @@ def test_family_tree_has_every_evaluation_linked_to_its_run(tmp_path: Path) -> N
     assert '<option value="crossover">' in page and '<option value="1_0">' in page  # filters
     assert 'class="node failed"' in page and f'data-hash="{d}"' in page
     assert 'data-changes="memory_length 10→5"' in page  # c from a
-    assert "ticks 3→6" in page and "ticks 4→6" not in page  # d from its first parent c, not from b
+    assert 'data-changes="ticks 4→6"' in page and "ticks 3→6" not in page  # d from its nearer parent b, not c
     for forbidden in ("src=", "<link", "@import", "https://"):  # no network
         assert forbidden not in page
     assert "addEventListener('wheel'" in page and "function select(" in page  # zoom/pan and selection
@@ -64,3 +64,11 @@ def test_archive_view_links_each_cell_to_its_elite(tmp_path: Path) -> None:
 def test_fitness_colours_run_from_dark_to_bright() -> None:
     assert fitness_colour(0.0, 0.0, 1.0) == "#440154" and fitness_colour(1.0, 0.0, 1.0) == "#fde725"
     assert fitness_colour(None, 0.0, 1.0) == "#cccccc" and fitness_colour(5.0, 5.0, 5.0).startswith("#")
+
+
+def test_a_single_node_gets_a_swatch_not_a_degenerate_scale(tmp_path: Path) -> None:
+    record = make_record(Genome(ticks=3), campaign="f", birth=0, fitness=0.5)
+    (page,) = write_family_views(tmp_path, records=[record], run_ids={}, tracking_uri="sqlite:///x.db",
+                                 experiment_id="1", cells={})
+    text = page.read_text()
+    assert "(one value: no scale)" in text and "linear-gradient" not in text

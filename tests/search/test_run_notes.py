@@ -55,9 +55,22 @@ def test_a_note_links_each_parent_with_the_genes_changed(fam: Family) -> None:
     for parent in ("C", "B"):
         assert f"#/experiments/{experiment}/runs/{fam.runs[parent]}?workflowType=machine_learning" in note
     assert "**Parents** (2)" in note and "crossover" in note and "generation 2" in note
-    assert "memory_length 12→4" in note  # from C
-    assert "ticks 12→10" in note  # from B
+    assert "(the nearer parent): changed memory_length 12→4" in note  # C and B are as near: the first, C
+    assert "the other parent, 1 gene(s) differ" in note and "ticks 12→10" not in note  # B: counted, not listed
     assert "**Founder**" in _note(fam, "A")
+
+
+def test_a_crossover_reads_its_change_against_the_nearer_parent_and_one_parent_twice_is_one() -> None:
+    a, b = mp.Relative("a" * 16, run_id="ra", genes={"ticks": "10", "memory_length": "4", "heads": "2"}), \
+        mp.Relative("b" * 16, run_id="rb", genes={"ticks": "20", "memory_length": "8", "heads": "1"})
+    child = mp.Relative("c" * 16, parents=("b" * 16, "a" * 16), operator="crossover",
+                        genes={"ticks": "10", "memory_length": "4", "heads": "1"})
+    note = mp.evaluation_note(child, experiment_id="1", parents={a.genome_hash: a, b.genome_hash: b}, children=[])
+    assert "(the nearer parent): changed heads 2→1" in note  # a: one gene differs, b: two
+    assert "the other parent, 2 gene(s) differ" in note
+    selfed = mp.Relative("d" * 16, parents=("a" * 16, "a" * 16), operator="crossover", genes=a.genes)
+    note = mp.evaluation_note(selfed, experiment_id="1", parents={a.genome_hash: a}, children=[])
+    assert "**Parents** (1, both)" in note and note.count("](#/experiments/1/runs/ra?") == 1
 
 
 def test_a_parents_note_lists_the_children_born_after_it(fam: Family) -> None:
