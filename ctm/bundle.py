@@ -59,6 +59,15 @@ class BundleError(ValueError):
     """A bundle that cannot be written or loaded as asked; the message names the file and what is wrong."""
 
 
+class BundleExistsError(BundleError):
+    """The output directory already holds files and overwriting was not asked for (``path``: that directory)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"{path}: directory is not empty; choose another output directory, or overwrite it "
+                         "(overwrite=True; on the command line --force)")
+
+
 @dataclass
 class Bundle:
     """A loaded bundle. Unpacks as ``model, genome, task = load_bundle(path)``."""
@@ -152,7 +161,7 @@ def write_bundle(out: str | Path, *, genome: Genome, task_spec: TaskSpec, weight
     if out.exists() and not out.is_dir():
         raise BundleError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise BundleError(f"{out}: directory is not empty; choose another output directory or allow overwriting")
+        raise BundleExistsError(out)
     task = make_task_from_spec(task_spec)
     model = build(genome, task, seed=model_seed)
     blob: bytes | None = None

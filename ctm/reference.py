@@ -25,6 +25,9 @@ import argparse
 import hashlib
 import io
 import pickle
+import pickletools
+import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,16 +89,43 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ReferenceFormatError(f"{path}: no such reference checkpoint file")
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
+        with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Detected pickle protocol 4 …": the refusal says it all
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ReferenceFormatError(f"{path}: not a reference checkpoint ctmevo can read safely (torch.load with "
-                                   f"weights_only=True: {first})") from None
+        raise ReferenceFormatError(f"{path}: {refusal_cause(exc)}") from None
     if not isinstance(checkpoint, dict) or "model_state_dict" not in checkpoint or "args" not in checkpoint:
         keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ReferenceFormatError(f"{path}: a reference checkpoint holds 'model_state_dict' and 'args'; found {keys}")
     return checkpoint
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def refusal_cause(exc: BaseException) -> str:
+    """Why torch's safe loader refused a file, in one line: the cause buried in its long message (which also
+    suggests ``weights_only=False``, something ctmevo never does with a file it did not write)."""
+    text = _ANSI.sub("", str(exc))
+    glob = re.search(r"GLOBAL ([\w.]+)", text)
+    if glob and ("blocked" in text or glob.group(1).split(".")[0] in ("posix", "nt", "os", "subprocess", "builtins")):
+        return (f"refused: loading it would call {glob.group(1)} (a pickle that runs code, not a checkpoint); "
+                "ctmevo reads checkpoints only as tensors and plain data")
+    if glob:
+        return (f"refused: it pickles the Python object {glob.group(1)} (a whole model or another class), not a "
+                "state dict; save the reference model's state_dict() and args with torch.save and import that")
+    opcode = re.search(r"[Uu]nsupported (?:operand|opcode) (\d+)", text)
+    if opcode:
+        code = int(opcode.group(1))
+        name = getattr(pickletools.code2op.get(chr(code)), "name", None) if code < 256 else None
+        if name is None:  # not a pickle opcode at all: the bytes are no pickle
+            return "not a torch checkpoint (a damaged file, or another format)"
+        return (f"refused: it uses the pickle opcode {name} ({code}), which builds arbitrary Python objects; "
+                "torch's safe loader reads tensors and plain data only")
+    if "magic number" in text or "zip archive" in text or "EOF" in text or isinstance(exc, EOFError):
+        return "not a torch checkpoint (a damaged file, or another format)"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return f"not a checkpoint ctmevo can read safely ({first[:200]})"
 
 
 def _args_dict(args: Any) -> dict[str, Any]:
@@ -113,6 +143,11 @@ def genome_from_args(args: Any) -> tuple[Genome, TaskSpec]:
     missing = [k for k in REQUIRED_ARGS if k not in a]
     if missing:
         raise ReferenceFormatError(f"the reference config lacks {missing}: not a CTM checkpoint of the reference")
+    backbone = a.get("backbone_type", "parity_backbone")
+    if backbone != "parity_backbone":
+        raise ReferenceFormatError(f"reference option backbone_type = {backbone!r}: a maze or image-classification "
+                                   "model (ResNet backbone); ctmevo imports the reference's parity checkpoints "
+                                   "(backbone_type 'parity_backbone') only")
     for option, allowed in SUPPORTED.items():
         value = a.get(option, allowed[0])
         if option == "do_normalisation":

@@ -110,6 +110,8 @@ def test_import_reference_writes_a_bundle_that_train_accepts_and_bad_input_exits
     checkpoint = reference_checkpoint(tmp_path / "checkpoint_19.pt", state, args)
     out = ctmevo("import-reference", str(checkpoint), "--out", str(tmp_path / "bundle"))
     assert out.returncode == 0, out.stderr
+    again = ctmevo("import-reference", str(checkpoint), "--out", str(tmp_path / "bundle"))
+    assert again.returncode == 2 and "not empty" in again.stderr and "--force" in again.stderr, again.stderr
     trained = ctmevo("train", str(tmp_path / "bundle"), "--steps", "3", "--eval-every", "3", "--eval-samples", "8",
                      "--out", str(tmp_path / "run"), "--no-progress")
     assert trained.returncode == 0, trained.stderr

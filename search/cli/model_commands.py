@@ -23,7 +23,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_import_reference(args: argparse.Namespace) -> int:
-    from ctm.bundle import BundleError
+    from ctm.bundle import BundleError, BundleExistsError
     from ctm.reference import import_reference
     from ctm.reference_weights import ReferenceFormatError
 
@@ -32,6 +32,9 @@ def cmd_import_reference(args: argparse.Namespace) -> int:
         raise UsageError(f"{source}: no such checkpoint file")
     try:
         out = import_reference(source, args.out, overwrite=args.force)
+    except BundleExistsError as exc:
+        raise UsageError(f"--out {exc.path}: the directory is not empty; choose another --out, or add --force to "
+                         "replace what is there") from None
     except (ReferenceFormatError, BundleError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     say(f"imported {source} into the bundle {out}")

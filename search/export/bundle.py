@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctm.bundle import CARD_FILE, BundleError, read_manifest, write_bundle
+from ctm.bundle import CARD_FILE, BundleError, BundleExistsError, read_manifest, write_bundle
 from ctm.result import TaskSpec
 from genome.io import write_bytes_atomic
 from search.export.card import model_card
@@ -40,9 +40,11 @@ def export(found: Located, out: str | Path, *, register: bool = True, overwrite:
     try:
         write_bundle(out, genome=found.genome, task_spec=found.task, weights=found.checkpoint,
                      model_seed=found.record.result.seed, source=source, overwrite=overwrite)
+    except BundleExistsError as exc:
+        raise ExportError(f"--out {exc.path}: the directory is not empty; choose another --out, or add --force to "
+                          "replace what is there (overwrite=True in Python)") from None
     except BundleError as exc:
-        hint = " (ctmevo export --force overwrites it)" if "not empty" in str(exc) else ""
-        raise ExportError(f"{exc}{hint}") from None
+        raise ExportError(str(exc)) from None
     result = Exported(bundle=out, located=found)
     if register and found.tracking_uri:
         from search.export.mlflow_model import log_bundle_model

@@ -128,7 +128,7 @@ def test_missing_or_extra_tensors_are_named(tmp_path: Path) -> None:
 def test_pickled_objects_beyond_the_allowlist_are_refused(tmp_path: Path) -> None:
     args, state, _ = fixture("random_glu")
     path = reference_checkpoint(tmp_path / "c.pt", state, args, callback=NotAllowed())
-    with pytest.raises(ReferenceFormatError, match="weights_only=True"):
+    with pytest.raises(ReferenceFormatError, match="pickles the Python object .*NotAllowed"):
         ctm.load_reference_checkpoint(path)
     torch.save({"model_state_dict": state}, tmp_path / "no_args.pt")
     with pytest.raises(ReferenceFormatError, match="'args'"):
@@ -144,3 +144,46 @@ def test_models_the_reference_cannot_express_are_not_exported(tmp_path: Path) ->
     spec = ctm.build_model(learned, ref.task_spec).spec
     with pytest.raises(ReferenceFormatError, match="positional_embedding = 'learned'"):
         to_reference(ctm.build_model(learned, ref.task_spec).state_dict(), spec)
+
+
+def _zip_with_pickle(path: Path, payload: bytes) -> Path:
+    """A torch zip checkpoint whose pickle is ``payload`` (for opcodes torch.save never writes)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    torch.save({"a": 1}, buf)
+    source = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    with zipfile.ZipFile(path, "w") as out:
+        for item in source.infolist():
+            out.writestr(item.filename, payload if item.filename.endswith("data.pkl") else source.read(item.filename))
+    return path
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("true",))
+
+
+def test_a_refused_checkpoint_says_why_in_one_line_without_colours_or_weights_only_false(tmp_path: Path) -> None:
+    import argparse
+
+    from ctm.reference import genome_from_args, read_checkpoint
+
+    torch.save({"model_state_dict": {}, "args": _RunsCode()}, tmp_path / "code.pt")
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "model.pt")
+    _zip_with_pickle(tmp_path / "opcode.pt", b"\x80\x02(i__main__\nX\n.")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    expected = {"code.pt": "would call posix.system", "model.pt": "pickles the Python object torch.nn.modules.linear"
+                ".Linear", "opcode.pt": "pickle opcode INST (105)", "junk.pt": "not a torch checkpoint"}
+    for name, cause in expected.items():
+        with pytest.raises(ReferenceFormatError) as caught:
+            read_checkpoint(tmp_path / name)
+        message = str(caught.value)
+        assert cause in message and "\n" not in message and "\x1b" not in message, message
+        assert "weights_only" not in message.replace("weights_only=True", ""), message
+    image = argparse.Namespace(**{**fixture("random_glu")[0], "backbone_type": "resnet18-4", "out_dims": 10})
+    with pytest.raises(ReferenceFormatError, match="maze or image-classification model.*parity checkpoints"):
+        genome_from_args(image)
