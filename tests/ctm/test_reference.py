@@ -128,7 +128,7 @@ def test_missing_or_extra_tensors_are_named(tmp_path: Path) -> None:
 def test_pickled_objects_beyond_the_allowlist_are_refused(tmp_path: Path) -> None:
     args, state, _ = fixture("random_glu")
     path = reference_checkpoint(tmp_path / "c.pt", state, args, callback=NotAllowed())
-    with pytest.raises(ReferenceFormatError, match="pickles the Python object .*NotAllowed"):
+    with pytest.raises(ReferenceFormatError, match=r"pickles the Python object .*NotAllowed"):
         ctm.load_reference_checkpoint(path)
     torch.save({"model_state_dict": state}, tmp_path / "no_args.pt")
     with pytest.raises(ReferenceFormatError, match="'args'"):
@@ -185,5 +185,5 @@ def test_a_refused_checkpoint_says_why_in_one_line_without_colours_or_weights_on
         assert cause in message and "\n" not in message and "\x1b" not in message, message
         assert "weights_only" not in message.replace("weights_only=True", ""), message
     image = argparse.Namespace(**{**fixture("random_glu")[0], "backbone_type": "resnet18-4", "out_dims": 10})
-    with pytest.raises(ReferenceFormatError, match="maze or image-classification model.*parity checkpoints"):
+    with pytest.raises(ReferenceFormatError, match=r"maze or image-classification model.*parity checkpoints"):
         genome_from_args(image)
