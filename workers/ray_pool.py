@@ -65,6 +65,15 @@ def _attempt_plain(job: EvalJob, evaluate_fn: str) -> EvalResult:
     return run_attempt(job, evaluate_fn, device, worker)
 
 
+_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _quiet_default_auth(record: logging.LogRecord) -> bool:
+    """Drop Ray's notice that the embedded cluster enabled token authentication (its secure default, kept);
+    the warning that authentication is *disabled* still shows."""
+    return "Token authentication is enabled" not in record.getMessage()
+
+
 @dataclass(kw_only=True)
 class _Running:
     state: Attempt
@@ -125,6 +134,7 @@ class RayPool(Pool):
         if c.address is None:
             kwargs = {"address": "local", "num_cpus": c.num_cpus, "num_gpus": c.num_gpus,
                       "include_dashboard": False, **kwargs}
+            logging.getLogger(_AUTH_LOGGER).addFilter(_quiet_default_auth)
         else:
             kwargs = {"address": c.address, **kwargs}
             problem = address_problem(bootstrap_address(c.address))

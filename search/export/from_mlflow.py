@@ -1,12 +1,15 @@
 """Locating an evaluation on an MLflow tracking server alone: find evaluation runs, fetch their artifacts.
 
 Evaluation runs are the ones :mod:`search.tracking.archiver` writes (tags in :mod:`search.tracking.payload`):
-the genes as params, ``genome.yaml`` and (for kept elites) ``checkpoint/<hash>.safetensors`` as artifacts, the
-campaign's ``config.yaml`` on the parent campaign run.
+the genes as params, (for kept elites) ``checkpoint/<hash>.safetensors`` as an artifact; the genome and its
+curves in the campaign run's detail file the run's ``ctmevo.detail`` tag names (stores written before ctmevo kept
+them there: ``genome.yaml`` and metric histories on the run itself); the campaign's ``config.yaml`` on the
+parent campaign run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -16,14 +19,23 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from ctm.result import TaskSpec
+from genome.errors import GenomeError, SchemaError
 from genome.textio import FileReadError, parse_yaml
 from search.export.located import ExportError, Located, genome_from_text, record_from_run
 from search.lineage import LineageError
-from search.records import parse_by
+from search.records import Proposal, parse_by
 from search.tracking.client import active_experiments
 from search.tracking.client import client as _client
 from search.tracking.lineages import lineage
-from search.tracking.payload import TAG_CAMPAIGN, TAG_CELL, TAG_HASH, TAG_KIND, TAG_PARENT_RUN, TAG_STATUS
+from search.tracking.payload import (
+    TAG_CAMPAIGN,
+    TAG_CELL,
+    TAG_DETAIL,
+    TAG_HASH,
+    TAG_KIND,
+    TAG_PARENT_RUN,
+    TAG_STATUS,
+)
 
 log = logging.getLogger("ctmevo.export")
 
@@ -112,15 +124,33 @@ def locate_in_mlflow(uri: str, *, key: str | None, best: bool, by: str | None, c
     return _located_from_run(client, uri, run)
 
 
+def _detail(client: MlflowClient, run: Run) -> dict | None:
+    """The run's latest row in the campaign run's detail file (:func:`search.tracking.payload.detail_row`)."""
+    path, parent = run.data.tags.get(TAG_DETAIL), run.data.tags.get(TAG_PARENT_RUN)
+    text = _text_artifact(client, parent, path) if path and parent else None
+    rows = [json.loads(line) for line in (text or "").splitlines() if line.strip()]
+    mine = [r for r in rows if r.get("genome_hash") == run.data.tags.get(TAG_HASH)]
+    return mine[-1] if mine else None
+
+
 def _located_from_run(client: MlflowClient, uri: str, run: Run) -> Located:
     run_id = run.info.run_id
-    text = _text_artifact(client, run_id, "genome.yaml")
-    if text is None:
-        raise ExportError(f"run {run_id} in {uri} has no genome.yaml artifact; export from the campaign directory "
-                          "instead (--campaign DIR)")
-    genome = genome_from_text(text, f"runs:/{run_id}/genome.yaml")
-    record = record_from_run(run, genome, ticks=_curve(client, run_id, "tick_accuracy"),
-                             certainty=_curve(client, run_id, "tick_certainty"))
+    detail = _detail(client, run)
+    if detail is not None:
+        try:
+            genome = Proposal.from_dict({"genes": detail["genes"], "schema": detail.get("schema", 1), "parents": [],
+                                         "operator": ""}).genome
+        except (GenomeError, SchemaError) as exc:
+            raise ExportError(f"runs:/{run_id}: its genome in {run.data.tags.get(TAG_DETAIL)}: {exc}") from None
+        ticks, certainty = list(detail.get("tick_accuracy") or []), list(detail.get("tick_certainty") or [])
+    else:  # a store written before the detail files: genome.yaml and metric histories on the run
+        text = _text_artifact(client, run_id, "genome.yaml")
+        if text is None:
+            raise ExportError(f"run {run_id} in {uri} has neither a detail file nor a genome.yaml artifact; export "
+                              "from the campaign directory instead (--campaign DIR)")
+        genome = genome_from_text(text, f"runs:/{run_id}/genome.yaml")
+        ticks, certainty = _curve(client, run_id, "tick_accuracy"), _curve(client, run_id, "tick_certainty")
+    record = record_from_run(run, genome, ticks=ticks, certainty=certainty)
     parent = run.data.tags.get(TAG_PARENT_RUN)
     config_text = _text_artifact(client, parent, "config.yaml") if parent else None
     try:

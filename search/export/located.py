@@ -68,7 +68,7 @@ def by_hash(records: list[EvaluationRecord], key: str) -> EvaluationRecord | Non
 
 
 def record_from_run(run: Any, genome: Genome, *, ticks: list[float], certainty: list[float]) -> EvaluationRecord:
-    """An :class:`EvaluationRecord` rebuilt from an evaluation run (tags, metrics, genome.yaml)."""
+    """An :class:`EvaluationRecord` rebuilt from an evaluation run (tags, metrics) and its genome and curves."""
     tags, metrics = run.data.tags, dict(run.data.metrics)
     status = tags.get("ctmevo.status", "ok")
     plain = {k: v for k, v in metrics.items() if "." not in k and k not in RUN_ONLY_METRICS}

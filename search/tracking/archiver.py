@@ -29,7 +29,6 @@ import yaml
 from mlflow.entities import Metric, Param
 
 import search.tracking.payload as mp
-from genome.io import to_yaml
 from search.records import EvaluationRecord
 from search.tracking.assets import plotly_run
 from search.tracking.client import client as mlflow_client
@@ -215,7 +214,12 @@ class MlflowArchiver:
             notes = {self._known[p].run_id: self._note(p) for p in sorted(parents)
                      if p in self._known and p in self._nodes}
             if runs:
-                self._writer.write(runs, self.experiment_id, notes=notes, metrics=self._score_metrics(scores))
+                detail = mp.detail_path(reserved[0][0], reserved[-1][0])
+                for run in runs:
+                    run.tags[mp.TAG_DETAIL] = detail
+                self._writer.write(runs, self.experiment_id, notes=notes, metrics=self._score_metrics(scores),
+                                   texts={(str(self.campaign_run_id), detail):
+                                          mp.detail_text((i, r) for i, r, _, _ in reserved)})
                 self._board.logged(scores)
         except Exception as exc:
             for cell, best in reversed(undo):  # the batch will come again: the mirror forgets it
@@ -333,7 +337,7 @@ class MlflowArchiver:
         return RunWrite(run_id=run_id, new=new, run_name=genome_hash,
                         start_ms=int((record.finished_at - wall) * 1000), end_ms=int(record.finished_at * 1000),
                         status="FINISHED" if ok else "FAILED", tags=tag_map, params={p.key: p.value for p in params},
-                        metrics=metrics, texts={"genome.yaml": to_yaml(record.genome)}, files=files,
+                        metrics=metrics, files=files,
                         delete_tags=(mp.TAG_FAILURE,) if ok and not new else ())
 
     # -- notes: links between parents and children ------------------------------------------------------------

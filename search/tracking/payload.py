@@ -14,15 +14,18 @@ An evaluation run carries:
   list); numeric scalars of ``record.extra`` as ``extra.<name>``; the numeric genes again as ``gene.<name>``,
   ``birth`` and ``generation`` (so that they sort as numbers in the UI); ``rung`` (the highest fidelity rung
   reached) and ``seeds`` (how many seeds its ``fitness`` is the mean of); ``rank_score`` (written by the
-  archiver, :mod:`search.tracking.scores`: sorted descending, the order of ``ctmevo status``); ``tick_accuracy`` and
-  ``tick_certainty`` with step = tick t (1..T, the paper's internal ticks); ``train_loss`` with step = optimizer
-  step; ``attempts``;
+  archiver, :mod:`search.tracking.scores`: sorted descending, the order of ``ctmevo status``); ``attempts``;
 - **tags**: ``TAG_*`` below; ``ctmevo.behaviour`` holds the behaviour vector (JSON list of 16 numbers: the
   validation accuracy at 8 evenly spaced relative ticks, then the certainty at the same ticks, on the behaviour
   probe; novelty search measures distances between them), a tag rather than a metric so that the UI does not
   draw it as a curve over steps;
   ``mlflow.note.content`` holds the run's description (:func:`evaluation_note`): links to its parents' and
-  children's runs and the genes changed from each parent.
+  children's runs and the genes changed from each parent;
+- **detail** (what is bulky or only read by programs): the genome (genes and schema), the per-tick accuracy and
+  certainty (tick t = 1..T, the paper's internal ticks) and the training loss with its steps are not in the run
+  but in one JSON-lines file per batch of results, an artifact of the campaign run (:func:`detail_path`, one
+  row per result, :func:`detail_row`); the run's ``ctmevo.detail`` tag names the file holding its latest result.
+  So a run stays a few rows in the store, and the artifact store holds a file per batch, not a folder per run.
 
 The experiment gets :func:`experiment_tags` (opens on its training runs, a shared view of the evaluations
 sorted by ``rank_score`` (the order of ``ctmevo status``) with useful columns); :func:`experiment_url` is the
@@ -41,6 +44,7 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 
+from genome import SCHEMA_VERSION
 from search.lineage import gene_changes, nearer_parent
 from search.records import EvaluationRecord, fmt
 
@@ -66,6 +70,7 @@ TAG_SOURCE_RUN = "ctmevo.source_run_id"  # on export and training runs: the eval
 TAG_EXPORT_HASH = "ctmevo.export.genome_hash"  # export runs use their own keys, never the evaluation ones
 TAG_EXPORT_CAMPAIGN = "ctmevo.export.campaign"
 TAG_BEHAVIOUR = "ctmevo.behaviour"  # JSON list: the behaviour vector novelty search compares
+TAG_DETAIL = "ctmevo.detail"  # the campaign-run artifact holding the run's genome and curves (detail_path)
 TAG_NOTE = "mlflow.note.content"  # a run's (or an experiment's) Markdown description in the UI
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # experiment tag read by the UI's ?viewStateShareKey=KEY
@@ -148,17 +153,38 @@ def evaluation_metrics(record: EvaluationRecord, *, generation: int | None = Non
     add("seeds", record.extra.get("seeds", 1))
     if generation is not None:
         add("generation", generation)
-    for tick, value in enumerate(result.per_tick_accuracy, start=1):
-        add("tick_accuracy", value, tick)
-    for tick, value in enumerate(result.per_tick_certainty, start=1):
-        add("tick_certainty", value, tick)
-    n = len(result.train_loss)
-    steps = as_number(result.metrics.get("train_steps"))
-    stride = steps / n if steps and n and steps > n else 1.0  # losses recorded every few steps
-    for i, value in enumerate(result.train_loss):
-        add("train_loss", value, round((i + 1) * stride))
     add("attempts", result.attempts)
     return out
+
+
+def loss_steps(record: EvaluationRecord) -> list[int]:
+    """The optimizer step of each value of ``result.train_loss`` (losses are recorded every few steps)."""
+    n = len(record.result.train_loss)
+    steps = as_number(record.result.metrics.get("train_steps"))
+    stride = steps / n if steps and n and steps > n else 1.0
+    return [round((i + 1) * stride) for i in range(n)]
+
+
+DETAIL_FOLDER = "detail"
+
+
+def detail_path(first: int, last: int) -> str:
+    """The campaign-run artifact holding the detail of journal results ``first``..``last``."""
+    return f"{DETAIL_FOLDER}/results-{first:09d}-{last:09d}.jsonl"
+
+
+def detail_row(index: int, record: EvaluationRecord) -> dict[str, Any]:
+    """One result's detail: its genome, per-tick accuracy and certainty, and loss curve (steps, values)."""
+    r = record.result
+    return {"index": index, "genome_hash": record.genome.hash, "rung": record.rung, "repeat": record.repeat,
+            "genes": record.genome.to_dict(), "schema": SCHEMA_VERSION,
+            "tick_accuracy": [as_number(v) for v in r.per_tick_accuracy],
+            "tick_certainty": [as_number(v) for v in r.per_tick_certainty],
+            "train_loss": [as_number(v) for v in r.train_loss], "train_loss_steps": loss_steps(record)}
+
+
+def detail_text(items: Iterable[tuple[int, EvaluationRecord]]) -> str:
+    return "".join(json.dumps(detail_row(i, r), separators=(",", ":")) + "\n" for i, r in items)
 
 
 def evaluation_payload(record: EvaluationRecord, *, campaign: str, cell: str | None, campaign_run_id: str | None,

@@ -48,7 +48,7 @@ class RunWrite:
     tags: dict[str, str]
     params: dict[str, str] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
-    texts: dict[str, str] = field(default_factory=dict)  # artifact path → text (genome.yaml)
+    texts: dict[str, str] = field(default_factory=dict)  # artifact path → text
     files: dict[str, Path] = field(default_factory=dict)  # artifact folder → local file (checkpoint/)
     delete_tags: tuple[str, ...] = ()  # tags an update removes (a success after a failure: ctmevo.failure)
 
@@ -59,9 +59,12 @@ class Writer(Protocol):
     def new_run_id(self, experiment_id: str, run_name: str, start_ms: int, tags: dict[str, str]) -> str: ...
 
     def write(self, runs: Sequence[RunWrite], experiment_id: str, *, notes: dict[str, str] | None = None,
-              metrics: dict[str, list[Metric]] | None = None) -> None:
+              metrics: dict[str, list[Metric]] | None = None,
+              texts: dict[tuple[str, str], str] | None = None) -> None:
         """Write ``runs``; ``notes``: run id → a new ``mlflow.note.content`` for other runs (their children
-        changed); ``metrics``: run id → points for other runs (a ``rank_score`` that changed)."""
+        changed); ``metrics``: run id → points for other runs (a ``rank_score`` that changed); ``texts``:
+        (run id, artifact path) → text for other runs (the campaign run's detail file of the batch), written
+        before the runs that name it."""
 
 
 def make_writer(client: MlflowClient, uri: str) -> Writer:
@@ -94,6 +97,7 @@ class SqlWriter:
 
         self.client, self.store, self.models = client, store, models
         self._artifact_roots: dict[str, str] = {}
+        self._run_artifacts: dict[str, str] = {}  # run id → artifact URI (runs not written by this writer)
         self._user = _user()
 
     def new_run_id(self, experiment_id: str, run_name: str, start_ms: int, tags: dict[str, str]) -> str:
@@ -105,8 +109,12 @@ class SqlWriter:
         return f"{self._artifact_roots[experiment_id].rstrip('/')}/{run_id}/artifacts"
 
     def write(self, runs: Sequence[RunWrite], experiment_id: str, *, notes: dict[str, str] | None = None,
-              metrics: dict[str, list[Metric]] | None = None) -> None:
+              metrics: dict[str, list[Metric]] | None = None,
+              texts: dict[tuple[str, str], str] | None = None) -> None:
         import sqlalchemy as sa
+
+        for (run_id, path), text in (texts or {}).items():  # first: nothing names a file not yet written
+            self._write_text(run_id, path, text)
 
         m = self.models
         rows_runs, rows_params, rows_metrics = [], [], []
@@ -169,6 +177,20 @@ class SqlWriter:
             for folder, source in run.files.items():
                 if source.is_file():
                     self.client.log_artifact(run.run_id, str(source), folder)
+
+    def _write_text(self, run_id: str, path: str, text: str) -> None:
+        """Artifact ``path`` of an existing run (straight into its folder when local, else through the client)."""
+        if run_id not in self._run_artifacts:
+            self._run_artifacts[run_id] = self.client.get_run(run_id).info.artifact_uri
+        local = _local_dir(self._run_artifacts[run_id])
+        if local is None:
+            self.client.log_text(run_id, text, path)
+            return
+        target = local / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(target)
 
     def _write_local_artifacts(self, artifact_uri: str, run: RunWrite) -> bool:
         """Write ``run``'s artifacts into its local artifact folder (before the commit); False if not local."""
@@ -246,7 +268,10 @@ class ClientWriter:
         return self.client.create_run(experiment_id, start_time=start_ms, run_name=run_name, tags=tags).info.run_id
 
     def write(self, runs: Sequence[RunWrite], experiment_id: str, *, notes: dict[str, str] | None = None,
-              metrics: dict[str, list[Metric]] | None = None) -> None:
+              metrics: dict[str, list[Metric]] | None = None,
+              texts: dict[tuple[str, str], str] | None = None) -> None:
+        for (run_id, path), text in (texts or {}).items():  # first: nothing names a file not yet written
+            self.client.log_text(run_id, text, path)
         with concurrent.futures.ThreadPoolExecutor(min(CLIENT_THREADS, max(1, len(runs)))) as pool:
             list(pool.map(self._fill, runs))
             list(pool.map(lambda item: self.client.set_tag(item[0], mp.TAG_NOTE, item[1]), (notes or {}).items()))

@@ -315,3 +315,26 @@ def test_train_bad_input_exits_2_with_a_clear_message(bundle, tmp_path, capsys, 
     assert code == 2, err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_export_reads_a_store_written_before_detail_files(tmp_path: Path) -> None:
+    """Stores written by earlier ctmevo keep each run's genome.yaml and its curves as metric histories."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from search.export import locate
+
+    uri = f"sqlite:///{tmp_path / 'old.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("old", artifact_location=(tmp_path / "artifacts").as_uri())
+    campaign = client.create_run(exp, tags={"ctmevo.kind": "campaign", "ctmevo.campaign": "old"}).info.run_id
+    client.log_text(campaign, yaml.safe_dump(CONFIG), "config.yaml")
+    genome = Genome(ticks=3, memory_length=2, d_model=16, d_input=8, heads=2, nlm_hidden=4, n_sync_out=4,
+                    n_sync_action=4, n_self_pairs=0)
+    run = client.create_run(exp, tags={"ctmevo.kind": "evaluation", "ctmevo.campaign": "old", "ctmevo.status": "ok",
+                                       "ctmevo.genome_hash": genome.hash, "mlflow.parentRunId": campaign}).info.run_id
+    client.log_text(run, to_yaml(genome), "genome.yaml")
+    client.log_batch(run, metrics=[Metric("fitness", 0.6, 1, 0)] + [
+        Metric("tick_accuracy", 0.1 * t, 1, t) for t in (1, 2, 3)])
+    found = locate(run, tracking_uri=uri)
+    assert found.genome == genome and found.record.result.per_tick_accuracy == pytest.approx([0.1, 0.2, 0.3])

@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from genome import Genome, from_yaml
+from genome import Genome
 from search.tracking import lineage
 from search.tracking.archiver import MlflowArchiver, TrackingUnavailable, TrackingURIError
 from search.tracking.writers import ClientWriter, SqlWriter
@@ -45,6 +45,19 @@ def _evaluation_runs(client: MlflowClient, archiver: MlflowArchiver) -> list:
 
 def _history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def _detail(client: MlflowClient, run_id: str, tmp: Path | None = None) -> list[dict]:
+    """The rows of the campaign run's detail file that this run's ``ctmevo.detail`` tag names, for this genome."""
+    import json
+    import tempfile
+
+    run = client.get_run(run_id)
+    with tempfile.TemporaryDirectory() as folder:
+        local = client.download_artifacts(run.data.tags["mlflow.parentRunId"], run.data.tags["ctmevo.detail"],
+                                          str(tmp or folder))
+        rows = [json.loads(line) for line in Path(local).read_text().splitlines()]
+    return [r for r in rows if r["genome_hash"] == run.data.tags["ctmevo.genome_hash"]]
 
 
 def _connection_error(*args: Any, **kwargs: Any) -> None:
@@ -93,13 +106,14 @@ def test_evaluation_runs_hold_genes_metrics_tags_and_artifacts(sqlite_uri: str, 
     assert metrics["fitness"] == pytest.approx(0.7) and metrics["descriptor.ticks"] == 8.0
     for key in ("val_accuracy", "exit_tick_mean", "ece", "wall_time_s", "param_count"):
         assert key in metrics
-    assert [s for s, _ in _history(client, run_b, "tick_accuracy")] == [1, 2, 3, 4, 5]
-    assert [s for s, _ in _history(client, run_b, "train_loss")] == [1, 2, 3, 4]
+    assert not any(k in metrics for k in ("tick_accuracy", "tick_certainty", "train_loss"))  # in the detail file
+    (row,) = _detail(client, run_b)
+    assert len(row["tick_accuracy"]) == len(row["tick_certainty"]) == 5
+    assert row["train_loss_steps"] == [1, 2, 3, 4] and len(row["train_loss"]) == 4
+    assert Genome.from_dict(row["genes"]) == b
     artifacts = {f.path for f in client.list_artifacts(run_b)} | {
         f.path for f in client.list_artifacts(run_b, "checkpoint")}
-    assert {"genome.yaml", f"checkpoint/{b.hash}.safetensors"} <= artifacts
-    text = Path(client.download_artifacts(run_b, "genome.yaml", str(tmp_path))).read_text()
-    assert from_yaml(text) == b
+    assert artifacts == {"checkpoint", f"checkpoint/{b.hash}.safetensors"}  # no folder per run but for weights
     assert "checkpoint" not in {f.path for f in client.list_artifacts(archiver.run_id_of(c.hash))}
     best = client.search_runs([archiver.experiment_id], "tags.`ctmevo.kind` = 'evaluation'",
                               order_by=["metrics.fitness DESC"], max_results=1)[0]
@@ -134,10 +148,10 @@ def test_a_client_writer_keeps_log_batch_within_mlflow_limits(sqlite_uri: str, c
     record = make_record(Genome(ticks=40), campaign=campaign, birth=0, ticks=40, losses=2500)
     archiver.write_results([(0, record)])
     run_id = archiver.run_id_of(record.genome.hash)
-    assert 3 <= len(calls) <= 4  # 2500 losses + 40 ticks x 2 + scalars: three or four batches
+    assert len(calls) == 2  # the run's values in one batch (curves are in the detail file), its rank_score
     client = MlflowClient(sqlite_uri)
-    assert len(_history(client, run_id, "train_loss")) == 2500
-    assert [s for s, _ in _history(client, run_id, "tick_accuracy")] == list(range(1, 41))
+    (row,) = _detail(client, run_id)
+    assert len(row["train_loss"]) == 2500 and len(row["tick_accuracy"]) == 40
     before = len(calls)
     archiver.write_metrics([(1, {"coverage": 0.1, "qd_score": 2.0, "label": "x"})])
     assert len(calls) == before + 1 and calls[-1] == (2, 0, 0)  # non-numbers are left out
@@ -158,7 +172,7 @@ def test_a_batch_sent_twice_gives_one_run_each(sqlite_uri: str, campaign: str, w
     client = MlflowClient(sqlite_uri)
     assert len(_evaluation_runs(client, archiver)) == 3
     assert client.get_run(resumed.campaign_run_id).info.status == "RUNNING"
-    assert len(_history(client, archiver.run_id_of(records[0].genome.hash), "tick_accuracy")) == 5
+    assert len(_detail(client, archiver.run_id_of(records[0].genome.hash))) == 1  # one detail row, not two
 
 
 def test_a_success_replaces_an_earlier_failure_of_the_same_genome(sqlite_uri: str, campaign: str) -> None:
@@ -195,8 +209,7 @@ def test_a_half_written_run_on_a_server_is_completed_not_duplicated(sqlite_uri: 
     assert resumed.write_results([(0, record)]) == 1
     (run,) = _evaluation_runs(client, archiver)
     assert run.info.run_id == half.info.run_id and run.info.status == "FINISHED"
-    assert len(_history(client, run.info.run_id, "tick_accuracy")) == 5  # re-sent metrics not doubled
-    assert "genome.yaml" in [f.path for f in client.list_artifacts(run.info.run_id)]
+    assert len(_detail(client, run.info.run_id)) == 1 and len(_history(client, run.info.run_id, "fitness")) == 1
 
 
 def test_a_failed_sql_batch_writes_nothing_and_can_be_sent_again(sqlite_uri: str, campaign: str,
@@ -303,7 +316,7 @@ def test_a_server_down_and_back_gets_every_record_once(server: MlflowServer, cam
     for i in range(1, 5):
         assert runs[chain[i].hash].data.tags["ctmevo.parent_run_ids"] == runs[chain[i - 1].hash].info.run_id
     assert all(r.info.status == "FINISHED" for r in runs.values())
-    assert [s for s, _ in _history(client, runs[chain[4].hash].info.run_id, "tick_accuracy")] == [1, 2, 3, 4, 5]
+    assert len(_detail(client, runs[chain[4].hash].info.run_id)[0]["tick_accuracy"]) == 5
 
     graph = lineage(server.uri, chain[4].hash[:10])  # lineage reads the remote server alone
     assert list(graph.nodes) == [g.hash for g in reversed(chain)]
