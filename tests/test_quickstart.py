@@ -46,7 +46,7 @@ def test_run_trains_ctms_on_ray_and_says_where_to_look(quickstart):
     assert out.returncode == 0, out.stderr[-3000:]
     directory = tmp / "campaigns" / "quickstart"
     assert f"campaign directory : {Path('campaigns/quickstart')}" in out.stdout
-    assert "mlflow ui --backend-store-uri sqlite:///" in out.stdout and "--host 127.0.0.1" in out.stdout
+    assert f"ctmevo ui {Path('campaigns/quickstart')}" in out.stdout  # where to look: the UI, one command
     best_line = r"best genome\s+: [0-9a-f]{16}  fitness [01]\.\d{4} \((mean of \d seeds, )?rung [01]\)"
     assert re.search(best_line, out.stdout)
     assert (directory / "plots" / "archive.png").stat().st_size > 5000
@@ -83,7 +83,10 @@ def test_status_lineage_and_sync_work_on_the_quickstart(quickstart):
     journal = (tmp / directory / "journal.jsonl").read_text().splitlines()
     events = [json.loads(line) for line in journal]
     genomes = {e["record"]["result"]["genome_hash"] for e in events if e["event"] == "result"}
-    assert len(runs) == 1 + len(genomes)  # one campaign run and one child run per genome (rungs share it)
+    kinds = [r.data.tags.get("ctmevo.kind") for r in runs]
+    assert kinds.count("campaign") == 1 and kinds.count("evaluation") == len(genomes)  # one run per genome
+    assert kinds.count("assets") == 1  # the store's one copy of plotly.js for the analysis pages
+    assert len(runs) == 2 + len(genomes)
 
 
 def test_make_targets_do_the_setup_the_readme_promises():

@@ -5,6 +5,7 @@
 ``app``                the parser and :func:`main` (the ``ctmevo`` entry point)
 ``validate``           ``ctmevo validate``
 ``campaign_commands``  ``run``, ``resume``, ``status``, ``sync``, ``lineage``, ``relocate``
+``ui_command``         ``ui``: the MLflow UI of a campaign's store, on its evaluations
 ``train_commands``     ``export``, ``train``
 ``model_commands``     ``presets``, ``import-reference``, ``export-reference``
 ``train_progress``     ``train``'s progress lines (in logs), model card writer, callback fan-out

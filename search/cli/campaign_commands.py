@@ -62,14 +62,15 @@ def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
     say(f"  archive picture    : {campaign.paths.plots / 'archive.png'}")
     say(f"  archive table      : {campaign.paths.archive_csv}")
     if uri.startswith("sqlite:///"):
-        say(f"  MLflow UI          : mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+        say(f"  MLflow UI          : ctmevo ui {root}  (starts it on a free port and prints where to look: the "
+            "evaluations best first, the campaign run, the analysis pages)")
     else:
-        say(f"  MLflow             : {uri}")
-    from search.tracking.client import campaign_url
+        from search.tracking.client import campaign_url
 
-    url = campaign_url(uri, campaign.config.tracking.experiment or campaign.config.name, campaign.campaign_id)
-    if url:
-        say(f"  then open          : {url}  (the evaluations, best first)")
+        say(f"  MLflow             : {uri}")
+        url = campaign_url(uri, campaign.config.tracking.experiment or campaign.config.name, campaign.campaign_id)
+        if url:
+            say(f"  then open          : {url}  (the evaluations, best first)")
     finish = _finish_report(campaign)
     if finish.get("mlflow_left"):
         say(f"  not yet in MLflow  : {finish['mlflow_left']:,} evaluation(s), kept in the journal; send them "

@@ -53,6 +53,7 @@ def _experiment_name(directory: Path) -> str:
 
 def _addresses(base: str, store: str, experiment: str, campaign_id: str) -> list[tuple[str, str]]:
     """(what, URL) of the campaign's evaluations, campaign run and analysis pages under ``base``."""
+    import search.tracking.notes as notes
     import search.tracking.payload as mp
     from search.tracking.client import client
 
@@ -61,15 +62,15 @@ def _addresses(base: str, store: str, experiment: str, campaign_id: str) -> list
     if found is None:
         return []
     exp = found.experiment_id
-    out = [("evaluations, best first", mp.experiment_url(base, exp, campaign_id))]
+    out = [("evaluations, best first", notes.experiment_url(base, exp, campaign_id))]
     runs = mlflow.search_runs([exp], f"tags.`{mp.TAG_KIND}` = 'campaign' and tags.`{mp.TAG_CAMPAIGN}` = "
                               f"'{campaign_id}'", max_results=1)
     if runs:
         run_id = runs[0].info.run_id
-        out.append(("campaign run (its description)", mp.run_url(exp, run_id, base)))
-        out.append(("family tree", mp.artifact_url(exp, run_id, mp.FAMILY_TREE, base)))
-        out += [(page.removesuffix(".html"), mp.artifact_url(exp, run_id, f"analysis/{page}", base))
-                for page, _ in mp.ANALYSIS_PAGES]
+        out.append(("campaign run (its description)", notes.run_url(exp, run_id, base)))
+        out.append(("family tree", notes.artifact_url(exp, run_id, notes.FAMILY_TREE, base)))
+        out += [(page.removesuffix(".html"), notes.artifact_url(exp, run_id, f"analysis/{page}", base))
+                for page, _ in notes.ANALYSIS_PAGES]
     return out
 
 
@@ -95,6 +96,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if not store.startswith("sqlite:///") or not Path(store[len("sqlite:///"):]).exists():
         raise UsageError(f"{args.dir}: its MLflow store {store} does not exist yet (no evaluation was sent); run or "
                          f"resume the campaign first")
+    from search.tracking.client import client
+
+    client(store)  # a moved campaign directory: its store is pointed at the artifacts beside it first
     port = args.port or free_port(args.host)
     base = f"http://{args.host}:{port}"
     artifacts = Path(store[len("sqlite:///"):]).resolve().parent / "mlartifacts"

@@ -20,7 +20,8 @@ from mlflow import MlflowClient
 from search.export.located import Located
 from search.tracking.client import client as _client
 from search.tracking.client import ensure_experiment, scoped_tracking_uri
-from search.tracking.payload import TAG_EXPORT_CAMPAIGN, TAG_EXPORT_HASH, TAG_KIND, TAG_NOTE, TAG_SOURCE_RUN, run_url
+from search.tracking.notes import run_url
+from search.tracking.payload import TAG_EXPORT_CAMPAIGN, TAG_EXPORT_HASH, TAG_KIND, TAG_NOTE, TAG_SOURCE_RUN
 
 __all__ = ["EXPORT_EXPERIMENT", "attach_file", "log_bundle_model"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from search.export.card import MAX_TICK_ROWS
 from search.records import fmt
-from search.tracking.payload import run_url, ui_base
+from search.tracking.notes import run_url, ui_base
 
 __all__ = ["trained_card"]
 

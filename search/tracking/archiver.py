@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 from mlflow.entities import Metric, Param
 
+import search.tracking.notes as notes
 import search.tracking.payload as mp
 from search.records import EvaluationRecord
 from search.tracking.assets import plotly_run
@@ -77,11 +78,10 @@ class MlflowArchiver:
         self.asset_run_id: str | None = None  # the store's shared plotly.js (search.tracking.assets)
         self._known: dict[str, _Known] = {}
         self._cell_best: dict[str, float] = {}
-        self._nodes: dict[str, mp.Relative] = {}  # every evaluation seen, as notes show it
+        self._nodes: dict[str, notes.Relative] = {}  # every evaluation seen, as notes show it
         self._children: dict[str, list[str]] = {}  # genome hash → its children's hashes, in birth order
         self._board = ScoreBoard()  # rank_score of every run, kept in status's order (search.tracking.scores)
-        self._last_ms = 0
-        self._counts = mp.CampaignCounts()
+        self._counts = notes.CampaignCounts()
         self._metric_keys: set[str] = set()  # every metric of the evaluation runs (the chart view hides them)
         self._genes: list[str] = []
         self._view: dict[str, str] = {}
@@ -211,13 +211,13 @@ class MlflowArchiver:
             runs = [self._run_write(index, record, run_id, new, elite=elites[index])
                     for index, record, run_id, new in reserved]
             parents = {p for _, record, _, _ in reserved for p in record.proposal.parents} - written
-            notes = {self._known[p].run_id: self._note(p) for p in sorted(parents)
-                     if p in self._known and p in self._nodes}
+            parent_notes = {self._known[p].run_id: self._note(p) for p in sorted(parents)
+                            if p in self._known and p in self._nodes}
             if runs:
                 detail = mp.detail_path(reserved[0][0], reserved[-1][0])
                 for run in runs:
                     run.tags[mp.TAG_DETAIL] = detail
-                self._writer.write(runs, self.experiment_id, notes=notes, metrics=self._score_metrics(scores),
+                self._writer.write(runs, self.experiment_id, notes=parent_notes, metrics=self._score_points(scores),
                                    texts={(str(self.campaign_run_id), detail):
                                           mp.detail_text((i, r) for i, r, _, _ in reserved)})
                 self._board.logged(scores)
@@ -244,7 +244,7 @@ class MlflowArchiver:
     def _write_view(self, campaign_run_id: str | None = None) -> None:
         """The experiment's tags: a model-training experiment whose shared view lists the campaign's evaluations
         (:func:`search.tracking.payload.experiment_tags`); written only where they changed."""
-        wanted = mp.experiment_tags(campaign=self.campaign_id, experiment_id=str(self.experiment_id),
+        wanted = notes.experiment_tags(campaign=self.campaign_id, experiment_id=str(self.experiment_id),
                                     campaign_run_id=campaign_run_id or self.campaign_run_id,
                                     metric_keys=self._metric_keys,
                                     genes=self._genes)
@@ -256,10 +256,7 @@ class MlflowArchiver:
                 self._view[key] = value
 
     def _count(self, record: EvaluationRecord) -> None:
-        c = self._counts
-        self._counts = replace(c, results=c.results + 1, runs=len(self._nodes),
-                               promotions=c.promotions + (record.rung > 0 and record.repeat == 0),
-                               repeats=c.repeats + (record.repeat > 0), failures=c.failures + (not record.result.ok))
+        self._counts = self._counts.after(record, runs=len(self._nodes))
 
     def write_campaign_note(self) -> bool:
         """Describe the campaign run (:func:`search.tracking.payload.campaign_note`) when the description
@@ -267,13 +264,10 @@ class MlflowArchiver:
         if not self.connected:
             self.connect()
         best = self._board.best()
-        standing = None
-        if best is not None and best[0] in self._nodes:
-            h, rung, values, steps, score = best
-            standing = mp.BestStanding(node=self._nodes[h], rung=rung, seeds=len(values),
-                                       mean=sum(values) / len(values), steps=steps, score=score)
-        note = mp.campaign_note(campaign=self.campaign_id, experiment_id=str(self.experiment_id),
-                                campaign_run_id=str(self.campaign_run_id), best=standing, counts=self._counts)
+        node = self._nodes.get(best[0]) if best else None
+        standing = notes.BestStanding.of(node, *best[1:4]) if best and node else None
+        note = notes.campaign_note(campaign=self.campaign_id, experiment_id=str(self.experiment_id),
+                                   campaign_run_id=str(self.campaign_run_id), best=standing, counts=self._counts)
         if note == self._campaign_note:
             return False
         self._guard(lambda: self._client.set_tag(self.campaign_run_id, mp.TAG_NOTE, note))
@@ -297,11 +291,8 @@ class MlflowArchiver:
         self._known[genome_hash] = _Known(run_id, -1, "RUNNING")
         return run_id, True
 
-    def _score_metrics(self, scores: Mapping[str, float]) -> dict[str, list[Metric]]:
-        """Run id → a new ``rank_score`` point (a newer timestamp than any before: MLflow shows the latest)."""
-        self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
-        return {k.run_id: [Metric("rank_score", score, self._last_ms, 0)]
-                for h, score in scores.items() if (k := self._known.get(h)) is not None}
+    def _score_points(self, scores: Mapping[str, float]) -> dict[str, list[Metric]]:
+        return self._board.points(scores, {h: k.run_id for h in scores if (k := self._known.get(h)) is not None})
 
     def settle_scores(self) -> int:
         """Log ``rank_score`` again for every run whose score changed since (the end of a campaign: the whole
@@ -310,7 +301,7 @@ class MlflowArchiver:
             self.connect()
         assert self._writer is not None and self.experiment_id is not None
         scores = {h: v for h, v in self._board.due(everything=True).items() if h in self._known}
-        metrics = self._score_metrics(scores)
+        metrics = self._score_points(scores)
         if metrics:
             self._guard(lambda: self._writer.write([], str(self.experiment_id), metrics=metrics))
         self._board.logged(scores)
@@ -347,7 +338,7 @@ class MlflowArchiver:
         parents = tuple(dict.fromkeys(record.proposal.parents))
         generation = mp.generation_of(self._nodes[p].generation if p in self._nodes else None for p in parents)
         cell = record.extra.get("cell")
-        node = mp.Relative.of_record(record, run_id=run_id, generation=generation,
+        node = notes.Relative.of_record(record, run_id=run_id, generation=generation,
                                      cell=None if cell is None else str(cell))
         before = self._nodes.get(h)
         if before is not None and before.inherited and not node.inherited:  # a promotion of an inherited start
@@ -360,7 +351,7 @@ class MlflowArchiver:
 
     def _note(self, genome_hash: str) -> str:
         me = self._nodes[genome_hash]
-        return mp.evaluation_note(me, experiment_id=str(self.experiment_id), campaign_run_id=self.campaign_run_id,
+        return notes.evaluation_note(me, experiment_id=str(self.experiment_id), campaign_run_id=self.campaign_run_id,
                                   parents={p: self._nodes.get(p) for p in me.parents},
                                   children=[self._nodes[c] for c in self._children.get(genome_hash, [])])
 

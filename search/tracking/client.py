@@ -150,7 +150,7 @@ def run_link(uri: str | None, experiment_id: str | None, run_id: str | None) -> 
 def campaign_url(uri: str, experiment_name: str, campaign_id: str) -> str | None:
     """The UI address of a campaign's evaluations, best first (under the server's address, or ``mlflow ui``'s
     default ``http://127.0.0.1:5000`` for a local store); None when the experiment cannot be read."""
-    from search.tracking.payload import experiment_url, ui_base
+    from search.tracking.notes import experiment_url, ui_base
 
     try:
         experiment = client(uri).get_experiment_by_name(experiment_name)

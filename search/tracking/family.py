@@ -23,7 +23,7 @@ from genome.io import write_bytes_atomic
 from search.lineage import nearer_parent
 from search.records import EvaluationRecord, best_record, fmt, inherited_lines, reported_fitness
 from search.tracking.family_page import ARCHIVE_SCRIPT, SCRIPT, STYLE
-from search.tracking.payload import ARCHIVE_VIEW, FAMILY_TREE, ui_base
+from search.tracking.notes import ARCHIVE_VIEW, FAMILY_TREE, ui_base
 
 __all__ = ["FamilyNode", "archive_view_html", "family_page", "family_tree_html", "fitness_colour", "lineage_page",
            "nodes_from_records", "write_family_views"]

@@ -12,8 +12,11 @@ with ``everything=True``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from mlflow.entities import Metric
 
 from search.records import EvaluationRecord, beliefs, rank_score
 
@@ -37,6 +40,7 @@ class ScoreBoard:
         self.top = top
         self._genomes: dict[str, _Genome] = {}
         self._logged: dict[str, float] = {}
+        self._last_ms = 0
 
     def add(self, record: EvaluationRecord) -> None:
         """Follow one result (failures do not count, as in :func:`search.records.standings`)."""
@@ -82,3 +86,10 @@ class ScoreBoard:
 
     def logged(self, scores: dict[str, float]) -> None:
         self._logged.update(scores)
+
+    def points(self, scores: Mapping[str, float], run_ids: Mapping[str, str]) -> dict[str, list[Metric]]:
+        """Run id → its new ``rank_score`` point, for the genomes of ``scores`` that have a run in ``run_ids``;
+        each call's timestamp is later than the last (MLflow shows a metric's latest point)."""
+        self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
+        return {run_ids[h]: [Metric("rank_score", score, self._last_ms, 0)] for h, score in scores.items()
+                if h in run_ids}

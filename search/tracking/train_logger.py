@@ -12,7 +12,8 @@ from mlflow.entities import Metric, Param
 
 from search.tracking.client import client as mlflow_client
 from search.tracking.client import ensure_experiment
-from search.tracking.payload import TAG_KIND, TAG_NOTE, TAG_SOURCE_RUN, run_url
+from search.tracking.notes import run_url
+from search.tracking.payload import TAG_KIND, TAG_NOTE, TAG_SOURCE_RUN
 
 __all__ = ["MLFLOW_STATE", "MlflowTrainLogger"]
 

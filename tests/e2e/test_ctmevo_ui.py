@@ -25,7 +25,7 @@ import pytest
 from search.campaign import start
 from search.cli.ui_command import answers
 from search.records import standings
-from tests.e2e.test_mlflow_ui import BROWSER, CLOSE_ASSISTANT, ROW_NAMES
+from tests.e2e.test_mlflow_ui import BROWSER, CLOSE_ASSISTANT, ROW_NAMES, SHOW_MORE
 from tests.e2e.webdriver import Session
 from tests.search.test_campaign import ROOT
 from tests.search.test_rungs import rung_campaign
@@ -92,6 +92,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
 @pytest.mark.timeout(300)
 def test_ctmevo_ui_opens_the_campaign_best_first_with_analysis_and_links_on_its_port(ui, browser: Session) -> None:
     campaign, urls, proc = ui
+    shots = os.environ.get("CTMEVO_SCREENSHOTS")  # make e2e: the pictures of docs/mlflow.md
     order = [s.record.genome.hash for s in standings(campaign.records)]
     port = re.match(r"http://127\.0\.0\.1:(\d+)/", urls["evaluations, best first"]).group(1)
     assert port != "5000"
@@ -110,6 +111,9 @@ def test_ctmevo_ui_opens_the_campaign_best_first_with_analysis_and_links_on_its_
     browser.wait_text("Best genome")
     text = browser.text()
     assert order[0][:12] in text and "Evaluations and runs" in text
+    if shots:
+        browser.run(SHOW_MORE)
+        browser.screenshot(Path(shots) / "mlflow-campaign-run.png")
 
     # 3. an analysis page, drawn by the store's shared plotly.js inside MLflow's artifact viewer
     browser.open(urls["progress"])
@@ -120,6 +124,9 @@ def test_ctmevo_ui_opens_the_campaign_best_first_with_analysis_and_links_on_its_
         assert browser.run("return document.querySelectorAll('.js-plotly-plot').length") == 2
     finally:
         browser.frame(None)
+    if shots:
+        browser.run(CLOSE_ASSISTANT)
+        browser.screenshot(Path(shots) / "mlflow-analysis.png")
 
     # 4. the family tree's run links point at this UI's port
     browser.open("about:blank")  # a full load: the same page at another #route keeps the old frame a while
@@ -146,7 +153,6 @@ def test_ctmevo_ui_opens_the_campaign_best_first_with_analysis_and_links_on_its_
     text = browser.text()
     assert re.search(r"ctmevo: what to look at\s*\(4\)", text) and re.search(r"Model metrics\s*\(0\)", text)
     assert "gene.ticks" not in text
-    shots = os.environ.get("CTMEVO_SCREENSHOTS")
     if shots:
         browser.screenshot(Path(shots) / "mlflow-chart-view.png")
 

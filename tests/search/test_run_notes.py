@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pytest
 from mlflow import MlflowClient
 
+import search.tracking.notes as notes
 import search.tracking.payload as mp
 from genome import Genome
 from search.tracking.archiver import MlflowArchiver
@@ -61,15 +62,15 @@ def test_a_note_links_each_parent_with_the_genes_changed(fam: Family) -> None:
 
 
 def test_a_crossover_reads_its_change_against_the_nearer_parent_and_one_parent_twice_is_one() -> None:
-    a, b = mp.Relative("a" * 16, run_id="ra", genes={"ticks": "10", "memory_length": "4", "heads": "2"}), \
-        mp.Relative("b" * 16, run_id="rb", genes={"ticks": "20", "memory_length": "8", "heads": "1"})
-    child = mp.Relative("c" * 16, parents=("b" * 16, "a" * 16), operator="crossover",
+    a, b = notes.Relative("a" * 16, run_id="ra", genes={"ticks": "10", "memory_length": "4", "heads": "2"}), \
+        notes.Relative("b" * 16, run_id="rb", genes={"ticks": "20", "memory_length": "8", "heads": "1"})
+    child = notes.Relative("c" * 16, parents=("b" * 16, "a" * 16), operator="crossover",
                         genes={"ticks": "10", "memory_length": "4", "heads": "1"})
-    note = mp.evaluation_note(child, experiment_id="1", parents={a.genome_hash: a, b.genome_hash: b}, children=[])
+    note = notes.evaluation_note(child, experiment_id="1", parents={a.genome_hash: a, b.genome_hash: b}, children=[])
     assert "(the nearer parent): changed heads 2→1" in note  # a: one gene differs, b: two
     assert "the other parent, 2 gene(s) differ" in note
-    selfed = mp.Relative("d" * 16, parents=("a" * 16, "a" * 16), operator="crossover", genes=a.genes)
-    note = mp.evaluation_note(selfed, experiment_id="1", parents={a.genome_hash: a}, children=[])
+    selfed = notes.Relative("d" * 16, parents=("a" * 16, "a" * 16), operator="crossover", genes=a.genes)
+    note = notes.evaluation_note(selfed, experiment_id="1", parents={a.genome_hash: a}, children=[])
     assert "**Parents** (1, both)" in note and note.count("](#/experiments/1/runs/ra?") == 1
 
 
@@ -94,14 +95,14 @@ def test_numbers_sort_as_numbers_and_behaviour_is_not_a_curve(fam: Family) -> No
 def test_the_experiment_opens_on_a_view_of_the_evaluations(fam: Family) -> None:
     tags = fam.client.get_experiment(fam.tracker.experiment_id).tags
     assert tags[mp.TAG_EXPERIMENT_KIND] == "custom_model_development"
-    view = json.loads(tags[mp.SHARED_VIEW_PREFIX + mp.view_key("notes")])
+    view = json.loads(tags[mp.SHARED_VIEW_PREFIX + notes.view_key("notes")])
     assert view["orderByKey"] == "metrics.`rank_score`" and view["orderByAsc"] is False
     assert {"metrics.`generation`", "metrics.`seeds`", "metrics.`rung`"} <= set(view["selectedColumns"])
     assert "'evaluation'" in view["searchFilter"]
     runs = fam.client.search_runs([fam.tracker.experiment_id], view["searchFilter"],
                                   order_by=["metrics.rank_score DESC"])
     assert [r.info.run_id for r in runs] == [fam.runs[n] for n in ("E", "C", "B", "A")]  # the filter is valid
-    url = mp.experiment_url("http://h:5", fam.tracker.experiment_id, "notes")
+    url = notes.experiment_url("http://h:5", fam.tracker.experiment_id, "notes")
     assert url == (f"http://h:5/#/experiments/{fam.tracker.experiment_id}/runs?viewStateShareKey=ctmevo-notes&"
                    "workflowType=machine_learning")
     assert fam.runs and fam.tracker.campaign_run_id in tags[mp.TAG_NOTE]
@@ -109,10 +110,10 @@ def test_the_experiment_opens_on_a_view_of_the_evaluations(fam: Family) -> None:
 
 def test_a_note_with_many_children_stays_within_mlflows_limit() -> None:
     genes = {f"gene{i}": str(i) for i in range(20)}
-    me = mp.Relative(genome_hash="ab" * 8, run_id="r" * 32, fitness=0.5, genes=genes)
-    kids = [mp.Relative(genome_hash=f"{i:016x}", run_id=f"{i:032x}", fitness=i / 100, operator="mutation",
+    me = notes.Relative(genome_hash="ab" * 8, run_id="r" * 32, fitness=0.5, genes=genes)
+    kids = [notes.Relative(genome_hash=f"{i:016x}", run_id=f"{i:032x}", fitness=i / 100, operator="mutation",
                         genes={**genes, **{f"gene{j}": "x" for j in range(20)}}) for i in range(100)]
-    note = mp.evaluation_note(me, experiment_id="7", parents={}, children=kids)
+    note = notes.evaluation_note(me, experiment_id="7", parents={}, children=kids)
     assert len(note) <= mp.MAX_NOTE_CHARS
     assert f"{99:032x}" in note  # the best child first
     assert "more: filter `tags.ctmevo.parent_hashes LIKE '%abababababababab%'`" in note
@@ -129,16 +130,16 @@ def test_generations_from_records_follow_the_deepest_parent() -> None:
 
 
 def test_run_links_are_relative_in_notes_and_absolute_under_a_base() -> None:
-    assert mp.run_url("3", "abc") == "#/experiments/3/runs/abc?workflowType=machine_learning"
-    assert mp.run_url("3", "abc", "http://h:1/") == "http://h:1/#/experiments/3/runs/abc?workflowType=machine_learning"
-    assert mp.ui_base("sqlite:///x.db") == "http://127.0.0.1:5000" and mp.ui_base("http://h:1/") == "http://h:1"
+    assert notes.run_url("3", "abc") == "#/experiments/3/runs/abc?workflowType=machine_learning"
+    assert notes.run_url("3", "abc", "http://h:1/") == "http://h:1/#/experiments/3/runs/abc?workflowType=machine_learning"
+    assert notes.ui_base("sqlite:///x.db") == "http://127.0.0.1:5000" and notes.ui_base("http://h:1/") == "http://h:1"
 
 
 def test_campaign_url_is_the_view_the_run_command_prints(fam: Family) -> None:
     from search.tracking.client import campaign_url
 
     uri = fam.tracker.tracking_uri
-    assert campaign_url(uri, "notes", "notes") == mp.experiment_url("http://127.0.0.1:5000",
+    assert campaign_url(uri, "notes", "notes") == notes.experiment_url("http://127.0.0.1:5000",
                                                                     str(fam.tracker.experiment_id), "notes")
     assert campaign_url(uri, "no-such-experiment", "notes") is None
 
