@@ -200,19 +200,32 @@ def rank_score(rung: int, belief: float, birth: int, *, maximise: bool = True) -
     return int(rung) + min(q, 1.0 - RANK_QUANTUM) + (_BIRTHS - 1 - min(max(int(birth), 0), _BIRTHS - 1)) * 2.0 ** -48
 
 
+def noise_models(entries: Sequence[tuple[int, Sequence[float], int]], *,
+                 maximise: bool = True) -> dict[int, NoiseModel | None]:
+    """Per rung of ``entries`` (see :func:`beliefs`), the :class:`NoiseModel` fitted on its genomes' seeds (in the
+    maximised sign), or None while no genome there has two seeds."""
+    sign = 1.0 if maximise else -1.0
+    groups: dict[int, list[list[float]]] = {}
+    for rung, values, _ in entries:
+        groups.setdefault(rung, []).append([sign * v for v in values])
+    return {rung: NoiseModel.fit(g) for rung, g in groups.items()}
+
+
+def belief(values: Sequence[float], model: NoiseModel | None, *, maximise: bool = True) -> float:
+    """The mean of a genome's seeds ``values`` read with their noise under ``model`` (the plain mean without one)."""
+    mean = sum(values) / len(values)
+    if model is None:
+        return mean
+    sign = 1.0 if maximise else -1.0
+    return sign * model.posterior(sign * mean, len(values))[0]
+
+
 def beliefs(entries: Sequence[tuple[int, Sequence[float], int]], *, maximise: bool = True) -> list[float]:
     """Per genome (its highest rung, the values of its seeds there, its birth): the mean over its seeds read with
     their noise (:class:`NoiseModel`, fitted on the genomes at the same rung; the plain mean while no genome there
     has two seeds)."""
-    sign = 1.0 if maximise else -1.0
-    out: list[float] = [0.0] * len(entries)
-    for rung in {e[0] for e in entries}:
-        at = [i for i, e in enumerate(entries) if e[0] == rung]
-        noise = NoiseModel.fit([sign * v for v in entries[i][1]] for i in at)
-        for i in at:
-            mean = sum(entries[i][1]) / len(entries[i][1])
-            out[i] = mean if noise is None else sign * noise.posterior(sign * mean, len(entries[i][1]))[0]
-    return out
+    models = noise_models(entries, maximise=maximise)
+    return [belief(values, models[rung], maximise=maximise) for rung, values, _ in entries]
 
 
 def rank(entries: Sequence[tuple[int, Sequence[float], int]], *, maximise: bool = True) -> list[tuple[int, float]]:

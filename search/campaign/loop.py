@@ -269,6 +269,7 @@ class Campaign:
                     on_progress(self.progress)
                 reporter.tick()
             status = "FINISHED"
+            self.progress.metrics = {**self.progress.metrics, **self.rungs.best_metrics(self.ledger.spent, exact=True)}
         except KeyboardInterrupt:
             status = "KILLED"
             raise

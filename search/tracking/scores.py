@@ -3,11 +3,17 @@
 Sorting MLflow's runs table by ``rank_score`` (descending) must give the order of :func:`search.records.standings`
 (:func:`search.records.rank_score`). A genome's belief depends on every genome at its rung (the noise model is
 fitted on them all), so a score logged earlier can go stale when others arrive. :class:`ScoreBoard` follows the
-campaign's results as the archiver writes them and says which runs need their score logged again: every run
-whose score changed and that stands, or stood when last logged, among the :data:`TOP` best. So the head of the
-table (what a researcher reads) always agrees with ``status``; further down, a run's score is at most as stale
-as its last result, and the whole table agrees again after the campaign's last batch (:meth:`ScoreBoard.due`
-with ``everything=True``).
+campaign's results as the archiver writes them and says which runs need their score logged:
+
+- every batch (:meth:`ScoreBoard.due`): the batch's genomes, scored with the noise models of the last full
+  rescoring (O(batch), whatever the campaign's size);
+- a full rescoring (``full=True``; the archiver asks for one every :data:`FULL_EVERY_S` seconds): every genome
+  with refitted models, and the runs whose score changed among those that stand, or stood when last logged,
+  among the :data:`TOP` best;
+- at the end (``everything=True``): every run whose score changed.
+
+So the head of the table (what a researcher reads) agrees with ``status`` within seconds, further down a
+score is at most as stale as the last full rescoring, and the whole table agrees after the campaign's last batch.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ from dataclasses import dataclass, field
 
 from mlflow.entities import Metric
 
-from search.records import EvaluationRecord, beliefs, rank_score
+from search.records import EvaluationRecord, NoiseModel, belief, noise_models, rank_score
 
-__all__ = ["TOP", "ScoreBoard"]
+__all__ = ["FULL_EVERY_S", "TOP", "ScoreBoard"]
 
 TOP = 100  # the runs table's first page
+FULL_EVERY_S = 5.0  # how often the archiver rescores every genome (O(genomes), a third of a second at 100,000)
 
 
 @dataclass
@@ -34,11 +41,14 @@ class _Genome:
 
 
 class ScoreBoard:
-    """Every genome's standing inputs (highest rung, its seeds' fitness there, birth) and the scores last logged."""
+    """Every genome's standing inputs (highest rung, its seeds' fitness there, birth), their current scores and
+    the scores last logged."""
 
     def __init__(self, *, top: int = TOP) -> None:
         self.top = top
         self._genomes: dict[str, _Genome] = {}
+        self._models: dict[int, NoiseModel | None] = {}  # per rung, from the last full rescoring
+        self._current: dict[str, float] = {}
         self._logged: dict[str, float] = {}
         self._last_ms = 0
 
@@ -57,32 +67,41 @@ class ScoreBoard:
             g.steps = record.result.metrics.get("train_steps")
         g.values[record.repeat] = float(fitness)
 
-    def scores(self) -> dict[str, float]:
-        """Genome hash → its ``rank_score`` now."""
-        names = list(self._genomes)
-        entries = [(g.rung, list(g.values.values()), g.birth) for g in self._genomes.values()]
-        return {h: rank_score(e[0], b, e[2]) for h, e, b in zip(names, entries, beliefs(entries), strict=True)}
+    def _score(self, h: str) -> float:
+        g = self._genomes[h]
+        return rank_score(g.rung, belief(list(g.values.values()), self._models.get(g.rung)), g.birth)
+
+    def rescore(self) -> None:
+        """Refit the noise models on every genome and score them all (:func:`search.records.rank`'s numbers)."""
+        self._models = noise_models([(g.rung, list(g.values.values()), g.birth) for g in self._genomes.values()])
+        self._current = {h: self._score(h) for h in self._genomes}
 
     def best(self) -> tuple[str, int, list[float], float | None, float] | None:
-        """(hash, rung, its seeds' fitness there, training steps, rank_score) of the best genome, or None."""
-        scores = self.scores()
-        if not scores:
+        """(hash, rung, its seeds' fitness there, training steps, rank_score) of the best genome as last scored."""
+        if not self._current:
             return None
-        h = max(scores, key=lambda k: scores[k])
+        h = max(self._current, key=lambda k: self._current[k])
         g = self._genomes[h]
-        return h, g.rung, list(g.values.values()), g.steps, scores[h]
+        return h, g.rung, list(g.values.values()), g.steps, self._current[h]
 
-    def due(self, also: Iterable[str] = (), *, everything: bool = False) -> dict[str, float]:
-        """Scores to log: of the genomes ``also`` (just written), of every genome whose score changed and that
-        stands or stood among the :attr:`top` best, or (``everything``) of every genome whose score changed.
-        Call :meth:`logged` once they are written."""
-        now = self.scores()
-        also = set(also)
+    def due(self, also: Iterable[str] = (), *, full: bool = False, everything: bool = False) -> dict[str, float]:
+        """Scores to log: of the genomes ``also`` (just written); with ``full``, after a rescoring, also of every
+        genome whose score changed and that stands or stood among the :attr:`top` best; with ``everything``, of
+        every genome whose score changed. Call :meth:`logged` once they are written."""
+        also = {h for h in also if h in self._genomes}
+        if full or everything:
+            self.rescore()
+        else:
+            self._current.update({h: self._score(h) for h in also})
+        now = self._current
         if everything:
             return {h: s for h, s in now.items() if h in also or self._logged.get(h) != s}
-        cut = sorted(now.values(), reverse=True)[min(self.top, len(now)) - 1] if now else 0.0
-        return {h: s for h, s in now.items()
-                if h in also or (self._logged.get(h, s) != s and (s >= cut or self._logged[h] >= cut))}
+        out = {h: now[h] for h in also}
+        if full and now:
+            cut = sorted(now.values(), reverse=True)[min(self.top, len(now)) - 1]
+            out.update({h: s for h, s in now.items()
+                        if h in self._logged and self._logged[h] != s and (s >= cut or self._logged[h] >= cut)})
+        return out
 
     def logged(self, scores: dict[str, float]) -> None:
         self._logged.update(scores)

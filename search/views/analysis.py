@@ -19,71 +19,71 @@ campaign's ``plots/`` folder.
 from __future__ import annotations
 
 import html
+import math
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from search.records import EvaluationRecord, rank, reported_fitness
 from search.tracking.assets import PLOTLY_FILE, plotly_source
 
-__all__ = ["Point", "best_so_far", "point_of", "write_analysis"]
-CHECKPOINTS = 120  # points of the best-so-far curve (each re-ranks every genome seen so far)
+__all__ = ["BestSoFar", "write_analysis"]
 
 
-@dataclass(frozen=True)
-class Point:
-    """One result as the progress page needs it (a few numbers; the journal has the rest)."""
+class BestSoFar:
+    """The best genome so far (by :func:`search.records.rank`) against compute, built as results arrive.
 
-    steps: float  # training steps this result spent
-    wall_s: float  # its evaluation's wall time
-    finished_at: float
-    genome_hash: str
-    rung: int
-    repeat: int
-    fitness: float | None  # None: failed
-    birth: int
+    A point is kept after every one of the first 100 results, then each time the count grows by 5 % (so a
+    million results keep about 330 points, and each costs one ranking of the genomes seen until then); a point,
+    once made, never changes (later results cannot change the past best), so nothing is recomputed.
+    """
 
+    def __init__(self) -> None:
+        self.curve: list[dict[str, Any]] = []
+        self._genomes: dict[str, tuple[int, dict[int, float], int]] = {}
+        self._count, self._steps, self._start, self._last = 0, 0.0, float("inf"), 0.0
+        self._next = 1
 
-def point_of(record: EvaluationRecord) -> Point:
-    fitness = record.result.fitness if record.result.ok else None
-    return Point(steps=record.cost, wall_s=float(record.result.metrics.get("wall_time_s") or 0.0),
-                 finished_at=record.finished_at, genome_hash=record.genome.hash, rung=record.rung,
-                 repeat=record.repeat, fitness=fitness, birth=record.birth)
+    def add(self, record: EvaluationRecord) -> None:
+        self._count += 1
+        self._steps += record.cost
+        wall = float(record.result.metrics.get("wall_time_s") or 0.0)
+        self._start = min(self._start, record.finished_at - wall)
+        self._last = record.finished_at
+        fitness = record.result.fitness if record.result.ok else None
+        h = record.genome.hash
+        if fitness is not None:
+            rung, values, birth = self._genomes.get(h, (record.rung, {}, record.birth))
+            if record.rung > rung:
+                rung, values = record.rung, {}
+            if record.rung == rung:
+                values[record.repeat] = fitness
+                self._genomes[h] = (rung, values, birth)
+        if self._count >= self._next:
+            self._mark()
+            self._next = self._count + 1 if self._count < 100 else math.ceil(self._count * 1.05)
 
+    def _mark(self) -> None:
+        if not self._genomes:
+            return
+        names = list(self._genomes)
+        entries = [(r, list(v.values()), b) for r, v, b in self._genomes.values()]
+        i, _ = rank(entries)[0]
+        values = entries[i][1]
+        point = {"evaluations": self._count, "steps": self._steps, "wall_s": self._last - self._start,
+                 "fitness": sum(values) / len(values), "seeds": len(values), "rung": entries[i][0],
+                 "genome": names[i]}
+        if self.curve and self.curve[-1]["evaluations"] == self._count:
+            self.curve[-1] = point
+        else:
+            self.curve.append(point)
 
-def best_so_far(points: Sequence[Point], *, checkpoints: int = CHECKPOINTS) -> list[dict[str, Any]]:
-    """The best genome's mean fitness (its highest rung's seeds) after each of up to ``checkpoints`` evenly spaced
-    results, with the steps and the wall-clock seconds spent until then (from the first result's start)."""
-    if not points:
-        return []
-    n = len(points)
-    marks = sorted({max(1, round(n * (i + 1) / min(n, checkpoints))) for i in range(min(n, checkpoints))})
-    start = min(p.finished_at - p.wall_s for p in points)
-    genomes: dict[str, tuple[int, dict[int, float], int]] = {}
-    out, steps, at = [], 0.0, 0
-    for mark in marks:
-        for p in points[at:mark]:
-            steps += p.steps
-            if p.fitness is None:
-                continue
-            rung, values, birth = genomes.get(p.genome_hash, (p.rung, {}, p.birth))
-            if p.rung > rung:
-                rung, values = p.rung, {}
-            if p.rung == rung:
-                values[p.repeat] = p.fitness
-                genomes[p.genome_hash] = (rung, values, birth)
-        at = mark
-        if genomes:
-            names = list(genomes)
-            entries = [(r, list(v.values()), b) for r, v, b in genomes.values()]
-            i, _ = rank(entries)[0]
-            values = entries[i][1]
-            out.append({"evaluations": mark, "steps": steps, "wall_s": points[mark - 1].finished_at - start,
-                        "fitness": sum(values) / len(values), "seeds": len(values), "rung": entries[i][0],
-                        "genome": names[i]})
-    return out
+    def points(self) -> list[dict[str, Any]]:
+        """The curve, ending at the latest result."""
+        if self._count and (not self.curve or self.curve[-1]["evaluations"] != self._count):
+            self._mark()
+        return list(self.curve)
 
 
 _LOADER = r"""
@@ -120,11 +120,26 @@ def page(title: str, intro: str, figures: Sequence[Any], *, asset_run: str | Non
             f"<script>{_LOADER}</script></body></html>")
 
 
+GENES_SHOWN = 3000  # genomes drawn on the genes page: the 1,000 best, then an even spread of the others
+PNG_SHOWN = 1000  # and on its PNG twin (the best first)
+
+
+def _shown(records: Sequence[EvaluationRecord]) -> list[EvaluationRecord]:
+    """The successful genomes the genes page draws (all of them up to :data:`GENES_SHOWN`)."""
+    ok = sorted((r for r in records if r.result.ok and reported_fitness(r) is not None),
+                key=lambda r: -float(reported_fitness(r) or 0.0))
+    if len(ok) <= GENES_SHOWN:
+        return ok
+    rest = ok[1000:]
+    step = len(rest) / (GENES_SHOWN - 1000)
+    return ok[:1000] + [rest[int(i * step)] for i in range(GENES_SHOWN - 1000)]
+
+
 def _numeric(values: Sequence[Any]) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def _progress_figures(curve: list[dict[str, Any]], points: Sequence[Point]) -> list[Any]:
+def _progress_figures(curve: list[dict[str, Any]]) -> list[Any]:
     import plotly.graph_objects as go
 
     figs = []
@@ -139,27 +154,30 @@ def _progress_figures(curve: list[dict[str, Any]], points: Sequence[Point]) -> l
     return figs
 
 
-def _genes_figure(records: Sequence[EvaluationRecord]) -> Any:
-    import plotly.graph_objects as go
+def _genes_figure(records: Sequence[EvaluationRecord]) -> dict[str, Any]:
+    """One scatter per gene, as a plain plotly figure dict (graph objects validate every point: seconds)."""
     from plotly.subplots import make_subplots
 
-    ok = [r for r in records if r.result.ok and reported_fitness(r) is not None]
-    genes = list(ok[0].genome.to_dict()) if ok else []
+    ok = _shown(records)
+    genes_of = [r.genome.to_dict() for r in ok]
+    genes = list(genes_of[0]) if ok else []
     cols = 3
     rows = max(1, (len(genes) + cols - 1) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=genes, vertical_spacing=0.5 / rows)
+    layout = make_subplots(rows=rows, cols=cols, subplot_titles=genes, vertical_spacing=0.5 / rows).to_dict()["layout"]
+    layout.update(height=260 * rows, title={"text": "fitness (mean over seeds) against each gene"}, margin={"t": 70})
+    fitness = [reported_fitness(r) for r in ok]
+    rung = [int(r.extra.get("top_rung", r.rung)) for r in ok]
+    marker = {"color": rung, "colorscale": "Viridis", "size": [6 + 3 * int(r.extra.get("seeds", 1)) for r in ok],
+              "cmin": 0, "cmax": max([1, *rung]), "colorbar": {"title": {"text": "rung"}}}
+    text = [r.genome.hash[:12] for r in ok]
+    data = []
     for i, gene in enumerate(genes):
-        xs = [r.genome.to_dict()[gene] for r in ok]
-        fig.add_trace(go.Scatter(
-            x=xs if _numeric(xs) else [str(x) for x in xs], y=[reported_fitness(r) for r in ok], mode="markers",
-            text=[r.genome.hash[:12] for r in ok], showlegend=False,
-            marker={"color": [int(r.extra.get("top_rung", r.rung)) for r in ok], "colorscale": "Viridis",
-                    "size": [6 + 3 * int(r.extra.get("seeds", 1)) for r in ok], "showscale": i == 0,
-                    "colorbar": {"title": "rung"}, "cmin": 0,
-                    "cmax": max(1, *(int(r.extra.get("top_rung", r.rung)) for r in ok))}),
-            row=i // cols + 1, col=i % cols + 1)
-    fig.update_layout(height=260 * rows, title="fitness (mean over seeds) against each gene", margin={"t": 70})
-    return fig
+        xs = [g[gene] for g in genes_of]
+        axis = "" if i == 0 else str(i + 1)
+        data.append({"type": "scatter", "mode": "markers", "x": xs if _numeric(xs) else [str(x) for x in xs],
+                     "y": fitness, "text": text, "showlegend": False, "xaxis": f"x{axis}", "yaxis": f"y{axis}",
+                     "marker": {**marker, "showscale": i == 0}})
+    return {"data": data, "layout": layout}
 
 
 def _elites_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
@@ -213,13 +231,14 @@ def _genes_png(records: Sequence[EvaluationRecord], path: Path) -> Path:
 
     from search.views.pictures import save_figure
 
-    ok = [r for r in records if r.result.ok and reported_fitness(r) is not None]
-    genes = [g for g in (ok[0].genome.to_dict() if ok else {}) if _numeric([r.genome.to_dict()[g] for r in ok])]
+    ok = _shown(records)[:PNG_SHOWN]
+    genes_of = [r.genome.to_dict() for r in ok]
+    genes = [g for g in (genes_of[0] if ok else {}) if _numeric([d[g] for d in genes_of])]
     cols, rows = 4, max(1, (len(genes) + 3) // 4)
     fig = Figure(figsize=(12, 2.6 * rows))
     for i, gene in enumerate(genes):
         ax = fig.add_subplot(rows, cols, i + 1)
-        ax.scatter([r.genome.to_dict()[gene] for r in ok], [reported_fitness(r) for r in ok],
+        ax.scatter([d[gene] for d in genes_of], [reported_fitness(r) for r in ok],
                    c=[int(r.extra.get("top_rung", r.rung)) for r in ok],
                    s=[8 + 8 * int(r.extra.get("seeds", 1)) for r in ok], cmap="viridis", alpha=0.8)
         ax.set_title(gene, fontsize=9)
@@ -228,7 +247,7 @@ def _genes_png(records: Sequence[EvaluationRecord], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def write_analysis(folder: Path, *, points: Sequence[Point], records: Sequence[EvaluationRecord],
+def write_analysis(folder: Path, *, progress: BestSoFar, records: Sequence[EvaluationRecord],
                    elites: Sequence[Mapping[str, Any]], history: Sequence[Mapping[str, Any]],
                    asset_run: str | None) -> list[Path]:
     """Write the analysis pages (and PNGs) into ``folder`` (``plots/analysis``) and plotly.js beside it, once;
@@ -239,14 +258,15 @@ def write_analysis(folder: Path, *, points: Sequence[Point], records: Sequence[E
     source = plotly_source()
     if not local.exists() or local.stat().st_size != source.stat().st_size:
         shutil.copyfile(source, local)
-    curve = best_so_far(points)
+    curve = progress.points()
     pages = {
         "progress.html": ("Best so far against compute", "The best genome by the one ranking of ctmevo status "
                           "(highest rung, then the mean over its seeds read with their noise), after each share of the "
                           "campaign's results; hover for the genome.",
-                          _progress_figures(curve, points) if curve else []),
+                          _progress_figures(curve) if curve else []),
         "genes.html": ("Fitness against each gene", "Every genome's fitness (the mean over the seeds of its highest "
-                       "rung); colour: that rung, size: its seeds. Hover for the genome hash.",
+                       f"rung; beyond {GENES_SHOWN:,} genomes, the 1,000 best and an even spread of the others); "
+                       "colour: that rung, size: its seeds. Hover for the genome hash.",
                        [_genes_figure(records)] if records else []),
         "elites.html": ("The archive's elites", "One line per elite of the QD archive, through its genes and its "
                         "fitness.", [_elites_figure(elites)] if elites else []),

@@ -17,12 +17,13 @@ from search.journal import JsonLines
 from search.paths import CampaignPaths
 from search.records import EvaluationRecord, best_record, reported_fitness
 from search.tracking.errors import TrackingUnavailable
-from search.views.analysis import Point, point_of, write_analysis
+from search.views.analysis import BestSoFar, write_analysis
 
 __all__ = ["MlflowConsumer", "PictureConsumer"]
 
 log = logging.getLogger("ctmevo.consumers")
 METRICS_EVERY_S = 1.0  # at most one campaign-metrics point per second of the campaign goes to MLflow
+ANALYSIS_EVERY_S = 300.0  # the analysis pages (seconds of drawing at thousands of genomes) at most this often
 
 
 class MlflowConsumer:
@@ -121,12 +122,13 @@ class PictureConsumer:
         self.archive_config, self.every_s, self.upload, self.seed = archive_config, every_s, upload, seed
         self.tracking_uri, self.run_ids, self.experiment_id = tracking_uri, run_ids, experiment_id
         self.asset_run = asset_run
-        self.points: list[Point] = []  # every result, in journal order (the progress page)
+        self.progress = BestSoFar()  # the best so far against compute (the progress page), a few hundred points
         self.qd: QDArchive | None = None
         self.records: dict[str, EvaluationRecord] = {}  # slim copies: no loss curve or per-tick arrays
         self.history: list[dict[str, Any]] = []
         self._changed = True
         self._last_draw = float("-inf")
+        self._last_analysis = float("-inf")
 
     def open(self) -> None:
         c = self.archive_config
@@ -142,7 +144,7 @@ class PictureConsumer:
             self._add(record)
 
     def _add(self, record: EvaluationRecord) -> None:
-        self.points.append(point_of(record))
+        self.progress.add(record)
         slim = dataclasses.replace(record.result, train_loss=[], per_tick_accuracy=[], per_tick_certainty=[])
         record = dataclasses.replace(record, result=slim)
         self.records[record.genome.hash] = record
@@ -164,15 +166,16 @@ class PictureConsumer:
         if not (final or (self._changed and now - self._last_draw >= self.every_s)):
             return
         self._last_draw, self._changed = now, False
-        made = self.draw()
+        made = self.draw(final=final)
         if self.upload is not None and made:
             self.upload(made)
 
     def close(self, status: str) -> None:
         return None
 
-    def draw(self) -> list[Path]:
-        """Write every picture and the archive table now; a picture that fails is skipped with a warning."""
+    def draw(self, *, final: bool = True) -> list[Path]:
+        """Write every picture and the archive table now (the analysis pages at most every
+        :data:`ANALYSIS_EVERY_S`, and when ``final``); a picture that fails is skipped with a warning."""
         from search.lineage import lineage_from_records
         from search.views.pictures import archive_heatmap, metrics_over_evaluations, write_archive_csv
 
@@ -202,8 +205,12 @@ class PictureConsumer:
             made += self._family_views(rows)
         except Exception as exc:
             log.warning("could not write the family tree: %s", exc)
+        now = time.monotonic()
+        if not final and now - self._last_analysis < ANALYSIS_EVERY_S:
+            return made
+        self._last_analysis = now
         try:
-            write_analysis(self.paths.plots / "analysis", points=self.points, records=list(self.records.values()),
+            write_analysis(self.paths.plots / "analysis", progress=self.progress, records=list(self.records.values()),
                            elites=rows, history=self.history, asset_run=self.asset_run())
             made.append(self.paths.plots / "analysis")
         except Exception as exc:

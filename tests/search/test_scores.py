@@ -49,14 +49,27 @@ def test_the_table_head_follows_status_and_the_whole_table_after_settling(seed: 
         records += batch
         for r in batch:
             board.add(r)
-        due = board.due({r.genome.hash for r in batch})
+        due = board.due({r.genome.hash for r in batch}, full=True)
         table.update(due)
         board.logged(due)
         want = [s.record.genome.hash for s in standings(records)]
         shown = sorted(table, key=lambda h: -table[h])
         assert shown[:8] == want[:8]
+        assert board.best()[0] == want[0]
     due = board.due(everything=True)
     table.update(due)
     board.logged(due)
     assert sorted(table, key=lambda h: -table[h]) == [s.record.genome.hash for s in standings(records)]
     assert board.due(everything=True) == {}
+
+
+def test_between_full_rescorings_a_batch_costs_only_its_own_genomes() -> None:
+    board = ScoreBoard()
+    genomes = [Genome(ticks=t) for t in range(1, 30)]
+    for i, g in enumerate(genomes):
+        board.add(_record(g, i, 0.01 * i))
+    board.logged(board.due({g.hash for g in genomes}, full=True))
+    late = Genome(ticks=31, memory_length=2)
+    board.add(_record(late, 99, 0.99))
+    assert set(board.due({late.hash})) == {late.hash}  # no rescoring: only the batch
+    assert board.best()[0] == late.hash

@@ -1,0 +1,76 @@
+"""A throwaway PostgreSQL server on loopback for the tests, started and stopped by pid.
+
+Debian's ``postgresql`` package (``apt-get install -y postgresql``) provides ``initdb`` and ``postgres``;
+``initdb`` refuses to run as root, so as root the cluster is made and served as the ``postgres`` user (via
+``runuser``). The server listens on 127.0.0.1 only, on a free port, with its socket in its own folder, and
+trusts local connections (a test database, gone with the folder).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.search.mlflow_helpers import free_port
+
+__all__ = ["Postgres", "postgres_binaries"]
+
+
+def postgres_binaries() -> Path | None:
+    """The folder holding ``initdb`` and ``postgres``, or None when PostgreSQL is not installed."""
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for folder in [*candidates, *(Path(p) for p in os.environ.get("PATH", "").split(os.pathsep))]:
+        if (folder / "initdb").exists() and (folder / "postgres").exists():
+            return folder
+    return None
+
+
+class Postgres:
+    """``start()`` → :attr:`uri` (``postgresql://postgres@127.0.0.1:PORT/mlflow``); ``stop()`` by pid."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.bin = postgres_binaries()
+        self._proc: subprocess.Popen | None = None
+        self.uri = f"postgresql://postgres@127.0.0.1:{self.port}/mlflow"
+
+    def _as_postgres(self, command: list[str]) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+    def start(self) -> Postgres:
+        assert self.bin is not None, "PostgreSQL is not installed"
+        data = self.root / "data"
+        self.root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        subprocess.run(self._as_postgres([str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U",
+                                          "postgres", "--no-sync"]), check=True, capture_output=True)
+        log = (self.root / "server.log").open("ab")
+        self._proc = subprocess.Popen(self._as_postgres([
+            str(self.bin / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(self.port), "-k",
+            str(self.root), "-c", "fsync=off"]), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            ready = subprocess.run([str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                                   capture_output=True)
+            if ready.returncode == 0:
+                break
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not start: {(self.root / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c",
+                        "CREATE DATABASE mlflow"], check=True, capture_output=True)
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
