@@ -263,12 +263,12 @@ class RungScheduler:
     def best_metrics(self, spent_steps: float, *, exact: bool = False) -> dict[str, float]:
         """The best as the live view, status and MLflow report it: a mean over seeds, at a rung.
 
-        The ranking costs O(genomes), so after every result it is redone only while the campaign is small, then
-        once every 1 % more results (between, the best of the last ranking is reported; that is the O(n²) a
-        campaign of thousands of evaluations would otherwise spend here); ``exact`` (the campaign's end) ranks
-        now. :meth:`best` itself is always exact."""
+        The ranking costs O(genomes), so after every result it is redone only while the campaign is small (20
+        genomes), then once every 5 % more results (between, the best of the last ranking is reported; that is the
+        O(n²) a campaign of thousands of evaluations would otherwise spend here); ``exact`` (the campaign's end)
+        ranks now. :meth:`best` itself is always exact."""
         stale = self.steps_answered - self._best[0]
-        fresh = exact or stale >= max(1, len(self.aggregates) // 100)
+        fresh = exact or stale >= max(1, len(self.aggregates) // 20)
         best = self.best() if fresh else self._best[1]
         if best is None or best[1].mean is None:
             return {"train_steps_spent": float(spent_steps)}
