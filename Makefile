@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints-cpu.txt
 PIP_CONSTRAINT_FLAG := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install bench-install bench run test e2e lint clean-campaigns
+.PHONY: install bench-install postgres-install bench run test e2e lint clean-campaigns
 
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,9 +27,16 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-# The browser check of the MLflow UI (headless Chromium: apt-get install -y chromium chromium-driver); it also
-# refreshes the screenshots in docs/img/. `make test` runs it too when Chromium is installed (skipped otherwise).
-e2e: install
+# The browser check of the MLflow UI (headless Chromium: apt-get install -y chromium chromium-driver), which also
+# refreshes the screenshots in docs/img/, and MLflow on PostgreSQL (apt-get install -y postgresql; the postgres
+# extra). `make test` runs them too where those are installed (skipped otherwise, with the reason).
+$(BIN)/.postgres: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet $(PIP_CONSTRAINT_FLAG) -e '.[postgres]'
+	touch $@
+
+postgres-install: $(BIN)/.postgres
+
+e2e: install postgres-install
 	CTMEVO_SCREENSHOTS=docs/img $(BIN)/python -m pytest tests/e2e -rs -v
 
 # CTM-Bench: the strategy comparison on replayed training (benchmarks/ctmbench_compare.py; BENCH_ARGS=--full for

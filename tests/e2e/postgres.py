@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,10 +31,12 @@ def postgres_binaries() -> Path | None:
 
 
 class Postgres:
-    """``start()`` → :attr:`uri` (``postgresql://postgres@127.0.0.1:PORT/mlflow``); ``stop()`` by pid."""
+    """``start()`` → :attr:`uri` (``postgresql://postgres@127.0.0.1:PORT/mlflow``); ``stop()`` by pid, then its
+    folder (a fresh one under the system's temp dir: pytest's own folders are closed to the ``postgres`` user)
+    is deleted."""
 
-    def __init__(self, root: Path) -> None:
-        self.root, self.port = root, free_port()
+    def __init__(self) -> None:
+        self.root, self.port = Path(tempfile.mkdtemp(prefix="ctmevo-pg-")), free_port()
         self.bin = postgres_binaries()
         self._proc: subprocess.Popen | None = None
         self.uri = f"postgresql://postgres@127.0.0.1:{self.port}/mlflow"
@@ -47,8 +50,10 @@ class Postgres:
         self.root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
-        subprocess.run(self._as_postgres([str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U",
-                                          "postgres", "--no-sync"]), check=True, capture_output=True)
+        made = subprocess.run(self._as_postgres([str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U",
+                                                 "postgres", "--no-sync"]), capture_output=True, text=True)
+        if made.returncode != 0:
+            raise RuntimeError(f"initdb failed: {made.stderr.strip()[-1000:]}")
         log = (self.root / "server.log").open("ab")
         self._proc = subprocess.Popen(self._as_postgres([
             str(self.bin / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(self.port), "-k",
@@ -74,3 +79,4 @@ class Postgres:
             except subprocess.TimeoutExpired:
                 os.killpg(self._proc.pid, signal.SIGKILL)
                 self._proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -26,14 +26,16 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """``mlflow server`` with a sqlite backend under ``root``, on 127.0.0.1 and a free port.
+    """``mlflow server`` with a sqlite backend under ``root`` (or ``backend``, e.g. PostgreSQL), on 127.0.0.1 and a
+    free port.
 
     Started in its own process group (the server forks a uvicorn worker); :meth:`stop` ends that group by its
     id. :meth:`start` again later reuses the port and the database, as a restarted server would.
     """
 
-    def __init__(self, root: Path, port: int | None = None) -> None:
+    def __init__(self, root: Path, port: int | None = None, backend: str | None = None) -> None:
         self.root = Path(root)
+        self.backend = backend
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -46,7 +48,7 @@ class MlflowServer:
     def start(self, timeout: float = 90.0) -> MlflowServer:
         exe = Path(sys.executable).with_name("mlflow")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mlflow"]
-        cmd += ["server", "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+        cmd += ["server", "--backend-store-uri", self.backend or f"sqlite:///{self.root / 'server.db'}",
                 "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1",
                 "--port", str(self.port), "--workers", "1"]
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
