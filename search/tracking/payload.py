@@ -25,7 +25,8 @@ An evaluation run carries:
   certainty (tick t = 1..T, the paper's internal ticks) and the training loss with its steps are not in the run
   but in one JSON-lines file per batch of results, an artifact of the campaign run (:func:`detail_path`, one
   row per result, :func:`detail_row`); the run's ``ctmevo.detail`` tag names the file holding its latest result.
-  So a run stays a few rows in the store, and the artifact store holds a file per batch, not a folder per run.
+  So the curves stay out of the store's tables, and the artifact store holds a file per batch, not a folder per
+  run.
 
 What a person reads (addresses, the experiment's shared view sorted by ``rank_score``, the run and campaign
 descriptions) is made in :mod:`search.tracking.notes`.
