@@ -10,7 +10,9 @@ the campaign's own sqlite store, and prints:
   the last tenth is as fast as the first);
 - MLflow's lag when the last evaluation ended, and how long it then took to catch up;
 - the size of the snapshot (``state.json``), the time ``ctmevo resume`` takes to reload the finished campaign,
-  and the time of ``ctmevo status``;
+  and the times of ``ctmevo status`` and ``ctmevo lineage`` (of the best genome);
+- the driver's peak resident memory (``ctmevo run``'s max RSS), the MLflow store's size (database, artifacts)
+  per evaluation, and the time of the query behind the runs table (the campaign's 100 best by ``rank_score``);
 - Ray Tune's rate on the same machine for no-op trials (``reuse_actors=True``, loggers off; needs the
   ``bench`` extra: ``pip install -e '.[bench]'``), and the ratio.
 
@@ -23,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -96,6 +100,22 @@ def rates(journal: Path) -> tuple[float, float, float, float]:
     return ((n - 1) / span, tenth / (ends[tenth] - ends[0]), tenth / (ends[-1] - ends[-tenth - 1]), span)
 
 
+def store_figures(directory: Path, evaluations: int) -> str:
+    """The store's size per evaluation and the time of the runs table's query (sqlite, in-process)."""
+    from mlflow import MlflowClient
+
+    db = directory / "mlflow.db"
+    artifacts = sum(p.stat().st_size for p in (directory / "mlartifacts").rglob("*") if p.is_file())
+    client = MlflowClient(f"sqlite:///{db}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    started = time.monotonic()
+    client.search_runs(experiments, "tags.`ctmevo.kind` = 'evaluation'", order_by=["metrics.`rank_score` DESC"],
+                       max_results=100)
+    query = time.monotonic() - started
+    return (f"database {db.stat().st_size / 2**20:,.1f} MiB ({db.stat().st_size / evaluations / 1024:,.1f} KiB per "
+            f"evaluation; target <= 2 KiB), artifacts {artifacts / 2**20:,.1f} MiB; runs-table query {query:.2f} s")
+
+
 def ray_tune_rate(trials: int, workdir: Path) -> float | None:
     try:
         import ray.tune  # noqa: F401
@@ -127,12 +147,16 @@ def main() -> None:
                                     evaluations=args.evaluations))
     print(f"campaign: {args.evaluations:,} no-op evaluations, {args.strategy}, 2 CPUs, in {directory}")
     wall, out = timed("run", str(path), "--fresh")
+    peak_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # bytes (Linux reports KiB)
     if out.returncode != 0:
         sys.exit(f"ctmevo run failed ({out.returncode}):\n{out.stderr[-3000:]}")
     overall, first, last, dispatch = rates(directory / "journal.jsonl")
     finish = json.loads((directory / "consumers" / "finish.json").read_text())
     resume_s, resumed = timed("resume", str(directory))
     status_s, status = timed("status", str(directory))
+    best = next((line.split()[0] for line in status.stdout.splitlines() if re.match(r"^\s+[0-9a-f]{16}\s", line)), "")
+    lineage_s, lineage = timed("lineage", best, "--campaign", str(directory))
+    store = store_figures(directory, args.evaluations)
     snapshot = (directory / "state.json").stat().st_size
     tune = ray_tune_rate(args.tune_trials, workdir) if args.tune_trials else None
 
@@ -147,6 +171,10 @@ def main() -> None:
         ("ctmevo resume (reload the finished campaign)", f"{resume_s:,.2f} s  (target <= 10 s at 10,000)"
          + ("" if resumed.returncode == 0 else f"  FAILED: {resumed.stderr[-300:]}")),
         ("ctmevo status", f"{status_s:,.2f} s  (target < 2 s)" + ("" if status.returncode == 0 else "  FAILED")),
+        ("ctmevo lineage (the best genome)", f"{lineage_s:,.2f} s" + ("" if lineage.returncode == 0 else "  FAILED")),
+        ("driver peak RSS (ctmevo run)", f"{peak_rss / 2**20:,.0f} MiB  ({peak_rss / args.evaluations / 1024:,.1f} KiB "
+                                         "per evaluation)"),
+        ("MLflow store", store),
     ]
     if tune is not None:
         rows += [("Ray Tune no-op trials/s (reuse_actors, no loggers)", f"{tune:,.1f}"),

@@ -35,7 +35,7 @@ from search.tracking.assets import plotly_run
 from search.tracking.client import client as mlflow_client
 from search.tracking.client import ensure_experiment, first_line, is_transient
 from search.tracking.errors import TrackingUnavailable, TrackingURIError
-from search.tracking.scores import FULL_EVERY_S, ScoreBoard
+from search.tracking.scores import ScoreBoard
 from search.tracking.writers import RunWrite, Writer, make_writer
 
 __all__ = ["MlflowArchiver", "TrackingURIError", "TrackingUnavailable"]
@@ -82,7 +82,6 @@ class MlflowArchiver:
         self._children: dict[str, list[str]] = {}  # genome hash → its children's hashes, in birth order
         self._board = ScoreBoard()  # rank_score of every run, kept in status's order (search.tracking.scores)
         self._counts = notes.CampaignCounts()
-        self._last_full = float("-inf")  # when the board last rescored every genome
         self._metric_keys: set[str] = set()  # every metric of the evaluation runs (the chart view hides them)
         self._genes: list[str] = []
         self._view: dict[str, str] = {}
@@ -208,8 +207,7 @@ class MlflowArchiver:
                 self._remember(record, run_id)
                 self._board.add(record)
             written = {record.genome.hash for _, record, _, _ in reserved}
-            full = time.monotonic() - self._last_full >= FULL_EVERY_S
-            scores = self._board.due(written, full=full) if reserved else {}
+            scores = self._board.due(written) if reserved else {}
             runs = [self._run_write(index, record, run_id, new, elite=elites[index])
                     for index, record, run_id, new in reserved]
             parents = {p for _, record, _, _ in reserved for p in record.proposal.parents} - written
@@ -223,7 +221,6 @@ class MlflowArchiver:
                                    texts={(str(self.campaign_run_id), detail):
                                           mp.detail_text((i, r) for i, r, _, _ in reserved)})
                 self._board.logged(scores)
-                self._last_full = time.monotonic() if full else self._last_full
         except Exception as exc:
             for cell, best in reversed(undo):  # the batch will come again: the mirror forgets it
                 if best is None:
@@ -245,12 +242,10 @@ class MlflowArchiver:
         return len(runs)
 
     def _write_view(self, campaign_run_id: str | None = None) -> None:
-        """The experiment's tags: a model-training experiment whose shared view lists the campaign's evaluations
-        (:func:`search.tracking.payload.experiment_tags`); written only where they changed."""
+        """The experiment's tags (:func:`search.tracking.notes.experiment_tags`), written where they changed."""
         wanted = notes.experiment_tags(campaign=self.campaign_id, experiment_id=str(self.experiment_id),
-                                    campaign_run_id=campaign_run_id or self.campaign_run_id,
-                                    metric_keys=self._metric_keys,
-                                    genes=self._genes)
+                                       campaign_run_id=campaign_run_id or self.campaign_run_id,
+                                       metric_keys=self._metric_keys, genes=self._genes)
         if not self._view:
             self._view = dict(self._client.get_experiment(self.experiment_id).tags)
         for key, value in wanted.items():
@@ -262,7 +257,7 @@ class MlflowArchiver:
         self._counts = self._counts.after(record, runs=len(self._nodes))
 
     def write_campaign_note(self) -> bool:
-        """Describe the campaign run (:func:`search.tracking.payload.campaign_note`) when the description
+        """Describe the campaign run (:func:`search.tracking.notes.campaign_note`) when the description
         changed; returns whether it was written."""
         if not self.connected:
             self.connect()

@@ -7,7 +7,7 @@ campaign's results as the archiver writes them and says which runs need their sc
 
 - every batch (:meth:`ScoreBoard.due`): the batch's genomes, scored with the noise models of the last full
   rescoring (O(batch), whatever the campaign's size);
-- a full rescoring (``full=True``; the archiver asks for one every :data:`FULL_EVERY_S` seconds): every genome
+- a full rescoring (``full=True``, or by itself every :data:`FULL_EVERY_S` seconds): every genome
   with refitted models, and the runs whose score changed among those that stand, or stood when last logged,
   among the :data:`TOP` best;
 - at the end (``everything=True``): every run whose score changed.
@@ -51,6 +51,7 @@ class ScoreBoard:
         self._current: dict[str, float] = {}
         self._logged: dict[str, float] = {}
         self._last_ms = 0
+        self._last_full = float("-inf")  # when every genome was last rescored (time.monotonic)
 
     def add(self, record: EvaluationRecord) -> None:
         """Follow one result (failures do not count, as in :func:`search.records.standings`)."""
@@ -73,6 +74,7 @@ class ScoreBoard:
 
     def rescore(self) -> None:
         """Refit the noise models on every genome and score them all (:func:`search.records.rank`'s numbers)."""
+        self._last_full = time.monotonic()
         self._models = noise_models([(g.rung, list(g.values.values()), g.birth) for g in self._genomes.values()])
         self._current = {h: self._score(h) for h in self._genomes}
 
@@ -84,11 +86,14 @@ class ScoreBoard:
         g = self._genomes[h]
         return h, g.rung, list(g.values.values()), g.steps, self._current[h]
 
-    def due(self, also: Iterable[str] = (), *, full: bool = False, everything: bool = False) -> dict[str, float]:
-        """Scores to log: of the genomes ``also`` (just written); with ``full``, after a rescoring, also of every
-        genome whose score changed and that stands or stood among the :attr:`top` best; with ``everything``, of
-        every genome whose score changed. Call :meth:`logged` once they are written."""
+    def due(self, also: Iterable[str] = (), *, full: bool | None = None, everything: bool = False) -> dict[str, float]:
+        """Scores to log: of the genomes ``also`` (just written); with ``full`` (default: when the last full
+        rescoring is :data:`FULL_EVERY_S` old), after a rescoring, also of every genome whose score changed and that
+        stands or stood among the :attr:`top` best; with ``everything``, of every genome whose score changed. Call
+        :meth:`logged` once they are written."""
         also = {h for h in also if h in self._genomes}
+        if full is None:
+            full = time.monotonic() - self._last_full >= FULL_EVERY_S
         if full or everything:
             self.rescore()
         else:
