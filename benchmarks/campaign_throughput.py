@@ -172,8 +172,8 @@ def main() -> None:
          + ("" if resumed.returncode == 0 else f"  FAILED: {resumed.stderr[-300:]}")),
         ("ctmevo status", f"{status_s:,.2f} s  (target < 2 s)" + ("" if status.returncode == 0 else "  FAILED")),
         ("ctmevo lineage (the best genome)", f"{lineage_s:,.2f} s" + ("" if lineage.returncode == 0 else "  FAILED")),
-        ("driver peak RSS (ctmevo run)", f"{peak_rss / 2**20:,.0f} MiB  ({peak_rss / args.evaluations / 1024:,.1f} KiB "
-                                         "per evaluation)"),
+        ("driver peak RSS (ctmevo run)", f"{peak_rss / 2**20:,.0f} MiB  (imported libraries included; compare runs "
+                                         "of different --evaluations for the growth)"),
         ("MLflow store", store),
     ]
     if tune is not None:
