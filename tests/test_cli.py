@@ -122,3 +122,21 @@ def test_import_reference_writes_a_bundle_that_train_accepts_and_bad_input_exits
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     junk = ctmevo("import-reference", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "b3"))
     assert junk.returncode == 2 and "Traceback" not in junk.stderr and "junk.pt" in junk.stderr
+
+
+def test_ui_refuses_a_busy_port_at_once(tmp_path, capsys):
+    import json
+    import socket
+
+    from search.cli import main
+
+    (tmp_path / "campaign.json").write_text(json.dumps({"campaign_id": "c-1", "created": 0, "state_version": 1}))
+    (tmp_path / "campaign.yaml").write_text("name: c\n")
+    (tmp_path / "mlflow.db").write_bytes(b"")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["ui", str(tmp_path), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"--port {port}: 127.0.0.1:{port} is in use" in err and "Traceback" not in err

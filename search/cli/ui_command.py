@@ -34,6 +34,15 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def answers(base: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(f"{base}/health", timeout=timeout) as response:
@@ -96,6 +105,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if not store.startswith("sqlite:///") or not Path(store[len("sqlite:///"):]).exists():
         raise UsageError(f"{args.dir}: its MLflow store {store} does not exist yet (no evaluation was sent); run or "
                          f"resume the campaign first")
+    if args.port and not port_free(args.host, args.port):
+        raise UsageError(f"--port {args.port}: {args.host}:{args.port} is in use; choose another port, or leave "
+                         "--port out for a free one")
     from search.tracking.client import client
 
     client(store)  # a moved campaign directory: its store is pointed at the artifacts beside it first
