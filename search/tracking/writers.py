@@ -29,6 +29,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 import search.tracking.payload as mp
+from genome.io import write_bytes_atomic
 
 __all__ = ["ClientWriter", "RunWrite", "SqlWriter", "Writer", "make_writer"]
 
@@ -48,7 +49,6 @@ class RunWrite:
     tags: dict[str, str]
     params: dict[str, str] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
-    texts: dict[str, str] = field(default_factory=dict)  # artifact path → text
     files: dict[str, Path] = field(default_factory=dict)  # artifact folder → local file (checkpoint/)
     delete_tags: tuple[str, ...] = ()  # tags an update removes (a success after a failure: ctmevo.failure)
 
@@ -172,8 +172,6 @@ class SqlWriter:
                     session.execute(sa.update(m.SqlRun.__table__).where(m.SqlRun.__table__.c.run_uuid == run.run_id)
                                     .values(status=run.status, end_time=run.end_ms))
         for run in remote:  # an artifact store that is not a local folder: through the client, now the run exists
-            for path, text in run.texts.items():
-                self.client.log_text(run.run_id, text, path)
             for folder, source in run.files.items():
                 if source.is_file():
                     self.client.log_artifact(run.run_id, str(source), folder)
@@ -186,21 +184,13 @@ class SqlWriter:
         if local is None:
             self.client.log_text(run_id, text, path)
             return
-        target = local / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(target)
+        write_bytes_atomic(local / path, text.encode())
 
     def _write_local_artifacts(self, artifact_uri: str, run: RunWrite) -> bool:
         """Write ``run``'s artifacts into its local artifact folder (before the commit); False if not local."""
         local = _local_dir(artifact_uri)
         if local is None:
             return False
-        for path, text in run.texts.items():
-            target = local / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
         for folder, source in run.files.items():
             if source.is_file():
                 target = local / folder / source.name
@@ -286,8 +276,6 @@ class ClientWriter:
         tags = [RunTag(k, v) for k, v in run.tags.items() if k != mp.TAG_RESULT_INDEX]
         for m, p, t in mp.batches(run.metrics, params, tags):
             self.client.log_batch(run.run_id, metrics=m, params=p, tags=t)
-        for path, text in run.texts.items():
-            self.client.log_text(run.run_id, text, path)
         for folder, source in run.files.items():
             if source.is_file():
                 self.client.log_artifact(run.run_id, str(source), folder)

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from genome.io import write_bytes_atomic
 from search.records import EvaluationRecord, rank, reported_fitness
 from search.tracking.assets import PLOTLY_FILE, plotly_source
 
@@ -276,17 +277,11 @@ def write_analysis(folder: Path, *, progress: BestSoFar, records: Sequence[Evalu
     made = []
     for name, (title, intro, figures) in pages.items():
         path = folder / name
-        _write_text(path, page(title, intro if figures else intro + " (nothing to show yet)", figures,
-                               asset_run=asset_run))
+        text = page(title, intro if figures else intro + " (nothing to show yet)", figures, asset_run=asset_run)
+        write_bytes_atomic(path, text.encode("utf-8"))
         made.append(path)
     if curve:
         made.append(_progress_png(curve, folder / "progress.png"))
     if records:
         made.append(_genes_png(records, folder / "genes.png"))
     return made
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
