@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from genome.io import write_bytes_atomic
-from search.records import EvaluationRecord, rank, reported_fitness
+from search.records import EvaluationRecord, reported_fitness
 from search.tracking.assets import PLOTLY_FILE, plotly_source
+from search.tracking.scores import ScoreBoard
 
 __all__ = ["BestSoFar", "write_analysis"]
 
@@ -42,7 +43,7 @@ class BestSoFar:
 
     def __init__(self) -> None:
         self.curve: list[dict[str, Any]] = []
-        self._genomes: dict[str, tuple[int, dict[int, float], int]] = {}
+        self._board = ScoreBoard()  # each genome's highest rung and its seeds there, as the runs table ranks them
         self._count, self._steps, self._start, self._last = 0, 0.0, float("inf"), 0.0
         self._next = 1
 
@@ -52,29 +53,19 @@ class BestSoFar:
         wall = float(record.result.metrics.get("wall_time_s") or 0.0)
         self._start = min(self._start, record.finished_at - wall)
         self._last = record.finished_at
-        fitness = record.result.fitness if record.result.ok else None
-        h = record.genome.hash
-        if fitness is not None:
-            rung, values, birth = self._genomes.get(h, (record.rung, {}, record.birth))
-            if record.rung > rung:
-                rung, values = record.rung, {}
-            if record.rung == rung:
-                values[record.repeat] = fitness
-                self._genomes[h] = (rung, values, birth)
+        self._board.add(record)
         if self._count >= self._next:
             self._mark()
             self._next = self._count + 1 if self._count < 100 else math.ceil(self._count * 1.05)
 
     def _mark(self) -> None:
-        if not self._genomes:
+        self._board.rescore()
+        best = self._board.best()
+        if best is None:
             return
-        names = list(self._genomes)
-        entries = [(r, list(v.values()), b) for r, v, b in self._genomes.values()]
-        i, _ = rank(entries)[0]
-        values = entries[i][1]
+        genome, rung, values, _, _ = best
         point = {"evaluations": self._count, "steps": self._steps, "wall_s": self._last - self._start,
-                 "fitness": sum(values) / len(values), "seeds": len(values), "rung": entries[i][0],
-                 "genome": names[i]}
+                 "fitness": sum(values) / len(values), "seeds": len(values), "rung": rung, "genome": genome}
         if self.curve and self.curve[-1]["evaluations"] == self._count:
             self.curve[-1] = point
         else:
