@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.e2e.webdriver import Session, find_browser
 from tests.search.mlflow_helpers import MlflowServer
 from tests.search.test_export import CONFIG
 
 EVALUATIONS = 10
+BROWSER = find_browser()  # None: the browser checks skip, saying so
 
 
 @dataclass
@@ -63,3 +65,13 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Finished]:
                        best=best.genome.hash)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
+    assert BROWSER is not None
+    session = Session(BROWSER, log=tmp_path_factory.mktemp("chromedriver") / "chromedriver.log")
+    try:
+        yield session
+    finally:
+        session.close()

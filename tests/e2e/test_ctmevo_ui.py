@@ -25,7 +25,8 @@ import pytest
 from search.campaign import start
 from search.cli.ui_command import answers
 from search.records import standings
-from tests.e2e.test_mlflow_ui import BROWSER, CLOSE_ASSISTANT, ROW_NAMES, SHOW_MORE
+from tests.e2e.conftest import BROWSER
+from tests.e2e.test_mlflow_ui import CLOSE_ASSISTANT, ROW_NAMES, SHOW_MORE
 from tests.e2e.webdriver import Session
 from tests.search.test_campaign import ROOT
 from tests.search.test_rungs import rung_campaign
@@ -77,16 +78,6 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, dict[
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
-    assert BROWSER is not None
-    session = Session(BROWSER, log=tmp_path_factory.mktemp("chromedriver-ui") / "chromedriver.log")
-    try:
-        yield session
-    finally:
-        session.close()
 
 
 @pytest.mark.timeout(300)

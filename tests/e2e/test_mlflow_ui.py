@@ -8,17 +8,15 @@ them the test is skipped and says so. ``make e2e`` runs it and refreshes the scr
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import search.tracking.notes as notes
 from search.records import ranked
-from tests.e2e.conftest import EVALUATIONS, Finished
-from tests.e2e.webdriver import Session, find_browser
+from tests.e2e.conftest import BROWSER, EVALUATIONS, Finished
+from tests.e2e.webdriver import Session
 
-BROWSER = find_browser()
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.skipif(
     BROWSER is None, reason="browser check skipped: Chromium is not installed (apt-get install -y chromium "
     "chromium-driver, then make e2e)")]
@@ -39,16 +37,6 @@ SCROLL_TO = """const el = Array.from(document.querySelectorAll('strong'))
   .find(e => e.textContent.startsWith(arguments[0]));
 if (el) el.scrollIntoView({block: 'center'});
 return !!el;"""
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
-    assert BROWSER is not None
-    session = Session(BROWSER, log=tmp_path_factory.mktemp("chromedriver") / "chromedriver.log")
-    try:
-        yield session
-    finally:
-        session.close()
 
 
 @pytest.fixture(scope="module")
