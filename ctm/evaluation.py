@@ -23,7 +23,8 @@ optimizer. ``metrics`` say what it owes the parent: ``inherited_fraction`` (shar
 elements from the parent), ``inherited_preserving`` (1.0 when the child computes the parent's function) and
 ``parent_steps`` (the steps the parent had trained). A parent state that cannot be read or does not fit the
 parent's genome is logged and the child trains from its own init (``inherited_fraction`` 0.0,
-``inherit_failed`` 1.0).
+``inherit_failed`` 1.0). A parent trained on another task (``parent.task``, a transfer) gives its CTM core; the
+tensors the task's shape decides start from the child's init, counted in ``reinitialised_tensors``.
 
 Everything is a pure function of (genome, task, budget, seed, start) on CPU: weights, pairs, dropout and data
 are seeded (a continued start restores its RNG state), and the caller's global RNG is left as it was. The
@@ -169,14 +170,17 @@ def _inherited_start(parent: ParentWeights, genome: Genome, task: Any, seed: int
     """The child's start mapped from ``parent`` and the metrics saying what it owes it (see the module doc)."""
     try:
         state = unpack_state(bytes(parent.state))
-        got = inherit(parent.genome, state.weights, genome, task, seed=seed)
+        got = inherit(parent.genome, state.weights, genome, task, seed=seed, parent_task=parent.task)
     except (EvalStateError, InheritError) as exc:
         log.warning("%s cannot inherit from %s (%s); it trains from its own initialisation", genome.hash,
                     parent.genome.hash, exc)
         return None, {"inherited_fraction": 0.0, "inherit_failed": 1.0}
-    return EvalState(weights=got.weights), {"inherited_fraction": got.inherited_fraction,
-                                            "inherited_preserving": float(got.function_preserving),
-                                            "parent_steps": float(state.steps)}
+    metrics = {"inherited_fraction": got.inherited_fraction, "inherited_preserving": float(got.function_preserving),
+               "parent_steps": float(state.steps)}
+    if got.reinitialised:
+        metrics["reinitialised_tensors"] = float(len(got.reinitialised))
+        log.info("%s from %s on another task: %s", genome.hash, parent.genome.hash, got.not_preserved[0])
+    return EvalState(weights=got.weights), metrics
 
 
 def _run(genome: Genome, task: Any, budget: EvalBudget, seed: int, dev: torch.device, progress: _Progress, *,

@@ -76,10 +76,16 @@ class EvalBudget:
 @dataclass(frozen=True, kw_only=True)
 class ParentWeights:
     """The parent a child inherits its starting weights from (``evaluation.inherit: parent``): the parent's
-    genome and its evaluation state blob (:mod:`ctm.eval_state`, or a weights-only safetensors blob)."""
+    genome and its evaluation state blob (:mod:`ctm.eval_state`, or a weights-only safetensors blob).
+
+    ``task``: the task the parent was trained on, when it is not the child's (a transfer between the tasks of an
+    open-ended campaign); the CTM core carries over and the tensors whose shapes the task decides (input
+    embedding, positions, output head) are re-initialised (see :func:`ctm.inherit.inherit`).
+    """
 
     genome: Genome
     state: bytes
+    task: TaskSpec | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.genome, Genome):
@@ -87,6 +93,8 @@ class ParentWeights:
         if not isinstance(self.state, (bytes, bytearray)):
             raise TypeError(f"ParentWeights.state = {type(self.state).__name__}: allowed: the bytes of a "
                             "safetensors blob")
+        if self.task is not None and not isinstance(self.task, TaskSpec):
+            raise TypeError(f"ParentWeights.task = {self.task!r}: allowed: None (the child's task) or a TaskSpec")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,10 +14,14 @@ init), then overwrites what maps from the parent. The rules, one per gene or mod
 
 The result (:class:`Inherited`) is plain data: the weights, the inherited share of parameters, a per-module
 report, the parent's hash and whether the function is preserved.
+
+Across tasks (``parent_task=``: a transfer in an open-ended campaign) the CTM core maps the same way and the
+tensors the task's shape decides (:func:`task_tensors`: input embedding, positions, output head) keep the
+child's init, named in ``Inherited.reinitialised``.
 """
 
 from __future__ import annotations
 
-from ctm.inherit.core import Inherited, InheritError, inherit
+from ctm.inherit.core import Inherited, InheritError, inherit, task_tensors
 
-__all__ = ["InheritError", "Inherited", "inherit"]
+__all__ = ["InheritError", "Inherited", "inherit", "task_tensors"]

@@ -39,7 +39,8 @@ class Inherited:
     ``weights`` is a complete state dict of ``ctm.build_model(child_genome, task, seed=seed)`` (load it with
     ``strict=True``; it includes the synchronisation pair buffers). ``inherited_fraction`` is the share of the
     child's trainable parameter elements whose values came from the parent (copied, replicated or split);
-    zeros written to keep the function and the child's own init count as not inherited. ``function_preserving``
+    zeros written to keep the function and the child's own init count as not inherited. ``reinitialised`` names the
+tensors re-initialised because the parent was trained on a task of another shape (``parent_task``). ``function_preserving``
     says that the child, in eval mode, computes the parent's outputs for the first min(T_parent, T_child) ticks
     (up to float rounding); ``not_preserved`` lists why not, when not. ``per_module`` maps each top-level module
     (``nlm``, ``synapses``, ``sync_out``, ...) to its inherited share and what was done; ``per_tensor`` does the
@@ -54,6 +55,7 @@ class Inherited:
     per_module: dict[str, str]
     per_tensor: dict[str, str]
     genes: dict[str, str] = field(default_factory=dict)
+    reinitialised: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """One line for a journal or an MLflow run: ``inherited: 0.83 of parameters from <parent hash>``."""
@@ -63,7 +65,8 @@ class Inherited:
         """Everything but the weights, as JSON-ready plain data."""
         return {"parent_hash": self.parent_hash, "inherited_fraction": self.inherited_fraction,
                 "function_preserving": self.function_preserving, "not_preserved": list(self.not_preserved),
-                "genes": dict(self.genes), "per_module": dict(self.per_module)}
+                "genes": dict(self.genes), "per_module": dict(self.per_module),
+                "reinitialised": list(self.reinitialised)}
 
 
 def _check_parent(weights: dict[str, Tensor], p: ModelSpec) -> None:
@@ -145,18 +148,35 @@ def _apply(name: str, entry: Entry, child: Tensor, parent: dict[str, Tensor], se
     return value, count, f"mapped ({entry.note})"
 
 
+def task_tensors(genome: Genome, task: Any, other_task: Any) -> tuple[str, ...]:
+    """The state-dict entries of ``genome``'s CTM whose shape differs between ``task`` and ``other_task`` (or that
+    exist on one only): the heads a transfer between the two tasks cannot carry over (input embedding,
+    positions, output projection); empty when the tasks have the same shape."""
+    a, b = task_shape(task), task_shape(other_task)
+    if a == b:
+        return ()
+    sa = {k: tuple(v.shape) for k, v in build_model(genome, a).state_dict().items()}
+    sb = {k: tuple(v.shape) for k, v in build_model(genome, b).state_dict().items()}
+    return tuple(sorted(k for k in sa.keys() | sb.keys() if sa.get(k) != sb.get(k)))
+
+
 def inherit(parent_genome: Genome, parent_weights: dict[str, Tensor], child_genome: Genome, task: Any, *,
-            seed: int) -> Inherited:
+            seed: int, parent_task: Any = None) -> Inherited:
     """The child's starting weights: ``build_model(child_genome, task, seed=seed)``'s init, overwritten by what
     maps from ``parent_weights`` (the parent's state dict, e.g. its checkpoint) gene by gene.
 
     A pure function of its arguments (``task``: a task object, ``TaskSpec`` or ``TaskShape``): the caller's
     global RNG is untouched. Raises :class:`InheritError` when ``parent_weights`` do not fit ``parent_genome``.
+    ``parent_task``: the task the parent was trained on when it is not ``task`` (a transfer): the CTM core maps as
+    usual and every tensor whose shape the task decides (:func:`task_tensors`) keeps the child's init, listed in
+    ``reinitialised`` and in ``not_preserved``.
     """
     shape = task_shape(task)
-    p, c = resolve(parent_genome, shape), resolve(child_genome, shape)
+    parent_shape = shape if parent_task is None else task_shape(parent_task)
+    p, c = resolve(parent_genome, parent_shape), resolve(child_genome, shape)
     parent = dict(parent_weights)
     _check_parent(parent, p)
+    heads = task_tensors(parent_genome, parent_shape, shape)
     child = build_model(child_genome, shape, seed=seed)
     init = {k: v.detach().clone() for k, v in child.state_dict().items()}
     parameters = {name for name, prm in child.named_parameters() if prm.requires_grad}
@@ -177,7 +197,14 @@ def inherit(parent_genome: Genome, parent_weights: dict[str, Tensor], child_geno
         else:
             entries[f"sync_{role}.theta"] = Entry(None, [], "decay θ of new pairs: the child's init")
 
-    used: set[str] = {k for k in parent if k.endswith((".left", ".right"))}
+    reinitialised = tuple(k for k in heads if k in init)
+    for name in reinitialised:
+        entries[name] = Entry(None, [], "re-initialised: the task's shape decides it")
+    if heads:
+        changes = ", ".join(f"{k} {tuple(parent[k].shape) if k in parent else '-'} → "
+                            f"{tuple(init[k].shape) if k in init else '-'}" for k in heads)
+        losses.insert(0, f"another task: re-initialised {changes}")
+    used: set[str] = {k for k in parent if k.endswith((".left", ".right")) or k in heads}
     generic: dict[tuple[str, str], list[str]] = defaultdict(list)
     counts: dict[str, tuple[int, int]] = {}
     for name, value in init.items():
@@ -209,7 +236,8 @@ def inherit(parent_genome: Genome, parent_weights: dict[str, Tensor], child_geno
     weights = {k: weights[k] for k in init}  # the child's state-dict order
     return Inherited(weights=weights, inherited_fraction=inherited / total if total else 0.0,
                      parent_hash=parent_genome.hash, function_preserving=not losses, not_preserved=tuple(losses),
-                     per_module=_per_module(counts, per_tensor), per_tensor=per_tensor, genes=dict(ax.notes))
+                     per_module=_per_module(counts, per_tensor), per_tensor=per_tensor, genes=dict(ax.notes),
+                     reinitialised=reinitialised)
 
 
 def _generic_loss(module: str, kind: str, names: list[str]) -> str:
@@ -250,4 +278,4 @@ def _per_module(counts: dict[str, tuple[int, int]], per_tensor: dict[str, str]) 
     return out
 
 
-__all__ = ["InheritError", "Inherited", "inherit"]
+__all__ = ["InheritError", "Inherited", "inherit", "task_tensors"]

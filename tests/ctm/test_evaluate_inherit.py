@@ -69,3 +69,36 @@ def test_a_job_either_continues_its_own_state_or_inherits(parent: ParentWeights)
         EvalJob(genome=tiny(), task=PARITY, budget=BUDGET, start=parent.state, parent=parent)
     with pytest.raises(TypeError, match=r"ParentWeights\.state"):
         ParentWeights(genome=tiny(), state="not bytes")  # type: ignore[arg-type]
+
+
+def test_a_transfer_to_another_task_keeps_the_core_and_reinitialises_the_heads(parent: ParentWeights) -> None:
+    """Parity 4 → parity 7: the output head (7 positions × 2 classes, not 4 × 2) starts from the child's own
+    init, every other tensor is the parent's trained one."""
+    import torch
+
+    from ctm.build import build_model
+    from ctm.eval_state import unpack_state
+    from ctm.inherit import inherit, task_tensors
+
+    longer = TaskSpec(name="parity", params={"length": 7})
+    genome = parent.genome
+    heads = task_tensors(genome, PARITY, longer)
+    assert "output.weight" in heads and "output.bias" in heads
+    assert task_tensors(genome, PARITY, PARITY) == ()
+    trained = unpack_state(parent.state).weights
+    got = inherit(genome, trained, genome, longer, seed=5, parent_task=PARITY)
+    init = build_model(genome, longer, seed=5).state_dict()
+    assert got.reinitialised == heads and not got.function_preserving
+    assert "another task: re-initialised output.bias (8,) → (14,)" in got.not_preserved[0]
+    for name, value in got.weights.items():
+        source = init if name in heads else trained
+        assert torch.equal(value, source[name]), name
+    # the evaluation reports the re-initialised heads and trains the transferred model
+    moved = ParentWeights(genome=genome, state=parent.state, task=PARITY)
+    result = evaluate(genome, longer, BUDGET, seed=5, parent=moved)
+    assert result.ok and result.metrics["reinitialised_tensors"] == len(heads)
+    assert result.metrics["inherited_fraction"] > 0.5 and result.metrics["inherited_preserving"] == 0.0
+    job = EvalJob(genome=genome, task=longer, budget=BUDGET, parent=moved)
+    assert job.parent is not None and job.parent.task == PARITY
+    with pytest.raises(TypeError, match="ParentWeights.task"):
+        ParentWeights(genome=genome, state=parent.state, task={"name": "parity"})  # type: ignore[arg-type]
