@@ -43,7 +43,7 @@ _API = {
     "SearchError": "search.errors", "ConfigError": "search.errors", "CampaignError": "search.errors",
     "Strategy": "search.strategies", "make_strategy": "search.strategies", "STRATEGY_NAMES": "search.strategies",
     "Campaign": "search.campaign.loop", "CampaignConfig": "search.campaign.config",
-    "load_campaign_config": "search.campaign.config", "start": "search.campaign.loop",
+    "load_campaign_config": "search.campaign.config", "start": "search.campaign.create",
     "MlflowArchiver": "search.tracking.archiver", "lineage": "search.tracking.lineages",
     "lineage_from_records": "search.lineage", "LineageGraph": "search.lineage",
     "locate": "search.export.find",

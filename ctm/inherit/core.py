@@ -39,12 +39,13 @@ class Inherited:
     ``weights`` is a complete state dict of ``ctm.build_model(child_genome, task, seed=seed)`` (load it with
     ``strict=True``; it includes the synchronisation pair buffers). ``inherited_fraction`` is the share of the
     child's trainable parameter elements whose values came from the parent (copied, replicated or split);
-    zeros written to keep the function and the child's own init count as not inherited. ``reinitialised`` names the
-tensors re-initialised because the parent was trained on a task of another shape (``parent_task``). ``function_preserving``
-    says that the child, in eval mode, computes the parent's outputs for the first min(T_parent, T_child) ticks
-    (up to float rounding); ``not_preserved`` lists why not, when not. ``per_module`` maps each top-level module
-    (``nlm``, ``synapses``, ``sync_out``, ...) to its inherited share and what was done; ``per_tensor`` does the
-    same per state-dict entry; ``genes`` says how each changed width or length (D, D_in, M, H) was mapped.
+    zeros written to keep the function and the child's own init count as not inherited. ``reinitialised`` names
+    the tensors re-initialised because the parent was trained on a task of another shape (``parent_task``).
+    ``function_preserving`` says that the child, in eval mode, computes the parent's outputs for the first
+    min(T_parent, T_child) ticks (up to float rounding); ``not_preserved`` lists why not, when not.
+    ``per_module`` maps each top-level module (``nlm``, ``synapses``, ``sync_out``, ...) to its inherited share
+    and what was done; ``per_tensor`` does the same per state-dict entry; ``genes`` says how each changed width
+    or length (D, D_in, M, H) was mapped.
     """
 
     weights: dict[str, Tensor]

@@ -3,6 +3,7 @@
 =====================  ======================================================================================
 ``config``             the campaign file (pydantic schema), validated completely before anything runs
 ``loop``               :class:`Campaign`: ask → journal → submit → poll → journal → tell
+``create``             :func:`start`: a campaign from a file, in a new directory or fresh over an old one
 ``rungs``              fidelity rungs (asynchronous successive halving) and repeated seeds: what runs next
 ``jobs``               the evaluation job of a genome at a rung and seed (budget, seed, state to continue)
 ``replay``             resuming: the snapshot, then the journal's events as they happened
@@ -25,7 +26,7 @@ import importlib
 from typing import Any
 
 _API = {
-    "Campaign": "search.campaign.loop", "evaluation_seed": "search.campaign.jobs", "start": "search.campaign.loop",
+    "Campaign": "search.campaign.loop", "evaluation_seed": "search.campaign.jobs", "start": "search.campaign.create",
     "RungScheduler": "search.campaign.rungs", "JobKey": "search.campaign.rungs",
     "STATE_VERSION": "search.campaign.state",
     "CampaignConfig": "search.campaign.config", "load_campaign_config": "search.campaign.config",

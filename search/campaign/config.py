@@ -133,6 +133,48 @@ class BudgetSection(_Section):
                               "(compute); a continued evaluation counts only the steps it adds")
 
 
+class AxisSection(_Section):
+    """One difficulty parameter of an open-ended campaign's task family: whole values from ``min`` to ``max``; a
+    new task moves it by ``step`` times -2, -1, +1 or +2 (clipped)."""
+
+    min: int = Field(ge=0)
+    max: int = Field(ge=0)
+    step: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AxisSection:
+        if self.max <= self.min:
+            raise ValueError(f"max = {self.max}: allowed is a value above min = {self.min}")
+        return self
+
+
+class OpenEndedSection(_Section):
+    """An open-ended campaign (:mod:`search.open_ended`): tasks of one family that grow harder as their archives
+    master them. ``task.params`` is the first task; ``axes`` the parameters new tasks change."""
+
+    axes: dict[str, AxisSection] = Field(min_length=1, description="difficulty parameters: {min, max, step}")
+    solved: float = Field(default=0.95, description="a task is solved when its best reaches this fitness")
+    criterion: tuple[float, float] = Field(default=(0.6, 0.95), description="minimal criterion: a candidate "
+                                           "task is admitted when the best screened elite scores in [low, high)")
+    reproduce: float = Field(default=0.8, description="a task may parent new tasks once its best reaches this")
+    max_active: int = Field(default=3, ge=1, le=64, description="active tasks at once; more retire the oldest")
+    slice: int = Field(default=8, ge=1, description="evaluations of each active task per round")
+    new_tasks_every: int = Field(default=2, ge=1, description="rounds between two generations of candidates")
+    candidates: int = Field(default=3, ge=1, le=32, description="candidate tasks per generation")
+    admit: int = Field(default=1, ge=1, le=32, description="candidates admitted per generation at most")
+    screen_elites: int = Field(default=4, ge=1, le=32, description="elites fine-tuned on each candidate")
+    transfer_every: int = Field(default=2, ge=0, description="rounds between transfers of elites (0: never)")
+    novelty_k: int = Field(default=3, ge=1, description="novelty of a task: mean distance to its k nearest")
+    novelty_min: float = Field(default=0.0, ge=0, description="candidates less novel than this are refused")
+
+    @field_validator("criterion")
+    @classmethod
+    def _band(cls, band: tuple[float, float]) -> tuple[float, float]:
+        if not band[0] < band[1]:
+            raise ValueError("allowed is [low, high] with low < high (fitness values)")
+        return band
+
+
 class TrackingSection(_Section):
     uri: str | None = Field(default=None, description="MLflow tracking URI; default: sqlite in the campaign dir")
     experiment: str | None = Field(default=None, min_length=1, max_length=256)
@@ -166,6 +208,7 @@ class CampaignConfig(_Section):
                                 "at every stop); the snapshot is small, the journal holds the rest")
     plot_every_s: float = Field(default=60.0, gt=0, description="redraw the pictures every N seconds (and at the "
                                 "end), beside the loop")
+    open_ended: OpenEndedSection | None = Field(default=None, description="tasks that grow harder (search.open_ended)")
 
     @field_validator("name")
     @classmethod
@@ -309,6 +352,18 @@ def validate_components(config: CampaignConfig, *, source: str) -> None:
 
     try:
         make_task(config.task.spec())
+        for name, axis in (config.open_ended.axes.items() if config.open_ended else ()):
+            value = config.task.params.get(name)
+            if isinstance(value, bool) or not isinstance(value, int) or not axis.min <= value <= axis.max:
+                what = f"task.params.{name} = {quoted(value)}" if value is not None else f"task.params.{name}: missing"
+                raise ValueError(f"{what}: allowed is a whole number within open_ended.axes.{name} [{axis.min}, "
+                                 f"{axis.max}] (the first task's value of each difficulty axis)")
+            for end in (axis.min, axis.max):
+                try:
+                    make_task(TaskSpec(name=config.task.name, params={**config.task.params, name: end}))
+                except (ValueError, TypeError) as exc:
+                    raise ValueError(f"open_ended.axes.{name} = [{axis.min}, {axis.max}]: the task with {name} = "
+                                     f"{end} cannot be built ({exc}); allowed is a range the task accepts") from None
         descriptors = make_descriptors(config.descriptors, field="descriptors", space=config.space())
         make_strategy(config.strategy.name, space=config.space(), seed=config.seed, descriptors=descriptors,
                       settings=dict(config.strategy.settings), field="strategy")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from search.paths import CampaignPaths
 from search.records import Proposal
 from workers import EvalJob
 
-__all__ = ["JobMaker", "evaluation_seed", "inheritance_parent", "result_extra"]
+__all__ = ["Adoption", "JobMaker", "evaluation_seed", "inheritance_parent", "result_extra"]
 
 log = logging.getLogger("ctmevo.campaign")
 
@@ -49,6 +49,18 @@ def inheritance_parent(proposal: Proposal, genome_of: Callable[[str], Genome | N
         if same > shared:
             best, shared = h, same
     return best
+
+
+@dataclass(frozen=True, kw_only=True)
+class Adoption:
+    """A finished rung-0 evaluation made outside a campaign's loop, for the campaign to take in as its own
+    (``Campaign.run(adopt=...)``): a transfer from another task of an open-ended campaign, or the screen that
+    admitted a task. ``result.checkpoint`` becomes the genome's checkpoint here (later rungs continue it);
+    ``extra`` goes into the record beside the result (e.g. where the weights came from)."""
+
+    proposal: Proposal
+    result: EvalResult
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class JobMaker:

@@ -1,7 +1,8 @@
 """The ledger of a campaign: what was asked, what is in flight, what came back. The journal's events build it.
 
 Every journal event goes through one method here, in the live loop and on resume alike: ``ask`` (new
-proposals, with their births), ``job`` (a promotion or a repeat of a genome evaluated before), ``result`` (a
+proposals, with their births), ``adopt`` (genomes evaluated outside the loop, e.g. transferred from another
+task, whose results follow at once), ``job`` (a promotion or a repeat of a genome evaluated before), ``result`` (a
 record: the scheduler, the cost and the strategy learn it). Resuming is therefore the snapshot (:mod:`.state`)
 plus the events after it, applied again: asks are re-asked and must give the same genomes, promotions and
 repeats are re-queued, results are re-told. For the events a snapshot covers, the scheduler and the births are
@@ -61,7 +62,7 @@ class Ledger:
     def _covered(self, events: list[dict[str, Any]]) -> Iterator[Any]:
         """Events a snapshot covers: the scheduler and births are rebuilt, the strategy's told log is yielded."""
         for event in events:
-            if event["event"] == "ask":
+            if event["event"] in ("ask", "adopt"):
                 for birth, data in zip(event["births"], event["proposals"], strict=True):
                     key = JobKey(Proposal.from_dict(data).genome_hash)
                     self.births[key.genome_hash] = birth
@@ -78,6 +79,8 @@ class Ledger:
     def apply(self, event: dict[str, Any], *, replay: bool) -> None:
         if event["event"] == "ask":
             self.ask(event["births"], [Proposal.from_dict(p) for p in event["proposals"]], replay=replay)
+        elif event["event"] == "adopt":
+            self.adopt(event["births"], [Proposal.from_dict(p) for p in event["proposals"]])
         elif event["event"] == "job":
             self.job(JobKey.parse(event["job"]))
         elif event["event"] == "result":
@@ -93,11 +96,21 @@ class Ledger:
                 raise CampaignError(
                     f"{self.journal}: replaying ask #{births[0]} gave other genomes than the journal "
                     "holds: the strategy is not deterministic, or the campaign file was edited")
+        self._pending(births, proposals)
+        self.state.events += 1
+
+    def _pending(self, births: list[int], proposals: list[Proposal]) -> None:
         for birth, proposal in zip(births, proposals, strict=True):
             self.state.pending[JobKey(proposal.genome_hash).id] = (birth, proposal)
             self.births[proposal.genome_hash] = birth
             self.rungs.asked(JobKey(proposal.genome_hash))
         self.state.births = max(self.state.births, max(births) + 1)
+
+    def adopt(self, births: list[int], proposals: list[Proposal]) -> None:
+        """Genomes the strategy did not ask for (:meth:`Strategy.adopt`), pending until their results are applied."""
+        for proposal in proposals:
+            self.strategy.adopt(proposal)
+        self._pending(births, proposals)
         self.state.events += 1
 
     def job(self, key: JobKey) -> None:

@@ -32,11 +32,11 @@ strategy. A failed write (disk full, read-only directory) stops the campaign wit
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
@@ -44,7 +44,7 @@ from ctm.result import EvalResult
 from genome.genome import Genome
 from genome.io import write_bytes_atomic
 from search.campaign.config import CampaignConfig, load_campaign_config
-from search.campaign.jobs import JobMaker, evaluation_seed, result_extra
+from search.campaign.jobs import Adoption, JobMaker, evaluation_seed, result_extra
 from search.campaign.ledger import Ledger
 from search.campaign.repair import WeightRepair, kept_weights
 from search.campaign.rungs import JobKey, RungScheduler
@@ -60,8 +60,7 @@ from search.views.progress import Progress, spent_text
 from search.views.reporter import CampaignReporter, Reporter
 from workers import Pool, WorkersConfig, make_pool
 
-__all__ = ["Campaign", "evaluation_seed", "start"]  # evaluation_seed: see search.campaign.jobs
-
+__all__ = ["Campaign", "evaluation_seed"]  # evaluation_seed: see search.campaign.jobs
 
 
 class Campaign:
@@ -97,6 +96,7 @@ class Campaign:
         self._lock: IO[str] | None = None
         self._held: contextlib.ExitStack | None = None  # a lock taken by start(fresh=True)
         self._snapshot_done = 0
+        self._extra: dict[str, dict] = {}  # what adopted results' records carry beside their result (see _adopt)
 
     # -- creation and resumption -------------------------------------------------------------------------
     @classmethod
@@ -120,13 +120,15 @@ class Campaign:
         return campaign
 
     @classmethod
-    def open(cls, directory: Path) -> Campaign:
+    def open(cls, directory: Path, *, config: CampaignConfig | None = None) -> Campaign:
+        """The campaign in ``directory``, restored; ``config`` replaces its file's (an open-ended campaign moves
+        its tasks' budgets this way; the rest must be the file's, or the journal will not replay)."""
         paths = CampaignPaths(Path(directory))
         if not paths.meta.exists() or not paths.config.exists():
             raise CampaignError(f"{directory} is not a campaign directory (no campaign.json / campaign.yaml): "
                                 "start one with 'ctmevo run FILE'")
         meta = read_json(paths.meta)
-        campaign = cls(config=load_campaign_config(paths.config), directory=paths.root,
+        campaign = cls(config=config or load_campaign_config(paths.config), directory=paths.root,
                        campaign_id=meta["campaign_id"])
         campaign._restore()
         return campaign
@@ -198,13 +200,14 @@ class Campaign:
 
     # -- the loop ----------------------------------------------------------------------------------------
     def run(self, *, on_progress: Callable[[Progress], None] | None = None, pool: Pool | None = None,
-            reporter: Reporter | None = None, offline_ok: bool = False) -> Progress:
+            reporter: Reporter | None = None, offline_ok: bool = False, adopt: Sequence[Adoption] = ()) -> Progress:
         """Run until the budget is spent (or forever); Ctrl-C stops at the next safe point and re-raises
         KeyboardInterrupt.
 
         ``reporter`` receives every batch of records (default: :class:`CampaignReporter`: MLflow, pictures and
         the live view beside the loop). ``offline_ok``: start even if the tracking server cannot be reached
         (the records wait in the journal for ``ctmevo sync``); otherwise that is an error before any evaluation.
+        ``adopt``: evaluations made outside the loop, taken in first (:class:`~search.campaign.jobs.Adoption`).
         """
         with self._locked(), deferred_interrupts() as interrupts:
             self._interrupts = interrupts
@@ -226,7 +229,7 @@ class Campaign:
                         with contextlib.suppress(Exception):
                             pool.shutdown()
                     raise
-            return self._loop(pool, own_pool, reporter, on_progress)
+            return self._loop(pool, own_pool, reporter, on_progress, adopt)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -246,9 +249,10 @@ class Campaign:
                 self._lock = None
 
     def _loop(self, pool: Pool, own_pool: bool, reporter: Reporter,
-              on_progress: Callable[[Progress], None] | None) -> Progress:
+              on_progress: Callable[[Progress], None] | None, adopt: Sequence[Adoption]) -> Progress:
         status, consistent = "FAILED", True
         try:
+            self._adopt(adopt, reporter)
             for key, proposal in self.ledger.in_flight():
                 pool.submit(self.jobs.job(proposal, key))  # in flight at the last stop: again
             if self.config.tracking.checkpoints != "none":
@@ -312,6 +316,24 @@ class Campaign:
         for proposal in proposals:
             pool.submit(self.jobs.job(proposal, JobKey(proposal.genome_hash)))
 
+    def _adopt(self, adoptions: Sequence[Adoption], reporter: Reporter) -> None:
+        """Journal the genomes (an ``adopt`` event), then record their results as this campaign's own; a genome
+        evaluated or pending here already is left out (adopting again after a stop changes nothing)."""
+        new: dict[str, Adoption] = {}  # the first of each genome
+        for a in adoptions:
+            h = a.proposal.genome_hash
+            if self.strategy.record(h) is None and JobKey(h).id not in self.ledger.state.pending:
+                new.setdefault(h, a)
+        if not new:
+            return
+        births = list(range(self.ledger.state.births, self.ledger.state.births + len(new)))
+        event = {"event": "adopt", "births": births, "proposals": [a.proposal.to_dict() for a in new.values()]}
+        self._write(self.paths.journal, lambda: self.journal.append(event, sync=False))
+        self.ledger.adopt(births, [a.proposal for a in new.values()])
+        self._extra = {JobKey(h).id: dict(a.extra) for h, a in new.items()}
+        self._record([replace(a.result, job_id=JobKey(h).id) for h, a in new.items()], reporter)
+        self._extra = {}
+
     def _next_job(self) -> JobKey | None:
         """The scheduler's next promotion or repeat that the strategy allows."""
         while (key := self.rungs.next_job(quota=not self.strategy.decides_promotions)) is not None:
@@ -338,7 +360,7 @@ class Campaign:
                 path = self.jobs.checkpoint(key)
                 self._write(path, lambda p=path, c=checkpoint: write_bytes_atomic(p, c))
             extra = result_extra(proposal, result, descriptors=self.descriptors, cell_for=self.strategy.cell_for,
-                                 genome_of=self._genome_of)
+                                 genome_of=self._genome_of) | self._extra.get(job_id, {})
             if key != JobKey(key.genome_hash) or len(self.jobs.rungs) > 1:  # the genome's standing after it
                 agg = self.rungs.preview(key, result.fitness if result.ok else None)
                 extra.update(fitness_mean=agg.mean, seeds=agg.seeds, top_rung=agg.rung)
@@ -368,31 +390,3 @@ class Campaign:
             write()
         except OSError as exc:
             raise CampaignStorageError(Path(exc.filename) if exc.filename else path, exc) from None
-
-
-def start(config_path: Path, *, directory: Path | None = None, fresh: bool = False) -> Campaign:
-    """A new campaign from a file. ``fresh`` deletes an earlier campaign in the same directory first, holding
-    its lock (refused while another process runs it); the new campaign keeps that lock until it has run."""
-    config = load_campaign_config(config_path)
-    root = Path(directory) if directory else config.directory()
-    if not fresh:
-        return Campaign.create(config, root)
-    stack = contextlib.ExitStack()
-    lock = stack.enter_context(lock_campaign(root))
-    try:
-        for entry in root.iterdir():
-            if entry.name == CampaignPaths(root).lock.name:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-        campaign = Campaign.create(config, root, lock=lock)
-    except OSError as exc:
-        stack.close()
-        raise CampaignStorageError(Path(exc.filename or root), exc) from None
-    except BaseException:
-        stack.close()
-        raise
-    campaign._held = stack  # released when the campaign has run
-    return campaign

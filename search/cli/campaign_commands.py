@@ -93,7 +93,7 @@ def _finish_report(campaign: Campaign) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from search.campaign.config import check_places, load_campaign_config
-    from search.campaign.loop import start
+    from search.campaign.create import start
     from search.errors import SearchError
 
     try:
@@ -101,6 +101,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_places(config, source=str(args.file), directory=Path(args.dir) if args.dir else None,
                      field="--dir" if args.dir else "output_dir")
         _check_cluster_answers(config.workers, source=str(args.file))
+        if config.open_ended is not None:
+            from search.cli.open_ended_commands import run_open_ended
+
+            return run_open_ended(config, directory=Path(args.dir) if args.dir else None, fresh=args.fresh)
         campaign = start(Path(args.file), directory=Path(args.dir) if args.dir else None, fresh=args.fresh)
     except (SearchError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
@@ -128,6 +132,12 @@ def _check_cluster_answers(workers: dict, *, source: str) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from search.open_ended.driver import is_open_ended
+
+    if is_open_ended(Path(args.dir)):
+        from search.cli.open_ended_commands import resume_open_ended
+
+        return resume_open_ended(Path(args.dir))
     campaign = open_campaign(args.dir)
     if campaign.finished() and not args.more:
         say(f"{args.dir}: the campaign has already spent its budget (evaluations: {campaign.spent()}); raise "
@@ -141,9 +151,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     from search.cli.base import snapshot_hint
     from search.errors import SearchError
     from search.journal import JournalCorruptError, SnapshotCorruptError
+    from search.open_ended.driver import is_open_ended
     from search.records import fmt
     from search.views.summary import summarise
 
+    if is_open_ended(Path(args.dir)):
+        from search.cli.open_ended_commands import status_open_ended
+
+        return status_open_ended(Path(args.dir))
     try:
         s = summarise(Path(args.dir), top=args.top)
     except SnapshotCorruptError as exc:

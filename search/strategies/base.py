@@ -147,6 +147,16 @@ class Strategy(Variation, Fidelity, ABC):
             out.append(proposal)
         return out
 
+    def adopt(self, proposal: Proposal) -> None:
+        """Take in a genome this strategy did not propose (a transfer from another task of an open-ended campaign):
+        it is in flight from now on and its result is told like any other; the strategy's own sampler sees it as
+        it sees a seed genome (:meth:`_on_seed`). The random generator is not used, so asks stay replayable."""
+        h = phash(proposal)
+        if self._taken(h):
+            raise UnknownProposalError(f"adopt({h}): this genome is already evaluated or in flight")
+        self._in_flight[h] = proposal
+        self._on_seed(proposal)
+
     def _next_seed(self) -> Proposal | None:
         """The next seed genome not yet evaluated or in flight (``seed_genomes``), else None."""
         while self._seeded < len(self._seeds):

@@ -125,7 +125,8 @@ class MlflowArchiver:
             run_id = client.create_run(self.experiment_id, run_name=self.campaign_id, tags=tags).info.run_id
             existing = {}
         flat = mp.flatten_config(self.config)
-        changed = sorted(k for k, v in flat.items() if k in existing and existing[k] != v)
+        changed = sorted(k for k, v in flat.items() if k in existing and existing[k] != v  # a budget may grow
+                         and not k.startswith("budget."))
         if changed:
             log.warning("campaign config changed since it was first logged (%s); MLflow params cannot change, "
                         "see config.yaml for the current values", ", ".join(changed[:10]))

@@ -100,5 +100,5 @@ def test_a_transfer_to_another_task_keeps_the_core_and_reinitialises_the_heads(p
     assert result.metrics["inherited_fraction"] > 0.5 and result.metrics["inherited_preserving"] == 0.0
     job = EvalJob(genome=genome, task=longer, budget=BUDGET, parent=moved)
     assert job.parent is not None and job.parent.task == PARITY
-    with pytest.raises(TypeError, match="ParentWeights.task"):
+    with pytest.raises(TypeError, match=r"ParentWeights\.task"):
         ParentWeights(genome=genome, state=parent.state, task={"name": "parity"})  # type: ignore[arg-type]

@@ -1,0 +1,97 @@
+"""``ctmevo run``, ``resume`` and ``status`` for an open-ended campaign (a file with an ``open_ended:`` section)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from search.cli.base import UsageError, say
+
+
+def run_open_ended(config: object, *, directory: Path | None, fresh: bool) -> int:
+    """A new open-ended campaign from a validated config (``--fresh``: over an earlier one in the directory)."""
+    from search.campaign.config import CampaignConfig
+    from search.errors import SearchError
+    from search.open_ended.driver import OpenEnded
+    from search.paths import CampaignPaths, lock_campaign
+
+    assert isinstance(config, CampaignConfig)
+    root = directory or config.directory()
+    try:
+        if fresh and root.exists():
+            with lock_campaign(root):  # refused while another process runs it
+                for entry in root.iterdir():
+                    if entry.name != CampaignPaths(root).lock.name:
+                        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        campaign = OpenEnded.create(config, root)
+    except SearchError as exc:
+        raise UsageError(str(exc)) from None
+    return _run(campaign)
+
+
+def resume_open_ended(directory: Path) -> int:
+    from search.errors import SearchError
+    from search.open_ended.driver import OpenEnded
+
+    try:
+        campaign = OpenEnded.open(directory)
+    except SearchError as exc:
+        raise UsageError(str(exc)) from None
+    if campaign.finished() or campaign.state.ended:
+        say(f"{directory}: the open-ended campaign has ended ({campaign.state.ended or 'its budget is spent'}); "
+            f"nothing to resume (raise budget.* in {campaign.paths.config} to give it more)")
+        return 0
+    return _run(campaign)
+
+
+def _run(campaign: object) -> int:
+    from search.errors import SearchError
+    from search.open_ended.driver import OpenEnded
+
+    assert isinstance(campaign, OpenEnded)
+    root = campaign.root
+    say(f"open-ended campaign {campaign.config.name} in {root}: task {campaign.config.task.name}, difficulty "
+        f"axes {', '.join(campaign.axes)}; every task is a campaign in {root / 'tasks'}")
+    try:
+        campaign.run(say=say)
+    except SearchError as exc:
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        say(f"\nStopped in round {campaign.state.rounds + 1}; everything finished is saved.\n"
+            f"Continue with:  ctmevo resume {root}")
+        return 130
+    say("")
+    status_open_ended(root)
+    return 0
+
+
+def status_open_ended(directory: Path) -> int:
+    """The measures, the tasks and the candidates' verdicts, from the journal (works while it runs)."""
+    from collections import Counter
+
+    from search.open_ended.driver import OpenEnded
+    from search.open_ended.tracking import task_table
+    from search.paths import CampaignPaths
+    from search.views.summary import _locked
+
+    oe = OpenEnded.open(directory)
+    s, m = oe.state, oe.state.measures(oe.axes)
+    state = "running now" if _locked(CampaignPaths(oe.root).lock) else (
+        "finished" if oe.finished() else f"ended ({s.ended})" if s.ended else "stopped")
+    say(f"open-ended campaign {oe.config.name} in {oe.root}: {state}, {s.rounds} rounds")
+    hardest = ", ".join(f"{a} {m[f'hardest_solved_{a}']:g}" for a in oe.axes if f"hardest_solved_{a}" in m) or "-"
+    say(f"  ANNECS {m['annecs']:g} (tasks admitted after the first and solved) · hardest solved: {hardest}")
+    say(f"  tasks: {m['tasks_admitted']:g} admitted, {m['tasks_active']:g} active, {m['tasks_solved']:g} solved · "
+        f"transfers: {m['transfers_tried']:g} tried, {m['transfers_accepted']:g} accepted")
+    say(f"  compute: {s.spent:,.0f} training steps, {s.evaluations:,} evaluations (screens and transfers "
+        f"included), elapsed {oe.state.elapsed_s:.0f} s")
+    if s.history:
+        say("  ANNECS by round: " + " ".join(f"{h.get('annecs', 0):g}" for h in s.history))
+    verdicts = Counter((c["why"] or "admitted").split(" (")[0] for c in s.candidates)
+    if verdicts:
+        say("  candidates: " + ", ".join(f"{n} {why}" for why, n in verdicts.most_common()))
+    say("")
+    for line in task_table(oe.state, oe.axes).splitlines():
+        say("  " + line)
+    say(f"\n  one task's campaign: ctmevo status {oe.root / 'tasks' / 'ID'}")
+    return 0

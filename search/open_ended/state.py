@@ -1,0 +1,159 @@
+"""The state of an open-ended campaign, rebuilt from its journal (``open_ended.jsonl``) event by event.
+
+Events, in the order a round writes them (round r = 1, 2, ...):
+
+- ``task``: a task admitted (the first one at creation): its id, parameters, parent task, round, and the
+  screened elites it adopts as its first evaluations.
+- ``slice``: one task's campaign ran its share of the round; its best after it, evaluations and steps.
+- ``solved``: a task's best reached ``open_ended.solved`` (once per task).
+- ``transfer``: an elite of one task fine-tuned on another; accepted when it beats that task's best (then the
+  target campaign adopts it at its next slice).
+- ``screened``: one elite fine-tuned on one candidate task (written as each lands, so a stop loses none).
+- ``candidate``: a screened candidate's verdict: admitted, or why not.
+- ``retired``: a task leaves the active set (its archive stays on disk).
+- ``phase``: the round's transfers or generation are complete; ``round``: the round is complete.
+- ``ended``: nothing is left to do before the budget is spent (every task solved and no new one possible, or
+  a round that trained nothing), and why.
+
+Applying the events again gives the same state (the driver's choices are functions of the state and of a
+random generator seeded by the round), so a campaign stopped anywhere resumes where it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from search.errors import CampaignError
+
+__all__ = ["OpenEndedState", "TaskEntry"]
+
+
+@dataclass
+class TaskEntry:
+    """One task: its parameters and what its campaign has reached so far."""
+
+    id: str
+    params: dict[str, Any]
+    parent: str | None
+    round: int
+    status: str = "active"  # active | retired
+    best: float | None = None
+    best_genome: str | None = None
+    evaluations: int = 0  # the task campaign's records after its last slice
+    spent: float = 0.0  # training steps of its campaign
+    slices: int = 0
+    solved_round: int | None = None
+    adopt: list[dict[str, Any]] = field(default_factory=list)  # results waiting to be adopted at the next slice
+    scores: dict[str, float] = field(default_factory=dict)  # agent → score on this task (own elites, transfers)
+
+    @property
+    def solved(self) -> bool:
+        return self.solved_round is not None
+
+
+@dataclass
+class OpenEndedState:
+    """Everything the driver decides from: tasks, the current round's progress, the measures' history."""
+
+    tasks: dict[str, TaskEntry] = field(default_factory=dict)
+    rounds: int = 0  # rounds completed
+    done: set[str] = field(default_factory=set)  # in the current round: "slice:<task>", "transfers", "generation"
+    screens: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)  # candidate → agent → result
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # every verdict, all rounds
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+    extra_spent: float = 0.0  # training steps of screens and transfers
+    extra_evaluations: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per round: the measures then
+    elapsed_s: float = 0.0
+    ended: str | None = None  # why the campaign ended before its budget (nothing left to do), if it did
+
+    # -- replay ---------------------------------------------------------------------------------------------
+    def apply(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is None:
+            raise CampaignError(f"open_ended.jsonl: unknown event {kind!r}")
+        handler(event)
+
+    def _on_task(self, e: dict[str, Any]) -> None:
+        self.tasks[e["id"]] = TaskEntry(id=e["id"], params=dict(e["params"]), parent=e.get("parent"),
+                                        round=int(e["round"]), adopt=list(e.get("adopt", [])))
+        for item in e.get("adopt", []):
+            self.tasks[e["id"]].scores[item["agent"]] = float(item["fitness"])
+
+    def _on_slice(self, e: dict[str, Any]) -> None:
+        t = self.tasks[e["task"]]
+        t.best, t.best_genome = e.get("best"), e.get("genome")
+        t.evaluations, t.spent, t.slices = int(e["evaluations"]), float(e["spent"]), t.slices + 1
+        t.adopt = []
+        if t.best is not None and t.best_genome is not None:
+            t.scores[f"{t.id}/{t.best_genome}"] = float(t.best)
+        self.done.add(f"slice:{t.id}")
+
+    def _on_solved(self, e: dict[str, Any]) -> None:
+        self.tasks[e["task"]].solved_round = int(e["round"])
+
+    def _on_transfer(self, e: dict[str, Any]) -> None:
+        self.transfers.append(dict(e))
+        self._extra(e)
+        if e.get("fitness") is not None:
+            self.tasks[e["to"]].scores[e["agent"]] = float(e["fitness"])
+        if e.get("accepted"):
+            self.tasks[e["to"]].adopt.append(dict(e))
+
+    def _on_screened(self, e: dict[str, Any]) -> None:
+        self.screens.setdefault(int(e["candidate"]), {})[e["agent"]] = dict(e)
+        self._extra(e)
+
+    def _on_candidate(self, e: dict[str, Any]) -> None:
+        self.candidates.append(dict(e))
+
+    def _on_retired(self, e: dict[str, Any]) -> None:
+        self.tasks[e["task"]].status = "retired"
+
+    def _on_phase(self, e: dict[str, Any]) -> None:
+        self.done.add(e["phase"])
+
+    def _on_round(self, e: dict[str, Any]) -> None:
+        self.rounds = int(e["round"])
+        self.done, self.screens = set(), {}
+        self.elapsed_s = float(e.get("elapsed_s", self.elapsed_s))
+        self.history.append({k: float(v) for k, v in e.get("measures", {}).items()})
+
+    def _on_ended(self, e: dict[str, Any]) -> None:
+        self.ended = str(e["why"])
+
+    def _extra(self, e: dict[str, Any]) -> None:
+        self.extra_spent += float(e.get("steps", 0))
+        self.extra_evaluations += 1
+
+    # -- reading ------------------------------------------------------------------------------------------
+    @property
+    def active(self) -> list[TaskEntry]:
+        return [t for t in self.tasks.values() if t.status == "active"]
+
+    @property
+    def spent(self) -> float:
+        """Training steps of everything: the task campaigns, the screens and the transfers."""
+        return sum(t.spent for t in self.tasks.values()) + self.extra_spent
+
+    @property
+    def evaluations(self) -> int:
+        return sum(t.evaluations for t in self.tasks.values()) + self.extra_evaluations
+
+    def measures(self, axes: list[str]) -> dict[str, float]:
+        """ANNECS (tasks admitted by the minimal criterion, after the first, and solved since), the hardest solved
+        value of each axis, transfers tried and accepted, and the counts of tasks."""
+        tasks = list(self.tasks.values())
+        solved = [t for t in tasks if t.solved]
+        out = {"annecs": float(sum(t.solved and t.parent is not None for t in tasks)),
+               "tasks_admitted": float(len(tasks)), "tasks_active": float(len(self.active)),
+               "tasks_solved": float(len(solved)), "transfers_tried": float(len(self.transfers)),
+               "transfers_accepted": float(sum(bool(x.get("accepted")) for x in self.transfers)),
+               "train_steps_spent": self.spent, "evaluations": float(self.evaluations)}
+        for name in axes:
+            values = [float(t.params[name]) for t in solved]
+            if values:
+                out[f"hardest_solved_{name}"] = max(values)
+        return out

@@ -1,0 +1,95 @@
+"""The evaluations an open-ended campaign runs beside its task campaigns: elites fine-tuned on other tasks.
+
+A *screen* fine-tunes an elite on a candidate task (is the candidate neither too hard nor too easy, and how
+does it rank the elites?); a *transfer* fine-tunes one task's elite on another active task. Both are one
+rung-0 evaluation on the target task that starts from the elite's trained weights on its home task
+(:class:`ctm.result.ParentWeights` with ``task``: the CTM core carries over, the heads the task's shape decides
+are re-initialised). Each result and its weights are written under ``weights/`` before its event is journaled,
+so the target campaign can adopt it later (:class:`search.campaign.jobs.Adoption`) as its own evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ctm.result import EvalResult, ParentWeights, TaskSpec
+from genome.genome import Genome
+from genome.io import write_bytes_atomic
+from search.campaign.jobs import Adoption
+from search.journal import read_json
+from search.records import Proposal
+from workers import EvalJob, Pool
+
+__all__ = ["Elite", "Fine", "adoption", "job_seed", "run_fine_tunes"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Elite:
+    """A trained model that may move: its genome, home task and weights (its evaluation state on that task)."""
+
+    agent: str  # "<home task id>/<genome hash>"
+    genome: Genome
+    home: TaskSpec
+    state: bytes
+    fitness: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fine:
+    """One fine-tune to run: an elite on a target task, under a name unique in the campaign (``key``)."""
+
+    key: str
+    elite: Elite
+    target: TaskSpec
+
+
+def job_seed(seed: int, key: str) -> int:
+    """The training seed of a fine-tune: fixed by the campaign seed and the fine-tune's key."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{key}".encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def run_fine_tunes(pool: Pool, fines: Sequence[Fine], *, budget: Any, seed: int, weights: Path,
+                   landed: Callable[[Fine, EvalResult, str], None], check: Callable[[], None] = lambda: None) -> None:
+    """Run ``fines`` on ``pool`` at once; as each lands, write its weights and result under ``weights`` and call
+    ``landed(fine, result, file stem)`` (which journals it). ``check`` runs between polls (Ctrl-C)."""
+    by_id = {}
+    for fine in fines:
+        job = EvalJob(job_id=f"fine:{fine.key}", genome=fine.elite.genome, task=fine.target, budget=budget,
+                      seed=job_seed(seed, fine.key), want_checkpoint=True,
+                      parent=ParentWeights(genome=fine.elite.genome, state=fine.elite.state, task=fine.elite.home))
+        by_id[job.job_id] = fine
+        pool.submit(job)
+    while by_id:
+        check()
+        for result in pool.poll(timeout=0.5):
+            fine = by_id.pop(result.job_id, None)
+            if fine is None:
+                continue
+            stem = fine.key.replace("/", "_")
+            checkpoint, result.checkpoint = result.checkpoint, None
+            if checkpoint is not None:
+                write_bytes_atomic(weights / f"{stem}.ckpt", checkpoint)
+            write_bytes_atomic(weights / f"{stem}.json", json.dumps(result.to_dict()).encode())
+            landed(fine, result, stem)
+
+
+def adoption(item: dict[str, Any], weights: Path, *, operator: str) -> Adoption | None:
+    """The adoption of a journaled screen or transfer (``item``: its event), or ``None`` when it failed or its
+    files are gone. Its record says where the weights came from (``transferred_from``)."""
+    try:
+        result = EvalResult.from_dict(read_json(weights / f"{item['file']}.json"))
+        checkpoint = (weights / f"{item['file']}.ckpt").read_bytes()
+    except (OSError, ValueError, KeyError):
+        return None
+    if not result.ok:
+        return None
+    genome = Genome.from_dict(item["genes"])
+    home, _, genome_hash = str(item["agent"]).partition("/")
+    proposal = Proposal(genome=genome, parents=(), operator=operator)
+    return Adoption(proposal=proposal, result=replace(result, checkpoint=checkpoint),
+                    extra={"transferred_from": {"task": home, "genome": genome_hash, "kind": operator}})

@@ -1,0 +1,206 @@
+"""Open-ended campaigns (``open_ended:``): the pure rules (mutation, minimal criterion, PATA-EC novelty), a campaign
+that climbs a synthetic skill landscape (tests/search/open_ended_fakes.py), transfers adopted by a task's
+campaign, MLflow's view of it, a kill while a new task is being admitted, and bad ``open_ended`` fields."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from search.campaign.config import parse_campaign_config
+from search.errors import ConfigError
+from search.journal import Journal
+from search.open_ended.driver import OpenEnded
+from search.open_ended.tasks import minimal_criterion, mutate, novelty, pata_ec, verdict
+from search.open_ended.tracking import TAG_TASK
+from tests.search.test_campaign import ROOT, env
+
+AXES = {"length": {"min": 4, "max": 16, "step": 2}}
+
+
+def oe_config(tmp: Path, *, steps: int = 4000, **open_ended: object) -> dict:
+    return {
+        "name": "oe", "seed": 1, "output_dir": str(tmp / "oe"),
+        "task": {"name": "parity", "params": {"length": 4}},
+        "genome_space": {"ticks": {"min": 1, "max": 16}, "memory_length": {"min": 1, "max": 8}},
+        "strategy": {"name": "map_elites", "settings": {"initial_samples": 4}},
+        "descriptors": [{"name": "ticks", "bins": 4, "range": [1, 17]},
+                        {"name": "memory_length", "bins": 4, "range": [1, 9]}],
+        "evaluation": {"steps": 100, "val_samples": 16, "fidelity": {"rungs": [100, 400], "eta": 2}},
+        "budget": {"steps": steps},
+        "workers": {"backend": "inline", "evaluate_fn": "tests.search.open_ended_fakes:skill_evaluate"},
+        "tracking": {"checkpoints": "elites"}, "plot_every_s": 600,
+        "open_ended": {"axes": AXES, "slice": 4, "new_tasks_every": 1, "transfer_every": 1, "candidates": 2,
+                       "screen_elites": 3, "reproduce": 0.75, **open_ended},
+    }
+
+
+# -- the rules -------------------------------------------------------------------------------------------------
+def test_mutation_moves_along_the_axes_within_their_ranges() -> None:
+    rng = np.random.default_rng(0)
+    axes = {"size": {"min": 5, "max": 15, "step": 2}, "route": {"min": 1, "max": 8, "step": 1}}
+    seen = set()
+    for _ in range(300):
+        child = mutate({"size": 15, "route": 4, "other": "kept"}, axes, rng)
+        assert child["other"] == "kept" and 5 <= child["size"] <= 15 and 1 <= child["route"] <= 8
+        assert (child["size"] - 15) % 2 == 0 and abs(child["route"] - 4) <= 2
+        seen.add((child["size"], child["route"]))
+    assert {11, 13, 15} <= {s for s, _ in seen} and {2, 3, 5, 6} <= {r for _, r in seen}
+    again = [mutate({"size": 9, "route": 4}, axes, np.random.default_rng(7)) for _ in range(2)]
+    assert again[0] == again[1]  # a function of its generator
+
+
+def test_the_minimal_criterion_admits_tasks_neither_too_hard_nor_too_easy() -> None:
+    band = (0.6, 0.95)
+    assert minimal_criterion([0.5, 0.55], band) == "too hard"
+    assert minimal_criterion([], band) == "too hard"
+    assert minimal_criterion([0.7, 0.96], band) == "too easy"  # an elite already solves it
+    assert minimal_criterion([0.2, 0.6], band) is None and minimal_criterion([0.94], band) is None
+    assert verdict([0.8], band, 0.01, 0.05) == "not novel (0.010 < 0.05)"
+    assert verdict([0.99], band, 0.5, 0.05) == "too easy"  # the criterion is judged first
+
+
+def test_pata_ec_ranks_clipped_scores_and_novelty_compares_rankings() -> None:
+    band = (0.6, 0.95)
+    agents = ["a", "b", "c", "d"]
+    ranking = pata_ec({"a": 0.1, "b": 0.7, "c": 0.99, "d": 0.8}, agents, band)
+    assert ranking.tolist() == pytest.approx([-0.5, -1 / 6, 0.5, 1 / 6])
+    ties = pata_ec({"a": 0.1, "b": 0.2, "c": 0.97, "d": 0.99}, agents, band)  # clipped: two ties
+    assert ties.tolist() == pytest.approx([-1 / 3, -1 / 3, 1 / 3, 1 / 3])
+    same = {"a": 0.65, "b": 0.7, "c": 0.8, "d": 0.9}
+    seen = {"t1": {"a": 0.61, "b": 0.75, "c": 0.85, "d": 0.94}, "t2": {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.65}}
+    assert novelty(same, {"t1": seen["t1"]}, band, k=1) == 0.0  # the same order of the elites: a copy
+    reverse = novelty(same, {"t2": seen["t2"]}, band, k=1)
+    assert reverse is not None and reverse > 0.5
+    assert novelty(same, seen, band, k=1) == 0.0 and novelty(same, seen, band, k=2) == pytest.approx(reverse / 2)
+    assert novelty({"a": 0.7, "z": 0.8}, seen, band, k=1) is None  # one elite in common: nothing to compare
+
+
+# -- a campaign ------------------------------------------------------------------------------------------------
+def test_an_open_ended_campaign_climbs_and_its_tasks_adopt_screens_and_transfers(tmp_path: Path) -> None:
+    config = parse_campaign_config(oe_config(tmp_path, steps=9000), source="oe.yaml")
+    oe = OpenEnded.create(config)
+    lines: list[str] = []
+    state = oe.run(say=lines.append)
+    tasks = list(state.tasks.values())
+    lengths = [t.params["length"] for t in tasks]
+    assert len(tasks) >= 3 and lengths[0] == 4 and max(lengths) >= 8, lines
+    m = state.measures(["length"])
+    assert m["annecs"] >= 1 and m["hardest_solved_length"] >= 6 and m["train_steps_spent"] >= 9000
+    for c in state.candidates:  # the minimal criterion and the verdicts as journaled
+        best = max(c["scores"].values(), default=0.0)
+        if c["admitted"]:
+            assert 0.6 <= best < 0.95
+        elif c["why"] == "too easy":
+            assert best >= 0.95
+    events = Journal(oe.root / "open_ended.jsonl").read()
+    assert [e["event"] for e in events].count("task") == len(tasks)
+    for task in tasks[1:]:  # every new task starts from the screened elites, re-initialised heads and all
+        journal = Journal(oe.root / "tasks" / task.id / "journal.jsonl").read()
+        adopted = [e for e in journal if e["event"] == "adopt"]
+        assert adopted and adopted[0] == journal[0]
+        records = [e["record"] for e in journal if e["event"] == "result"]
+        moved = [r for r in records if "transferred_from" in r["extra"]]
+        assert moved and all(r["result"]["metrics"]["reinitialised_tensors"] == 2 for r in moved)
+        assert {r["extra"]["transferred_from"]["task"] for r in moved} <= {t.id for t in tasks}
+        assert yaml.safe_load((oe.root / "tasks" / task.id / "campaign.yaml").read_text())["task"]["params"] == {
+            "length": task.params["length"]}
+    accepted = [x for x in state.transfers if x["accepted"]]
+    for x in accepted:  # an accepted transfer beat the target's best and is in its campaign afterwards
+        journal = Journal(oe.root / "tasks" / x["to"] / "journal.jsonl").read()
+        assert any(e["event"] == "result" and e["record"]["extra"].get("transferred_from", {}).get("kind")
+                   == "transfer" and e["record"]["result"]["genome_hash"] == x["genome"] for e in journal)
+    # MLflow: one open-ended run with the measures per round, each task's campaign run tagged with its task
+    client = MlflowClient(f"sqlite:///{oe.root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("oe")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], "tags.`ctmevo.kind` = 'open-ended'")
+    assert len(runs) == 1 and runs[0].data.metrics["annecs"] == m["annecs"]
+    history = client.get_metric_history(runs[0].info.run_id, "annecs")
+    assert [h.step for h in history] == list(range(1, state.rounds + 1))
+    tagged = client.search_runs([experiment.experiment_id], "tags.`ctmevo.kind` = 'campaign'")
+    assert sorted(r.data.tags.get(TAG_TASK) for r in tagged) == sorted(t.id for t in tasks)
+    # the status command reads it all from the journal
+    out = subprocess.run([sys.executable, "-m", "search.cli", "status", str(oe.root)], capture_output=True,
+                         text=True, env=env(), cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"ANNECS {m['annecs']:g}" in out.stdout and "| t02-" in out.stdout and "hardest solved: length" in out.stdout
+
+
+def _run_in_child(path: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**env(), "CTMEVO_TEST_EVAL_SLEEP": "0.05"})
+
+
+def test_a_campaign_killed_while_admitting_a_task_resumes_to_the_same_campaign(tmp_path: Path) -> None:
+    data = oe_config(tmp_path, steps=3000, transfer_every=0)
+    path = tmp_path / "oe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    child = _run_in_child(path, "run", str(path))
+    journal = tmp_path / "oe" / "open_ended.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and child.poll() is None:  # the first screen has landed, no verdict yet
+        events = Journal(journal).read() if journal.exists() else []
+        kinds = [e["event"] for e in events]
+        if "screened" in kinds and "candidate" not in kinds:
+            child.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL, "the campaign ended before a task was being admitted"
+    killed = Journal(journal).read()
+    assert "candidate" not in [e["event"] for e in killed]
+    resumed = subprocess.run([sys.executable, "-m", "search.cli", "resume", str(tmp_path / "oe")], cwd=ROOT,
+                             capture_output=True, text=True, env=env(), timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    after = Journal(journal).read()
+    assert after[: len(killed)] == killed  # nothing journaled was lost or rewritten
+    screens = [(e["round"], e["candidate"], e["agent"]) for e in after if e["event"] == "screened"]
+    assert len(screens) == len(set(screens))  # a screen that landed before the kill is not run again
+    # the same campaign as one run without a stop (the inline pool and every choice are deterministic)
+    data["output_dir"] = str(tmp_path / "straight")
+    straight = OpenEnded.create(parse_campaign_config(data))
+    straight.run(say=lambda line: None)
+
+    def story(events: list[dict]) -> list[tuple]:
+        keep = {"task": ("id", "params", "parent"), "candidate": ("params", "admitted", "why"),
+                "slice": ("task", "best", "evaluations"), "solved": ("task",), "retired": ("task",)}
+        return [(e["event"], *(json.dumps(e[k]) for k in keep[e["event"]])) for e in events if e["event"] in keep]
+
+    assert story(after) == story(Journal(straight.root / "open_ended.jsonl").read())
+    def results(root: Path, task: str) -> list[tuple]:
+        return [(e["record"]["result"]["genome_hash"], e["record"].get("rung", 0), e["record"].get("repeat", 0))
+                for e in Journal(root / "tasks" / task / "journal.jsonl").read() if e["event"] == "result"]
+
+    for task in straight.state.tasks:  # every task campaign has each result once, as the straight run has
+        mine = results(tmp_path / "oe", task)
+        assert len(mine) == len(set(mine)) and sorted(mine) == sorted(results(straight.root, task))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'oe' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("oe")
+    assert experiment is not None
+    assert len(client.search_runs([experiment.experiment_id], "tags.`ctmevo.kind` = 'open-ended'")) == 1
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"axes": {"length": {"min": 8, "max": 16}}}, "task.params.length = 4: allowed is a whole number within"),
+    ({"axes": {"length": {"min": 4, "max": 2}}}, "open_ended.axes.length = .*max = 2: allowed is a value above min"),
+    ({"axes": {"size": {"min": 4, "max": 8}}}, "task.params.size: missing: allowed is a whole number"),
+    ({"criterion": [0.9, 0.5]}, "open_ended.criterion = .*low < high"),
+    ({"slice": 0}, "open_ended.slice = 0"),
+    ({"axes": {"length": {"min": 4, "max": 100000}}}, "open_ended.axes.length = [4, 100000]: the task with"),
+])
+def test_bad_open_ended_fields_are_refused_with_the_field_and_what_is_allowed(tmp_path: Path, change: dict,
+                                                                               message: str) -> None:
+    data = oe_config(tmp_path)
+    data["open_ended"] = {**data["open_ended"], **change}
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("{", r"\{")):
+        parse_campaign_config(data, source="oe.yaml")
