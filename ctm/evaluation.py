@@ -272,6 +272,21 @@ def _measure(forward: Any, task: Any, x: torch.Tensor, y: torch.Tensor, batch_si
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
+def measure_state(genome: Genome, task: Any, state: bytes, *, samples: int, seed: int, device: str = "cpu",
+                  batch_size: int = 256) -> float:
+    """The validation accuracy of a trained model (``state``: an evaluation state or weights blob of ``genome`` on
+    ``task``) on ``samples`` fresh validation samples drawn with ``seed``: a model judged on data its search never
+    saw (the fitness uses :data:`VALIDATION_SEED`)."""
+    if isinstance(task, (TaskSpec, dict)):
+        task = make_task(task)
+    dev = torch.device(device)
+    model = build_model(genome, task)
+    load_weights(model, unpack_state(state).weights, where="state")
+    model = model.to(dev).eval()
+    x, y = task.batch("val", 0, samples, seed)
+    return float(_measure(model, task, x, y, batch_size, dev, False)["answer"].mean())
+
+
 def _compress(losses: list[float]) -> list[float]:
     """At most ``MAX_LOSS_POINTS`` values: consecutive steps averaged in equal chunks."""
     if len(losses) <= MAX_LOSS_POINTS:

@@ -231,7 +231,7 @@ class CampaignConfig(_Section):
         return path if path.is_absolute() or base is None else base / path
 
     def summary(self) -> str:
-        budget = (f"{self.budget.evaluations} evaluations" if self.budget.evaluations else "open-ended")
+        budget = (f"{self.budget.evaluations} evaluations" if self.budget.evaluations else "no evaluation limit")
         if self.budget.steps:
             budget += f", at most {self.budget.steps:,} training steps"
         if self.budget.wall_time_s:
@@ -240,6 +240,8 @@ class CampaignConfig(_Section):
             budget += f", fidelity rungs {self.evaluation.rungs()} (eta {self.evaluation.fidelity.eta:g})"
         if self.evaluation.inherit != "none":
             budget += ", children inherit their parent's weights"
+        if self.open_ended is not None:
+            budget += f", open-ended over {', '.join(self.open_ended.axes)} (docs/open_ended.md)"
         space = self.space()
         return (f"task {self.task.name}, strategy {self.strategy.name}, {len(space.evolvable)} searched genes, "
                 f"{len(self.descriptors)} descriptors, {budget}")

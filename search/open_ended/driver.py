@@ -40,6 +40,7 @@ from search.open_ended.tracking import MeasuresRun
 from search.open_ended.work import Elite, Fine, adoption, job_seed, run_fine_tunes
 from search.paths import CampaignPaths, default_tracking_uri, lock_campaign
 from search.records import standings
+from search.views import QuietReporter
 from workers import Pool, WorkersConfig, make_pool
 
 __all__ = ["JOURNAL", "OpenEnded", "is_open_ended"]
@@ -67,7 +68,7 @@ class OpenEnded:
         self.state = OpenEndedState()
         self.say: Callable[[str], None] = print
         self._started = time.monotonic()
-        self._check: Callable[[], None] = lambda: None
+        self._quiet = False
 
     # -- creation and resumption ---------------------------------------------------------------------------
     @classmethod
@@ -110,15 +111,18 @@ class OpenEnded:
                 or (b.wall_time_s is not None and self.elapsed_s >= b.wall_time_s))
 
     # -- the loop ------------------------------------------------------------------------------------------
-    def run(self, *, pool: Pool | None = None, say: Callable[[str], None] = print) -> OpenEndedState:
-        """Rounds until the budget is spent (no budget: until Ctrl-C, which stops at the next safe point)."""
-        self.say = say
+    def run(self, *, pool: Pool | None = None, say: Callable[[str], None] = print, quiet: bool = False
+            ) -> OpenEndedState:
+        """Rounds until the budget is spent (no budget: until Ctrl-C, which stops at the next safe point).
+        ``quiet``: no MLflow, pictures or live view (benchmarks; the journals hold everything)."""
+        self.say, self._quiet = say, quiet
         with lock_campaign(self.root):
             own = pool is None
             pool = pool or make_pool(WorkersConfig.from_dict(self.config.workers))
             c = self.config
-            measures = MeasuresRun(uri=c.tracking.uri or default_tracking_uri(self.paths),
-                                   experiment=c.tracking.experiment or c.name, name=c.name, root=self.root)
+            measures = None if quiet else MeasuresRun(uri=c.tracking.uri or default_tracking_uri(self.paths),
+                                                      experiment=c.tracking.experiment or c.name, name=c.name,
+                                                      root=self.root)
             status = "FAILED"
             try:
                 while not self.finished() and self.state.ended is None:
@@ -132,10 +136,11 @@ class OpenEnded:
                 if own:
                     with contextlib.suppress(Exception):
                         pool.shutdown()
-                measures.finish(status)
+                if measures is not None:
+                    measures.finish(status)
         return self.state
 
-    def _round(self, r: int, pool: Pool, measures: MeasuresRun) -> bool:
+    def _round(self, r: int, pool: Pool, measures: MeasuresRun | None) -> bool:
         """One round; ``False`` when nothing is left to do (every active task solved, no new task possible)."""
         before = (self.state.spent, len(self.state.tasks))
         whole = not any(key.startswith("slice:") for key in self.state.done)  # no slice of it ran before a stop
@@ -152,7 +157,8 @@ class OpenEnded:
             made = self._generation(r, pool)
         self._write({"event": "round", "round": r, "elapsed_s": self.elapsed_s,
                      "measures": self.state.measures(self.axes)})
-        measures.log(r, self.state, self.axes)
+        if measures is not None:
+            measures.log(r, self.state, self.axes)
         why = None
         if made == 0 and all(t.solved for t in self.state.active):
             why = ("every active task is solved and no new task can be made from them (each axis is at its limit, "
@@ -167,7 +173,7 @@ class OpenEnded:
         return why is None
 
     # -- slices --------------------------------------------------------------------------------------------
-    def task_config(self, task: TaskEntry, evaluations: int) -> CampaignConfig:
+    def task_config(self, task: TaskEntry, evaluations: int, steps: int | None = None) -> CampaignConfig:
         """The campaign of one task: the file's, with the task's parameters, its own seed, the shared store."""
         c = self.config
         tracking = c.tracking.model_copy(update={"uri": c.tracking.uri or default_tracking_uri(self.paths),
@@ -177,12 +183,13 @@ class OpenEnded:
         return c.model_copy(update={
             "name": f"{c.name}-{task.id}", "seed": job_seed(c.seed, task.id), "output_dir": None,
             "task": c.task.model_copy(update={"params": {**c.task.params, **task.params}}),
-            "budget": BudgetSection(evaluations=evaluations), "tracking": tracking, "open_ended": None})
+            "budget": BudgetSection(evaluations=evaluations, steps=steps), "tracking": tracking, "open_ended": None})
 
-    def campaign(self, task: TaskEntry, evaluations: int | None = None) -> Campaign:
-        """The task's campaign (created at its first slice), with a budget of ``evaluations`` records."""
+    def campaign(self, task: TaskEntry, evaluations: int | None = None, steps: int | None = None) -> Campaign:
+        """The task's campaign (created at its first slice), with a budget of ``evaluations`` records (and
+        ``steps`` of its own training, when given)."""
         directory = self.root / "tasks" / task.id
-        config = self.task_config(task, evaluations or max(task.evaluations, 1))
+        config = self.task_config(task, evaluations or max(task.evaluations, 1), steps)
         if not CampaignPaths(directory).meta.exists():
             return Campaign.create(config, directory)
         return Campaign.open(directory, config=config)
@@ -191,10 +198,13 @@ class OpenEnded:
         items = sorted(task.adopt, key=lambda item: -float(item["fitness"]))  # a genome twice: its best model
         adopt = [a for item in items
                  if (a := adoption(item, self.weights, operator=item.get("kind", "transfer"))) is not None]
-        campaign = self.campaign(task, task.evaluations + len(adopt) + self.oe.slice)
+        steps = None  # the slice stops where the whole campaign's compute ends
+        if self.config.budget.steps is not None:
+            steps = max(1, int(task.spent + self.config.budget.steps - self.state.spent))
+        campaign = self.campaign(task, task.evaluations + len(adopt) + self.oe.slice, steps=steps)
         self.say(f"round {r}: {task.id} ({_params(task.params)}): {self.oe.slice} evaluations"
                  + (f", adopting {len(adopt)} from other tasks" if adopt else ""))
-        campaign.run(pool=pool, adopt=adopt)
+        campaign.run(pool=pool, adopt=adopt, reporter=QuietReporter() if self._quiet else None)
         best = campaign.rungs.best()
         genome, value = (best[0], best[1].mean) if best is not None else (None, None)
         self._write({"event": "slice", "task": task.id, "round": r, "best": value, "genome": genome,

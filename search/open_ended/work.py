@@ -80,7 +80,9 @@ def run_fine_tunes(pool: Pool, fines: Sequence[Fine], *, budget: Any, seed: int,
 
 def adoption(item: dict[str, Any], weights: Path, *, operator: str) -> Adoption | None:
     """The adoption of a journaled screen or transfer (``item``: its event), or ``None`` when it failed or its
-    files are gone. Its record says where the weights came from (``transferred_from``)."""
+    files are gone. Its operator is ``"screen from <task>"`` or ``"transfer from <task>"`` (the family tree,
+    ``ctmevo lineage`` and MLflow show where a lineage crossed tasks) and its record says where the weights came
+    from (``transferred_from``: task, genome, kind)."""
     try:
         result = EvalResult.from_dict(read_json(weights / f"{item['file']}.json"))
         checkpoint = (weights / f"{item['file']}.ckpt").read_bytes()
@@ -90,6 +92,7 @@ def adoption(item: dict[str, Any], weights: Path, *, operator: str) -> Adoption 
         return None
     genome = Genome.from_dict(item["genes"])
     home, _, genome_hash = str(item["agent"]).partition("/")
-    proposal = Proposal(genome=genome, parents=(), operator=operator)
+    # the same genome, trained on another task: the operator names the crossing in every lineage view
+    proposal = Proposal(genome=genome, parents=(), operator=f"{operator} from {home}")
     return Adoption(proposal=proposal, result=replace(result, checkpoint=checkpoint),
                     extra={"transferred_from": {"task": home, "genome": genome_hash, "kind": operator}})

@@ -112,6 +112,8 @@ def test_an_open_ended_campaign_climbs_and_its_tasks_adopt_screens_and_transfers
         moved = [r for r in records if "transferred_from" in r["extra"]]
         assert moved and all(r["result"]["metrics"]["reinitialised_tensors"] == 2 for r in moved)
         assert {r["extra"]["transferred_from"]["task"] for r in moved} <= {t.id for t in tasks}
+        for r in moved:  # the lineage names the crossing
+            assert r["proposal"]["operator"] == "{kind} from {task}".format(**r["extra"]["transferred_from"])
         assert yaml.safe_load((oe.root / "tasks" / task.id / "campaign.yaml").read_text())["task"]["params"] == {
             "length": task.params["length"]}
     accepted = [x for x in state.transfers if x["accepted"]]
