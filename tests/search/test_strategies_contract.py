@@ -181,3 +181,31 @@ def test_any_interleaving_of_asks_tells_and_restores_keeps_the_contract(name: st
         assert set(strategy.in_flight) == {p.genome_hash for p in pending} == set(twin.in_flight)
         assert strategy.evaluations + len(pending) == len(asked)
     assert strategy.metrics() == twin.metrics()
+
+
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_a_strategy_adopts_a_genome_it_did_not_propose(name: str) -> None:
+    """``adopt`` (a transfer from another task of an open-ended campaign): in flight, told like a proposal, kept
+    in the archive and the saved state; the strategy goes on asking new genomes; adopting a taken genome fails."""
+    from search.records import Proposal
+
+    strategy = _make(name)
+    landscape = L.Landscape(SPACE)
+    L.run(strategy, landscape.evaluate, budget=12, workers=3, seed=2)
+    stranger = next(g for g in (SPACE.sample(np.random.default_rng(s)) for s in range(100))
+                    if strategy.record(g.hash) is None)
+    proposal = Proposal(genome=stranger, operator="transfer from t02-length8")
+    strategy.adopt(proposal)
+    assert stranger.hash in strategy.in_flight
+    with pytest.raises(UnknownProposalError, match="already evaluated or in flight"):
+        strategy.adopt(proposal)
+    strategy.tell(landscape.evaluate(stranger))
+    record = strategy.record(stranger.hash)
+    assert record is not None and record.proposal.operator == "transfer from t02-length8"
+    with pytest.raises(UnknownProposalError):
+        strategy.adopt(proposal)
+    again = _make(name)
+    again.load_state_dict(json.loads(json.dumps(strategy.state_dict())))
+    assert again.record(stranger.hash) is not None
+    more = L.run(strategy, landscape.evaluate, budget=6, workers=2, seed=3)
+    assert more and stranger.hash not in {p.genome_hash for p in more}
