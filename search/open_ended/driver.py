@@ -40,7 +40,7 @@ from search.open_ended.tracking import MeasuresRun
 from search.open_ended.work import Elite, Fine, adoption, job_seed, run_fine_tunes
 from search.paths import CampaignPaths, default_tracking_uri, lock_campaign
 from search.records import standings
-from search.views import QuietReporter
+from search.views import CampaignReporter, KeptReporter, QuietReporter
 from workers import Pool, WorkersConfig, make_pool
 
 __all__ = ["JOURNAL", "OpenEnded", "is_open_ended"]
@@ -69,6 +69,8 @@ class OpenEnded:
         self.say: Callable[[str], None] = print
         self._started = time.monotonic()
         self._quiet = False
+        self._open: dict[str, Campaign] = {}  # active tasks' campaigns, open across slices
+        self._reporters: dict[str, KeptReporter] = {}  # their reporters (MLflow, pictures), started once
 
     # -- creation and resumption ---------------------------------------------------------------------------
     @classmethod
@@ -136,6 +138,9 @@ class OpenEnded:
                 if own:
                     with contextlib.suppress(Exception):
                         pool.shutdown()
+                for reporter in self._reporters.values():  # MLflow and the pictures catch up once, at the end
+                    reporter.end(status)
+                self._reporters.clear()
                 if measures is not None:
                     measures.finish(status)
         return self.state
@@ -190,9 +195,16 @@ class OpenEnded:
         ``steps`` of its own training, when given)."""
         directory = self.root / "tasks" / task.id
         config = self.task_config(task, evaluations or max(task.evaluations, 1), steps)
-        if not CampaignPaths(directory).meta.exists():
-            return Campaign.create(config, directory)
-        return Campaign.open(directory, config=config)
+        campaign = self._open.get(task.id)  # kept open across slices: its journal is replayed once
+        if campaign is not None:
+            campaign.config = config  # only the budget differs
+        elif not CampaignPaths(directory).meta.exists():
+            campaign = Campaign.create(config, directory)
+        else:
+            campaign = Campaign.open(directory, config=config)
+        if task.status == "active":
+            self._open[task.id] = campaign
+        return campaign
 
     def _slice(self, task: TaskEntry, r: int, pool: Pool) -> None:
         items = sorted(task.adopt, key=lambda item: -float(item["fitness"]))  # a genome twice: its best model
@@ -204,7 +216,11 @@ class OpenEnded:
         campaign = self.campaign(task, task.evaluations + len(adopt) + self.oe.slice, steps=steps)
         self.say(f"round {r}: {task.id} ({_params(task.params)}): {self.oe.slice} evaluations"
                  + (f", adopting {len(adopt)} from other tasks" if adopt else ""))
-        campaign.run(pool=pool, adopt=adopt, reporter=QuietReporter() if self._quiet else None)
+        reporter = self._reporters.get(task.id)
+        if reporter is None:
+            inner = QuietReporter() if self._quiet else CampaignReporter(campaign)
+            reporter = self._reporters[task.id] = KeptReporter(inner)
+        campaign.run(pool=pool, adopt=adopt, reporter=reporter)
         best = campaign.rungs.best()
         genome, value = (best[0], best[1].mean) if best is not None else (None, None)
         self._write({"event": "slice", "task": task.id, "round": r, "best": value, "genome": genome,
@@ -363,6 +379,9 @@ class OpenEnded:
             return False
         victim = min(solved, key=lambda t: (t.round, t.id))
         self._write({"event": "retired", "task": victim.id, "round": r, "why": "oldest solved task"})
+        self._open.pop(victim.id, None)
+        if victim.id in self._reporters:
+            self._reporters.pop(victim.id).end("FINISHED")
         self.say(f"round {r}: {victim.id} retired (solved in round {victim.solved_round}; its archive stays)")
         return True
 

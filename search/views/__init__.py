@@ -25,7 +25,8 @@ from typing import Any
 _API = {
     "Progress": "search.views.progress", "spent_text": "search.views.progress",
     "Reporter": "search.views.reporter", "CampaignReporter": "search.views.reporter",
-    "QuietReporter": "search.views.reporter", "sync": "search.views.reporter",
+    "QuietReporter": "search.views.reporter",
+    "KeptReporter": "search.views.reporter", "sync": "search.views.reporter",
     "summarise": "search.views.summary",
 }
 __all__ = sorted(_API)

@@ -30,7 +30,8 @@ from search.views.consumers import ConsumerRunner
 from search.views.live import LiveView
 from search.views.progress import Progress
 
-__all__ = ["CampaignReporter", "CampaignView", "Reporter", "mlflow_archiver", "mlflow_runner", "sync"]
+__all__ = ["CampaignReporter", "CampaignView", "KeptReporter", "QuietReporter", "Reporter", "mlflow_archiver",
+           "mlflow_runner", "sync"]
 
 log = logging.getLogger(__name__)
 DRAIN_MIN_S = 60.0  # the end of a run waits at least this long for MLflow to catch up (and at most 10x)
@@ -132,6 +133,39 @@ def sync(campaign: CampaignView, *, finished: bool, timeout_s: float | None = No
     runner.stop(status="FINISHED" if finished else "KILLED", final=True, timeout=timeout_s,
                 give_up_after=DRAIN_MIN_S if timeout_s is None else timeout_s)
     return runner.behind(campaign.progress.done), runner.error
+
+
+class KeptReporter:
+    """A reporter kept across several ``Campaign.run`` calls (the slices of an open-ended campaign's task):
+    started at the first, ended by :meth:`end` (MLflow drained, pictures drawn, the campaign run closed)."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner, self.started = inner, False
+
+    def start(self) -> None:
+        if not self.started:
+            self.inner.start()
+            self.started = True
+
+    def recorded(self, records: Sequence[EvaluationRecord]) -> None:
+        self.inner.recorded(records)
+
+    def tick(self) -> None:
+        self.inner.tick()
+
+    def finish(self, status: str) -> None:
+        pass  # a slice ended, not the task's campaign
+
+    def close(self) -> None:
+        pass
+
+    def end(self, status: str) -> None:
+        if self.started:
+            try:
+                self.inner.finish(status)
+            finally:
+                self.inner.close()
+            self.started = False
 
 
 class CampaignReporter:
