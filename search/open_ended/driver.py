@@ -7,7 +7,8 @@ One round (r = 1, 2, ...), every step journaled (:mod:`.state`) so a stop anywhe
                  (transfers that beat its best; the screened elites that admitted it); its best is noted, and
                  the task is *solved* when that best reaches ``solved``
     transfers    every ``transfer_every`` rounds: each active task's best model is fine-tuned on every other
-                 active task (:mod:`.work`); one that beats the target's best is adopted there
+                 active unsolved task (:mod:`.work`; a mutation of it where the target has that architecture);
+                 one that beats the target's best is adopted there
     generation   every ``new_tasks_every`` rounds: candidates mutated from tasks whose best reached
                  ``reproduce``; each is screened by fine-tuning the current elites on it; those that pass the
                  minimal criterion are admitted most novel first (:mod:`.tasks`; ties: the best screened
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ctm.result import TaskSpec
+from genome.genome import Genome
 from search.campaign.config import BudgetSection, CampaignConfig, load_campaign_config
 from search.campaign.loop import Campaign
 from search.errors import CampaignError
@@ -37,9 +39,8 @@ from search.journal import Journal
 from search.open_ended import tasks as rules
 from search.open_ended.state import OpenEndedState, TaskEntry
 from search.open_ended.tracking import MeasuresRun
-from search.open_ended.work import Elite, Fine, adoption, job_seed, run_fine_tunes
+from search.open_ended.work import Elite, Fine, adoption, best_models, job_seed, newcomer, run_fine_tunes
 from search.paths import CampaignPaths, default_tracking_uri, lock_campaign
-from search.records import standings
 from search.views import CampaignReporter, KeptReporter, QuietReporter
 from workers import Pool, WorkersConfig, make_pool
 
@@ -232,19 +233,7 @@ class OpenEnded:
     # -- elites, transfers and screens ---------------------------------------------------------------------
     def elites(self, task: TaskEntry, n: int) -> list[Elite]:
         """The task's ``n`` best trained models (those whose weights are on disk), best first."""
-        campaign = self.campaign(task)
-        out = []
-        for standing in standings(campaign.records):
-            if len(out) >= n:
-                break
-            genome = standing.record.genome
-            try:
-                state = campaign.paths.checkpoint(genome.hash).read_bytes()
-            except OSError:
-                continue
-            out.append(Elite(agent=f"{task.id}/{genome.hash}", genome=genome, home=campaign.config.task.spec(),
-                             state=state, fitness=standing.value))
-        return out
+        return best_models(self.campaign(task), task.id, n)
 
     def spec(self, params: dict[str, Any]) -> TaskSpec:
         return TaskSpec(name=self.config.task.name, params={**self.config.task.params, **params})
@@ -262,21 +251,22 @@ class OpenEnded:
         known = {t.id: {r.genome.hash for r in self.campaign(t).records} for t in active if not t.solved}
         for source in active:
             for elite in self.elites(source, 1):
-                for target in active:  # a solved target has nothing to gain; a genome there keeps its own model
-                    if (target.id != source.id and target.id in known and elite.genome.hash not in known[target.id]
-                            and (elite.agent, target.id) not in done):
-                        fine = Fine(key=f"r{r}-transfer-{source.id}-{target.id}", elite=elite,
-                                    target=self.spec(target.params))
-                        fines.append(fine)
-                        target_of[fine.key] = target
+                for target in active:  # a solved target has nothing to gain
+                    if target.id == source.id or target.id not in known or (elite.agent, target.id) in done:
+                        continue
+                    key = f"r{r}-transfer-{source.id}-{target.id}"
+                    fine = Fine(key=key, elite=elite, target=self.spec(target.params),
+                                genome=self._newcomer(elite.genome, known[target.id], key))
+                    fines.append(fine)
+                    target_of[fine.key] = target
 
         def landed(fine: Fine, result: Any, stem: str) -> None:
             target = target_of[fine.key]
             fitness = result.fitness if result.ok else None
             accepted = fitness is not None and (target.best is None or fitness > target.best)
             self._write({"event": "transfer", "round": r, "from": fine.elite.agent.split("/")[0], "to": target.id,
-                         "agent": fine.elite.agent, "genome": fine.elite.genome.hash,
-                         "genes": fine.elite.genome.to_dict(), "fitness": fitness, "accepted": accepted,
+                         "agent": fine.elite.agent, "genome": fine.model.hash,
+                         "genes": fine.model.to_dict(), "fitness": fitness, "accepted": accepted,
                          "file": stem, "steps": result.metrics.get("train_steps", 0.0), "kind": "transfer"})
             if accepted:
                 self.say(f"round {r}: transfer {fine.elite.agent} → {target.id}: {fitness:.3f} beats "
@@ -286,6 +276,11 @@ class OpenEnded:
             self.say(f"round {r}: transfers: {len(fines)} fine-tunes of elites on other tasks")
             self._fine_tunes(pool, fines, landed)
         self._write({"event": "phase", "round": r, "phase": "transfers"})
+
+    def _newcomer(self, genome: Genome, known: set[str], key: str) -> Genome:
+        """The genome a transfer brings (:func:`.work.newcomer`), from a generator fixed by the transfer's key."""
+        return newcomer(genome, known, self.config.space(), np.random.default_rng([self.config.seed,
+                                                                                    job_seed(0, key)]))
 
     def _generation(self, r: int, pool: Pool) -> int:
         """New candidate tasks, screened and judged; returns how many candidates there were (-1: no room)."""

@@ -17,15 +17,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ctm.result import EvalResult, ParentWeights, TaskSpec
 from genome.genome import Genome
 from genome.io import write_bytes_atomic
+from genome.operators import mutate
+from genome.space import GenomeSpace
 from search.campaign.jobs import Adoption
+from search.campaign.loop import Campaign
 from search.journal import read_json
-from search.records import Proposal
+from search.records import Proposal, standings
 from workers import EvalJob, Pool
 
-__all__ = ["Elite", "Fine", "adoption", "job_seed", "run_fine_tunes"]
+__all__ = ["Elite", "Fine", "adoption", "best_models", "job_seed", "newcomer", "run_fine_tunes"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,11 +46,44 @@ class Elite:
 
 @dataclass(frozen=True, kw_only=True)
 class Fine:
-    """One fine-tune to run: an elite on a target task, under a name unique in the campaign (``key``)."""
+    """One fine-tune to run: an elite's model on a target task, under a name unique in the campaign (``key``);
+    ``genome``: the architecture trained (default the elite's; a child of it starts from its weights mapped)."""
 
     key: str
     elite: Elite
     target: TaskSpec
+    genome: Genome | None = None
+
+    @property
+    def model(self) -> Genome:
+        return self.genome or self.elite.genome
+
+
+def best_models(campaign: Campaign, task: str, n: int) -> list[Elite]:
+    """The ``n`` best trained models of a task's campaign (ctmevo's ranking; those whose weights are on disk)."""
+    out = []
+    for standing in standings(campaign.records):
+        if len(out) >= n:
+            break
+        genome = standing.record.genome
+        try:
+            state = campaign.paths.checkpoint(genome.hash).read_bytes()
+        except OSError:
+            continue
+        out.append(Elite(agent=f"{task}/{genome.hash}", genome=genome, home=campaign.config.task.spec(),
+                         state=state, fitness=standing.value))
+    return out
+
+
+def newcomer(genome: Genome, known: set[str], space: GenomeSpace, rng: np.random.Generator) -> Genome:
+    """The genome a transfer brings to a task that has evaluated the genomes ``known``: the elite's own, or, where
+    the target has that architecture already (and keeps its own model of it), a mutation of it, which starts
+    from the elite's weights mapped gene by gene (``ctm.inherit``)."""
+    for _ in range(20):
+        if genome.hash not in known:
+            return genome
+        genome = mutate(genome, space, rng)
+    return genome
 
 
 def job_seed(seed: int, key: str) -> int:
@@ -59,7 +97,7 @@ def run_fine_tunes(pool: Pool, fines: Sequence[Fine], *, budget: Any, seed: int,
     ``landed(fine, result, file stem)`` (which journals it). ``check`` runs between polls (Ctrl-C)."""
     by_id = {}
     for fine in fines:
-        job = EvalJob(job_id=f"fine:{fine.key}", genome=fine.elite.genome, task=fine.target, budget=budget,
+        job = EvalJob(job_id=f"fine:{fine.key}", genome=fine.model, task=fine.target, budget=budget,
                       seed=job_seed(seed, fine.key), want_checkpoint=True,
                       parent=ParentWeights(genome=fine.elite.genome, state=fine.elite.state, task=fine.elite.home))
         by_id[job.job_id] = fine

@@ -95,7 +95,8 @@ def test_an_open_ended_campaign_climbs_and_its_tasks_adopt_screens_and_transfers
     lengths = [t.params["length"] for t in tasks]
     assert len(tasks) >= 3 and lengths[0] == 4 and max(lengths) >= 8, lines
     m = state.measures(["length"])
-    assert m["annecs"] >= 1 and m["hardest_solved_length"] >= 6 and m["train_steps_spent"] >= 9000
+    assert m["annecs"] >= 1 and m["hardest_solved_length"] >= 6
+    assert m["train_steps_spent"] >= 9000 or state.ended and "every active task is solved" in state.ended
     for c in state.candidates:  # the minimal criterion and the verdicts as journaled
         best = max(c["scores"].values(), default=0.0)
         if c["admitted"]:
@@ -117,6 +118,7 @@ def test_an_open_ended_campaign_climbs_and_its_tasks_adopt_screens_and_transfers
         assert yaml.safe_load((oe.root / "tasks" / task.id / "campaign.yaml").read_text())["task"]["params"] == {
             "length": task.params["length"]}
     accepted = [x for x in state.transfers if x["accepted"]]
+    assert accepted, state.transfers  # this seed's campaign has one: t02's best, mutated (t01 has its genome)
     for x in accepted:  # an accepted transfer beat the target's best and is in its campaign afterwards
         journal = Journal(oe.root / "tasks" / x["to"] / "journal.jsonl").read()
         assert any(e["event"] == "result" and e["record"]["extra"].get("transferred_from", {}).get("kind")
