@@ -96,7 +96,7 @@ def test_an_open_ended_campaign_climbs_and_its_tasks_adopt_screens_and_transfers
     assert len(tasks) >= 3 and lengths[0] == 4 and max(lengths) >= 8, lines
     m = state.measures(["length"])
     assert m["annecs"] >= 1 and m["hardest_solved_length"] >= 6
-    assert m["train_steps_spent"] >= 9000 or state.ended and "every active task is solved" in state.ended
+    assert m["train_steps_spent"] >= 9000 or (state.ended and "every active task is solved" in state.ended)
     for c in state.candidates:  # the minimal criterion and the verdicts as journaled
         best = max(c["scores"].values(), default=0.0)
         if c["admitted"]:
