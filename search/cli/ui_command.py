@@ -11,6 +11,7 @@ campaign's pages follows the address that serves them, so any port works.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -60,8 +61,21 @@ def _experiment_name(directory: Path) -> str:
     return str(((config.get("tracking") or {}).get("experiment")) or config.get("name"))
 
 
-def _addresses(base: str, store: str, experiment: str, campaign_id: str) -> list[tuple[str, str]]:
-    """(what, URL) of the campaign's evaluations, campaign run and analysis pages under ``base``."""
+def _open_ended_store(directory: Path) -> str:
+    import yaml
+
+    from search.paths import CampaignPaths, default_tracking_uri
+
+    config = yaml.safe_load(CampaignPaths(directory).config.read_text()) or {}
+    return str(((config.get("tracking") or {}).get("uri")) or default_tracking_uri(CampaignPaths(directory)))
+
+
+def _addresses(base: str, store: str, experiment: str, campaign_id: str, directory: Path
+               ) -> list[tuple[str, str]]:
+    """(what, URL) of the campaign's evaluations, campaign run and analysis pages under ``base``; for an
+    open-ended campaign (``campaign_id`` empty), its run and each task's evaluations and family tree."""
+    import json
+
     import search.tracking.notes as notes
     import search.tracking.payload as mp
     from search.tracking.client import client
@@ -71,6 +85,17 @@ def _addresses(base: str, store: str, experiment: str, campaign_id: str) -> list
     if found is None:
         return []
     exp = found.experiment_id
+    if not campaign_id:
+        out = []
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            run_id = json.loads((directory / "open_ended_run.json").read_text())["run_id"]
+            out.append(("open-ended run (tasks, measures)", notes.run_url(exp, run_id, base)))
+        for meta in sorted(directory.glob("tasks/*/campaign.json")):
+            task = meta.parent.name
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                out += [(f"{task}: evaluations", notes.experiment_url(base, exp, json.loads(meta.read_text())[
+                    "campaign_id"]))]
+        return out
     out = [("evaluations, best first", notes.experiment_url(base, exp, campaign_id))]
     runs = mlflow.search_runs([exp], f"tags.`{mp.TAG_KIND}` = 'campaign' and tags.`{mp.TAG_CAMPAIGN}` = "
                               f"'{campaign_id}'", max_results=1)
@@ -93,13 +118,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     if not directory.is_dir():
         raise UsageError(f"{directory}: no such campaign directory; give one made by 'ctmevo run FILE'")
-    campaign_id, store = campaign_store(args.dir)
+    from search.open_ended.driver import is_open_ended
+
+    if is_open_ended(directory):  # the open-ended run and every task's campaign, in one store
+        campaign_id, store = "", _open_ended_store(directory)
+    else:
+        campaign_id, store = campaign_store(args.dir)
     experiment = _experiment_name(directory)
     if store.startswith(("http://", "https://")):
         if not answers(store.rstrip("/"), timeout=5.0):
             raise OperationalError(f"the campaign's tracking server {store} does not answer; start it, then run "
                                    f"'ctmevo ui {args.dir}' again")
-        for what, url in _addresses(store.rstrip("/"), store, experiment, campaign_id):
+        for what, url in _addresses(store.rstrip("/"), store, experiment, campaign_id, directory):
             say(f"  {what:32s} {url}")
         return 0
     if not store.startswith("sqlite:///") or not Path(store[len("sqlite:///"):]).exists():
@@ -139,7 +169,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
                 say(f"  … waiting for it to answer ({shown} s)")
             time.sleep(0.2)
         say(f"MLflow UI answers after {time.monotonic() - started:.1f} s. Open:")
-        for what, url in _addresses(base, store, experiment, campaign_id):
+        for what, url in _addresses(base, store, experiment, campaign_id, directory):
             say(f"  {what:32s} {url}")
         say("Ctrl-C stops it.")
         server.wait()
@@ -158,7 +188,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def _setup_ui(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", help="a campaign directory made by 'ctmevo run'")
+    p.add_argument("dir", help="a campaign directory made by 'ctmevo run' (fixed-task or open-ended)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
 
