@@ -68,7 +68,7 @@ class OpenEnded:
         self.weights = self.root / "weights"
         self.state = OpenEndedState()
         self.say: Callable[[str], None] = print
-        self._started = time.monotonic()
+        self._started, self._elapsed_before = time.monotonic(), 0.0
         self._quiet = False
         self._open: dict[str, Campaign] = {}  # active tasks' campaigns, open across slices
         self._reporters: dict[str, KeptReporter] = {}  # their reporters (MLflow, pictures), started once
@@ -96,6 +96,7 @@ class OpenEnded:
         self = cls(config=load_campaign_config(CampaignPaths(root).config), directory=root)
         for event in self.journal.read():
             self.state.apply(event)
+        self._started, self._elapsed_before = time.monotonic(), self.state.elapsed_s
         return self
 
     def _write(self, event: dict[str, Any]) -> None:
@@ -105,7 +106,8 @@ class OpenEnded:
     # -- the budget ----------------------------------------------------------------------------------------
     @property
     def elapsed_s(self) -> float:
-        return self.state.elapsed_s + time.monotonic() - self._started
+        """Wall time over every session: the journal's at the last stop, plus this session's."""
+        return self._elapsed_before + time.monotonic() - self._started
 
     def finished(self) -> bool:
         b = self.config.budget
