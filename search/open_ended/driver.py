@@ -292,8 +292,11 @@ class OpenEnded:
             return -1
         rng = np.random.default_rng([self.config.seed, r, 20_261_206])
         parents = [t for t in self.state.active if t.best is not None and t.best >= oe.reproduce]
-        seen = {self._key(t.params) for t in self.state.tasks.values()}
-        seen |= {self._key(c["params"]) for c in self.state.candidates}
+        elites = self._screen_elites()
+        agents = sorted(e.agent for e in elites)
+        seen = {self._key(t.params) for t in self.state.tasks.values()}  # never a task again; a refused candidate
+        seen |= {self._key(c["params"]) for c in self.state.candidates  # only once the elites have changed
+                 if sorted(c["scores"]) == agents and not (c["why"] or "").startswith(("passed", "no room"))}
         candidates: list[tuple[str, dict[str, Any]]] = []
         for _ in range(20 * oe.candidates if parents else 0):
             if len(candidates) >= oe.candidates:
@@ -303,7 +306,6 @@ class OpenEnded:
             if self._key(params) not in seen:
                 seen.add(self._key(params))
                 candidates.append((parent.id, params))
-        elites = self._screen_elites()
         fines = [Fine(key=f"r{r}-screen-{i}-{e.agent}", elite=e, target=self.spec(params))
                  for i, (_, params) in enumerate(candidates) for e in elites
                  if e.agent not in self.state.screens.get(i, {})]
