@@ -1,13 +1,14 @@
 """Open-ended search against direct search on the hardest task the open-ended campaign solved (issue 24).
 
-    .venv/bin/python benchmarks/open_ended.py --steps 12000 --seeds 3     # about an hour on 2 CPU cores
+    .venv/bin/python benchmarks/open_ended.py --steps 40000 --seeds 3 --also 12   # about 45 minutes on 2 cores
 
 1. The open-ended example (``--config``, default ``experiments/open_ended_parity.yaml``) runs once per seed with a
    budget of ``--steps`` training steps (everything: task campaigns, screens, transfers), without MLflow.
 2. The target is the hardest task the median open-ended seed solved (per seed: the largest value of the first
    difficulty axis among its solved tasks; the lower median over seeds).
 3. Direct search: the same file without ``open_ended:`` (the same strategy, space, rungs and workers) on the
-   target task from scratch, once per seed, with the training steps its open-ended seed spent.
+   target task from scratch, once per seed, with the training steps its open-ended seed spent. ``--also``
+   adds targets compared the same way (e.g. a harder task the open-ended seeds reached but did not solve).
 4. Both sides' best trained models on the target task (the best genome of the target's campaign, its weights at
    the highest rung it reached) are measured on ``--fresh-samples`` validation samples drawn with a seed no
    search used (``ctm.evaluation.measure_state``). An open-ended seed that never admitted the target task has no
@@ -125,6 +126,9 @@ def main() -> int:
     parser.add_argument("--config", type=Path, default=ROOT / "experiments" / "open_ended_parity.yaml")
     parser.add_argument("--steps", type=int, default=12_000, help="training steps per run, each side")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--also", type=int, nargs="*", default=[], metavar="VALUE",
+                        help="more targets: values of the first difficulty axis compared the same way (e.g. a "
+                             "harder task every open-ended seed reached without solving it)")
     parser.add_argument("--fresh-samples", type=int, default=2048)
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "open_ended")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "open_ended")
@@ -142,22 +146,18 @@ def main() -> int:
         runs = {seed: open_ended_run(base, seed, args.steps, args.work, pool) for seed in seeds}
         hardest = {seed: max((t.params[axis] for t in oe.state.tasks.values() if t.solved), default=None)
                    for seed, oe in runs.items()}
-        solved_values = sorted(v for v in hardest.values() if v is not None)
-        if not solved_values:
+        if all(v is None for v in hardest.values()):
             say("no open-ended seed solved any task: nothing to compare")
             return 1
-        target = statistics.median_low([v if v is not None else -1 for v in hardest.values()])
-        params = {axis: target}
-        tag = f"{axis}{target}"
+        targets = [statistics.median_low([v if v is not None else -1 for v in hardest.values()]), *args.also]
         # each direct run gets the compute its open-ended seed spent (the last round may run past --steps)
-        direct = {seed: direct_run(base, params, seed, int(runs[seed].state.spent), args.work, pool, tag)
-                  for seed in seeds}
+        direct = {(target, seed): direct_run(base, {axis: target}, seed, int(runs[seed].state.spent), args.work,
+                                             pool, f"{axis}{target}")
+                  for target in targets for seed in seeds}
     finally:
         pool.shutdown()
 
-    spec = TaskSpec(name=base["task"]["name"], params={**base["task"]["params"], **params})
-
-    def fresh(key: str, model: tuple[Any, bytes] | None) -> float | None:
+    def fresh(key: str, spec: TaskSpec, model: tuple[Any, bytes] | None) -> float | None:
         if model is None:
             return None
         if key not in cache:
@@ -165,48 +165,62 @@ def main() -> int:
             cache_file.write_text(json.dumps(cache, indent=1))
         return cache[key]
 
-    rows = []
+    results = []
+    for n, target in enumerate(targets):
+        spec = TaskSpec(name=base["task"]["name"], params={**base["task"]["params"], axis: target})
+        tag = f"{axis}{target}"
+        rows = []
+        for seed in seeds:
+            oe = runs[seed]
+            task = next((t for t in oe.state.tasks.values() if t.params.get(axis) == target), None)
+            oe_model = best_model(oe.campaign(task)) if task is not None else None
+            d_model = best_model(direct[(target, seed)])
+            oe_key = f"oe-s{seed}/{task.id if task else '-'}/{oe_model[0].hash if oe_model else '-'}"
+            rows.append({"seed": seed, "oe_task": task.id if task else None,
+                         "oe_genome": oe_model[0].hash if oe_model else None,
+                         "oe_fresh": fresh(oe_key, spec, oe_model),
+                         "direct_genome": d_model[0].hash if d_model else None,
+                         "direct_fresh": fresh(f"direct-{tag}-s{seed}/{d_model[0].hash if d_model else '-'}", spec,
+                                               d_model),
+                         "lineage": crossings(oe.root, task.id, oe_model[0].hash) if task and oe_model else {},
+                         "direct_steps": direct[(target, seed)].ledger.spent})
+        median = {side: statistics.median_low([r[side] if r[side] is not None else 0.0 for r in rows])
+                  for side in ("oe_fresh", "direct_fresh")}
+        met = median["oe_fresh"] >= threshold > median["direct_fresh"]
+        what = ("the hardest task solved by the median open-ended seed (per seed: "
+                f"{[hardest[s] for s in seeds]})" if n == 0 else "an extra target (--also)")
+        print(f"\ntarget {spec.name} {spec.params}: {what}; fresh validation: {args.fresh_samples} samples; solved: "
+              f">= {threshold}")
+        print(f"{'seed':>4}  {'open-ended (fresh)':>24}  {'direct (fresh)':>24}  direct steps  lineage crossings")
+        for r in rows:
+            print(f"{r['seed']:>4}  {_solved(r['oe_fresh'], threshold):>24}  "
+                  f"{_solved(r['direct_fresh'], threshold):>24}  {r['direct_steps']:>12,.0f}  {r['lineage']}")
+        print(f"median seed: open-ended {median['oe_fresh']:.3f}, direct {median['direct_fresh']:.3f}"
+              + (f": target (open-ended solves, direct does not) {'MET' if met else 'MISSED'}" if n == 0 else ""))
+        results.append({"target": {axis: target}, "rows": rows, "median": median, "met": met if n == 0 else None})
+
+    print()
+    runs_out = []
     for seed in seeds:
-        oe = runs[seed]
-        task = next((t for t in oe.state.tasks.values() if t.params.get(axis) == target), None)
-        oe_model = best_model(oe.campaign(task)) if task is not None else None
-        d_model = best_model(direct[seed])
-        oe_fresh = fresh(f"oe-s{seed}/{task.id if task else '-'}/{oe_model[0].hash if oe_model else '-'}", oe_model)
-        d_fresh = fresh(f"direct-{tag}-s{seed}/{d_model[0].hash if d_model else '-'}", d_model)
-        lineage = crossings(oe.root, task.id, oe_model[0].hash) if task and oe_model else {}
-        history = [(h.get("train_steps_spent", 0.0), h.get("annecs", 0.0)) for h in oe.state.history]
-        last_third = [a for s, a in history if s >= 2 / 3 * args.steps]
-        before = [a for s, a in history if s < 2 / 3 * args.steps]
+        history = [(h.get("train_steps_spent", 0.0), h.get("annecs", 0.0)) for h in runs[seed].state.history]
+        last_third = [a for st, a in history if st >= 2 / 3 * args.steps]
+        before = [a for st, a in history if st < 2 / 3 * args.steps]
         rising = bool(last_third) and max(last_third) > (max(before) if before else 0.0)
-        rows.append({"seed": seed, "hardest_solved": hardest[seed], "oe_fresh": oe_fresh, "direct_fresh": d_fresh,
-                     "oe_task": task.id if task else None, "oe_genome": oe_model[0].hash if oe_model else None,
-                     "direct_genome": d_model[0].hash if d_model else None, "lineage": lineage,
-                     "annecs_final": history[-1][1] if history else 0.0, "annecs_rising_last_third": rising,
-                     "annecs_by_compute": history, "oe_steps": oe.state.spent,
-                     "direct_steps": direct[seed].ledger.spent})
-
-    def solved(x: float | None) -> str:
-        return "-" if x is None else f"{x:.3f} {'solved' if x >= threshold else 'not solved'}"
-
-    print(f"\ntarget task: {spec.name} {params} (hardest solved by the median open-ended seed; per seed: "
-          f"{[hardest[s] for s in seeds]}); {args.steps:,} training steps per run; fresh validation: "
-          f"{args.fresh_samples} samples; solved: >= {threshold}")
-    print(f"{'seed':>4}  {'open-ended (fresh)':>24}  {'direct (fresh)':>24}  {'ANNECS':>6}  rising  lineage crossings")
-    for r in rows:
-        print(f"{r['seed']:>4}  {solved(r['oe_fresh']):>24}  {solved(r['direct_fresh']):>24}  "
-              f"{r['annecs_final']:>6g}  {'yes' if r['annecs_rising_last_third'] else 'no':>6}  {r['lineage']}")
-    median = {side: statistics.median_low([r[side] if r[side] is not None else 0.0 for r in rows])
-              for side in ("oe_fresh", "direct_fresh")}
-    verdict = median["oe_fresh"] >= threshold > median["direct_fresh"]
-    print(f"median seed: open-ended {median['oe_fresh']:.3f}, direct {median['direct_fresh']:.3f}: target "
-          f"(open-ended solves, direct does not) {'MET' if verdict else 'MISSED'}")
-    for r in rows:
-        print(f"ANNECS by compute, seed {r['seed']}: "
-              + " ".join(f"{s / 1000:.1f}k:{a:g}" for s, a in r["annecs_by_compute"]))
-    (args.out / "results.json").write_text(json.dumps({"target": params, "steps": args.steps, "rows": rows,
-                                                       "median": median, "met": verdict}, indent=1))
-    _plot(rows, args.out / "annecs.png")
+        print(f"seed {seed}: ANNECS {history[-1][1] if history else 0:g}, still rising in the last third of the "
+              f"compute: {'yes' if rising else 'no'}; by compute: "
+              + " ".join(f"{st / 1000:.1f}k:{a:g}" for st, a in history))
+        runs_out.append({"seed": seed, "hardest_solved": hardest[seed], "annecs_by_compute": history,
+                         "annecs_rising_last_third": rising, "steps": runs[seed].state.spent,
+                         "tasks": {t.id: {"params": t.params, "best": t.best, "solved_round": t.solved_round}
+                                   for t in runs[seed].state.tasks.values()}})
+    (args.out / "results.json").write_text(json.dumps({"steps": args.steps, "targets": results, "runs": runs_out},
+                                                      indent=1))
+    _plot(runs_out, args.out / "annecs.png")
     return 0
+
+
+def _solved(x: float | None, threshold: float) -> str:
+    return "- (no such task)" if x is None else f"{x:.3f} {'solved' if x >= threshold else 'not solved'}"
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
