@@ -11,7 +11,18 @@ from search.campaign.loop import Campaign
 from search.errors import CampaignStorageError
 from search.paths import CampaignPaths, lock_campaign
 
-__all__ = ["start"]
+__all__ = ["clear_directory", "start"]
+
+
+def clear_directory(root: Path) -> None:
+    """Delete everything in a campaign directory but its lock file (the caller holds the lock)."""
+    for entry in root.iterdir():
+        if entry.name == CampaignPaths(root).lock.name:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def start(config_path: Path, *, directory: Path | None = None, fresh: bool = False) -> Campaign:
@@ -24,13 +35,7 @@ def start(config_path: Path, *, directory: Path | None = None, fresh: bool = Fal
     stack = contextlib.ExitStack()
     lock = stack.enter_context(lock_campaign(root))
     try:
-        for entry in root.iterdir():
-            if entry.name == CampaignPaths(root).lock.name:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+        clear_directory(root)
         campaign = Campaign.create(config, root, lock=lock)
     except OSError as exc:
         stack.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from search.cli.base import UsageError, say
@@ -11,18 +10,17 @@ from search.cli.base import UsageError, say
 def run_open_ended(config: object, *, directory: Path | None, fresh: bool) -> int:
     """A new open-ended campaign from a validated config (``--fresh``: over an earlier one in the directory)."""
     from search.campaign.config import CampaignConfig
+    from search.campaign.create import clear_directory
     from search.errors import SearchError
     from search.open_ended.driver import OpenEnded
-    from search.paths import CampaignPaths, lock_campaign
+    from search.paths import lock_campaign
 
     assert isinstance(config, CampaignConfig)
     root = directory or config.directory()
     try:
         if fresh and root.exists():
             with lock_campaign(root):  # refused while another process runs it
-                for entry in root.iterdir():
-                    if entry.name != CampaignPaths(root).lock.name:
-                        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+                clear_directory(root)
         campaign = OpenEnded.create(config, root)
     except SearchError as exc:
         raise UsageError(str(exc)) from None

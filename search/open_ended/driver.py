@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -163,10 +162,10 @@ class OpenEnded:
         made = None
         if r % self.oe.new_tasks_every == 0 and "generation" not in self.state.done and not self.finished():
             made = self._generation(r, pool)
-        self._write({"event": "round", "round": r, "elapsed_s": self.elapsed_s,
-                     "measures": self.state.measures(self.axes)})
+        m = self.state.measures(self.axes)
+        self._write({"event": "round", "round": r, "elapsed_s": self.elapsed_s, "measures": m})
         if measures is not None:
-            measures.log(r, self.state, self.axes)
+            measures.log(r, m, self.state, self.axes)
         why = None
         if made == 0 and all(t.solved for t in self.state.active):
             why = ("every active task is solved and no new task can be made from them (each axis is at its limit, "
@@ -241,8 +240,7 @@ class OpenEnded:
         return TaskSpec(name=self.config.task.name, params={**self.config.task.params, **params})
 
     def _fine_tunes(self, pool: Pool, fines: list[Fine], landed: Callable[..., None]) -> None:
-        budget = self.config.evaluation.budget()
-        budget = replace(budget, steps=self.config.evaluation.rungs()[0])
+        budget = self.config.evaluation.budget()  # rung 0: evaluation.steps is the first rung
         self.weights.mkdir(parents=True, exist_ok=True)
         run_fine_tunes(pool, fines, budget=budget, seed=self.config.seed, weights=self.weights, landed=landed)
 

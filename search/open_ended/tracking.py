@@ -66,12 +66,12 @@ class MeasuresRun:
         self._warned = True
         self.run_id = None
 
-    def log(self, round_: int, state: OpenEndedState, axes: Sequence[str]) -> None:
-        """The measures of round ``round_`` (step = the round), each task's best and the table of tasks."""
+    def log(self, round_: int, measures: dict[str, float], state: OpenEndedState, axes: Sequence[str]) -> None:
+        """The ``measures`` of round ``round_`` (step = the round), each task's best and the table of tasks."""
         if self.run_id is None:
             return
         now = int(time.time() * 1000)
-        values: dict[str, float] = state.measures(list(axes))
+        values: dict[str, float] = dict(measures)
         values.update({f"best.{t.id}": t.best for t in state.tasks.values() if t.best is not None})
         try:
             from mlflow.entities import Metric, RunTag
