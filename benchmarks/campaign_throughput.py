@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="where to put the campaign (default: a temp dir)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ctmevo-throughput-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     directory = workdir / "campaign"
     descriptors = ("[{name: ticks, bins: 8, range: [1, 17]}, {name: memory_length, bins: 8, range: [1, 9]}]"
                    if args.strategy in QD else "[]")

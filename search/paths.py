@@ -11,7 +11,12 @@
     plots/               archive.png, metrics.png, lineage.png, archive.csv
     metrics.jsonl        campaign metrics after every evaluation (the history behind metrics.png)
     consumers/           each durable consumer's cursor into the journal (mlflow.json: what MLflow holds)
+    index.sqlite         what status and lineage read: the counts and every genome's standing, rebuilt from
+                         the journal when missing (search.views.index)
     mlflow.db            the default MLflow store (sqlite), with mlartifacts/ beside it
+
+An open-ended campaign's directory holds ``open_ended.jsonl`` (:data:`OPEN_ENDED_JOURNAL`) and one such campaign
+directory per task under ``tasks/`` (:mod:`search.open_ended`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ from typing import IO
 
 from search.errors import CampaignError, CampaignStorageError
 
-__all__ = ["CampaignPaths", "default_tracking_uri", "directory_problem", "lock_campaign"]
+__all__ = ["OPEN_ENDED_JOURNAL", "CampaignPaths", "default_tracking_uri", "directory_problem", "is_locked",
+           "is_open_ended", "lock_campaign"]
+
+OPEN_ENDED_JOURNAL = "open_ended.jsonl"
+
+
+def is_open_ended(directory: Path) -> bool:
+    """Does ``directory`` hold an open-ended campaign (its journal)?"""
+    return (Path(directory) / OPEN_ENDED_JOURNAL).is_file()
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,23 @@ def lock_campaign(root: Path) -> Iterator[IO[str]]:
             yield fh
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_locked(root: Path) -> bool:
+    """Whether a process holds the lock of the campaign directory ``root`` right now (it is running)."""
+    lock = CampaignPaths(Path(root)).lock
+    if not lock.is_file():
+        return False
+    try:
+        with lock.open("r") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
 
 
 def directory_problem(root: Path) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -70,7 +71,13 @@ def test_status_lineage_and_sync_work_on_the_quickstart(quickstart):
 
     tree = ctmevo("lineage", best, "--campaign", str(directory), cwd=tmp)
     assert tree.returncode == 0, tree.stderr
-    assert best in tree.stdout
+    assert best in tree.stdout and " run " in tree.stdout
+    # from the campaign's index (every run id is in it), exactly what MLflow's runs say
+    with sqlite3.connect(tmp / directory / "index.sqlite") as index:
+        counts = index.execute("SELECT COUNT(*), COUNT(run_id) FROM genomes LEFT JOIN runs USING (hash)").fetchone()
+    assert counts[0] > 0 and counts[0] == counts[1]  # every genome's run id: lineage needs nothing else
+    store = f"sqlite:///{tmp / directory / 'mlflow.db'}"
+    assert ctmevo("lineage", best, "--campaign", str(directory), "--tracking-uri", store, cwd=tmp).stdout == tree.stdout
 
     png = ctmevo("lineage", best, "--campaign", str(directory), "--format", "png", "--out", "lin.png", cwd=tmp)
     assert png.returncode == 0 and (tmp / "lin.png").stat().st_size > 2000

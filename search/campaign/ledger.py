@@ -27,11 +27,11 @@ __all__ = ["Ledger"]
 
 
 class Ledger:
-    """Pending jobs, births, records and compute spent; the strategy and the rung scheduler it keeps in step.
+    """Pending jobs, births, result counts and compute spent; the strategy and the rung scheduler it keeps in step.
 
-    ``state`` is what the snapshot saves of it (:class:`~search.campaign.state.LoopState`); ``records`` are slim
-    copies of every result in journal order (no loss curves: the journal has them); ``spent`` the optimizer
-    steps trained so far. ``journal`` names the journal in error messages.
+    ``state`` is what the snapshot saves of it (:class:`~search.campaign.state.LoopState`); ``results`` and
+    ``failures`` count the journal's results (the records themselves stay in the journal, not in memory); ``spent``
+    the optimizer steps trained so far. ``journal`` names the journal in error messages.
     """
 
     def __init__(self, *, strategy: Strategy, rungs: RungScheduler, descriptors: list[Descriptor],
@@ -42,7 +42,8 @@ class Ledger:
         self.journal = journal
         self.state = LoopState()
         self.births: dict[str, int] = {}  # genome hash → birth
-        self.records: list[EvaluationRecord] = []
+        self.results = 0
+        self.failures = 0
         self.spent = 0.0
 
     # -- resuming ------------------------------------------------------------------------------------------
@@ -132,11 +133,12 @@ class Ledger:
         self.state.events += 1
 
     def _learn(self, record: EvaluationRecord) -> Revision | None:
-        """Book one result (records, cost, scheduler); the strategy's revision when it is not a first result."""
+        """Book one result (counts, cost, scheduler); the strategy's revision when it is not a first result."""
         key = JobKey(record.genome.hash, record.rung, record.repeat)
         fitness = record.result.fitness if record.result.ok else None
         aggregate = self.rungs.observe(key, fitness)
-        self.records.append(record.slim())
+        self.results += 1
+        self.failures += not record.result.ok
         self.spent += record.cost
         if key == JobKey(key.genome_hash):
             return None

@@ -139,8 +139,8 @@ class Campaign:
         self.ledger.restore(self.journal.read(), snapshot, where=str(self.paths.state))
         if snapshot is not None:
             self.progress.elapsed_before = self.ledger.state.elapsed_s
-        self._snapshot_done = self.progress.done = len(self.ledger.records)
-        self.progress.failures = sum(not r.result.ok for r in self.ledger.records)
+        self._snapshot_done = self.progress.done = self.ledger.results
+        self.progress.failures = self.ledger.failures
         self.progress.metrics = self.strategy.metrics()
 
     @property
@@ -154,13 +154,14 @@ class Campaign:
         state.elapsed_s = self.progress.elapsed_s
         self._write(self.paths.journal, self.journal.sync)  # the snapshot never runs ahead of the journal on disk
         self._write(self.paths.state, lambda: write_atomic(self.paths.state, state.to_dict(self.strategy)))
-        self._snapshot_done = len(self.ledger.records)
+        self._snapshot_done = self.ledger.results
 
     # -- views ---------------------------------------------------------------------------------------------
     @property
     def records(self) -> list[EvaluationRecord]:
-        """Every result so far, in journal order (without loss curves and per-tick arrays: see the journal)."""
-        return list(self.ledger.records)
+        """Every result so far, in journal order (without loss curves and per-tick arrays), read from the journal:
+        a campaign keeps counts in memory, not its history."""
+        return [record.slim() for record in self.journal.records()]
 
     @property
     def pending(self) -> int:
@@ -172,7 +173,7 @@ class Campaign:
         or by the steps they will train: a campaign ends by waiting for its last jobs, never by abandoning them."""
         budget, left = self.config.budget, None
         if budget.evaluations is not None:
-            left = budget.evaluations - len(self.ledger.records) - len(self.ledger.state.pending)
+            left = budget.evaluations - self.ledger.results - len(self.ledger.state.pending)
         in_flight = self.rungs.steps - self.rungs.steps_answered  # steps of the jobs without a result yet
         if budget.steps is not None and self.ledger.spent + in_flight >= budget.steps:
             left = 0
@@ -185,7 +186,7 @@ class Campaign:
     def spent(self) -> str:
         """What the campaign has spent, against each limit of its budget (for messages)."""
         b = self.config.budget
-        return spent_text(done=len(self.ledger.records), evaluations=b.evaluations, steps_spent=self.ledger.spent,
+        return spent_text(done=self.ledger.results, evaluations=b.evaluations, steps_spent=self.ledger.spent,
                           steps=b.steps, elapsed_s=self.progress.elapsed_s, wall_time_s=b.wall_time_s)
 
     def _out_of_time(self) -> bool:
@@ -195,7 +196,7 @@ class Campaign:
     def finished(self) -> bool:
         """The budget is spent: evaluations, training steps (compute) or wall time."""
         budget = self.config.budget
-        return ((budget.evaluations is not None and len(self.ledger.records) >= budget.evaluations)
+        return ((budget.evaluations is not None and self.ledger.results >= budget.evaluations)
                 or (budget.steps is not None and self.ledger.spent >= budget.steps) or self._out_of_time())
 
     # -- the loop ----------------------------------------------------------------------------------------
@@ -373,11 +374,11 @@ class Campaign:
         self._write(self.paths.journal, lambda: self.journal.extend(events))  # on disk before anything uses it
         for record in records:
             self.ledger.result(record)
-        self.progress.done = len(self.ledger.records)
+        self.progress.done = self.ledger.results
         self.progress.in_flight = len(self.ledger.state.pending)
-        self.progress.failures += sum(not r.result.ok for r in records)
+        self.progress.failures = self.ledger.failures
         self.progress.metrics = {**self.strategy.metrics(), **self.rungs.best_metrics(self.ledger.spent)}
-        if len(self.ledger.records) - self._snapshot_done >= self.config.snapshot_every:
+        if self.ledger.results - self._snapshot_done >= self.config.snapshot_every:
             self.snapshot()
         reporter.recorded(records)
 

@@ -12,6 +12,7 @@ from search.cli.base import Command, UsageError, campaign_store, open_campaign, 
 
 if TYPE_CHECKING:
     from search.campaign.loop import Campaign
+    from search.lineage import LineageGraph
 
 
 def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
@@ -132,7 +133,7 @@ def _check_cluster_answers(workers: dict, *, source: str) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from search.open_ended.driver import is_open_ended
+    from search.paths import is_open_ended
 
     if is_open_ended(Path(args.dir)):
         from search.cli.open_ended_commands import resume_open_ended
@@ -151,7 +152,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from search.cli.base import snapshot_hint
     from search.errors import SearchError
     from search.journal import JournalCorruptError, SnapshotCorruptError
-    from search.open_ended.driver import is_open_ended
+    from search.paths import is_open_ended
     from search.records import fmt
     from search.views.summary import summarise
 
@@ -214,7 +215,55 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _depth(text: str) -> int:
+    """``--depth``: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed is a whole number >= 0 (generations back)")
+    return value
+
+
+def _index_lineage(args: argparse.Namespace, uri: str) -> LineageGraph | None:
+    """The lineage from the campaign's index (see :func:`search.views.index.index_lineage`), or None."""
+    import sqlite3
+
+    from search.journal import JournalCorruptError
+    from search.views.index import index_lineage
+
+    try:
+        return index_lineage(Path(args.campaign), args.campaign_id, args.run, args.depth, tracking_uri=uri)
+    except (sqlite3.Error, OSError, JournalCorruptError):
+        return None  # MLflow, then the journal, answer instead
+
+
 def cmd_lineage(args: argparse.Namespace) -> int:
+    graph = None
+    if args.campaign and not args.tracking_uri:  # the campaign's index knows every run id: MLflow is not asked
+        args.campaign_id, store = campaign_store(args.campaign)
+        gone = store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).exists()
+        graph = None if gone else _index_lineage(args, store)  # a store that is gone: the journal says so
+    graph = graph or _mlflow_lineage(args)
+    if args.format == "tree":
+        say(graph.to_tree_text())
+        return 0
+    out = Path(args.out or f"lineage-{args.run[:16]}.{args.format}")
+    if args.format == "dot":
+        out.write_text(graph.to_dot())
+    elif args.format == "html":
+        from search.tracking.family import lineage_page
+
+        out.write_text(lineage_page(graph))
+    else:
+        graph.to_png(out)
+    say(f"wrote {out}")
+    return 0
+
+
+def _mlflow_lineage(args: argparse.Namespace) -> LineageGraph:
+    """The lineage from MLflow's runs; from the campaign's journal (no run ids) when MLflow cannot be read."""
     from search.campaign.config import tracking_uri_problem
     from search.cli.base import OperationalError
     from search.lineage import LineageError, lineage_from_records
@@ -234,7 +283,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     try:
         if args.campaign and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
             raise FileNotFoundError(f"{uri[len('sqlite:///'):]} does not exist")  # never create an empty store
-        graph = lineage(uri, args.run, depth=args.depth, campaign=args.campaign_id)
+        return lineage(uri, args.run, depth=args.depth, campaign=args.campaign_id)
     except LineageError as exc:
         raise UsageError(str(exc)) from None
     except Exception as exc:
@@ -247,23 +296,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         print(f"ctmevo lineage: MLflow at {uri} cannot be read ({down_reason(exc)}); "
               f"the lineage comes from {campaign.paths.journal} (no run ids)", file=sys.stderr)
         try:
-            graph = lineage_from_records(campaign.records, args.run, depth=args.depth)
+            return lineage_from_records(campaign.records, args.run, depth=args.depth)
         except LineageError as inner:
             raise UsageError(str(inner)) from None
-    if args.format == "tree":
-        say(graph.to_tree_text())
-        return 0
-    out = Path(args.out or f"lineage-{args.run[:16]}.{args.format}")
-    if args.format == "dot":
-        out.write_text(graph.to_dot())
-    elif args.format == "html":
-        from search.tracking.family import lineage_page
-
-        out.write_text(lineage_page(graph))
-    else:
-        graph.to_png(out)
-    say(f"wrote {out}")
-    return 0
 
 
 def cmd_relocate(args: argparse.Namespace) -> int:
@@ -322,7 +357,7 @@ def _setup_status(p: argparse.ArgumentParser) -> None:
 
 def _setup_lineage(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="an MLflow run id, or a genome hash (or a unique prefix of one)")
-    p.add_argument("--depth", type=int, default=None, help="generations to go back (default: to the founders)")
+    p.add_argument("--depth", type=_depth, default=None, help="generations to go back (default: to the founders)")
     p.add_argument("--format", choices=("tree", "dot", "html", "png"), default="tree")
     p.add_argument("--out", help="output file for dot/html/png (default lineage-RUN.FORMAT)")
     p.add_argument("--tracking-uri", default=None,

@@ -69,12 +69,11 @@ def status_open_ended(directory: Path) -> int:
 
     from search.open_ended.driver import OpenEnded
     from search.open_ended.tracking import task_table
-    from search.paths import CampaignPaths
-    from search.views.summary import _locked
+    from search.paths import is_locked
 
     oe = OpenEnded.open(directory)
     s, m = oe.state, oe.state.measures(oe.axes)
-    state = "running now" if _locked(CampaignPaths(oe.root).lock) else (
+    state = "running now" if is_locked(oe.root) else (
         "finished" if oe.finished() else f"ended ({s.ended})" if s.ended else "stopped")
     say(f"open-ended campaign {oe.config.name} in {oe.root}: {state}, {s.rounds} rounds")
     hardest = ", ".join(f"{a} {m[f'hardest_solved_{a}']:g}" for a in oe.axes if f"hardest_solved_{a}" in m) or "-"

@@ -118,7 +118,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     if not directory.is_dir():
         raise UsageError(f"{directory}: no such campaign directory; give one made by 'ctmevo run FILE'")
-    from search.open_ended.driver import is_open_ended
+    from search.paths import is_open_ended
 
     if is_open_ended(directory):  # the open-ended run and every task's campaign, in one store
         campaign_id, store = "", _open_ended_store(directory)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_API = {"OpenEnded": "search.open_ended.driver", "is_open_ended": "search.open_ended.driver",
+_API = {"OpenEnded": "search.open_ended.driver", "is_open_ended": "search.paths",
         "OpenEndedState": "search.open_ended.state", "minimal_criterion": "search.open_ended.tasks",
         "mutate": "search.open_ended.tasks", "novelty": "search.open_ended.tasks", "pata_ec": "search.open_ended.tasks"}
 __all__ = sorted(_API)

@@ -39,18 +39,13 @@ from search.open_ended import tasks as rules
 from search.open_ended.state import OpenEndedState, TaskEntry
 from search.open_ended.tracking import MeasuresRun
 from search.open_ended.work import Elite, Fine, adoption, best_models, job_seed, newcomer, run_fine_tunes
-from search.paths import CampaignPaths, default_tracking_uri, lock_campaign
+from search.paths import OPEN_ENDED_JOURNAL, CampaignPaths, default_tracking_uri, is_open_ended, lock_campaign
 from search.views import CampaignReporter, KeptReporter, QuietReporter
 from workers import Pool, WorkersConfig, make_pool
 
 __all__ = ["JOURNAL", "OpenEnded", "is_open_ended"]
 
-JOURNAL = "open_ended.jsonl"
-
-
-def is_open_ended(directory: Path) -> bool:
-    """Does ``directory`` hold an open-ended campaign (its journal)?"""
-    return (Path(directory) / JOURNAL).is_file()
+JOURNAL = OPEN_ENDED_JOURNAL
 
 
 class OpenEnded:
@@ -226,7 +221,7 @@ class OpenEnded:
         best = campaign.rungs.best()
         genome, value = (best[0], best[1].mean) if best is not None else (None, None)
         self._write({"event": "slice", "task": task.id, "round": r, "best": value, "genome": genome,
-                     "evaluations": len(campaign.ledger.records), "spent": campaign.ledger.spent})
+                     "evaluations": campaign.ledger.results, "spent": campaign.ledger.spent})
         if value is not None and not task.solved and value >= self.oe.solved:
             self._write({"event": "solved", "task": task.id, "round": r, "fitness": value, "genome": genome})
             self.say(f"round {r}: {task.id} solved: best {value:.3f} >= {self.oe.solved:g}")

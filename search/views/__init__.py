@@ -8,6 +8,7 @@
 ``live``               the live view (terminal panel or log lines)
 ``pictures``           archive heatmaps, metrics over evaluations, the archive table
 ``summary``            ``ctmevo status``: a campaign read from its directory, no process attached
+``index``              ``index.sqlite``: counts, standings, ancestry and run ids, so status and lineage read rows
 =====================  ======================================================================================
 
 Views only read: the journal is the source of truth and nothing here writes to it. The loop
@@ -28,6 +29,7 @@ _API = {
     "QuietReporter": "search.views.reporter",
     "KeptReporter": "search.views.reporter", "sync": "search.views.reporter",
     "summarise": "search.views.summary",
+    "CampaignIndex": "search.views.index", "index_lineage": "search.views.index",
 }
 __all__ = sorted(_API)
 

@@ -18,6 +18,7 @@ from search.paths import CampaignPaths
 from search.records import EvaluationRecord, best_record, reported_fitness
 from search.tracking.errors import TrackingUnavailable
 from search.views.analysis import BestSoFar, write_analysis
+from search.views.index import record_run_ids
 
 __all__ = ["MlflowConsumer", "PictureConsumer"]
 
@@ -30,8 +31,9 @@ class MlflowConsumer:
     """Journal results → evaluation runs; metric lines → campaign metrics (every ``log_every`` evaluations);
     refreshed pictures → campaign artifacts."""
 
-    def __init__(self, archiver: Any, *, log_every: int = 1, rejected: Path | None = None) -> None:
-        self.archiver, self.log_every, self.rejected = archiver, log_every, rejected
+    def __init__(self, archiver: Any, *, log_every: int = 1, rejected: Path | None = None,
+                 index: Path | None = None) -> None:
+        self.archiver, self.log_every, self.rejected, self.index = archiver, log_every, rejected, index
         self._artifacts: list[Path] = []
         self._lock = threading.Lock()
         self._last_step, self._last_time = -1, float("-inf")
@@ -53,13 +55,22 @@ class MlflowConsumer:
         refuses on its own is set aside in ``rejected`` (with the error) so that it blocks nothing after it."""
         try:
             self.archiver.write_results(items)
-            return
         except TrackingUnavailable:
             raise
         except Exception as exc:
             if len(items) == 1:
                 self._reject(items[0], exc)
                 return
+            self._write_one_by_one(items)
+        self._index_runs(items)
+
+    def _index_runs(self, items: list[tuple[int, EvaluationRecord]]) -> None:
+        """The runs just written, in the campaign index (``ctmevo lineage --campaign`` links them from there)."""
+        if self.index is not None:
+            ids = {r.genome.hash: rid for _, r in items if (rid := self.archiver.run_id_of(r.genome.hash))}
+            record_run_ids(self.index, ids, experiment_id=self.archiver.experiment_id)
+
+    def _write_one_by_one(self, items: list[tuple[int, EvaluationRecord]]) -> None:
         for item in items:
             try:
                 self.archiver.write_results([item])

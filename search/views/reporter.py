@@ -27,6 +27,7 @@ from search.paths import CampaignPaths
 from search.records import EvaluationRecord
 from search.strategies import Strategy
 from search.views.consumers import ConsumerRunner
+from search.views.index import IndexKeeper
 from search.views.live import LiveView
 from search.views.progress import Progress
 
@@ -104,13 +105,14 @@ def mlflow_runner(campaign: CampaignView, archiver: Any, *, first_wait_s: float 
     from search.views.observers import MlflowConsumer
 
     rejected = campaign.paths.consumer_cursor("mlflow-rejected").with_suffix(".jsonl")
-    consumer = MlflowConsumer(archiver, log_every=campaign.config.tracking.log_every, rejected=rejected)
+    consumer = MlflowConsumer(archiver, log_every=campaign.config.tracking.log_every, rejected=rejected,
+                              index=campaign.paths.root)
     made = [False]
 
     def make() -> MlflowConsumer:
         if made[0]:  # a restart after a crash: a fresh archiver, connected again
             return MlflowConsumer(mlflow_archiver(campaign), log_every=campaign.config.tracking.log_every,
-                                  rejected=rejected)
+                                  rejected=rejected, index=campaign.paths.root)
         made[0] = True
         return consumer
 
@@ -178,6 +180,7 @@ class CampaignReporter:
                              status=self.status_lines)
         self.runners: list[ConsumerRunner] = []
         self.mlflow: ConsumerRunner | None = None
+        self.index: IndexKeeper | None = None
         self._metrics_file: Any = None
         self._last_view = 0.0
         self.drained: dict[str, Any] = {}  # how the end of the run went: MLflow lag then, and the time to drain it
@@ -209,6 +212,8 @@ class CampaignReporter:
         self.runners = [pictures, self.mlflow]  # pictures first: their last refresh is uploaded by MLflow's
         for runner in self.runners:
             runner.start()
+        self.index = IndexKeeper(c.paths.root, c.campaign_id)
+        self.index.start()
         self._metrics_file = c.paths.metrics.open("a")
         self.view.start()
 
@@ -257,8 +262,15 @@ class CampaignReporter:
                         "drain_s": time.monotonic() - started}
         with contextlib.suppress(OSError):  # for ctmevo's summary and benchmarks; nothing depends on it
             write_atomic(self.campaign.paths.consumer_cursor("finish"), self.drained)
+        self._stop_index()
+
+    def _stop_index(self) -> None:
+        if self.index is not None:
+            self.index.stop()  # its last update: status, lineage and resume read the index, not the journal
+            self.index = None
 
     def close(self) -> None:
+        self._stop_index()
         self.view.stop()
         if self._metrics_file is not None:
             self._metrics_file.close()

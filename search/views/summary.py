@@ -1,14 +1,17 @@
 """``ctmevo status`` without starting anything: a campaign summarised from its files alone, in well under a second.
 
-Reads ``campaign.json``, ``campaign.yaml`` (as YAML, not validated), the journal (as plain JSON), the last line of
-``metrics.jsonl`` and the MLflow consumer's cursor. It imports no strategy, torch, Ray or MLflow, and never
-writes: a running campaign can be summarised while it runs.
+Reads ``campaign.json``, ``campaign.yaml`` (as YAML, not validated), the campaign index (:mod:`.index`: the counts
+and the best genomes, brought up to date with the journal's new lines, so the time does not grow with the
+campaign), the last line of ``metrics.jsonl`` and the MLflow consumer's cursor. It imports no strategy, torch, Ray
+or MLflow, and writes nothing but the index: a running campaign can be summarised while it runs. Where the index
+cannot be written (a read-only copy), the whole journal is read instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +20,9 @@ import yaml
 
 from search.errors import CampaignError
 from search.journal import Journal, JournalCorruptError, SnapshotCorruptError, read_json
-from search.paths import CampaignPaths, default_tracking_uri
+from search.paths import CampaignPaths, default_tracking_uri, is_locked
 from search.records import rank
+from search.views.index import CampaignIndex
 from search.views.progress import spent_text
 
 __all__ = ["Summary", "summarise"]
@@ -75,9 +79,8 @@ def summarise(root: Path, *, top: int = 5) -> Summary:
     try:
         meta = read_json(paths.meta)
         config = yaml.safe_load(paths.config.read_text(encoding="utf-8")) or {}
-        events = Journal(paths.journal).read()
-    except (SnapshotCorruptError, JournalCorruptError):
-        raise  # the caller says how to repair them
+    except SnapshotCorruptError:
+        raise  # the caller says how to repair it
     except (ValueError, OSError, yaml.YAMLError) as exc:
         raise CampaignError(f"{root}: cannot be read ({exc})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("campaign_id"), str):
@@ -87,20 +90,15 @@ def summarise(root: Path, *, top: int = 5) -> Summary:
                       strategy=str((config.get("strategy") or {}).get("name", "?")), budget=budget.get("evaluations"),
                       budget_steps=budget.get("steps"), budget_wall_s=budget.get("wall_time_s"),
                       tracking_uri=(config.get("tracking") or {}).get("uri") or default_tracking_uri(paths))
-    asked = 0
-    results = []
-    for event in events:
-        if event.get("event") == "ask":
-            asked += len(event["proposals"])
-        elif event.get("event") == "job":  # a promotion or a repeat
-            asked += 1
-        elif event.get("event") == "result":
-            results.append(event["record"])
-    summary.done = len(results)
-    summary.failures = sum(r["result"]["status"] != "ok" for r in results)
-    summary.steps_spent = sum(_cost(r) for r in results)
-    summary.pending = max(0, asked - len(results))  # every job ends in exactly one result
-    summary.best = _best(results)[:top]
+    try:
+        with CampaignIndex(paths.root, summary.campaign_id) as index:  # the journal's new lines only
+            index.update()
+            counters, summary.best = index.counters(), index.best(top)
+        summary.done, summary.failures = counters["results"], counters["failures"]
+        summary.steps_spent = counters["spent"]
+        summary.pending = max(0, counters["asked"] - counters["results"])  # every job ends in exactly one result
+    except (sqlite3.Error, OSError):  # no index can be written here (a read-only copy): the whole journal
+        _from_journal(summary, paths, top)
     summary.metrics = _last_metrics(paths.metrics, summary.strategy)
     if paths.state.is_file():  # a damaged snapshot is said now, not at the next resume
         state = read_json(paths.state)
@@ -111,8 +109,32 @@ def summarise(root: Path, *, top: int = 5) -> Summary:
     if cursor.is_file():
         with contextlib.suppress(ValueError):
             summary.mlflow_done = int(read_json(cursor).get("results", 0))
-    summary.running = _locked(paths.lock)
+    summary.running = is_locked(paths.root)
     return summary
+
+
+def _from_journal(summary: Summary, paths: CampaignPaths, top: int) -> None:
+    """The counts and the best read from every line of the journal."""
+    try:
+        events = Journal(paths.journal).read()
+    except JournalCorruptError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise CampaignError(f"{paths.root}: cannot be read ({exc})") from None
+    asked = 0
+    results = []
+    for event in events:
+        if event.get("event") in ("ask", "adopt"):
+            asked += len(event["proposals"])
+        elif event.get("event") == "job":  # a promotion or a repeat
+            asked += 1
+        elif event.get("event") == "result":
+            results.append(event["record"])
+    summary.done = len(results)
+    summary.failures = sum(r["result"]["status"] != "ok" for r in results)
+    summary.steps_spent = sum(_cost(r) for r in results)
+    summary.pending = max(0, asked - len(results))  # every job ends in exactly one result
+    summary.best = _best(results)[:top]
 
 
 def _cost(record: dict[str, Any]) -> float:
@@ -163,20 +185,3 @@ def _last_metrics(path: Path, strategy: str) -> dict[str, float]:
         return {k: float(point[k]) for k in keys if isinstance(point.get(k), (int, float))}
     return {}
 
-
-def _locked(lock: Path) -> bool:
-    """Whether a process holds the campaign's lock right now (it is running)."""
-    import fcntl
-
-    if not lock.is_file():
-        return False
-    try:
-        with lock.open("r") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fh, fcntl.LOCK_UN)
-    except OSError:
-        return False
-    return False
