@@ -21,7 +21,7 @@ def ghash(genome: Genome) -> str:
     return _hash_of(genome, tuple(repr(getattr(genome, name)) for name in GENE_NAMES))
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 12)  # the genomes in play now (parents, children, elites), not all
 def _hash_of(genome: Genome, key: tuple[str, ...]) -> str:
     return genome.hash
 

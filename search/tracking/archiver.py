@@ -389,6 +389,9 @@ class MlflowArchiver:
         """Mark the campaign run ``status`` (FINISHED at the end of the budget, KILLED after Ctrl-C, FAILED)."""
         if self.connected:
             self._guard(lambda: self._client.set_terminated(self.campaign_run_id, status))
+            analyse = getattr(self._writer, "analyse", None)
+            if analyse is not None:  # a SQL store: its query planner up to date for the runs table (see SqlWriter)
+                self._guard(analyse)
 
     def _guard(self, fn: Any) -> None:
         try:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from genome import GENE_BY_NAME, Genome
 from search.lineage import gene_changes, nearer_parent
 from search.records import EvaluationRecord, fmt
 from search.tracking.payload import (
+    GENE_METRIC_PREFIX,
     MAX_NOTE_CHARS,
     SHARED_VIEW_PREFIX,
+    SORTED_GENES,
     TAG_BIRTH,
     TAG_CAMPAIGN,
     TAG_CELL,
@@ -67,8 +70,8 @@ def ui_base(tracking_uri: str, default: str = "http://127.0.0.1:5000") -> str:
 
 EVALUATION_COLUMNS = ("metrics.`rank_score`", "metrics.`fitness`", "metrics.`seeds`", "metrics.`rung`",
                       "metrics.`train_steps`", "metrics.`val_accuracy`", "metrics.`generation`", "metrics.`birth`",
-                      "tags.`ctmevo.operator`", "tags.`ctmevo.cell`", "metrics.`gene.ticks`",
-                      "metrics.`gene.memory_length`", "metrics.`gene.d_model`", "metrics.`exit_tick_mean`",
+                      "tags.`ctmevo.operator`", "tags.`ctmevo.cell`",
+                      *(f"metrics.`{GENE_METRIC_PREFIX}{g}`" for g in SORTED_GENES), "metrics.`exit_tick_mean`",
                       "metrics.`param_count`", "tags.`ctmevo.status`")
 
 
@@ -124,6 +127,27 @@ def experiment_tags(*, campaign: str, experiment_id: str, campaign_run_id: str |
             TAG_NOTE: "\n".join(lines)}
 
 
+class GeneText(Mapping[str, str]):
+    """A genome's genes as text (gene → ``str(value)``), made when read: the archiver keeps a node per genome, and
+    a copy of every gene as a string cost ~2.8 KB each; this keeps the genome it already holds."""
+
+    __slots__ = ("_genome",)
+
+    def __init__(self, genome: Genome) -> None:
+        self._genome = genome
+
+    def __getitem__(self, name: str) -> str:
+        if name not in GENE_BY_NAME:
+            raise KeyError(name)
+        return str(getattr(self._genome, name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._genome.to_dict())
+
+    def __len__(self) -> int:
+        return len(self._genome.to_dict())
+
+
 @dataclass(frozen=True)
 class Relative:
     """One evaluation as a run note shows it (itself, a parent or a child): built from a journal record
@@ -147,8 +171,7 @@ class Relative:
         return cls(genome_hash=record.genome.hash, run_id=run_id, fitness=record.result.fitness,
                    operator=record.proposal.operator, birth=record.birth, generation=generation, cell=cell,
                    status=record.result.status, parents=tuple(record.proposal.parents),
-                   genes={k: str(v) for k, v in record.genome.to_dict().items()},
-                   inherited=str(record.extra.get("inherited", "")))
+                   genes=GeneText(record.genome), inherited=str(record.extra.get("inherited", "")))
 
     @classmethod
     def of_run(cls, run: Any) -> Relative:

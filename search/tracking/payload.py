@@ -11,22 +11,28 @@ An evaluation run carries:
   MLflow's SQL store de-duplicates): ``fitness``; every scalar of ``EvalResult.metrics`` under its own name
   (``val_accuracy``, ``exit_tick_mean`` (exit tick), ``ece`` (calibration error), ``wall_time_s``,
   ``param_count``, ...); ``descriptor.<name>`` (from ``record.extra["descriptors"]``, a mapping or a
-  list); numeric scalars of ``record.extra`` as ``extra.<name>``; the numeric genes again as ``gene.<name>``,
-  ``birth`` and ``generation`` (so that they sort as numbers in the UI); ``rung`` (the highest fidelity rung
-  reached) and ``seeds`` (how many seeds its ``fitness`` is the mean of); ``rank_score`` (written by the
-  archiver, :mod:`search.tracking.scores`: sorted descending, the order of ``ctmevo status``); ``attempts``;
+  list); numeric scalars of ``record.extra`` as ``extra.<name>``; the genes of the runs table's columns
+  (:data:`SORTED_GENES`) again as ``gene.<name>``, ``birth`` and ``generation`` (so that they sort as numbers in
+  the UI); ``rung`` (the highest fidelity rung reached) and ``seeds`` (how many seeds its ``fitness`` is the mean
+  of); ``rank_score`` (written by the archiver, :mod:`search.tracking.scores`: sorted descending, the order of
+  ``ctmevo status``); ``attempts`` only for a retried evaluation (more than one);
 - **tags**: ``TAG_*`` below; ``ctmevo.behaviour`` holds the behaviour vector (JSON list of 16 numbers: the
   validation accuracy at 8 evenly spaced relative ticks, then the certainty at the same ticks, on the behaviour
   probe; novelty search measures distances between them), a tag rather than a metric so that the UI does not
   draw it as a curve over steps;
   ``mlflow.note.content`` holds the run's description (:func:`search.tracking.notes.evaluation_note`): links
   to its parents' and children's runs and the genes changed from each parent;
-- **detail** (what is bulky or only read by programs): the genome (genes and schema), the per-tick accuracy and
-  certainty (tick t = 1..T, the paper's internal ticks) and the training loss with its steps are not in the run
+- **detail** (what is bulky or only read by programs): the genome (genes and schema), the worker, the per-tick
+  accuracy and certainty (tick t = 1..T, the paper's internal ticks) and the training loss with its steps are not
+  in the run
   but in one JSON-lines file per batch of results, an artifact of the campaign run (:func:`detail_path`, one
   row per result, :func:`detail_row`); the run's ``ctmevo.detail`` tag names the file holding its latest result.
   So the curves stay out of the store's tables, and the artifact store holds a file per batch, not a folder per
   run.
+
+What a run costs the store is mostly rows, not bytes: in MLflow's SQL schema a metric value is a row in two tables
+with five indexes (about 430 bytes in sqlite), a param or tag about 170 bytes plus its value. So each metric here is
+one a researcher sorts or filters by; the rest is in the detail file.
 
 What a person reads (addresses, the experiment's shared view sorted by ``rank_score``, the run and campaign
 descriptions) is made in :mod:`search.tracking.notes`.
@@ -58,7 +64,6 @@ TAG_CELL = "ctmevo.cell"
 TAG_STATUS = "ctmevo.status"
 TAG_FAILURE = "ctmevo.failure"
 TAG_SEED = "ctmevo.seed"
-TAG_WORKER = "ctmevo.worker"
 TAG_RUNG = "ctmevo.rung"  # the highest fidelity rung the genome reached (with rungs)
 TAG_SEEDS = "ctmevo.seeds"  # how many seeds its fitness is the mean of (with repeats or rungs)
 TAG_INHERITED = "ctmevo.inherited"  # "inherited: 0.83 of parameters from <parent hash>" (evaluation.inherit)
@@ -73,6 +78,7 @@ TAG_NOTE = "mlflow.note.content"  # a run's (or an experiment's) Markdown descri
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # experiment tag read by the UI's ?viewStateShareKey=KEY
 GENE_METRIC_PREFIX = "gene."
+SORTED_GENES = ("ticks", "memory_length", "d_model")  # as metrics too (the runs table's columns sort them as numbers)
 # run metrics that are not EvalResult metrics (readers rebuilding a record skip them, and names with a dot)
 RUN_ONLY_METRICS = frozenset({"fitness", "tick_accuracy", "tick_certainty", "train_loss", "behaviour", "attempts",
                               "birth", "generation", "rank_score", "rung", "seeds"})
@@ -144,14 +150,15 @@ def evaluation_metrics(record: EvaluationRecord, *, generation: int | None = Non
     for name, value in sorted(record.extra.items()):
         if name not in ("descriptors", "fitness_mean"):
             add(f"extra.{name}", value, step)
-    for name, value in record.genome.to_dict().items():
-        add(f"{GENE_METRIC_PREFIX}{name}", value)
+    for name in SORTED_GENES:
+        add(f"{GENE_METRIC_PREFIX}{name}", getattr(record.genome, name, None))
     add("birth", record.birth)
     add("rung", record.extra.get("top_rung", record.rung))
     add("seeds", record.extra.get("seeds", 1))
     if generation is not None:
         add("generation", generation)
-    add("attempts", result.attempts)
+    if result.attempts > 1:
+        add("attempts", result.attempts)
     return out
 
 
@@ -175,7 +182,7 @@ def detail_row(index: int, record: EvaluationRecord) -> dict[str, Any]:
     """One result's detail: its genome, per-tick accuracy and certainty, and loss curve (steps, values)."""
     r = record.result
     return {"index": index, "genome_hash": record.genome.hash, "rung": record.rung, "repeat": record.repeat,
-            "genes": record.genome.to_dict(), "schema": SCHEMA_VERSION,
+            "genes": record.genome.to_dict(), "schema": SCHEMA_VERSION, "worker": r.worker, "attempts": r.attempts,
             "tick_accuracy": [as_number(v) for v in r.per_tick_accuracy],
             "tick_certainty": [as_number(v) for v in r.per_tick_certainty],
             "train_loss": [as_number(v) for v in r.train_loss], "train_loss_steps": loss_steps(record)}
@@ -215,8 +222,6 @@ def evaluation_payload(record: EvaluationRecord, *, campaign: str, cell: str | N
     if record.extra.get("inherited_from"):
         tags[TAG_INHERITED_FROM] = str(record.extra["inherited_from"])
         tags[TAG_INHERITED] = str(record.extra.get("inherited", ""))[:MAX_TAG_CHARS]
-    if result.worker:
-        tags[TAG_WORKER] = result.worker
     if result.failure is not None:
         tags[TAG_FAILURE] = f"{result.failure.kind}: {result.failure.message}"[:MAX_TAG_CHARS]
     behaviour = [x for v in result.behaviour if (x := as_number(v)) is not None]

@@ -34,6 +34,7 @@ from genome.io import write_bytes_atomic
 __all__ = ["ClientWriter", "RunWrite", "SqlWriter", "Writer", "make_writer"]
 
 CLIENT_THREADS = 8
+ANALYSE_FIRST = 1000  # new runs before the first ANALYZE of a SQL store (then at every doubling)
 
 
 @dataclass
@@ -99,6 +100,18 @@ class SqlWriter:
         self._artifact_roots: dict[str, str] = {}
         self._run_artifacts: dict[str, str] = {}  # run id → artifact URI (runs not written by this writer)
         self._user = _user()
+        self._new_runs, self._analyse_at = 0, ANALYSE_FIRST
+
+    def analyse(self) -> None:
+        """Refresh the database's planner statistics (``ANALYZE``; sampled on sqlite). Without them sqlite
+        answers the runs table's query (runs filtered by a tag, sorted by a metric) by scanning a subquery once per
+        run: 4.5 s at 10,000 runs, 0.05 s after ``ANALYZE``. Done as the store doubles, and when a campaign ends."""
+        import sqlalchemy as sa
+
+        with self.store.ManagedSessionMaker() as session:
+            if _dialect(session) == "sqlite":
+                session.execute(sa.text("PRAGMA analysis_limit = 1000"))
+            session.execute(sa.text("ANALYZE"))
 
     def new_run_id(self, experiment_id: str, run_name: str, start_ms: int, tags: dict[str, str]) -> str:
         return uuid.uuid4().hex  # the run itself is inserted with its batch
@@ -175,6 +188,10 @@ class SqlWriter:
             for folder, source in run.files.items():
                 if source.is_file():
                     self.client.log_artifact(run.run_id, str(source), folder)
+        self._new_runs += len(rows_runs)
+        if self._new_runs >= self._analyse_at:
+            self._analyse_at *= 2
+            self.analyse()
 
     def _write_text(self, run_id: str, path: str, text: str) -> None:
         """Artifact ``path`` of an existing run (straight into its folder when local, else through the client)."""

@@ -24,6 +24,7 @@ __all__ = ["MlflowConsumer", "PictureConsumer"]
 
 log = logging.getLogger("ctmevo.consumers")
 METRICS_EVERY_S = 1.0  # at most one campaign-metrics point per second of the campaign goes to MLflow
+HISTORY_POINTS = 4000  # campaign metric points the pictures keep (one a batch: thinned evenly beyond that)
 ANALYSIS_EVERY_S = 300.0  # the analysis pages (seconds of drawing at thousands of genomes) at most this often
 
 
@@ -136,7 +137,9 @@ class PictureConsumer:
         self.progress = BestSoFar()  # the best so far against compute (the progress page), a few hundred points
         self.qd: QDArchive | None = None
         self.records: dict[str, EvaluationRecord] = {}  # slim copies: no loss curve or per-tick arrays
-        self.history: list[dict[str, Any]] = []
+        self.history: list[dict[str, Any]] = []  # thinned: at most HISTORY_POINTS, evenly over the campaign
+        self._history_stride = 1  # keep one metric point in this many (doubles each time the history fills up)
+        self._history_seen = 0
         self._changed = True
         self._last_draw = float("-inf")
         self._last_analysis = float("-inf")
@@ -156,7 +159,8 @@ class PictureConsumer:
 
     def _add(self, record: EvaluationRecord) -> None:
         self.progress.add(record)
-        slim = dataclasses.replace(record.result, train_loss=[], per_tick_accuracy=[], per_tick_certainty=[])
+        slim = dataclasses.replace(record.result, train_loss=[], per_tick_accuracy=[], per_tick_certainty=[],
+                                   behaviour=[])
         record = dataclasses.replace(record, result=slim)
         self.records[record.genome.hash] = record
         values = record.extra.get("descriptors")
@@ -169,7 +173,13 @@ class PictureConsumer:
         self._changed = True
 
     def metrics(self, points: list[dict[str, Any]]) -> None:
-        self.history.extend(points)
+        for point in points:  # a curve over the whole campaign in bounded memory, the last point always kept
+            if self._history_seen % self._history_stride == 0 or point.get("final"):
+                self.history.append(point)
+            self._history_seen += 1
+            if len(self.history) >= HISTORY_POINTS:
+                self.history = self.history[::2]
+                self._history_stride *= 2
         self._changed = True
 
     def tick(self, final: bool) -> None:

@@ -1,0 +1,133 @@
+"""A campaign of many no-op evaluations, measured as it grows: does anything get slower or bigger per evaluation?
+
+    python benchmarks/campaign_scale.py [--n 100000] [--workdir DIR]      # resumable: run it again to go on
+
+Runs ``ctmevo run`` (MAP-Elites, embedded Ray with 2 CPUs, the no-op evaluation, MLflow on the campaign's sqlite
+store) in ``--workdir`` (default ``benchmarks/work/scale-N``); if a campaign is already there, ``ctmevo resume``
+carries it on (a stopped benchmark continues where it stopped). While it runs, the driver's resident memory is
+sampled every second. Then it prints:
+
+- evaluations/s by tenth of the results (from the journal's times) and last/first;
+- the driver's resident memory at each tenth (the process that ran that tenth) and its peak;
+- the largest MLflow lag the progress lines showed, the lag at the end of dispatch and the time to catch up;
+- the store: database and artifacts, bytes per evaluation, and the runs-table query (the 100 best by
+  ``rank_score`` among the campaign's evaluation runs, in-process on sqlite);
+- the time of ``ctmevo status``, ``ctmevo lineage`` (of the best genome), and ``ctmevo resume`` of the finished
+  campaign (its time to say the budget is spent).
+
+Targets (issue 25; 100,000 evaluations, 2 cores): rate last/first >= 0.9; peak RSS <= 1 GB and flat from 10,000;
+status <= 1 s, resume <= 5 s, lineage <= 1 s; store <= 2 KB per evaluation; lag <= 1,000; query <= 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from campaign_throughput import CAMPAIGN, ROOT, env, store_figures, timed
+
+LAG = re.compile(r"MLflow: ([\d,]+) record\(s\) behind")
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _results(journal: Path) -> int:
+    with journal.open("rb") as fh:
+        return sum(line.startswith(b'{"event":"result"') for line in fh)
+
+
+def run(directory: Path, config: Path, samples: list[tuple[int, float]], lags: list[int]) -> int:
+    """``ctmevo run`` (or ``resume``) with its memory sampled every second as (results so far, RSS MiB)."""
+    args = ["resume", str(directory)] if (directory / "campaign.json").exists() else ["run", str(config), "--fresh"]
+    print(f"ctmevo {' '.join(args)}", flush=True)
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env(), cwd=ROOT)
+    done = threading.Event()
+
+    def sample() -> None:
+        journal = directory / "journal.jsonl"
+        while not done.wait(1.0):
+            offset = journal.stat().st_size if journal.exists() else 0
+            samples.append((offset, _rss_mib(proc.pid)))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    last = 0.0
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if m := LAG.search(line):
+            lags.append(int(m.group(1).replace(",", "")))
+        if time.monotonic() - last > 30:  # a line every half minute in this script's own log
+            last = time.monotonic()
+            print("  " + line.strip()[:160], flush=True)
+    code = proc.wait()
+    done.set()
+    sampler.join()
+    return code
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100_000, help="no-op evaluations (default 100,000)")
+    parser.add_argument("--workdir", type=Path, default=None, help="default: benchmarks/work/scale-N")
+    args = parser.parse_args()
+    workdir = (args.workdir or ROOT / "benchmarks" / "work" / f"scale-{args.n}").resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    directory, config = workdir / "campaign", workdir / "scale.yaml"
+    config.write_text(CAMPAIGN.format(directory=directory, strategy="map_elites", evaluations=args.n, descriptors=(
+        "[{name: ticks, bins: 8, range: [1, 17]}, {name: memory_length, bins: 8, range: [1, 9]}]")))
+    journal = directory / "journal.jsonl"
+    samples: list[tuple[int, float]] = []
+    lags: list[int] = []
+    if not journal.exists() or _results(journal) < args.n:
+        code = run(directory, config, samples, lags)
+        if code != 0:
+            sys.exit(f"ctmevo stopped with exit {code}; run this script again to carry on")
+    ends = [json.loads(line)["record"]["finished_at"] for line in journal.open("rb")
+            if line.startswith(b'{"event":"result"')]
+    n = len(ends)
+    tenth = max(1, n // 10)
+    rates = [tenth / max(1e-9, ends[min(n - 1, (i + 1) * tenth - 1)] - ends[i * tenth]) for i in range(10)]
+    size = journal.stat().st_size
+    rss_by_tenth = []
+    for i in range(10):  # the memory when the journal had reached each tenth of its final size
+        at = [rss for offset, rss in samples if offset <= size * (i + 1) / 10]
+        rss_by_tenth.append(max(at) if at else float("nan"))
+    finish = json.loads((directory / "consumers" / "finish.json").read_text())
+    status_s, status = timed("status", str(directory))
+    best = next((line.split()[0] for line in status.stdout.splitlines() if re.match(r"^\s+[0-9a-f]{16}\s", line)), "")
+    lineage_s, _ = timed("lineage", best, "--campaign", str(directory))
+    resume_s, _ = timed("resume", str(directory))
+    print(f"\n{n:,} no-op evaluations in {directory}")
+    print("  evaluations/s by tenth: " + " ".join(f"{r:,.0f}" for r in rates)
+          + f"  (last/first {rates[-1] / rates[0]:.2f}; target >= 0.9)")
+    if samples:
+        print("  driver RSS (MiB) by tenth: " + " ".join(f"{r:,.0f}" for r in rss_by_tenth)
+              + f"  (peak {max(r for _, r in samples):,.0f}; target <= 1,024 and flat from 10,000)")
+    else:
+        print("  driver RSS: not sampled (the campaign was already finished; delete the workdir to measure it)")
+    print(f"  MLflow lag: largest seen {max(lags, default=0):,} record(s), at the end of dispatch "
+          f"{finish['mlflow_behind_at_end']:,}, caught up {finish['drain_s']:.1f} s later, left unsent "
+          f"{finish['mlflow_left']}  (target <= 1,000)")
+    print(f"  store: {store_figures(directory, n)}")
+    print(f"  ctmevo status {status_s:.2f} s, lineage {lineage_s:.2f} s, resume (budget spent) {resume_s:.2f} s  "
+          "(targets 1 / 1 / 5 s)")
+
+
+if __name__ == "__main__":
+    main()
