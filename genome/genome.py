@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, fields
@@ -137,9 +138,26 @@ class Genome:
                 source=source,
             )
         try:
-            return cls(**genes)
+            key = (cls, *((k, type(v), v) for k, v in genes.items()))
+            cached = _PARSED.get(key)
+        except TypeError:  # an unhashable value: validated below, and refused
+            key, cached = None, None
+        if cached is not None:
+            return cached
+        try:
+            genome = cls(**genes)
         except GenomeError as exc:
             raise GenomeError(exc.problems, source=source) from None
+        if key is not None:
+            if len(_PARSED) >= _PARSED_MAX:
+                with contextlib.suppress(RuntimeError, KeyError, StopIteration):  # another thread got there first
+                    _PARSED.pop(next(iter(_PARSED)))
+            _PARSED[key] = genome
+        return genome
+
+
+_PARSED: dict[tuple, Genome] = {}  # genomes read back recently (a journal names each genome at its ask and result)
+_PARSED_MAX = 4096
 
 
 def max_pairs(sync_select: str, d_model: int, n_self: int = 0) -> int:

@@ -204,12 +204,40 @@ def lineage_page(graph: Any, base: str | None = None) -> str:
 def family_tree_html(records: Sequence[EvaluationRecord], run_ids: Mapping[str, str], *, tracking_uri: str,
                      experiment_id: str | None, cells: Mapping[str, str | None] | None = None,
                      title: str | None = None) -> str:
-    """The whole campaign's family tree (every record of the journal) as one self-contained page."""
+    """The campaign's family tree as one self-contained page: every genome of ``records``, or beyond
+    :data:`FAMILY_TREE_MAX` genomes the :data:`FAMILY_TREE_ROOTS` best and their ancestors (a page of every genome
+    of a 100,000-evaluation campaign was 100 MB, rewritten every minute)."""
     campaign = records[0].campaign if records else ""
     best = best_record(records)
-    return family_page(nodes_from_records(records, run_ids, cells), title=title or f"family tree of {campaign} "
-                       f"({len(records)} evaluations)", experiment_id=experiment_id, base=ui_base(tracking_uri),
+    genomes = len({r.genome.hash for r in records})
+    shown = _best_and_ancestors(records) if genomes > FAMILY_TREE_MAX else records
+    what = (f"{genomes} genomes" if shown is records else
+            f"the best {FAMILY_TREE_ROOTS} of {genomes} genomes and their ancestors")
+    return family_page(nodes_from_records(shown, run_ids, cells), title=title or f"family tree of {campaign} "
+                       f"({what})", experiment_id=experiment_id, base=ui_base(tracking_uri),
                        root=best.genome.hash if best else None)
+
+
+FAMILY_TREE_MAX = 3000  # genomes on one family-tree page; beyond, the best and their ancestors
+FAMILY_TREE_ROOTS = 500
+
+
+def _best_and_ancestors(records: Sequence[EvaluationRecord]) -> list[EvaluationRecord]:
+    """The records of the :data:`FAMILY_TREE_ROOTS` best genomes and of their ancestors, breadth-first from the
+    best, at most :data:`FAMILY_TREE_MAX` genomes."""
+    by_hash = {r.genome.hash: r for r in records}
+    ranked = sorted((r for r in by_hash.values() if reported_fitness(r) is not None),
+                    key=lambda r: -float(reported_fitness(r) or 0.0))
+    queue = [r.genome.hash for r in ranked[:FAMILY_TREE_ROOTS]]
+    keep: set[str] = set()
+    for h in queue:  # grows as parents are appended: breadth-first
+        if len(keep) >= FAMILY_TREE_MAX:
+            break
+        if h in keep or h not in by_hash:
+            continue
+        keep.add(h)
+        queue.extend(by_hash[h].proposal.parents)
+    return [r for r in records if r.genome.hash in keep]
 
 
 def archive_view_html(rows: Sequence[Mapping[str, Any]], run_ids: Mapping[str, str], *, tracking_uri: str,

@@ -72,3 +72,21 @@ def test_a_single_node_gets_a_swatch_not_a_degenerate_scale(tmp_path: Path) -> N
                                  experiment_id="1", cells={})
     text = page.read_text()
     assert "(one value: no scale)" in text and "linear-gradient" not in text
+
+
+def test_a_large_campaigns_tree_shows_the_best_and_their_ancestors(tmp_path: Path, monkeypatch) -> None:
+    """Beyond FAMILY_TREE_MAX genomes the page holds the best few and every ancestor of theirs (bounded work and
+    size every time it is redrawn), and says so in its title."""
+    import search.tracking.family as family
+
+    records, run_ids, cells = _campaign()
+    monkeypatch.setattr(family, "FAMILY_TREE_MAX", 4)
+    monkeypatch.setattr(family, "FAMILY_TREE_ROOTS", 1)
+    page = family.family_tree_html(records, run_ids, tracking_uri="", experiment_id="4", cells=cells)
+    nodes = set(re.findall(r'data-hash="([0-9a-f]{16})" data-run', page))
+    a, c = records[0].genome.hash, records[2].genome.hash  # the best (c, 0.9) and its parent a
+    assert nodes == {a, c} and "the best 1 of 5 genomes and their ancestors" in page
+    monkeypatch.setattr(family, "FAMILY_TREE_ROOTS", 2)  # then d (0.6), whose parents c and b come along
+    nodes = set(re.findall(r'data-hash="([0-9a-f]{16})" data-run', family.family_tree_html(
+        records, run_ids, tracking_uri="", experiment_id="4", cells=cells)))
+    assert nodes == {a, c, records[3].genome.hash, records[1].genome.hash}

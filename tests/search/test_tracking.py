@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+import search.tracking.payload as mp
 from genome import Genome
 from search.tracking import lineage
 from search.tracking.archiver import MlflowArchiver, TrackingUnavailable, TrackingURIError
@@ -107,7 +109,12 @@ def test_evaluation_runs_hold_genes_metrics_tags_and_artifacts(sqlite_uri: str, 
     for key in ("val_accuracy", "exit_tick_mean", "ece", "wall_time_s", "param_count"):
         assert key in metrics
     assert not any(k in metrics for k in ("tick_accuracy", "tick_certainty", "train_loss"))  # in the detail file
+    # the per-evaluation contract: a metric is a row in two tables with five indexes, so only what the runs table
+    # sorts by; every gene is a param, and only the table's gene columns are metrics too
+    assert {k for k in metrics if k.startswith("gene.")} == {f"gene.{g}" for g in mp.SORTED_GENES}
+    assert "attempts" not in metrics and "ctmevo.worker" not in tags  # one attempt: said in the detail file
     (row,) = _detail(client, run_b)
+    assert row["attempts"] == 1 and row["worker"] == rec_b.result.worker
     assert len(row["tick_accuracy"]) == len(row["tick_certainty"]) == 5
     assert row["train_loss_steps"] == [1, 2, 3, 4] and len(row["train_loss"]) == 4
     assert Genome.from_dict(row["genes"]) == b
@@ -263,6 +270,8 @@ def test_campaign_metrics_artifacts_and_status(sqlite_uri: str, campaign: str, t
     assert _history(client, archiver.campaign_run_id, "coverage") == [(3, 0.3), (5, 0.5)]
     archiver.close("KILLED")
     assert client.get_run(archiver.campaign_run_id).info.status == "KILLED"
+    with sqlite3.connect(sqlite_uri[len("sqlite:///"):]) as db:  # the planner's statistics, for the runs table
+        assert db.execute("SELECT COUNT(*) FROM sqlite_stat1 WHERE tbl = 'latest_metrics'").fetchone()[0] > 0
     _archiver(sqlite_uri, campaign)  # a resumed campaign is running again
     assert client.get_run(archiver.campaign_run_id).info.status == "RUNNING"
 
