@@ -12,21 +12,47 @@ along first parents, for model cards); the interactive HTML page is :func:`searc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from genome import GENE_BY_NAME, GENE_NAMES, Genome
 from search.records import EvaluationRecord, fmt, inherited_lines, reported_fitness
 
-__all__ = ["AmbiguousHashError", "LineageError", "LineageGraph", "LineageNode", "gene_changes", "lineage_from_records",
-           "walk"]
+__all__ = ["AmbiguousHashError", "GeneText", "LineageError", "LineageGraph", "LineageNode", "gene_changes",
+           "lineage_from_records", "walk"]
 
 MAX_CANDIDATES = 20
 
 
+class GeneText(Mapping[str, str]):
+    """A genome's genes as text (gene → ``str(value)``), made when read: a campaign's run notes keep a node per
+    genome, and a string copy of every gene cost ~2.8 KB each; this keeps the genome they already hold."""
+
+    __slots__ = ("genome",)
+
+    def __init__(self, genome: Genome) -> None:
+        self.genome = genome
+
+    def __getitem__(self, name: str) -> str:
+        if name not in GENE_BY_NAME:
+            raise KeyError(name)
+        return str(getattr(self.genome, name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(GENE_NAMES)
+
+    def __len__(self) -> int:
+        return len(GENE_NAMES)
+
+
 def gene_changes(before: Mapping[str, str], after: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     """Genes whose value differs, as ``{gene: (before, after)}`` (``-`` for a gene one side lacks)."""
+    if isinstance(before, GeneText) and isinstance(after, GeneText):  # compare values; text only for the changes
+        a, b = before.genome, after.genome
+        return {g: (str(getattr(a, g)), str(getattr(b, g))) for g in GENE_NAMES
+                if str(getattr(a, g)) != str(getattr(b, g))} if a != b else {}
     return {g: (before.get(g, "-"), v) for g, v in after.items() if before.get(g) != v}
 
 

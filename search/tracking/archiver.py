@@ -43,6 +43,7 @@ __all__ = ["MlflowArchiver", "TrackingURIError", "TrackingUnavailable"]
 log = logging.getLogger("ctmevo.tracking")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 _DONE = ("FINISHED", "FAILED", "KILLED")
+NOTES_EVERY_S = 10.0  # a parent's note is rewritten with its new children at most this often (all at the end)
 
 
 @dataclass
@@ -77,9 +78,11 @@ class MlflowArchiver:
         self.campaign_run_id: str | None = None
         self.asset_run_id: str | None = None  # the store's shared plotly.js (search.tracking.assets)
         self._known: dict[str, _Known] = {}
+        self._stale_notes: set[str] = set()  # parents with children their note does not list yet
+        self._notes_at: dict[str, float] = {}  # parent → when its note was last rewritten (time.monotonic)
         self._cell_best: dict[str, float] = {}
-        self._nodes: dict[str, notes.Relative] = {}  # every evaluation seen, as notes show it
-        self._children: dict[str, list[str]] = {}  # genome hash → its children's hashes, in birth order
+        self._family = notes.Family()  # every evaluation seen, as notes show it, with its children
+        self._nodes = self._family.nodes
         self._board = ScoreBoard()  # rank_score of every run, kept in status's order (search.tracking.scores)
         self._counts = notes.CampaignCounts()
         self._metric_keys: set[str] = set()  # every metric of the evaluation runs (the chart view hides them)
@@ -212,8 +215,10 @@ class MlflowArchiver:
             runs = [self._run_write(index, record, run_id, new, elite=elites[index])
                     for index, record, run_id, new in reserved]
             parents = {p for _, record, _, _ in reserved for p in record.proposal.parents} - written
-            parent_notes = {self._known[p].run_id: self._note(p) for p in sorted(parents)
-                            if p in self._known and p in self._nodes}
+            stale = self._stale_notes | {p for p in parents if p in self._known and p in self._nodes}
+            now = time.monotonic()
+            due = sorted(p for p in stale if runs and now - self._notes_at.get(p, float("-inf")) >= NOTES_EVERY_S)
+            parent_notes = {self._known[p].run_id: self._note(p) for p in due}
             if runs:
                 detail = mp.detail_path(reserved[0][0], reserved[-1][0])
                 for run in runs:
@@ -233,6 +238,8 @@ class MlflowArchiver:
             raise
         for run in runs:
             self._known[run.tags[mp.TAG_HASH]] = _Known(run.run_id, int(run.tags[mp.TAG_RESULT_INDEX]), run.status)
+        self._stale_notes = stale - set(due)  # an elite's note listed its children again on every batch: O(children)
+        self._notes_at.update(dict.fromkeys(due, now))
         keys = {m.key for run in runs for m in run.metrics} | {"rank_score"}
         self._genes = self._genes or [g for run in runs[:1] for g in run.params]
         if not keys <= self._metric_keys:
@@ -295,14 +302,18 @@ class MlflowArchiver:
 
     def settle_scores(self) -> int:
         """Log ``rank_score`` again for every run whose score changed since (the end of a campaign: the whole
-        runs table in ``ctmevo status``'s order); returns how many runs were updated."""
+        runs table in ``ctmevo status``'s order), and rewrite the parents' notes that wait for their last children
+        (:data:`NOTES_EVERY_S`); returns how many runs' scores were updated."""
         if not self.connected:
             self.connect()
         assert self._writer is not None and self.experiment_id is not None
         scores = {h: v for h, v in self._board.due(everything=True).items() if h in self._known}
         metrics = self._score_points(scores)
-        if metrics:
-            self._guard(lambda: self._writer.write([], str(self.experiment_id), metrics=metrics))
+        stale = sorted(self._stale_notes)  # and the parents' notes not rewritten yet with their last children
+        parent_notes = {self._known[p].run_id: self._note(p) for p in stale}
+        if metrics or parent_notes:
+            self._guard(lambda: self._writer.write([], str(self.experiment_id), metrics=metrics, notes=parent_notes))
+        self._stale_notes -= set(stale)
         self._board.logged(scores)
         return len(metrics)
 
@@ -330,29 +341,12 @@ class MlflowArchiver:
                         metrics=metrics, files=files,
                         delete_tags=(mp.TAG_FAILURE,) if ok and not new else ())
 
-    # -- notes: links between parents and children ------------------------------------------------------------
     def _remember(self, record: EvaluationRecord, run_id: str | None) -> None:
-        """Note ``record`` as a node of the family (its generation, its run), and as a child of its parents."""
-        h = record.genome.hash
-        parents = tuple(dict.fromkeys(record.proposal.parents))
-        generation = mp.generation_of(self._nodes[p].generation if p in self._nodes else None for p in parents)
-        cell = record.extra.get("cell")
-        node = notes.Relative.of_record(record, run_id=run_id, generation=generation,
-                                     cell=None if cell is None else str(cell))
-        before = self._nodes.get(h)
-        if before is not None and before.inherited and not node.inherited:  # a promotion of an inherited start
-            node = replace(node, inherited=before.inherited)
-        self._nodes[h] = node
-        for p in parents:
-            children = self._children.setdefault(p, [])
-            if h not in children:
-                children.append(h)
+        self._family.remember(record, run_id)
 
     def _note(self, genome_hash: str) -> str:
-        me = self._nodes[genome_hash]
-        return notes.evaluation_note(me, experiment_id=str(self.experiment_id), campaign_run_id=self.campaign_run_id,
-                                  parents={p: self._nodes.get(p) for p in me.parents},
-                                  children=[self._nodes[c] for c in self._children.get(genome_hash, [])])
+        return self._family.note(genome_hash, experiment_id=str(self.experiment_id),
+                                 campaign_run_id=self.campaign_run_id)
 
     def run_ids(self) -> dict[str, str]:
         """Genome hash → run id of every evaluation run known (a copy: safe to read from another thread)."""

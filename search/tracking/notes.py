@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from genome import GENE_BY_NAME, Genome
-from search.lineage import gene_changes, nearer_parent
+from search.lineage import GeneText, gene_changes, nearer_parent
 from search.records import EvaluationRecord, fmt
 from search.tracking.payload import (
     GENE_METRIC_PREFIX,
@@ -33,6 +32,7 @@ from search.tracking.payload import (
     TAG_OPERATOR,
     TAG_PARENT_HASHES,
     TAG_STATUS,
+    generation_of,
 )
 
 # -- links and the run note ----------------------------------------------------------------------------------
@@ -127,27 +127,6 @@ def experiment_tags(*, campaign: str, experiment_id: str, campaign_run_id: str |
             TAG_NOTE: "\n".join(lines)}
 
 
-class GeneText(Mapping[str, str]):
-    """A genome's genes as text (gene → ``str(value)``), made when read: the archiver keeps a node per genome, and
-    a copy of every gene as a string cost ~2.8 KB each; this keeps the genome it already holds."""
-
-    __slots__ = ("_genome",)
-
-    def __init__(self, genome: Genome) -> None:
-        self._genome = genome
-
-    def __getitem__(self, name: str) -> str:
-        if name not in GENE_BY_NAME:
-            raise KeyError(name)
-        return str(getattr(self._genome, name))
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._genome.to_dict())
-
-    def __len__(self) -> int:
-        return len(self._genome.to_dict())
-
-
 @dataclass(frozen=True)
 class Relative:
     """One evaluation as a run note shows it (itself, a parent or a child): built from a journal record
@@ -183,6 +162,39 @@ class Relative:
                    status=tags.get(TAG_STATUS, "ok"), genes=dict(run.data.params),
                    parents=tuple(p for p in tags.get(TAG_PARENT_HASHES, "").split(",") if p),
                    inherited=tags.get(TAG_INHERITED, ""))
+
+
+class Family:
+    """Every evaluation as the run notes show it (:class:`Relative`), with its children in birth order: what the
+    archiver makes the notes from."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Relative] = {}
+        self.children: dict[str, list[str]] = {}
+
+    def remember(self, record: EvaluationRecord, run_id: str | None) -> None:
+        """Note ``record`` as a node of the family (its generation, its run), and as a child of its parents."""
+        h = record.genome.hash
+        parents = tuple(dict.fromkeys(record.proposal.parents))
+        generation = generation_of(self.nodes[p].generation if p in self.nodes else None for p in parents)
+        cell = record.extra.get("cell")
+        node = Relative.of_record(record, run_id=run_id, generation=generation,
+                                  cell=None if cell is None else str(cell))
+        before = self.nodes.get(h)
+        if before is not None and before.inherited and not node.inherited:  # a promotion of an inherited start
+            node = replace(node, inherited=before.inherited)
+        self.nodes[h] = node
+        for p in parents:
+            children = self.children.setdefault(p, [])
+            if h not in children:
+                children.append(h)
+
+    def note(self, genome_hash: str, *, experiment_id: str, campaign_run_id: str | None) -> str:
+        """The description of ``genome_hash``'s run (:func:`evaluation_note`)."""
+        me = self.nodes[genome_hash]
+        return evaluation_note(me, experiment_id=experiment_id, campaign_run_id=campaign_run_id,
+                               parents={p: self.nodes.get(p) for p in me.parents},
+                               children=[self.nodes[c] for c in self.children.get(genome_hash, [])])
 
 
 def _changes_text(before: Mapping[str, str], after: Mapping[str, str]) -> str:
