@@ -148,3 +148,18 @@ def test_lineage_from_the_index_matches_the_journal_and_needs_every_run_id(tmp_p
             expected.inherited)
         assert node.fitness == pytest.approx(expected.fitness)
     assert index_lineage(root, "c-1", "") is None and index_lineage(root, "c-1", "zz") is None
+
+
+def test_status_reads_the_whole_journal_where_no_index_can_be_written(tmp_path: Path, monkeypatch) -> None:
+    import sqlite3
+
+    root = _campaign(tmp_path, _history(5, n=60))
+    want = _from_journal(root, 5)
+
+    def refuse(self: CampaignIndex) -> int:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(CampaignIndex, "update", refuse)
+    s = summarise(root, top=5)
+    assert (s.done, s.failures, s.pending) == (want.done, want.failures, want.pending)
+    assert [b["hash"] for b in s.best] == [b["hash"] for b in want.best]
