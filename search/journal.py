@@ -241,6 +241,11 @@ class Journal:
         """Every complete entry; raises :class:`JournalCorruptError` on damage before the last line."""
         return self._lines.read()
 
+    def report_torn(self, line: int, size: int) -> None:
+        """Warn (once) about an incomplete last line found by a reader that does not read the whole journal
+        (:mod:`search.views.index`), exactly as :meth:`read` warns."""
+        self._lines._report(TornTail(line, size))
+
     def records(self) -> list[EvaluationRecord]:
         """The evaluation records: bare record entries and the ``record`` of ``{"event": "result"}`` entries."""
         records = []

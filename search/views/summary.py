@@ -96,6 +96,9 @@ def summarise(root: Path, *, top: int = 5) -> Summary:
             counters, summary.best = index.counters(), index.best(top)
         summary.done, summary.failures = counters["results"], counters["failures"]
         summary.steps_spent = counters["spent"]
+        size = paths.journal.stat().st_size if paths.journal.exists() else 0
+        if size > counters["offset"]:  # bytes after the last complete line: a write cut short (or in progress)
+            Journal(paths.journal).report_torn(counters["lines"] + 1, size - counters["offset"])
         summary.pending = max(0, counters["asked"] - counters["results"])  # every job ends in exactly one result
     except (sqlite3.Error, OSError):  # no index can be written here (a read-only copy): the whole journal
         _from_journal(summary, paths, top)
