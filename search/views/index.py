@@ -150,10 +150,9 @@ class CampaignIndex:
     def _result(db: sqlite3.Connection, record: Mapping[str, Any], counters: dict[str, Any]) -> None:
         result, proposal, extra = record["result"], record["proposal"], record.get("extra") or {}
         ok, fitness = result["status"] == "ok", result.get("fitness")
-        metrics = result.get("metrics") or {}
         counters["results"] += 1
         counters["failures"] += not ok
-        counters["spent"] += max(0.0, float(metrics.get("train_steps") or 0.0) - float(metrics.get("start_step") or 0))
+        counters["spent"] += journaled_cost(record)
         h, rung, repeat = result["genome_hash"], int(record.get("rung", 0)), int(record.get("repeat", 0))
         reported = extra.get("fitness_mean", fitness)
         db.execute("INSERT OR IGNORE INTO genomes (hash, birth, operator, parents, genes, campaign, inherited) "
@@ -334,6 +333,12 @@ def record_run_ids(root: Path, run_ids: Mapping[str, str], *, experiment_id: str
         db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?)", list(run_ids.items()))
         if experiment_id is not None:
             db.execute("INSERT OR REPLACE INTO mlflow VALUES ('experiment_id', ?)", (str(experiment_id),))
+
+
+def journaled_cost(record: Mapping[str, Any]) -> float:
+    """Optimizer steps one journaled result trained (as :attr:`search.records.EvaluationRecord.cost`)."""
+    metrics = record["result"].get("metrics") or {}
+    return max(0.0, float(metrics.get("train_steps") or 0.0) - float(metrics.get("start_step") or 0.0))
 
 
 def _number(value: Any) -> float | None:

@@ -22,7 +22,7 @@ from search.errors import CampaignError
 from search.journal import Journal, JournalCorruptError, SnapshotCorruptError, read_json
 from search.paths import CampaignPaths, default_tracking_uri, is_locked
 from search.records import rank
-from search.views.index import CampaignIndex
+from search.views.index import CampaignIndex, journaled_cost
 from search.views.progress import spent_text
 
 __all__ = ["Summary", "summarise"]
@@ -135,15 +135,9 @@ def _from_journal(summary: Summary, paths: CampaignPaths, top: int) -> None:
             results.append(event["record"])
     summary.done = len(results)
     summary.failures = sum(r["result"]["status"] != "ok" for r in results)
-    summary.steps_spent = sum(_cost(r) for r in results)
+    summary.steps_spent = sum(journaled_cost(r) for r in results)
     summary.pending = max(0, asked - len(results))  # every job ends in exactly one result
     summary.best = _best(results)[:top]
-
-
-def _cost(record: dict[str, Any]) -> float:
-    """Optimizer steps one journaled result trained (as search.records.EvaluationRecord.cost)."""
-    metrics = record["result"].get("metrics") or {}
-    return max(0.0, float(metrics.get("train_steps") or 0.0) - float(metrics.get("start_step") or 0.0))
 
 
 def _best(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
