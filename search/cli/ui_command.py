@@ -151,6 +151,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     say(f"starting the MLflow UI for {store} on {base} (its log: {log})")
     signal.signal(signal.SIGTERM, _interrupt)  # a terminated ctmevo ui stops its server too
+    # Ctrl-C stops it even when started where SIGINT is ignored (a shell's background job, nohup)
+    signal.signal(signal.SIGINT, _interrupt)
     started = time.monotonic()
     with log.open("ab") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -203,15 +203,17 @@ def lineage_page(graph: Any, base: str | None = None) -> str:
 
 def family_tree_html(records: Sequence[EvaluationRecord], run_ids: Mapping[str, str], *, tracking_uri: str,
                      experiment_id: str | None, cells: Mapping[str, str | None] | None = None,
-                     title: str | None = None) -> str:
+                     title: str | None = None, total: int | None = None) -> str:
     """The campaign's family tree as one self-contained page: every genome of ``records``, or beyond
     :data:`FAMILY_TREE_MAX` genomes the :data:`FAMILY_TREE_ROOTS` best and their ancestors (a page of every genome
-    of a 100,000-evaluation campaign was 100 MB, rewritten every minute)."""
+    of a 100,000-evaluation campaign was 100 MB, rewritten every minute). ``total``: the campaign's number of
+    genomes when ``records`` are already that selection (the pictures read it from the campaign index)."""
     campaign = records[0].campaign if records else ""
     best = best_record(records)
-    genomes = len({r.genome.hash for r in records})
-    shown = _best_and_ancestors(records) if genomes > FAMILY_TREE_MAX else records
-    what = (f"{genomes} genomes" if shown is records else
+    present = len({r.genome.hash for r in records})
+    genomes = present if total is None else total
+    shown = _best_and_ancestors(records) if present > FAMILY_TREE_MAX else records
+    what = (f"{genomes} genomes" if genomes <= FAMILY_TREE_MAX else
             f"the best {FAMILY_TREE_ROOTS} of {genomes} genomes and their ancestors")
     return family_page(nodes_from_records(shown, run_ids, cells), title=title or f"family tree of {campaign} "
                        f"({what})", experiment_id=experiment_id, base=ui_base(tracking_uri),
@@ -307,14 +309,14 @@ def archive_view_html(rows: Sequence[Mapping[str, Any]], run_ids: Mapping[str, s
 def write_family_views(directory: str | Path, *, records: Sequence[EvaluationRecord], run_ids: Mapping[str, str],
                        tracking_uri: str, experiment_id: str | None, cells: Mapping[str, str | None] | None = None,
                        archive_rows: Sequence[Mapping[str, Any]] = (), descriptors: Sequence[Mapping[str, Any]] = (),
-                       archive_kind: str = "grid") -> list[Path]:
+                       archive_kind: str = "grid", total: int | None = None) -> list[Path]:
     """Write ``family_tree.html`` (and, with an archive, ``archive_view.html``) into ``directory`` atomically;
     returns the paths written, for the campaign to log as artifacts of its campaign run."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     out = directory / FAMILY_TREE
     write_bytes_atomic(out, family_tree_html(records, run_ids, tracking_uri=tracking_uri, experiment_id=experiment_id,
-                                             cells=cells).encode())
+                                             cells=cells, total=total).encode())
     made = [out]
     if archive_rows and descriptors:
         view = directory / ARCHIVE_VIEW

@@ -23,14 +23,16 @@ import math
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from genome.io import write_bytes_atomic
 from search.records import EvaluationRecord, reported_fitness
 from search.tracking.assets import PLOTLY_FILE, plotly_source
 from search.tracking.scores import ScoreBoard
 
-__all__ = ["BestSoFar", "write_analysis"]
+__all__ = ["BestSoFar", "genes_sample", "write_analysis"]
+
+T = TypeVar("T")
 
 
 class BestSoFar:
@@ -118,13 +120,18 @@ PNG_SHOWN = 1000  # and on its PNG twin (the best first)
 
 def _shown(records: Sequence[EvaluationRecord]) -> list[EvaluationRecord]:
     """The successful genomes the genes page draws (all of them up to :data:`GENES_SHOWN`)."""
-    ok = sorted((r for r in records if r.result.ok and reported_fitness(r) is not None),
-                key=lambda r: -float(reported_fitness(r) or 0.0))
-    if len(ok) <= GENES_SHOWN:
-        return ok
-    rest = ok[1000:]
+    return genes_sample(sorted((r for r in records if r.result.ok and reported_fitness(r) is not None),
+                               key=lambda r: -float(reported_fitness(r) or 0.0)))
+
+
+def genes_sample(ranked: Sequence[T]) -> list[T]:
+    """Of genomes ranked best first, those the genes page draws: all up to :data:`GENES_SHOWN`, else the 1,000
+    best and an even spread of the others."""
+    if len(ranked) <= GENES_SHOWN:
+        return list(ranked)
+    rest = ranked[1000:]
     step = len(rest) / (GENES_SHOWN - 1000)
-    return ok[:1000] + [rest[int(i * step)] for i in range(GENES_SHOWN - 1000)]
+    return [*ranked[:1000], *(rest[int(i * step)] for i in range(GENES_SHOWN - 1000))]
 
 
 def _numeric(values: Sequence[Any]) -> bool:

@@ -27,9 +27,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ctm.result import EvalResult
+from genome.genome import Genome
 from search.journal import JournalCorruptError, JsonLinesFollower
 from search.lineage import LineageGraph, LineageNode, walk
-from search.records import NoiseModel, belief, rank_score
+from search.records import EvaluationRecord, NoiseModel, Proposal, belief, rank_score
 
 __all__ = ["INDEX_FILE", "CampaignIndex", "IndexKeeper", "index_lineage", "record_run_ids"]
 
@@ -218,10 +220,10 @@ class CampaignIndex:
                 break
         return out[:top]
 
-    def genomes(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
+    def genomes(self, hashes: list[str], *, raw: bool = False) -> dict[str, dict[str, Any]]:
         """The rows of ``hashes`` (those it holds) with their run id: ``{"hash", "birth", "operator", "parents"
-        (tuple), "genes" (gene → str), "campaign", "status", "fitness" (as last reported), "inherited", "cell",
-        "run_id"}``."""
+        (tuple), "genes" (gene → str; ``raw``: as journaled), "campaign", "status", "fitness" (as last reported),
+        "inherited", "cell", "run_id"}``."""
         db = self._open()
         out: dict[str, dict[str, Any]] = {}
         for i in range(0, len(hashes), 500):
@@ -232,10 +234,42 @@ class CampaignIndex:
                     "run_id "
                     f"FROM genomes g LEFT JOIN runs r ON r.hash = g.hash WHERE g.hash IN ({marks})", chunk):
                 out[h] = {"hash": h, "birth": birth, "operator": op, "parents": tuple(filter(None, parents.split(","))),
-                          "genes": {k: str(v) for k, v in json.loads(genes).items()}, "campaign": campaign,
+                          "genes": {k: v if raw else str(v) for k, v in json.loads(genes).items()},
+                          "campaign": campaign,
                           "status": status, "fitness": reported, "inherited": inherited, "cell": cell,
                           "run_id": run_id}
         return out
+
+    def genome_count(self) -> int:
+        return int(self._open().execute("SELECT COUNT(*) FROM genomes").fetchone()[0])
+
+    def hashes(self) -> list[str]:
+        """Every genome, in birth order."""
+        return [h for (h,) in self._open().execute("SELECT hash FROM genomes ORDER BY birth")]
+
+    def ranked_by_reported(self) -> list[str]:
+        """The genomes whose last result succeeded, by their reported fitness, best first (ties: the earlier born):
+        what the pictures choose from (two columns of every row, not the rows)."""
+        rows = self._open().execute("SELECT hash FROM genomes WHERE status = 'ok' AND reported IS NOT NULL "
+                                    "ORDER BY reported DESC, birth ASC")
+        return [h for (h,) in rows]
+
+    def records(self, hashes: list[str]) -> list[EvaluationRecord]:
+        """Slim records of ``hashes`` (those it holds, in birth order) for pictures: the genome, parents, operator,
+        birth, last status, the reported fitness as the result's fitness, ``extra`` with ``cell`` and ``inherited``.
+        A genome whose genes this ctmevo cannot read (an older schema) is left out."""
+        out = []
+        for row in self.genomes(hashes, raw=True).values():
+            try:
+                genome = Genome.from_dict(row["genes"])
+            except (TypeError, ValueError, KeyError):
+                continue
+            result = EvalResult(genome_hash=row["hash"], status=row["status"] or "ok", fitness=row["fitness"])
+            extra = {"cell": row["cell"], **({"inherited": row["inherited"]} if row["inherited"] else {})}
+            out.append(EvaluationRecord(campaign=row["campaign"], birth=row["birth"], result=result, extra=extra,
+                                        proposal=Proposal(genome=genome, parents=row["parents"],
+                                                          operator=row["operator"]), finished_at=0.0))
+        return sorted(out, key=lambda r: r.birth)
 
     def matching(self, prefix: str, limit: int = 20) -> list[str]:
         """Genome hashes starting with ``prefix`` (at most ``limit``), by a range scan of the primary key."""

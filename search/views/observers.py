@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -15,10 +14,10 @@ from search.archive import QDArchive
 from search.descriptors import Descriptor
 from search.journal import JsonLines
 from search.paths import CampaignPaths
-from search.records import EvaluationRecord, best_record, reported_fitness
+from search.records import EvaluationRecord, reported_fitness
 from search.tracking.errors import TrackingUnavailable
-from search.views.analysis import BestSoFar, write_analysis
-from search.views.index import record_run_ids
+from search.views.analysis import BestSoFar, genes_sample, write_analysis
+from search.views.index import CampaignIndex, record_run_ids
 
 __all__ = ["MlflowConsumer", "PictureConsumer"]
 
@@ -123,20 +122,23 @@ class PictureConsumer:
     """Keeps a replica of the archive (the same rule as the strategy's) and the metric history, and redraws
     ``plots/`` (archive.png, metrics.png, lineage.png of the best genome, archive.csv, and the interactive
     family_tree.html and archive_view.html whose nodes link to MLflow runs) every ``every_s`` seconds and at
-    the end, never on the loop's thread."""
+    the end, never on the loop's thread.
 
-    def __init__(self, *, paths: CampaignPaths, descriptors: Sequence[Descriptor], archive_config: dict | None,
-                 codec: VectorCodec, every_s: float = 60.0, upload: Callable[[list[Path]], None] | None = None,
-                 seed: int = 0, tracking_uri: str = "", run_ids: Callable[[], dict[str, str]] = dict,
-                 experiment_id: Callable[[], str | None] = lambda: None,
+    Its memory is bounded by the archive: the genomes a picture shows (the best, their ancestors, the elites'
+    genes, the genes page's sample) are read from the campaign index (:mod:`.index`) when it draws, not kept.
+    """
+
+    def __init__(self, *, paths: CampaignPaths, campaign_id: str, descriptors: Sequence[Descriptor],
+                 archive_config: dict | None, codec: VectorCodec, every_s: float = 60.0,
+                 upload: Callable[[list[Path]], None] | None = None, seed: int = 0, tracking_uri: str = "",
+                 run_ids: Callable[[], dict[str, str]] = dict, experiment_id: Callable[[], str | None] = lambda: None,
                  asset_run: Callable[[], str | None] = lambda: None) -> None:
-        self.paths, self.descriptors, self.codec = paths, list(descriptors), codec
+        self.paths, self.campaign_id, self.descriptors, self.codec = paths, campaign_id, list(descriptors), codec
         self.archive_config, self.every_s, self.upload, self.seed = archive_config, every_s, upload, seed
         self.tracking_uri, self.run_ids, self.experiment_id = tracking_uri, run_ids, experiment_id
         self.asset_run = asset_run
         self.progress = BestSoFar()  # the best so far against compute (the progress page), a few hundred points
         self.qd: QDArchive | None = None
-        self.records: dict[str, EvaluationRecord] = {}  # slim copies: no loss curve or per-tick arrays
         self.history: list[dict[str, Any]] = []  # thinned: at most HISTORY_POINTS, evenly over the campaign
         self._history_stride = 1  # keep one metric point in this many (doubles each time the history fills up)
         self._history_seen = 0
@@ -159,10 +161,6 @@ class PictureConsumer:
 
     def _add(self, record: EvaluationRecord) -> None:
         self.progress.add(record)
-        slim = dataclasses.replace(record.result, train_loss=[], per_tick_accuracy=[], per_tick_certainty=[],
-                                   behaviour=[])
-        record = dataclasses.replace(record, result=slim)
-        self.records[record.genome.hash] = record
         values = record.extra.get("descriptors")
         fitness = reported_fitness(record)
         usable = self.qd is not None and record.result.ok and isinstance(values, dict) and fitness is not None
@@ -197,24 +195,32 @@ class PictureConsumer:
     def draw(self, *, final: bool = True) -> list[Path]:
         """Write every picture and the archive table now (the analysis pages at most every
         :data:`ANALYSIS_EVERY_S`, and when ``final``); a picture that fails is skipped with a warning."""
+        with CampaignIndex(self.paths.root, self.campaign_id) as index:
+            index.update()  # at least as far as this consumer has read
+            return self._draw(index, final)
+
+    def _draw(self, index: CampaignIndex, final: bool) -> list[Path]:
         from search.lineage import lineage_from_records
         from search.views.pictures import archive_heatmap, metrics_over_evaluations, write_archive_csv
 
         self.paths.plots.mkdir(parents=True, exist_ok=True)
         rows = self.qd.rows() if self.qd is not None else []
+        genomes = {r.genome.hash: r.genome for r in index.records([row["hash"] for row in rows])}
+        rows = [row for row in rows if row["hash"] in genomes]
         for row in rows:
-            row["genes"] = self.records[row["hash"]].genome.to_dict()
+            row["genes"] = genomes[row["hash"]].to_dict()
         write_archive_csv(rows, self.paths.archive_csv)
         made = [self.paths.archive_csv]
-        best = best_record(self.records.values())
+        ranked = index.ranked_by_reported()
+        family, total = _family(index, ranked)
+        best = index.best(1)
         drawings: list[tuple[str, Callable[[Path], Any]]] = []
         if self.history:
             drawings.append(("metrics.png", lambda p: metrics_over_evaluations(self.history, p)))
         if self.qd is not None and len(self.qd):
             drawings.append(("archive.png", lambda p: archive_heatmap(self.qd, p)))
-        if best is not None:
-            drawings.append(("lineage.png", lambda p: lineage_from_records(
-                list(self.records.values()), best.genome.hash).to_png(p)))
+        if best:
+            drawings.append(("lineage.png", lambda p: lineage_from_records(family, best[0]["hash"]).to_png(p)))
         for name, draw in drawings:
             path = self.paths.plots / name
             try:
@@ -223,7 +229,7 @@ class PictureConsumer:
             except Exception as exc:  # a picture must never stop a campaign
                 log.warning("could not draw %s: %s", path, exc)
         try:
-            made += self._family_views(rows)
+            made += self._family_views(family, total, rows)
         except Exception as exc:
             log.warning("could not write the family tree: %s", exc)
         now = time.monotonic()
@@ -231,19 +237,42 @@ class PictureConsumer:
             return made
         self._last_analysis = now
         try:
-            write_analysis(self.paths.plots / "analysis", progress=self.progress, records=list(self.records.values()),
-                           elites=rows, history=self.history, asset_run=self.asset_run())
+            write_analysis(self.paths.plots / "analysis", progress=self.progress, records=index.records(
+                genes_sample(ranked)), elites=rows, history=self.history, asset_run=self.asset_run())
             made.append(self.paths.plots / "analysis")
         except Exception as exc:
             log.warning("could not write the analysis pages: %s", exc)
         return made
 
-    def _family_views(self, rows: list[dict[str, Any]]) -> list[Path]:
+    def _family_views(self, records: list[EvaluationRecord], total: int, rows: list[dict[str, Any]]) -> list[Path]:
         from search.tracking.family import write_family_views
 
-        records = list(self.records.values())
         cells = {r.genome.hash: r.extra.get("cell") for r in records}
         return write_family_views(self.paths.plots, records=records, run_ids=self.run_ids(),
                                   tracking_uri=self.tracking_uri, experiment_id=self.experiment_id(), cells=cells,
                                   archive_rows=rows, descriptors=[d.to_config() for d in self.descriptors],
-                                  archive_kind=self.qd.kind if self.qd is not None else "grid")
+                                  archive_kind=self.qd.kind if self.qd is not None else "grid", total=total)
+
+
+def _family(index: CampaignIndex, ranked: list[str]) -> tuple[list[EvaluationRecord], int]:
+    """The genomes of the family tree and lineage picture, and how many genomes the campaign has: all of them up
+    to :data:`~search.tracking.family.FAMILY_TREE_MAX`, else the :data:`~search.tracking.family.FAMILY_TREE_ROOTS`
+    best and their ancestors, breadth-first from the best (at most ``FAMILY_TREE_MAX``)."""
+    from search.tracking.family import FAMILY_TREE_MAX, FAMILY_TREE_ROOTS
+
+    total = index.genome_count()
+    if total <= FAMILY_TREE_MAX:
+        return index.records(index.hashes()), total
+    keep: dict[str, None] = {}
+    level = ranked[:FAMILY_TREE_ROOTS]
+    while level and len(keep) < FAMILY_TREE_MAX:
+        rows = index.genomes([h for h in dict.fromkeys(level) if h not in keep])
+        parents: list[str] = []
+        for h in level:
+            if len(keep) >= FAMILY_TREE_MAX:
+                break
+            if h in rows and h not in keep:
+                keep[h] = None
+                parents += rows[h]["parents"]
+        level = parents
+    return index.records(list(keep)), total

@@ -203,7 +203,8 @@ class CampaignReporter:
         qd = getattr(c.strategy, "qd", None)
         mlflow_consumer = self.mlflow.consumer  # type: ignore[attr-defined]
         pictures = ConsumerRunner("pictures", lambda: PictureConsumer(
-            paths=c.paths, descriptors=c.descriptors, archive_config=qd.config() if qd is not None else None,
+            paths=c.paths, campaign_id=c.campaign_id, descriptors=c.descriptors,
+            archive_config=qd.config() if qd is not None else None,
             codec=c.strategy.codec, every_s=c.config.plot_every_s, upload=mlflow_consumer.add_artifacts,
             seed=c.config.seed, tracking_uri=c.tracking_uri, run_ids=mlflow_consumer.archiver.run_ids,
             experiment_id=lambda: mlflow_consumer.archiver.experiment_id,

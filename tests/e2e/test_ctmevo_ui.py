@@ -77,7 +77,11 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, dict[
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.terminate()  # never leave a server behind, even when the test failed
+                proc.wait(timeout=30)
 
 
 @pytest.mark.timeout(300)

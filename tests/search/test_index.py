@@ -163,3 +163,33 @@ def test_status_reads_the_whole_journal_where_no_index_can_be_written(tmp_path: 
     s = summarise(root, top=5)
     assert (s.done, s.failures, s.pending) == (want.done, want.failures, want.pending)
     assert [b["hash"] for b in s.best] == [b["hash"] for b in want.best]
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_the_pictures_read_the_same_genomes_from_the_index_as_from_the_whole_journal(tmp_path: Path, monkeypatch,
+                                                                                      seed: int) -> None:
+    """The picture consumer keeps no per-genome records: the family tree's best and ancestors, and the genes
+    page's sample, come from the index and must be the genomes the journal's records give."""
+    import search.tracking.family as family
+    import search.views.analysis as analysis
+    from search.views.observers import _family
+
+    root = _campaign(tmp_path, _history(seed, n=200))
+    records = Journal(root / "journal.jsonl").records()
+    monkeypatch.setattr(family, "FAMILY_TREE_MAX", 12)
+    monkeypatch.setattr(family, "FAMILY_TREE_ROOTS", 4)
+    monkeypatch.setattr(analysis, "GENES_SHOWN", 1005)
+    with CampaignIndex(root, "c-1") as index:
+        index.update()
+        ranked = index.ranked_by_reported()
+        chosen, total = _family(index, ranked)
+        assert total == len({r.genome.hash for r in records})
+        assert {r.genome.hash for r in chosen} == {r.genome.hash for r in family._best_and_ancestors(records)}
+        by_hash = {r.genome.hash: r for r in records}
+        for r in chosen:  # what a node shows: parents, operator, birth, status, fitness as reported
+            last = by_hash[r.genome.hash]
+            assert (r.proposal.parents, r.proposal.operator, r.birth, r.result.status, r.result.fitness) == (
+                last.proposal.parents, last.proposal.operator, last.birth, last.result.status, last.result.fitness)
+        assert ranked == [r.genome.hash for r in analysis._shown(list(by_hash.values()))]
+        monkeypatch.setattr(analysis, "GENES_SHOWN", 1002)  # the 1,000 best, then 2 spread over the rest
+        assert len(analysis.genes_sample(list(range(1100)))) == 1002
