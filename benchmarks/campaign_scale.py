@@ -13,7 +13,8 @@ sampled every second. Then it prints:
 - the store: database and artifacts, bytes per evaluation, and the runs-table query (the 100 best by
   ``rank_score`` among the campaign's evaluation runs, in-process on sqlite);
 - the time of ``ctmevo status``, ``ctmevo lineage`` (of the best genome), and ``ctmevo resume`` of the finished
-  campaign (its time to say the budget is spent).
+  campaign (its time to say the budget is spent: read from the index), and of restoring the campaign
+  (``Campaign.open``: what a resume with budget left does before its first dispatch).
 
 Targets (issue 25; 100,000 evaluations, 2 cores): rate last/first >= 0.9; peak RSS <= 1 GB and flat from 10,000;
 status <= 1 s, resume <= 5 s, lineage <= 1 s; store <= 2 KB per evaluation; lag <= 1,000; query <= 2 s.
@@ -81,6 +82,15 @@ def run(directory: Path, config: Path, samples: list[tuple[int, float]], lags: l
     return code
 
 
+def _restore_s(directory: Path) -> float:
+    """Seconds ``Campaign.open`` takes in a fresh process (imports excluded): the snapshot and the journal's replay."""
+    code = ("import sys, time; from search.campaign.loop import Campaign; t = time.perf_counter(); "
+            "Campaign.open(sys.argv[1]); print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code, str(directory)], capture_output=True, text=True, env=env(),
+                         cwd=ROOT, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000, help="no-op evaluations (default 100,000)")
@@ -113,6 +123,7 @@ def main() -> None:
     best = next((line.split()[0] for line in status.stdout.splitlines() if re.match(r"^\s+[0-9a-f]{16}\s", line)), "")
     lineage_s, _ = timed("lineage", best, "--campaign", str(directory))
     resume_s, _ = timed("resume", str(directory))
+    restore_s = _restore_s(directory)
     print(f"\n{n:,} no-op evaluations in {directory}")
     print("  evaluations/s by tenth: " + " ".join(f"{r:,.0f}" for r in rates)
           + f"  (last/first {rates[-1] / rates[0]:.2f}; target >= 0.9)")
@@ -127,6 +138,8 @@ def main() -> None:
     print(f"  store: {store_figures(directory, n)}")
     print(f"  ctmevo status {status_s:.2f} s, lineage {lineage_s:.2f} s, resume (budget spent) {resume_s:.2f} s  "
           "(targets 1 / 1 / 5 s)")
+    print(f"  restoring the campaign (what a resume with budget left does before its first dispatch, Ray's start "
+          f"aside) {restore_s:.2f} s")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,30 +89,52 @@ def _decode(raw: bytes) -> tuple[dict[str, Any] | None, str, bool]:
     return obj, "", False
 
 
-def _scan(path: Path) -> tuple[list[dict[str, Any]], int, TornTail | None]:
-    """All complete lines of ``path`` as objects, the byte length of that prefix, and the torn tail if any."""
+@dataclass
+class _Scan:
+    """What :func:`_scan` found once its objects are consumed: the byte length of the complete prefix, the torn
+    tail if any, and the file's size then."""
+
+    complete: int = 0
+    torn: TornTail | None = None
+    size: int = 0
+
+
+def _scan(path: Path, found: _Scan) -> Iterator[dict[str, Any]]:
+    """The complete lines of ``path`` as objects, read as a stream (memory O(one line)); when they are consumed,
+    ``found`` holds the complete prefix's length and the torn tail. Raises :class:`JournalCorruptError` for a
+    damaged line before the last."""
     try:
-        data = path.read_bytes()
+        fh = path.open("rb")
     except FileNotFoundError:
-        return [], 0, None
-    lines = data.split(b"\n")  # the last item: bytes after the last newline (an interrupted write if any)
-    objects: list[dict[str, Any]] = []
-    offset = complete = 0
-    last = len(lines) - 2  # index of the last newline-terminated line
-    for index, raw in enumerate(lines[:-1]):
-        offset += len(raw) + 1
-        if not raw.strip():
-            complete = offset
-            continue
-        obj, reason, garbled = _decode(raw)
-        if obj is None:
-            if garbled and index == last and not lines[-1].strip(b"\0 \t\r"):  # the last line, torn by a crash
-                return objects, complete, TornTail(index + 1, len(data) - complete)
-            raise JournalCorruptError(path, index + 1, reason)
-        objects.append(obj)
-        complete = offset
-    torn = TornTail(len(lines), len(data) - complete) if len(data) > complete else None
-    return objects, complete, torn
+        return
+    with fh:
+        offset = number = 0
+        bad: tuple[int, str] | None = None  # a garbled newline-terminated line: torn if nothing real follows it
+        for raw in fh:
+            number += 1
+            offset += len(raw)
+            if not raw.endswith(b"\n"):  # the tail after the last newline: an interrupted write
+                if bad is not None and raw.strip(b"\0 \t\r"):
+                    raise JournalCorruptError(path, bad[0], bad[1])
+                break
+            if bad is not None:
+                raise JournalCorruptError(path, bad[0], bad[1])
+            if not raw.strip():
+                found.complete = offset
+                continue
+            obj, reason, garbled = _decode(raw)
+            if obj is None:
+                if not garbled:
+                    raise JournalCorruptError(path, number, reason)
+                bad = (number, reason)
+                continue
+            yield obj
+            found.complete = offset
+        found.size = offset
+        if bad is not None:
+            found.torn = TornTail(bad[0], offset - found.complete)
+        elif offset > found.complete:
+            found.torn = TornTail(number, offset - found.complete)
 
 
 class JsonLines:
@@ -126,17 +148,22 @@ class JsonLines:
         self.path = Path(path)
         self.torn_note = torn_note
         self.torn: TornTail | None = None
+        self._read: _Scan | None = None  # what the last full read found (an unchanged file is not scanned again)
         self._fd: int | None = None
 
     def _open(self) -> int:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             created = not self.path.exists()
-            _, complete, torn = _scan(self.path)  # raises on corruption before we add anything after it
-            self._report(torn)
+            found = self._read
+            if found is None or not self.path.exists() or self.path.stat().st_size != found.size:
+                found = _Scan()
+                for _ in _scan(self.path, found):  # raises on corruption before we add anything after it
+                    pass
+            self._report(found.torn)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            if os.fstat(fd).st_size > complete:  # drop a torn final line left by a killed writer
-                os.ftruncate(fd, complete)
+            if os.fstat(fd).st_size > found.complete:  # drop a torn final line left by a killed writer
+                os.ftruncate(fd, found.complete)
                 fsync(fd)
             if created:
                 fsync_dir(self.path.parent)
@@ -169,9 +196,15 @@ class JsonLines:
 
     def read(self) -> list[dict[str, Any]]:
         """Every complete line as a dict (a torn final line is dropped with a warning; the file is not changed)."""
-        objects, _, torn = _scan(self.path)
-        self._report(torn)
-        return objects
+        return list(self.stream())
+
+    def stream(self) -> Iterator[dict[str, Any]]:
+        """:meth:`read` one line at a time (a long journal need not fit in memory as objects). Read to its end, it
+        also spares the first :meth:`append` a second pass over an unchanged file."""
+        found = _Scan()
+        yield from _scan(self.path, found)
+        self._read = found
+        self._report(found.torn)
 
     def _report(self, torn: TornTail | None) -> None:
         self.torn = torn
@@ -241,6 +274,10 @@ class Journal:
         """Every complete entry; raises :class:`JournalCorruptError` on damage before the last line."""
         return self._lines.read()
 
+    def stream(self) -> Iterator[dict[str, Any]]:
+        """:meth:`read`, one entry at a time (what resuming a long campaign reads)."""
+        return self._lines.stream()
+
     def report_torn(self, line: int, size: int) -> None:
         """Warn (once) about an incomplete last line found by a reader that does not read the whole journal
         (:mod:`search.views.index`), exactly as :meth:`read` warns."""
@@ -249,7 +286,7 @@ class Journal:
     def records(self) -> list[EvaluationRecord]:
         """The evaluation records: bare record entries and the ``record`` of ``{"event": "result"}`` entries."""
         records = []
-        for number, entry in enumerate(self._lines.read(), start=1):
+        for number, entry in enumerate(self._lines.stream(), start=1):
             if "event" in entry:  # a campaign event: only results hold a record
                 if entry["event"] != "result":
                     continue

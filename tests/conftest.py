@@ -7,6 +7,8 @@ worker processes that tests start):
   a cluster someone else started on this machine.
 - ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` = 1 (torch reads them when imported):
   the suite runs on a small shared machine.
+- SIGINT caught, not ignored: a suite started as a shell's background job inherits SIGINT ignored, and so would
+  every process it starts; the tests of Ctrl-C need their processes to see it as a terminal sends it.
 
 Fixtures:
 
@@ -21,10 +23,14 @@ Fixtures:
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # a handler is reset to the default in a child, SIG_IGN is not
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"

@@ -107,6 +107,11 @@ class EvaluationSection(_Section):
                                  f"evaluation.steps = {self.steps}")
         return self
 
+    @property
+    def flat(self) -> bool:
+        """One rung and one seed: no genome is ever evaluated twice (no promotion, no repeat)."""
+        return len(self.rungs()) == 1 and (self.repeats is None or self.repeats.seeds <= 1)
+
     def rungs(self) -> list[int]:
         """The cumulative training steps of each fidelity rung (one rung, ``[steps]``, without fidelity)."""
         f = self.fidelity

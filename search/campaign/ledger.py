@@ -11,7 +11,8 @@ rebuilt and the strategy receives the results as its told log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,32 +42,37 @@ class Ledger:
         self.descriptors = descriptors
         self.journal = journal
         self.state = LoopState()
-        self.births: dict[str, int] = {}  # genome hash → birth
+        self.births: dict[str, int] = {}  # genome hash → birth (for promotions and repeats: none when rungs.flat)
         self.results = 0
         self.failures = 0
         self.spent = 0.0
 
     # -- resuming ------------------------------------------------------------------------------------------
-    def restore(self, events: list[dict[str, Any]], snapshot: dict[str, Any] | None, *, where: str) -> None:
-        """The snapshot (the strategy gets the results it covers as its told log), then every event after it."""
+    def restore(self, events: Iterable[dict[str, Any]], snapshot: dict[str, Any] | None, *, where: str) -> None:
+        """The snapshot (the strategy gets the results it covers as its told log), then every event after it.
+        ``events`` may be a stream (:meth:`search.journal.Journal.stream`): each is read once, none is kept."""
+        events = iter(events)
         if snapshot is not None:
             self.state = LoopState.from_dict(snapshot, where)
-            log_entries = list(self._covered(events[: self.state.events]))
+            log_entries = self._covered(itertools.islice(events, self.state.events))
             try:
                 self.strategy.load_state_dict(snapshot["strategy"], log=log_entries)
+                for _ in log_entries:  # a state holding its own log (version 1) leaves it unread: rebuild the rest
+                    pass
             except (KeyError, ValueError) as exc:
                 raise CampaignError(f"{where}: {exc}; the campaign file or the journal changed since this "
                                     "snapshot") from None
-        for event in events[self.state.events:]:
+        for event in events:
             self.apply(event, replay=True)
 
-    def _covered(self, events: list[dict[str, Any]]) -> Iterator[Any]:
+    def _covered(self, events: Iterable[dict[str, Any]]) -> Iterator[Any]:
         """Events a snapshot covers: the scheduler and births are rebuilt, the strategy's told log is yielded."""
         for event in events:
             if event["event"] in ("ask", "adopt"):
                 for birth, data in zip(event["births"], event["proposals"], strict=True):
                     key = JobKey(Proposal.from_dict(data).genome_hash)
-                    self.births[key.genome_hash] = birth
+                    if not self.rungs.flat:
+                        self.births[key.genome_hash] = birth
                     self.rungs.asked(key)
             elif event["event"] == "job":
                 self.rungs.asked(JobKey.parse(event["job"]))
@@ -103,7 +109,8 @@ class Ledger:
     def _pending(self, births: list[int], proposals: list[Proposal]) -> None:
         for birth, proposal in zip(births, proposals, strict=True):
             self.state.pending[JobKey(proposal.genome_hash).id] = (birth, proposal)
-            self.births[proposal.genome_hash] = birth
+            if not self.rungs.flat:
+                self.births[proposal.genome_hash] = birth
             self.rungs.asked(JobKey(proposal.genome_hash))
         self.state.births = max(self.state.births, max(births) + 1)
 

@@ -56,6 +56,7 @@ from search.journal import Journal, read_json, write_atomic
 from search.paths import CampaignPaths, default_tracking_uri, lock_campaign
 from search.records import EvaluationRecord
 from search.strategies import Strategy, make_strategy
+from search.views.lookups import indexed_genome
 from search.views.progress import Progress, spent_text
 from search.views.reporter import CampaignReporter, Reporter
 from workers import Pool, WorkersConfig, make_pool
@@ -89,6 +90,8 @@ class Campaign:
                                    config.evaluation.fidelity else 3.0, seeds=repeats.seeds if repeats else 1,
                                    share=repeats.share if repeats else 0.0)
         self.strategy.configure_rungs(len(self.jobs.rungs) - 1)
+        if self.rungs.flat:  # no promotion or repeat ever needs an old genome's record
+            self.strategy.compact_history()
         self.ledger = Ledger(strategy=self.strategy, rungs=self.rungs, descriptors=self.descriptors,
                              journal=self.paths.journal)
         self.repair = WeightRepair(jobs=self.jobs, write=self._write)
@@ -136,7 +139,7 @@ class Campaign:
     def _restore(self) -> None:
         """The snapshot and the journal's events after it (:class:`~search.campaign.ledger.Ledger`)."""
         snapshot = read_json(self.paths.state) if self.paths.state.exists() else None
-        self.ledger.restore(self.journal.read(), snapshot, where=str(self.paths.state))
+        self.ledger.restore(self.journal.stream(), snapshot, where=str(self.paths.state))
         if snapshot is not None:
             self.progress.elapsed_before = self.ledger.state.elapsed_s
         self._snapshot_done = self.progress.done = self.ledger.results
@@ -323,7 +326,7 @@ class Campaign:
         new: dict[str, Adoption] = {}  # the first of each genome
         for a in adoptions:
             h = a.proposal.genome_hash
-            if self.strategy.record(h) is None and JobKey(h).id not in self.ledger.state.pending:
+            if not self.strategy.told(h) and JobKey(h).id not in self.ledger.state.pending:
                 new.setdefault(h, a)
         if not new:
             return
@@ -383,7 +386,11 @@ class Campaign:
         reporter.recorded(records)
 
     def _genome_of(self, genome_hash: str) -> Genome | None:
+        """An evaluated genome (a parent's, for inheritance): from the strategy, else (a compact history let its
+        record go) from the campaign index."""
         record = self.strategy.record(genome_hash)
+        if record is None and self.strategy.told(genome_hash):
+            return indexed_genome(self.paths.root, self.campaign_id, genome_hash)
         return record.proposal.genome if record is not None else None
 
     def _write(self, path: Path, write: Callable[[], object]) -> None:

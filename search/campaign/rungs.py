@@ -89,7 +89,8 @@ class RungScheduler:
 
     Cost: a result, a promotion and "what is best" take O(log n) (sorted lists per rung and a lazy heap), so a
     driver with a thousand workers and 100,000 genomes asks as fast at the end as at the start. A repeat scans
-    the genomes at the top rung.
+    the genomes at the top rung. With one rung and one seed (``flat``: nothing is ever promoted or repeated) it
+    keeps no genome but the best: its memory does not grow with the campaign.
     """
 
     def __init__(self, *, rungs: list[int], eta: float = 3.0, seeds: int = 1, share: float = 0.0) -> None:
@@ -114,6 +115,9 @@ class RungScheduler:
         self._at_top: set[str] = set()
         self._at_rung: list[set[str]] = [set() for _ in rungs]  # genomes whose highest rung with a result is r
         self._best: tuple[int, tuple[str, Aggregate] | None] = (-1, None)  # (observations, best()) cached
+        self.flat = len(self.rungs) == 1 and self.seeds <= 1
+        self._flat_best: tuple[str, Aggregate] | None = None  # flat: the best so far (the first of equals)
+        self._flat_fitness = -math.inf
 
     @property
     def top(self) -> int:
@@ -154,6 +158,11 @@ class RungScheduler:
         """A result (``fitness`` None for a failure); returns the genome's aggregate after it."""
         h = key.genome_hash
         self.steps_answered += self.cost(key)
+        if self.flat:  # one result per genome: its aggregate is that result, and only the best is kept
+            agg = Aggregate(key.rung, {key.repeat: fitness})
+            if fitness is not None and (self._flat_best is None or fitness > self._flat_fitness):
+                self._flat_best, self._flat_fitness = (h, agg), fitness
+            return agg
         self._order.setdefault(h, len(self._order))
         if key.repeat == 0:
             self._unrank(key.rung, h)
@@ -246,6 +255,8 @@ class RungScheduler:
         genomes at the highest rung reached, the highest mean read with its noise (a lucky single seed ranks
         below a steady mean of several); ties go to the genome seen first. Recomputed only after new results,
         over the genomes at that rung."""
+        if self.flat:
+            return self._flat_best
         if self._best[0] == self.steps_answered:
             return self._best[1]
         out = None
@@ -268,7 +279,7 @@ class RungScheduler:
         O(n²) a campaign of thousands of evaluations would otherwise spend here); ``exact`` (the campaign's end)
         ranks now. :meth:`best` itself is always exact."""
         stale = self.steps_answered - self._best[0]
-        fresh = exact or stale >= max(1, len(self.aggregates) // 20)
+        fresh = exact or self.flat or stale >= max(1, len(self.aggregates) // 20)
         best = self.best() if fresh else self._best[1]
         if best is None or best[1].mean is None:
             return {"train_steps_spent": float(spent_steps)}

@@ -139,12 +139,28 @@ def cmd_resume(args: argparse.Namespace) -> int:
         from search.cli.open_ended_commands import resume_open_ended
 
         return resume_open_ended(Path(args.dir))
-    campaign = open_campaign(args.dir)
-    if campaign.finished() and not args.more:
-        say(f"{args.dir}: the campaign has already spent its budget (evaluations: {campaign.spent()}); raise "
+    spent = None if args.more else _spent_already(Path(args.dir))  # from the index: no replay of the journal
+    if spent is None:
+        campaign = open_campaign(args.dir)
+        if campaign.finished() and not args.more:
+            spent = campaign.spent()
+    if spent is not None:
+        say(f"{args.dir}: the campaign has already spent its budget (evaluations: {spent}); raise "
             "the budget (evaluations, steps or wall_time_s) in campaign.yaml to continue")
         return 0
     return _run_campaign(campaign, offline=args.offline)
+
+
+def _spent_already(root: Path) -> str | None:
+    """What a campaign whose budget is spent has spent, read from its index (O(1) of its size); None when it is
+    not spent, or the index cannot say (then the campaign is opened, which words any problem)."""
+    from search.views.summary import summarise
+
+    try:
+        s = summarise(root, top=0)
+    except Exception:
+        return None
+    return s.spent() if s.finished and not s.running else None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -231,7 +247,7 @@ def _index_lineage(args: argparse.Namespace, uri: str) -> LineageGraph | None:
     import sqlite3
 
     from search.journal import JournalCorruptError
-    from search.views.index import index_lineage
+    from search.views.lookups import index_lineage
 
     try:
         return index_lineage(Path(args.campaign), args.campaign_id, args.run, args.depth, tracking_uri=uri)

@@ -31,6 +31,7 @@ from search.descriptors import Descriptor, describe_result
 from search.records import Proposal
 from search.strategies.evaluated import Evaluated, Revision, ghash, phash, plain
 from search.strategies.fidelity import Fidelity, interleave
+from search.strategies.history import History, hash_key
 from search.strategies.settings import (
     COMMON_SETTINGS,
     Setting,
@@ -55,7 +56,7 @@ class UnknownProposalError(LookupError):
     """A tell for a genome hash this strategy did not ask for, or one already told."""
 
 
-class Strategy(Variation, Fidelity, ABC):
+class Strategy(Variation, Fidelity, History, ABC):
     """Abstract ask/tell strategy. Subclasses implement :meth:`_propose` and optionally the hooks.
 
     Constructor (keyword-only): ``space``, ``seed``, ``descriptors`` and the strategy's settings (see the
@@ -85,6 +86,7 @@ class Strategy(Variation, Fidelity, ABC):
         self.codec = VectorCodec(space)
         self._seeds = resolve_seed_genomes(self.settings["seed_genomes"] or [], space, f"{field}.settings")
         self._enumerated: list[Genome] | None = None
+        self._compact = False
         self._init_state()
 
     # -- structures (re-created by load_state_dict) -------------------------------------------------------
@@ -93,7 +95,8 @@ class Strategy(Variation, Fidelity, ABC):
         self.loading = False  # True while load_state_dict replays the told log
         self._seeded = 0  # seed genomes proposed so far
         self._in_flight: dict[str, Proposal] = {}
-        self._records: dict[str, Evaluated] = {}
+        self._records: dict[str, Evaluated] = {}  # told genome → its record (compact history: those retained)
+        self._init_history()
         self._asked = 0
         self.exhausted = False
         self._best: float | None = None
@@ -128,7 +131,7 @@ class Strategy(Variation, Fidelity, ABC):
 
     @property
     def evaluations(self) -> int:
-        return len(self._records)
+        return self._told
 
     def ask(self, n: int) -> list[Proposal]:
         """Up to ``n`` new proposals; fewer when the space is exhausted (see ``exhausted``) or the strategy
@@ -187,7 +190,7 @@ class Strategy(Variation, Fidelity, ABC):
         h = result.genome_hash
         proposal = self._in_flight.get(h)
         if proposal is None:
-            if h in self._records:
+            if self.told(h):
                 raise UnknownProposalError(f"tell({h}): this genome's result was already told")
             raise UnknownProposalError(f"tell({h}): no proposal with this genome hash is in flight (in flight: "
                                        f"{len(self._in_flight)} proposals)")
@@ -215,6 +218,7 @@ class Strategy(Variation, Fidelity, ABC):
     def _apply(self, rec: Evaluated, result: EvalResult | None) -> None:
         """Update every structure with one told evaluation; ``result`` is None when replaying the log."""
         self._records[rec.hash] = rec
+        self._told += 1
         if rec.values is not None and self.qd is not None:
             rec.cell = self.qd.cell_of_values(rec.values)
         if rec.ok:
@@ -222,7 +226,8 @@ class Strategy(Variation, Fidelity, ABC):
             self._successes += 1
             if self.descriptors and rec.values is None:
                 self._descriptor_errors += 1
-            self._best = rec.fitness if self._best is None else max(self._best, rec.fitness)
+            if self._best is None or rec.fitness > self._best:
+                self._best, self._best_hash = rec.fitness, rec.hash
             if rec.values is not None and self.qd is not None:
                 self.qd.add(rec.hash, self.codec.encode(rec.proposal.genome), rec.fitness, rec.values, rung=rec.rung,
                             seeds=rec.seeds)
@@ -231,6 +236,8 @@ class Strategy(Variation, Fidelity, ABC):
             rec.region = rec.cell or self._parent_region(rec.proposal)
             self._failure_regions[rec.region] += 1
         self._on_record(rec, result)
+        if self._compact and len(self._records) >= self._sweep_at:
+            self._sweep()
 
     def _parent_region(self, proposal: Proposal) -> str:
         cells = [self._records[p].cell for p in proposal.parents if p in self._records]
@@ -263,8 +270,8 @@ class Strategy(Variation, Fidelity, ABC):
         (``near_<cell>``: the first parent's cell when a failure's own descriptors can't be computed).
         """
         successes = self._successes
-        out = {"evaluations": float(len(self._records)), "successes": float(successes),
-               "failures": float(len(self._records) - successes), "in_flight": float(len(self._in_flight)),
+        out = {"evaluations": float(self._told), "successes": float(successes),
+               "failures": float(self._told - successes), "in_flight": float(len(self._in_flight)),
                "asked": float(self._asked), "qd_score": 0.0, "coverage": 0.0, "archive_size": 0.0,
                "novelty_archive_size": 0.0, "novelty_threshold": 0.0, "exhausted": float(self.exhausted),
                "descriptor_errors": float(self._descriptor_errors)}
@@ -302,7 +309,7 @@ class Strategy(Variation, Fidelity, ABC):
         return self._records.get(genome_hash)
 
     def evaluated(self) -> list[Evaluated]:
-        """Every told evaluation, in tell order."""
+        """Every told evaluation, in tell order (with :meth:`compact_history`: the retained ones)."""
         return list(self._records.values())
 
     # -- state ------------------------------------------------------------------------------------------
@@ -321,7 +328,10 @@ class Strategy(Variation, Fidelity, ABC):
                  "asked": self._asked, "exhausted": self.exhausted,
                  "archive": self.qd.config() if self.qd is not None else None,
                  "in_flight": [p.to_dict() for p in self._in_flight.values()], "extra": self._extra_state(),
-                 "told": len(self._records), "seeded": self._seeded}
+                 "told": self._told, "seeded": self._seeded}
+        if with_log and self._compact:
+            raise ValueError("a strategy with a compact history keeps no told log: save it with with_log=False and "
+                             "restore it with the journal's log")
         if with_log:
             state["records"] = [r.to_dict() for r in self._records.values()]
             state["revisions"] = [[told, rev.to_dict()] for told, rev in self._revisions]
@@ -359,8 +369,8 @@ class Strategy(Variation, Fidelity, ABC):
                 self._apply_revision(entry)
             else:
                 self._apply(entry, None)
-        if "told" in state and len(self._records) != int(state["told"]):
-            raise ValueError(f"strategy state: {len(self._records)} told evaluations replayed, the state was saved "
+        if "told" in state and self._told != int(state["told"]):
+            raise ValueError(f"strategy state: {self._told} told evaluations replayed, the state was saved "
                              f"after {state['told']}")
         for data in state["in_flight"]:
             proposal = Proposal.from_dict(data)
@@ -373,4 +383,6 @@ class Strategy(Variation, Fidelity, ABC):
 
     # -- helpers for subclasses -------------------------------------------------------------------------
     def _taken(self, genome_hash: str) -> bool:
-        return genome_hash in self._records or genome_hash in self._in_flight
+        return genome_hash in self._records or genome_hash in self._in_flight or (
+            bool(self._forgotten) and hash_key(genome_hash) in self._forgotten)
+

@@ -21,6 +21,7 @@ class RandomSearch(Strategy):
     """Uniform random genomes from the space (each gene uniform on its scale, then repaired)."""
 
     NAME = "random"
+    BOUNDED_HISTORY = True
 
     def _propose(self) -> Proposal | None:
         return self._sample()
@@ -39,6 +40,7 @@ class RegularizedEvolution(Strategy):
     """
 
     NAME = "regularized_evolution"
+    BOUNDED_HISTORY = True
     SETTINGS: ClassVar[dict[str, Setting]] = {
         "population_size": Setting(kind=int, default=20, low=2, high=100_000, doc="P: population size"),
         "sample_size": Setting(kind=int, default=5, low=1, high=100_000, doc="S: tournament size"),
@@ -56,6 +58,9 @@ class RegularizedEvolution(Strategy):
     def _init_state(self) -> None:
         super()._init_state()
         self.population: deque[Evaluated] = deque()
+
+    def _retained(self) -> set[str]:
+        return super()._retained() | {rec.hash for rec in self.population}
 
     def _on_record(self, rec: Evaluated, result: EvalResult | None) -> None:
         if rec.ok:

@@ -26,6 +26,7 @@ class DominatedNoveltySearch(Strategy):
     """Dominated novelty search: quality and diversity without a grid."""
 
     NAME = "dns"
+    BOUNDED_HISTORY = True  # it breeds from the population; it keeps a hash per birth (tens of bytes)
     SETTINGS: ClassVar[dict[str, Setting]] = {
         "population_size": Setting(kind=int, default=32, low=2, high=100_000, doc="N: population capacity"),
         "k": Setting(kind=int, default=3, low=1, high=10_000, doc="k fitter neighbours in the score"),
@@ -64,6 +65,9 @@ class DominatedNoveltySearch(Strategy):
                                   extra_fields={"birth": ((), np.int64)})
         self.dns.add_single(self.codec.encode(rec.proposal.genome), rec.fitness, b, birth=len(self._births))
         self._births.append(rec.hash)
+
+    def _retained(self) -> set[str]:
+        return super()._retained() | set(self.population())
 
     def population(self) -> list[str]:
         """Hashes of the current population, in birth order."""

@@ -33,6 +33,7 @@ class MapElites(Strategy):
 
     NAME = "map_elites"
     NEEDS_DESCRIPTORS = True
+    BOUNDED_HISTORY = True  # it breeds from the archive's elites only
     SETTINGS: ClassVar[dict[str, Setting]] = {
         "initial_samples": Setting(kind=int, default=20, low=1, high=1_000_000,
                                    doc="random genomes proposed before breeding from elites"),

@@ -33,7 +33,7 @@ import search.tracking.payload as mp
 from search.records import EvaluationRecord
 from search.tracking.assets import plotly_run
 from search.tracking.client import client as mlflow_client
-from search.tracking.client import ensure_experiment, first_line, is_transient
+from search.tracking.client import ensure_experiment, first_line, is_transient, paged_runs
 from search.tracking.errors import TrackingUnavailable, TrackingURIError
 from search.tracking.scores import ScoreBoard
 from search.tracking.writers import RunWrite, Writer, make_writer
@@ -43,6 +43,7 @@ __all__ = ["MlflowArchiver", "TrackingURIError", "TrackingUnavailable"]
 log = logging.getLogger("ctmevo.tracking")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 _DONE = ("FINISHED", "FAILED", "KILLED")
+KNOWN_KEPT = 50_000  # flat campaigns: the runs kept in memory (a batch re-sent after a failure is among them)
 NOTES_EVERY_S = 10.0  # a parent's note is rewritten with its new children at most this often (all at the end)
 
 
@@ -63,10 +64,13 @@ class MlflowArchiver:
         config: the campaign file as plain data (params and ``config.yaml`` of the campaign run).
         checkpoints: ``none``, ``elites`` or ``all``: whose weights to upload.
         checkpoint_of: genome hash → the local checkpoint file (it may not exist).
+        flat: the campaign has one rung and one seed (no genome is measured twice): scores never change.
+        lookup: where the run notes' family reads what it let go (with ``flat``: it keeps the latest genomes only).
     """
 
     def __init__(self, *, tracking_uri: str, experiment_name: str, campaign_id: str, config: Mapping[str, Any],
-                 checkpoints: str = "none", checkpoint_of: Any = None) -> None:
+                 checkpoints: str = "none", checkpoint_of: Any = None, flat: bool = False,
+                 lookup: notes.FamilyLookup | None = None) -> None:
         if not _ID_RE.match(campaign_id):
             raise ValueError(f"campaign_id = {campaign_id!r}: allowed are 1-200 letters, digits, '_', '.', ':' "
                              "or '-'")
@@ -81,9 +85,9 @@ class MlflowArchiver:
         self._stale_notes: set[str] = set()  # parents with children their note does not list yet
         self._notes_at: dict[str, float] = {}  # parent → when its note was last rewritten (time.monotonic)
         self._cell_best: dict[str, float] = {}
-        self._family = notes.Family()  # every evaluation seen, as notes show it, with its children
+        self._family = notes.Family(lookup=lookup if flat else None)  # the notes' nodes (flat: the latest only)
         self._nodes = self._family.nodes
-        self._board = ScoreBoard()  # rank_score of every run, kept in status's order (search.tracking.scores)
+        self._board = ScoreBoard(flat=flat)  # rank_score of every run in status's order (search.tracking.scores)
         self._counts = notes.CampaignCounts()
         self._metric_keys: set[str] = set()  # every metric of the evaluation runs (the chart view hides them)
         self._genes: list[str] = []
@@ -153,26 +157,22 @@ class MlflowArchiver:
 
     def _load_known(self) -> None:
         """Every evaluation run of the campaign (one paged search): genome hash → run id, last result index."""
-        token = None
-        while True:
-            page = self._client.search_runs(
-                [self.experiment_id], f"tags.`{mp.TAG_CAMPAIGN}` = '{self.campaign_id}' and "
-                f"tags.`{mp.TAG_KIND}` = 'evaluation'", max_results=1000, page_token=token)
-            for run in page:
-                h = run.data.tags.get(mp.TAG_HASH)
-                index = int(run.data.tags.get(mp.TAG_RESULT_INDEX, "-1"))
-                self._metric_keys.update(run.data.metrics)
-                self._genes = self._genes or list(run.data.params)
-                if h and (h not in self._known or index > self._known[h].index):
-                    self._known[h] = _Known(run.info.run_id, index, run.info.status)
-                    if "rank_score" in run.data.metrics:
-                        self._board.logged({h: run.data.metrics["rank_score"]})
-            token = page.token
-            if not token:
-                return
+        for run in paged_runs(self._client, self.experiment_id, f"tags.`{mp.TAG_CAMPAIGN}` = '{self.campaign_id}' "
+                              f"and tags.`{mp.TAG_KIND}` = 'evaluation'"):
+            h = run.data.tags.get(mp.TAG_HASH)
+            index = int(run.data.tags.get(mp.TAG_RESULT_INDEX, "-1"))
+            self._metric_keys.update(run.data.metrics)
+            self._genes = self._genes or list(run.data.params)
+            if h and (h not in self._known or index > self._known[h].index):
+                self._known[h] = _Known(run.info.run_id, index, run.info.status)
+                if "rank_score" in run.data.metrics:
+                    self._board.logged({h: run.data.metrics["rank_score"]})
 
     def run_id_of(self, genome_hash: str) -> str | None:
+        """The run of an evaluated genome (flat: the latest :data:`KNOWN_KEPT` are kept, the rest in the lookup)."""
         known = self._known.get(genome_hash)
+        if known is None and self._family.lookup is not None:
+            return self._family.lookup.rows([genome_hash]).get(genome_hash, {}).get("run_id")
         return known.run_id if known else None
 
     # -- evaluations ----------------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ class MlflowArchiver:
         and the family the notes are made from."""
         self._is_new_elite(record, [])
         self._remember(record, self.run_id_of(record.genome.hash))
-        self._board.add(record)
+        self._board.add(record, pending=False)
         self._count(record)
 
     def _is_new_elite(self, record: EvaluationRecord, undo: list[tuple[str, float | None]]) -> bool:
@@ -215,10 +215,11 @@ class MlflowArchiver:
             runs = [self._run_write(index, record, run_id, new, elite=elites[index])
                     for index, record, run_id, new in reserved]
             parents = {p for _, record, _, _ in reserved for p in record.proposal.parents} - written
-            stale = self._stale_notes | {p for p in parents if p in self._known and p in self._nodes}
+            stale = self._stale_notes | {p for p in parents if self._family.lookup is not None or (
+                p in self._known and p in self._nodes)}
             now = time.monotonic()
             due = sorted(p for p in stale if runs and now - self._notes_at.get(p, float("-inf")) >= NOTES_EVERY_S)
-            parent_notes = {self._known[p].run_id: self._note(p) for p in due}
+            parent_notes = {run_id: self._note(p) for p in due if (run_id := self.run_id_of(p))}
             if runs:
                 detail = mp.detail_path(reserved[0][0], reserved[-1][0])
                 for run in runs:
@@ -238,8 +239,10 @@ class MlflowArchiver:
             raise
         for run in runs:
             self._known[run.tags[mp.TAG_HASH]] = _Known(run.run_id, int(run.tags[mp.TAG_RESULT_INDEX]), run.status)
+        while self._family.lookup is not None and len(self._known) > KNOWN_KEPT:  # flat: the rest in the lookup
+            del self._known[next(iter(self._known))]
         self._stale_notes = stale - set(due)  # an elite's note listed its children again on every batch: O(children)
-        self._notes_at.update(dict.fromkeys(due, now))
+        self._notes_at = {p: t for p, t in self._notes_at.items() if now - t < NOTES_EVERY_S} | dict.fromkeys(due, now)
         keys = {m.key for run in runs for m in run.metrics} | {"rank_score"}
         self._genes = self._genes or [g for run in runs[:1] for g in run.params]
         if not keys <= self._metric_keys:
@@ -262,7 +265,7 @@ class MlflowArchiver:
                 self._view[key] = value
 
     def _count(self, record: EvaluationRecord) -> None:
-        self._counts = self._counts.after(record, runs=len(self._nodes))
+        self._counts = self._counts.after(record, runs=self._family.runs)
 
     def write_campaign_note(self) -> bool:
         """Describe the campaign run (:func:`search.tracking.notes.campaign_note`) when the description
@@ -270,7 +273,7 @@ class MlflowArchiver:
         if not self.connected:
             self.connect()
         best = self._board.best()
-        node = self._nodes.get(best[0]) if best else None
+        node = self._family.node(best[0]) if best else None
         standing = notes.BestStanding.of(node, *best[1:4]) if best and node else None
         note = notes.campaign_note(campaign=self.campaign_id, experiment_id=str(self.experiment_id),
                                    campaign_run_id=str(self.campaign_run_id), best=standing, counts=self._counts)
@@ -310,7 +313,7 @@ class MlflowArchiver:
         scores = {h: v for h, v in self._board.due(everything=True).items() if h in self._known}
         metrics = self._score_points(scores)
         stale = sorted(self._stale_notes)  # and the parents' notes not rewritten yet with their last children
-        parent_notes = {self._known[p].run_id: self._note(p) for p in stale}
+        parent_notes = {run_id: self._note(p) for p in stale if (run_id := self.run_id_of(p))}
         if metrics or parent_notes:
             self._guard(lambda: self._writer.write([], str(self.experiment_id), metrics=metrics, notes=parent_notes))
         self._stale_notes -= set(stale)
@@ -349,7 +352,7 @@ class MlflowArchiver:
                                  campaign_run_id=self.campaign_run_id)
 
     def run_ids(self) -> dict[str, str]:
-        """Genome hash → run id of every evaluation run known (a copy: safe to read from another thread)."""
+        """Genome hash → run id of the evaluation runs known (flat: the latest :data:`KNOWN_KEPT`; a copy)."""
         return {h: k.run_id for h, k in list(self._known.items())}
 
     # -- the campaign run -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
@@ -82,6 +83,17 @@ def active_experiments(mlflow: MlflowClient) -> list[str]:
         token = page.token
         if not token:
             return ids
+
+
+def paged_runs(mlflow: MlflowClient, experiment_id: str, filter_string: str) -> Iterator[Any]:
+    """Every run of ``experiment_id`` matching ``filter_string``, a page of 1,000 at a time."""
+    token = None
+    while True:
+        page = mlflow.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
 
 
 def is_transient(exc: BaseException) -> bool:

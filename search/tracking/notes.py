@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from search.lineage import GeneText, gene_changes, nearer_parent
 from search.records import EvaluationRecord, fmt
@@ -164,37 +164,94 @@ class Relative:
                    inherited=tags.get(TAG_INHERITED, ""))
 
 
+class FamilyLookup(Protocol):
+    """Where a bounded :class:`Family` reads the genomes it let go (the campaign index: :mod:`search.views.index`)."""
+
+    def rows(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
+        """``{hash: {"birth", "operator", "parents", "genes" (gene → str), "status", "fitness", "inherited",
+        "cell", "generation", "run_id"}}`` of the hashes it knows."""
+        ...
+
+    def children(self, parent: str, limit: int) -> tuple[int, list[str]]:
+        """How many children ``parent`` has, and the ``limit`` best of them."""
+        ...
+
+
 class Family:
     """Every evaluation as the run notes show it (:class:`Relative`), with its children in birth order: what the
-    archiver makes the notes from."""
+    archiver makes the notes from.
 
-    def __init__(self) -> None:
-        self.nodes: dict[str, Relative] = {}
-        self.children: dict[str, list[str]] = {}
+    With a ``lookup`` (a flat campaign: one result per genome, so a node never changes once made) it keeps only the
+    ``keep`` latest nodes and no children lists: a node it let go is read back from the lookup, and so are a
+    parent's children (their count and the best :data:`CHILDREN_SHOWN`): its memory is bounded.
+    """
+
+    def __init__(self, *, lookup: FamilyLookup | None = None, keep: int = 20_000) -> None:
+        self.nodes: dict[str, Relative] = {}  # with a lookup: the latest, oldest first
+        self.children: dict[str, list[str]] = {}  # without a lookup
+        self.lookup, self.keep = lookup, keep
+        self._remembered = 0
+
+    @property
+    def runs(self) -> int:
+        """Genomes remembered (one run each)."""
+        return self._remembered if self.lookup is not None else len(self.nodes)
 
     def remember(self, record: EvaluationRecord, run_id: str | None) -> None:
         """Note ``record`` as a node of the family (its generation, its run), and as a child of its parents."""
         h = record.genome.hash
         parents = tuple(dict.fromkeys(record.proposal.parents))
-        generation = generation_of(self.nodes[p].generation if p in self.nodes else None for p in parents)
+        known = self.relatives(parents) if self.lookup is not None else self.nodes
+        generation = generation_of(known[p].generation if p in known else None for p in parents)
         cell = record.extra.get("cell")
         node = Relative.of_record(record, run_id=run_id, generation=generation,
                                   cell=None if cell is None else str(cell))
         before = self.nodes.get(h)
         if before is not None and before.inherited and not node.inherited:  # a promotion of an inherited start
             node = replace(node, inherited=before.inherited)
+        if self.lookup is not None:
+            self._remembered += 1
+            self.nodes.pop(h, None)
+            self.nodes[h] = node
+            while len(self.nodes) > self.keep:
+                del self.nodes[next(iter(self.nodes))]
+            return
         self.nodes[h] = node
         for p in parents:
             children = self.children.setdefault(p, [])
             if h not in children:
                 children.append(h)
 
+    def relatives(self, hashes: Iterable[str]) -> dict[str, Relative]:
+        """The nodes of ``hashes`` that are known: kept, else read from the lookup."""
+        out = {h: node for h in hashes if (node := self.nodes.get(h)) is not None}
+        missing = [h for h in dict.fromkeys(hashes) if h not in out]
+        if missing and self.lookup is not None:
+            for h, row in self.lookup.rows(missing).items():
+                out[h] = Relative(genome_hash=h, run_id=row["run_id"], fitness=row["fitness"],
+                                  operator=row["operator"], birth=row["birth"], generation=row["generation"],
+                                  cell=row["cell"], status=row["status"] or "ok", parents=tuple(row["parents"]),
+                                  genes=row["genes"], inherited=row["inherited"] or "")
+        return out
+
+    def node(self, genome_hash: str) -> Relative | None:
+        return self.relatives([genome_hash]).get(genome_hash)
+
     def note(self, genome_hash: str, *, experiment_id: str, campaign_run_id: str | None) -> str:
         """The description of ``genome_hash``'s run (:func:`evaluation_note`)."""
-        me = self.nodes[genome_hash]
+        me = self.node(genome_hash)
+        assert me is not None, f"a note of {genome_hash}, which was never remembered"
+        parents = self.relatives(me.parents)
+        if self.lookup is None:
+            children = [self.nodes[c] for c in self.children.get(genome_hash, [])]
+            count = None
+        else:
+            count, best = self.lookup.children(genome_hash, CHILDREN_SHOWN)
+            found = self.relatives(best)
+            children = [found[c] for c in best if c in found]
         return evaluation_note(me, experiment_id=experiment_id, campaign_run_id=campaign_run_id,
-                               parents={p: self.nodes.get(p) for p in me.parents},
-                               children=[self.nodes[c] for c in self.children.get(genome_hash, [])])
+                               parents={p: parents.get(p) for p in me.parents}, children=children,
+                               children_count=count)
 
 
 def _changes_text(before: Mapping[str, str], after: Mapping[str, str]) -> str:
@@ -216,10 +273,12 @@ def _link(experiment_id: str, node: Relative) -> str:
 
 
 def evaluation_note(me: Relative, *, experiment_id: str, parents: Mapping[str, Relative | None],
-                    children: Sequence[Relative], campaign_run_id: str | None = None) -> str:
+                    children: Sequence[Relative], campaign_run_id: str | None = None,
+                    children_count: int | None = None) -> str:
     """The Markdown description of ``me``'s run: what it is, links to its parents' runs with the genes changed
     from each, links to its children's runs (the :data:`CHILDREN_SHOWN` best; the filter that lists all),
-    within :data:`MAX_NOTE_CHARS`. ``parents`` maps each of ``me.parents`` to its node (None: not in MLflow)."""
+    within :data:`MAX_NOTE_CHARS`. ``parents`` maps each of ``me.parents`` to its node (None: not in MLflow).
+    ``children_count``: how many children it has when ``children`` are only the best of them."""
     head = [f"**Genome `{me.genome_hash}`** · fitness **{fmt(me.fitness)}** · {me.operator or 'sample'}"
             + (f" · birth {me.birth}" if me.birth is not None else "")
             + (f" · generation {me.generation}" if me.generation is not None else "")
@@ -246,20 +305,21 @@ def evaluation_note(me: Relative, *, experiment_id: str, parents: Mapping[str, R
                     f"({artifact_url(experiment_id, campaign_run_id, FAMILY_TREE)}) · [archive]"
                     f"({artifact_url(experiment_id, campaign_run_id, ARCHIVE_VIEW)})")
     all_children = f"filter `tags.{TAG_PARENT_HASHES} LIKE '%{me.genome_hash}%'`"
-    lines = [*head, "", f"**Children** ({len(children)}{'+' if len(children) > CHILDREN_SHOWN else ''})"
-             if children else "**Children**: none yet.", ""]
+    total = len(children) if children_count is None else children_count
+    lines = [*head, "", f"**Children** ({total}{'+' if total > CHILDREN_SHOWN else ''})"
+             if total else "**Children**: none yet.", ""]
     ranked = sorted(children, key=lambda c: (c.fitness is None, -(c.fitness or 0.0), c.birth or 0))
     budget = MAX_NOTE_CHARS - len("\n".join(lines + tail)) - 200
     for i, child in enumerate(ranked[:CHILDREN_SHOWN]):
         line = (f"- {_link(experiment_id, child)} {child.operator or '?'}, fitness {fmt(child.fitness)}: changed "
                 f"{_changes_text(me.genes, child.genes)}")
         if len(line) + 1 > budget:
-            lines.append(f"- … {len(ranked) - i} more: {all_children}")
+            lines.append(f"- … {total - i} more: {all_children}")
             break
         budget -= len(line) + 1
         lines.append(line)
     else:
-        if len(ranked) > CHILDREN_SHOWN:
+        if total > CHILDREN_SHOWN:
             lines.append(f"- … more: {all_children}")
     return "\n".join(lines + tail)[:MAX_NOTE_CHARS]
 

@@ -14,6 +14,9 @@ campaign's results as the archiver writes them and says which runs need their sc
 
 So the head of the table (what a researcher reads) agrees with ``status`` within seconds, further down a
 score is at most as stale as the last full rescoring, and the whole table agrees after the campaign's last batch.
+
+A ``flat`` campaign (one rung, one seed: no genome is ever measured twice) has no noise model, so a score never
+changes once logged: the board then keeps only the genomes not yet logged and the best, not every genome.
 """
 
 from __future__ import annotations
@@ -44,19 +47,27 @@ class ScoreBoard:
     """Every genome's standing inputs (highest rung, its seeds' fitness there, birth), their current scores and
     the scores last logged."""
 
-    def __init__(self, *, top: int = TOP) -> None:
-        self.top = top
-        self._genomes: dict[str, _Genome] = {}
+    def __init__(self, *, top: int = TOP, flat: bool = False) -> None:
+        self.top, self.flat = top, flat
+        self._genomes: dict[str, _Genome] = {}  # flat: those not logged yet
         self._models: dict[int, NoiseModel | None] = {}  # per rung, from the last full rescoring
         self._current: dict[str, float] = {}
         self._logged: dict[str, float] = {}
         self._last_ms = 0
         self._last_full = float("-inf")  # when every genome was last rescored (time.monotonic)
+        self._flat_best: tuple[str, _Genome] | None = None  # flat: the best so far (the first of equals)
 
-    def add(self, record: EvaluationRecord) -> None:
-        """Follow one result (failures do not count, as in :func:`search.records.standings`)."""
+    def add(self, record: EvaluationRecord, *, pending: bool = True) -> None:
+        """Follow one result (failures do not count, as in :func:`search.records.standings`). ``pending=False``: its
+        score will not be asked for (already logged, or only :meth:`best` is read), so a flat board keeps nothing
+        of it but a better best."""
         fitness = record.result.fitness
         if not record.result.ok or fitness is None:
+            return
+        if self.flat and not pending:
+            if self._flat_best is None or fitness > self._flat_best[1].values[0]:
+                self._flat_best = (record.genome.hash, _Genome(record.rung, record.birth, {0: float(fitness)},
+                                                               record.result.metrics.get("train_steps")))
             return
         g = self._genomes.get(record.genome.hash)
         if g is None or record.rung > g.rung:
@@ -67,6 +78,8 @@ class ScoreBoard:
             g.birth = record.birth
             g.steps = record.result.metrics.get("train_steps")
         g.values[record.repeat] = float(fitness)
+        if self.flat and (self._flat_best is None or fitness > self._flat_best[1].values[0]):
+            self._flat_best = (record.genome.hash, _Genome(g.rung, g.birth, {0: float(fitness)}, g.steps))
 
     def _score(self, h: str) -> float:
         g = self._genomes[h]
@@ -80,6 +93,12 @@ class ScoreBoard:
 
     def best(self) -> tuple[str, int, list[float], float | None, float] | None:
         """(hash, rung, its seeds' fitness there, training steps, rank_score) of the best genome as last scored."""
+        if self.flat:
+            if self._flat_best is None:
+                return None
+            h, g = self._flat_best
+            values = list(g.values.values())
+            return h, g.rung, values, g.steps, rank_score(g.rung, belief(values, None), g.birth)
         if not self._current:
             return None
         h = max(self._current, key=lambda k: self._current[k])
@@ -99,6 +118,8 @@ class ScoreBoard:
         else:
             self._current.update({h: self._score(h) for h in also})
         now = self._current
+        if self.flat:  # scores never change: only the genomes not logged yet are due
+            return {h: now[h] for h in (now if everything else also)}
         if everything:
             return {h: s for h, s in now.items() if h in also or self._logged.get(h) != s}
         out = {h: now[h] for h in also}
@@ -109,6 +130,11 @@ class ScoreBoard:
         return out
 
     def logged(self, scores: dict[str, float]) -> None:
+        if self.flat:  # a logged score is final: the genome is let go
+            for h in scores:
+                self._genomes.pop(h, None)
+                self._current.pop(h, None)
+            return
         self._logged.update(scores)
 
     def points(self, scores: Mapping[str, float], run_ids: Mapping[str, str]) -> dict[str, list[Metric]]:

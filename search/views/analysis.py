@@ -43,9 +43,9 @@ class BestSoFar:
     once made, never changes (later results cannot change the past best), so nothing is recomputed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, flat: bool = False) -> None:
         self.curve: list[dict[str, Any]] = []
-        self._board = ScoreBoard()  # each genome's highest rung and its seeds there, as the runs table ranks them
+        self._board = ScoreBoard(flat=flat)  # each genome's highest rung and seeds there (flat: only the best)
         self._count, self._steps, self._start, self._last = 0, 0.0, float("inf"), 0.0
         self._next = 1
 
@@ -55,7 +55,7 @@ class BestSoFar:
         wall = float(record.result.metrics.get("wall_time_s") or 0.0)
         self._start = min(self._start, record.finished_at - wall)
         self._last = record.finished_at
-        self._board.add(record)
+        self._board.add(record, pending=False)
         if self._count >= self._next:
             self._mark()
             self._next = self._count + 1 if self._count < 100 else math.ceil(self._count * 1.05)

@@ -30,22 +30,23 @@ from typing import Any
 from ctm.result import EvalResult
 from genome.genome import Genome
 from search.journal import JournalCorruptError, JsonLinesFollower
-from search.lineage import LineageGraph, LineageNode, walk
 from search.records import EvaluationRecord, NoiseModel, Proposal, belief, rank_score
 
-__all__ = ["INDEX_FILE", "CampaignIndex", "IndexKeeper", "index_lineage", "record_run_ids"]
+__all__ = ["INDEX_FILE", "CampaignIndex", "IndexKeeper", "record_run_ids"]
 
 log = logging.getLogger("ctmevo.index")
 
 INDEX_FILE = "index.sqlite"
-VERSION = 1
+VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS genomes (
     hash TEXT PRIMARY KEY, birth INTEGER, operator TEXT, parents TEXT, genes TEXT, campaign TEXT,
     rung INTEGER, n INTEGER NOT NULL DEFAULT 0, total REAL NOT NULL DEFAULT 0, sumsq REAL NOT NULL DEFAULT 0,
-    first_repeat INTEGER, cell TEXT, status TEXT, reported REAL, inherited TEXT);
+    first_repeat INTEGER, cell TEXT, status TEXT, reported REAL, inherited TEXT, generation INTEGER);
 CREATE INDEX IF NOT EXISTS genomes_standing ON genomes (rung, n);
+CREATE TABLE IF NOT EXISTS children (parent TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (parent, child))
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (hash TEXT PRIMARY KEY, run_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS mlflow (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -157,10 +158,21 @@ class CampaignIndex:
         counters["spent"] += journaled_cost(record)
         h, rung, repeat = result["genome_hash"], int(record.get("rung", 0)), int(record.get("repeat", 0))
         reported = extra.get("fitness_mean", fitness)
-        db.execute("INSERT OR IGNORE INTO genomes (hash, birth, operator, parents, genes, campaign, inherited) "
-                   "VALUES (?, ?, ?, ?, ?, ?, '')",
-                   (h, int(record["birth"]), str(proposal.get("operator", "")), ",".join(proposal.get("parents", ())),
-                    json.dumps(proposal["genes"], separators=(",", ":")), str(record.get("campaign", ""))))
+        parents = list(dict.fromkeys(proposal.get("parents", ())))
+        cell = extra.get("cell")
+        new = db.execute("INSERT OR IGNORE INTO genomes (hash, birth, operator, parents, genes, campaign, inherited, "
+                         "cell) VALUES (?, ?, ?, ?, ?, ?, '', ?)",
+                         (h, int(record["birth"]), str(proposal.get("operator", "")),
+                          ",".join(proposal.get("parents", ())),
+                          json.dumps(proposal["genes"], separators=(",", ":")), str(record.get("campaign", "")),
+                          None if cell is None else str(cell)))
+        if new.rowcount:  # its first result: its generation (payload.generation_of) and its place among children
+            known = [g for (g,) in db.execute(f"SELECT generation FROM genomes WHERE hash IN "
+                                              f"({','.join('?' * len(parents))})", parents)] if parents else []
+            db.execute("UPDATE genomes SET generation = ? WHERE hash = ?", (
+                1 + max([0 if g is None else g for g in known] + [0] * (len(parents) - len(known)))
+                if parents else 0, h))
+            db.executemany("INSERT OR IGNORE INTO children VALUES (?, ?)", [(p, h) for p in parents])
         db.execute("UPDATE genomes SET status = ?, reported = ?, inherited = CASE WHEN inherited = '' THEN ? ELSE "
                    "inherited END WHERE hash = ?", (result["status"], _number(reported),
                                                     str(extra.get("inherited") or ""), h))
@@ -168,7 +180,6 @@ class CampaignIndex:
         if not ok or value is None:
             return
         top, first = db.execute("SELECT rung, first_repeat FROM genomes WHERE hash = ?", (h,)).fetchone()
-        cell = extra.get("cell")
         if top is None or rung > top:  # a higher rung: its standing starts again there
             db.execute("UPDATE genomes SET rung = ?, n = 1, total = ?, sumsq = ?, first_repeat = ?, cell = ? "
                        "WHERE hash = ?", (rung, value, value * value, repeat, cell, h))
@@ -223,22 +234,40 @@ class CampaignIndex:
     def genomes(self, hashes: list[str], *, raw: bool = False) -> dict[str, dict[str, Any]]:
         """The rows of ``hashes`` (those it holds) with their run id: ``{"hash", "birth", "operator", "parents"
         (tuple), "genes" (gene → str; ``raw``: as journaled), "campaign", "status", "fitness" (as last reported),
-        "inherited", "cell", "run_id"}``."""
+        "inherited", "cell", "generation", "run_id"}``."""
         db = self._open()
         out: dict[str, dict[str, Any]] = {}
         for i in range(0, len(hashes), 500):
             chunk = hashes[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            for h, birth, op, parents, genes, campaign, status, reported, inherited, cell, run_id in db.execute(
+            for h, birth, op, parents, genes, campaign, status, reported, inherited, cell, gen, run_id in db.execute(
                     "SELECT g.hash, birth, operator, parents, genes, campaign, status, reported, inherited, cell, "
-                    "run_id "
+                    "generation, run_id "
                     f"FROM genomes g LEFT JOIN runs r ON r.hash = g.hash WHERE g.hash IN ({marks})", chunk):
                 out[h] = {"hash": h, "birth": birth, "operator": op, "parents": tuple(filter(None, parents.split(","))),
                           "genes": {k: v if raw else str(v) for k, v in json.loads(genes).items()},
                           "campaign": campaign,
                           "status": status, "fitness": reported, "inherited": inherited, "cell": cell,
-                          "run_id": run_id}
+                          "generation": gen, "run_id": run_id}
         return out
+
+    def run_ids(self, hashes: list[str]) -> dict[str, str]:
+        """Genome hash → MLflow run id, of those the MLflow consumer has recorded."""
+        db, out = self._open(), {}
+        for i in range(0, len(hashes), 500):
+            chunk = hashes[i:i + 500]
+            out.update(db.execute(f"SELECT hash, run_id FROM runs WHERE hash IN ({','.join('?' * len(chunk))})",
+                                  chunk).fetchall())
+        return out
+
+    def children(self, parent: str, limit: int) -> tuple[int, list[str]]:
+        """How many children ``parent`` has, and the ``limit`` best of them (by reported fitness; failures last,
+        then the earlier born): what a parent's run note lists."""
+        db = self._open()
+        count = db.execute("SELECT COUNT(*) FROM children WHERE parent = ?", (parent,)).fetchone()[0]
+        best = db.execute("SELECT c.child FROM children c JOIN genomes g ON g.hash = c.child WHERE c.parent = ? "
+                          "ORDER BY g.reported IS NULL, g.reported DESC, g.birth LIMIT ?", (parent, limit))
+        return int(count), [h for (h,) in best]
 
     def genome_count(self) -> int:
         return int(self._open().execute("SELECT COUNT(*) FROM genomes").fetchone()[0])
@@ -292,37 +321,6 @@ class CampaignIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def index_lineage(root: Path, campaign_id: str, key: str, depth: int | None = None, *,
-                  tracking_uri: str = "") -> LineageGraph | None:
-    """The ancestry of the genome ``key`` (a hash or a unique prefix) from the campaign index, with the MLflow run
-    of every node; ``None`` when the index cannot answer alone (no single match, or a node whose run id it lacks),
-    and the caller asks MLflow (:func:`search.tracking.lineages.lineage`), which also words the errors."""
-    with CampaignIndex(root, campaign_id) as index:
-        index.update()
-        hits = index.matching(key.strip().lower(), limit=2) if key.strip() else []
-        if len(hits) != 1:
-            return None
-        missing: list[str] = []
-
-        def node(row: Mapping[str, Any]) -> LineageNode:
-            if row["run_id"] is None:
-                missing.append(row["hash"])
-            return LineageNode(genome_hash=row["hash"], run_id=row["run_id"], campaign=row["campaign"],
-                               fitness=row["fitness"], operator=row["operator"], birth=row["birth"],
-                               status=row["status"], parents=row["parents"], genes=row["genes"],
-                               cell=row["cell"], inherited=row["inherited"])
-
-        def fetch(hashes: list[str], children: list[LineageNode]) -> dict[str, LineageNode | None]:
-            rows = index.genomes(hashes)
-            return {h: node(rows[h]) if h in rows else None for h in hashes}
-
-        graph = walk(node(index.genomes(hits)[hits[0]]), fetch, depth, tracking_uri)
-        if missing or any(not n.found for n in graph.nodes.values()):
-            return None
-        graph.experiment_id = index.experiment_id()
-        return graph
 
 
 class IndexKeeper:

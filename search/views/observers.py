@@ -132,12 +132,12 @@ class PictureConsumer:
                  archive_config: dict | None, codec: VectorCodec, every_s: float = 60.0,
                  upload: Callable[[list[Path]], None] | None = None, seed: int = 0, tracking_uri: str = "",
                  run_ids: Callable[[], dict[str, str]] = dict, experiment_id: Callable[[], str | None] = lambda: None,
-                 asset_run: Callable[[], str | None] = lambda: None) -> None:
+                 asset_run: Callable[[], str | None] = lambda: None, flat: bool = False) -> None:
         self.paths, self.campaign_id, self.descriptors, self.codec = paths, campaign_id, list(descriptors), codec
         self.archive_config, self.every_s, self.upload, self.seed = archive_config, every_s, upload, seed
         self.tracking_uri, self.run_ids, self.experiment_id = tracking_uri, run_ids, experiment_id
         self.asset_run = asset_run
-        self.progress = BestSoFar()  # the best so far against compute (the progress page), a few hundred points
+        self.progress = BestSoFar(flat=flat)  # the best so far against compute (the progress page)
         self.qd: QDArchive | None = None
         self.history: list[dict[str, Any]] = []  # thinned: at most HISTORY_POINTS, evenly over the campaign
         self._history_stride = 1  # keep one metric point in this many (doubles each time the history fills up)
@@ -228,8 +228,10 @@ class PictureConsumer:
                 made.append(path)
             except Exception as exc:  # a picture must never stop a campaign
                 log.warning("could not draw %s: %s", path, exc)
+        shown = [r.genome.hash for r in family] + [row["hash"] for row in rows]
+        run_ids = {**index.run_ids(shown), **self.run_ids()}  # the MLflow consumer's latest, not yet in the index
         try:
-            made += self._family_views(family, total, rows)
+            made += self._family_views(family, total, rows, run_ids)
         except Exception as exc:
             log.warning("could not write the family tree: %s", exc)
         now = time.monotonic()
@@ -244,11 +246,12 @@ class PictureConsumer:
             log.warning("could not write the analysis pages: %s", exc)
         return made
 
-    def _family_views(self, records: list[EvaluationRecord], total: int, rows: list[dict[str, Any]]) -> list[Path]:
+    def _family_views(self, records: list[EvaluationRecord], total: int, rows: list[dict[str, Any]],
+                      run_ids: dict[str, str]) -> list[Path]:
         from search.tracking.family import write_family_views
 
         cells = {r.genome.hash: r.extra.get("cell") for r in records}
-        return write_family_views(self.paths.plots, records=records, run_ids=self.run_ids(),
+        return write_family_views(self.paths.plots, records=records, run_ids=run_ids,
                                   tracking_uri=self.tracking_uri, experiment_id=self.experiment_id(), cells=cells,
                                   archive_rows=rows, descriptors=[d.to_config() for d in self.descriptors],
                                   archive_kind=self.qd.kind if self.qd is not None else "grid", total=total)

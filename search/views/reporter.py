@@ -29,6 +29,7 @@ from search.strategies import Strategy
 from search.views.consumers import ConsumerRunner
 from search.views.index import IndexKeeper
 from search.views.live import LiveView
+from search.views.lookups import IndexLookup
 from search.views.progress import Progress
 
 __all__ = ["CampaignReporter", "CampaignView", "KeptReporter", "QuietReporter", "Reporter", "mlflow_archiver",
@@ -97,7 +98,8 @@ def mlflow_archiver(campaign: CampaignView) -> Any:
     c = campaign
     return MlflowArchiver(tracking_uri=c.tracking_uri, experiment_name=c.config.tracking.experiment or c.config.name,
                           campaign_id=c.campaign_id, config=json.loads(json.dumps(c.config.model_dump(mode="json"))),
-                          checkpoints=c.config.tracking.checkpoints, checkpoint_of=c.paths.checkpoint)
+                          checkpoints=c.config.tracking.checkpoints, checkpoint_of=c.paths.checkpoint,
+                          flat=c.config.evaluation.flat, lookup=IndexLookup(c.paths.root, c.campaign_id))
 
 
 def mlflow_runner(campaign: CampaignView, archiver: Any, *, first_wait_s: float | None = None) -> ConsumerRunner:
@@ -208,7 +210,8 @@ class CampaignReporter:
             codec=c.strategy.codec, every_s=c.config.plot_every_s, upload=mlflow_consumer.add_artifacts,
             seed=c.config.seed, tracking_uri=c.tracking_uri, run_ids=mlflow_consumer.archiver.run_ids,
             experiment_id=lambda: mlflow_consumer.archiver.experiment_id,
-            asset_run=lambda: mlflow_consumer.archiver.asset_run_id), journal=c.paths.journal,
+            asset_run=lambda: mlflow_consumer.archiver.asset_run_id, flat=c.config.evaluation.flat),
+            journal=c.paths.journal,
             metrics=c.paths.metrics, cursor=None, tick_every_s=1.0)
         self.runners = [pictures, self.mlflow]  # pictures first: their last refresh is uploaded by MLflow's
         for runner in self.runners:

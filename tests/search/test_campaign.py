@@ -155,6 +155,24 @@ def test_status_summarises_a_stopped_campaign(reference):
     assert "archive.png" in out.stdout
 
 
+def test_resuming_a_finished_campaign_says_so_from_its_index_and_changes_nothing(tmp_path, reference):
+    """The budget check reads the index (no replay of the journal); a damaged index is rebuilt, a missing one too."""
+    import shutil
+
+    copy = tmp_path / "ref"
+    shutil.copytree(reference.paths.root, copy)
+    journal = (copy / "journal.jsonl").read_bytes()
+    for damage in (None, b"not a database", "delete"):
+        if damage == "delete":
+            (copy / "index.sqlite").unlink()
+        elif damage is not None:
+            (copy / "index.sqlite").write_bytes(damage)
+        out = ctmevo("resume", str(copy))
+        assert out.returncode == 0, out.stderr
+        assert "already spent its budget (evaluations: 24 of 24" in out.stdout, out.stdout
+        assert (copy / "journal.jsonl").read_bytes() == journal
+
+
 def test_running_twice_into_one_directory_is_refused(tmp_path, reference):
     out = ctmevo("run", str(reference.paths.root.parent / "ref.yaml"))
     assert out.returncode == 2 and "ctmevo resume" in out.stderr

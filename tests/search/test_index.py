@@ -18,7 +18,8 @@ from search.journal import Journal, write_atomic
 from search.lineage import lineage_from_records
 from search.records import EvaluationRecord, Proposal
 from search.views import summary as summary_module
-from search.views.index import INDEX_FILE, CampaignIndex, index_lineage, record_run_ids
+from search.views.index import INDEX_FILE, CampaignIndex, record_run_ids
+from search.views.lookups import index_lineage
 from search.views.summary import summarise
 from workers.testing import ok_result
 

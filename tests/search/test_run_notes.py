@@ -161,3 +161,44 @@ def test_a_family_written_in_one_batch_links_both_ways(tmp_path) -> None:
     d = c.replace(d_model=128)
     archiver.write_results([(3, make_record(d, campaign="batch", birth=3, parents=[c.hash], operator="mutation"))])
     assert archiver.run_id_of(d.hash) in client.get_run(archiver.run_id_of(c.hash)).data.tags[mp.TAG_NOTE]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_bounded_family_writes_the_notes_of_the_whole_family(tmp_path, seed: int) -> None:
+    """A flat campaign's family keeps only its latest nodes and reads the rest (parents, children, their runs and
+    generations) from the campaign index: every note equals the note of a family that kept everything."""
+    import random
+
+    from search.journal import Journal, write_atomic
+    from search.views.index import record_run_ids
+    from search.views.lookups import IndexLookup
+
+    rng = random.Random(seed)
+    genomes = [Genome(ticks=t, memory_length=m) for t in range(1, 13) for m in range(1, 8)]
+    rng.shuffle(genomes)
+    write_atomic(tmp_path / "campaign.json", {"campaign_id": "c-1"})
+    journal = Journal(tmp_path / "journal.jsonl")
+    full, bounded = notes.Family(), notes.Family(lookup=IndexLookup(tmp_path, "c-1"), keep=4)
+    done: list[str] = []
+    for birth, genome in enumerate(genomes):
+        k = 0 if birth < 5 else rng.choice([1, 1, 2, 2])  # popular parents get more than CHILDREN_SHOWN children
+        parents = [rng.choice(done[:2] if rng.random() < 0.8 else done) for _ in range(k)]
+        status = "ok" if rng.random() > 0.1 else "diverged"
+        record = make_record(genome, campaign="c-1", birth=birth, parents=parents, status=status, cell=f"{birth % 5}",
+                             fitness=round(rng.random(), 2), operator={0: "sample", 1: "mutation", 2: "crossover"}[k])
+        journal.extend([{"event": "ask", "births": [birth], "proposals": [record.proposal.to_dict()]},
+                        {"event": "result", "record": record.to_dict()}])
+        run_id = f"{birth:032x}"
+        for family in (full, bounded):
+            family.remember(record, run_id)
+        if birth % 3 == 0:  # the archiver records run ids after each batch
+            record_run_ids(tmp_path, {h: f"{done.index(h):032x}" for h in done} | {genome.hash: run_id})
+        done.append(genome.hash)
+        if parents:  # a parent's note, rewritten with its new child (read from the index)
+            assert bounded.note(parents[0], experiment_id="1", campaign_run_id="c") == full.note(
+                parents[0], experiment_id="1", campaign_run_id="c")
+        assert len(bounded.nodes) <= 4 and bounded.runs == birth + 1
+    assert max(len(c) for c in full.children.values()) > notes.CHILDREN_SHOWN
+    for h in done:
+        assert bounded.note(h, experiment_id="1", campaign_run_id="c") == full.note(
+            h, experiment_id="1", campaign_run_id="c")

@@ -73,3 +73,29 @@ def test_between_full_rescorings_a_batch_costs_only_its_own_genomes() -> None:
     board.add(_record(late, 99, 0.99))
     assert set(board.due({late.hash})) == {late.hash}  # no rescoring: only the batch
     assert board.best()[0] == late.hash
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_flat_board_logs_the_same_scores_and_keeps_only_what_is_not_logged(seed: int) -> None:
+    """One rung, one seed (no genome measured twice): the flat board's scores and best are the full board's, and it
+    lets every genome go once its score is logged (its memory does not grow with the campaign)."""
+    rng = random.Random(seed)
+    genomes = [Genome(ticks=t, memory_length=m) for t in range(1, 21) for m in range(1, 6)]
+    rng.shuffle(genomes)
+    full, flat, follower = ScoreBoard(top=5), ScoreBoard(top=5, flat=True), ScoreBoard(flat=True)
+    tables: tuple[dict[str, float], dict[str, float]] = ({}, {})
+    for start in range(0, len(genomes), 7):
+        batch = [_record(g, start + i, round(rng.random(), 2)) for i, g in enumerate(genomes[start:start + 7])]
+        for board, table in zip((full, flat), tables, strict=True):
+            for r in batch:
+                board.add(r)
+            due = board.due({r.genome.hash for r in batch}, full=rng.random() < 0.5)
+            table.update(due)
+            board.logged(due)
+        for r in batch:
+            follower.add(r, pending=False)
+        assert full.best() == flat.best() == follower.best()
+        assert not flat._genomes and not flat._current and not follower._genomes
+    for board, table in zip((full, flat), tables, strict=True):
+        table.update(board.due(everything=True))
+    assert tables[0] == tables[1]

@@ -209,3 +209,45 @@ def test_a_strategy_adopts_a_genome_it_did_not_propose(name: str) -> None:
     assert again.record(stranger.hash) is not None
     more = L.run(strategy, landscape.evaluate, budget=6, workers=2, seed=3)
     assert more and stranger.hash not in {p.genome_hash for p in more}
+
+
+BOUNDED = [n for n in STRATEGY_NAMES if getattr(type(_make(n)), "BOUNDED_HISTORY", False)]
+
+
+def test_the_strategies_that_breed_from_an_archive_or_population_bound_their_history() -> None:
+    assert {"map_elites", "cvt_map_elites", "random", "regularized_evolution", "dns"} <= set(BOUNDED)
+    assert not {"surrogate_elites", "novelty", "optuna_tpe"} & set(BOUNDED)  # their state grows by nature
+    assert not _make("optuna_tpe").compact_history()
+
+
+@pytest.mark.parametrize("name", BOUNDED)
+def test_a_compact_history_asks_the_same_genomes_in_bounded_memory(name: str, monkeypatch) -> None:
+    """compact_history lets go of the records of told genomes it no longer reads: the asks, the metrics and the
+    duplicate check are those of the full history; the records kept are bounded by the archive or population."""
+    import search.strategies.history as history
+
+    monkeypatch.setattr(history, "SWEEP_MIN", 40)
+    full, compact = _make(name), _make(name)
+    assert compact.compact_history()
+    landscape = L.Landscape(SPACE, fail_above=0.85)
+    kept: list[tuple[int, int]] = []  # (records kept, records it needs: retained and the best) after each tell
+    runs = [L.run(s, landscape.evaluate, budget=400, workers=4, seed=2, on_tell=lambda s: kept.append(
+        (len(s._records), len(s._retained()) + 1)) if s is compact else None) for s in (full, compact)]
+    assert [p.genome_hash for p in runs[0]] == [p.genome_hash for p in runs[1]]
+    assert full.metrics() == compact.metrics() and compact.evaluations == 400
+    needed = 0
+    for records, retained in kept:  # a sweep whenever the records double: at most twice what was ever needed
+        needed = max(needed, retained)
+        assert records <= max(40, 2 * needed)
+    assert kept[-1][0] < 200
+    assert all(compact.told(p.genome_hash) and compact._taken(p.genome_hash) for p in runs[1])
+    assert [r.hash for r in compact.evaluated()] == [h for h in (r.hash for r in full.evaluated())
+                                                     if compact.record(h) is not None]
+    with pytest.raises(ValueError, match="compact history"):
+        compact.state_dict()
+    again = _make(name)  # restored from a snapshot and the journal's log, as a campaign resumes
+    again.compact_history()
+    again.load_state_dict(compact.state_dict(with_log=False),
+                          log=[again.log_entry(r.proposal, landscape.evaluate(r.proposal.genome), r.values)
+                               for r in full.evaluated()])
+    assert again.metrics() == compact.metrics() and again.ask(5) == compact.ask(5)
