@@ -25,11 +25,12 @@ lint: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/e2e
 
-# The browser check of the MLflow UI (headless Chromium: apt-get install -y chromium chromium-driver), which also
-# refreshes the screenshots in docs/img/, and MLflow on PostgreSQL (apt-get install -y postgresql; the postgres
-# extra). `make test` runs them too where those are installed (skipped otherwise, with the reason).
+# The slower end-to-end checks, apart from `make test` (CI runs both): the browser check of the MLflow UI (headless
+# Chromium: apt-get install -y chromium chromium-driver), which also refreshes the screenshots in docs/img/, and
+# MLflow on PostgreSQL (apt-get install -y postgresql; the postgres extra); skipped with the reason where those are
+# not installed.
 $(BIN)/.postgres: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet $(PIP_CONSTRAINT_FLAG) -e '.[postgres]'
 	touch $@

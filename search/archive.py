@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -325,6 +325,21 @@ class QDArchive:
                 "fitness": np.array([e.fitness for e in elites], dtype=np.float64), "values": values,
                 "measures": measures, "rung": np.array([e.rung for e in elites], dtype=np.int64),
                 "seeds": np.array([e.seeds for e in elites], dtype=np.int64)}
+
+    def contents(self) -> dict[str, Any]:
+        """The elites and the running sums as plain data: :meth:`restore` makes this archive again exactly."""
+        return {"sum": self._sum, "noise_sd": self.noise_sd, "elites": [
+            [i, e.hash, e.solution.tolist(), e.values, e.fitness, e.rung, e.seeds] for i, e in self._elites.items()]}
+
+    def restore(self, contents: Mapping[str, Any]) -> None:
+        """Hold what :meth:`contents` saved (into an archive made from the same :meth:`config`)."""
+        self._elites = {int(i): Elite(hash=str(h), solution=np.array(s, dtype=np.float64), values=[float(v) for v in
+                                      values], fitness=float(f), rung=int(r), seeds=int(n))
+                        for i, h, s, values, f, r, n in contents["elites"]}
+        self._cell_of = {e.hash: i for i, e in self._elites.items()}
+        self._occupied = sorted(self._elites)
+        self._sum, self.noise_sd = float(contents["sum"]), float(contents["noise_sd"])
+        self._best = self._best_rung = None  # recomputed by the next stats()
 
     def config(self) -> dict[str, Any]:
         """Plain data that rebuilds the same empty archive (the CVT centroids, listed exactly)."""

@@ -92,11 +92,14 @@ def _decode(raw: bytes) -> tuple[dict[str, Any] | None, str, bool]:
 @dataclass
 class _Scan:
     """What :func:`_scan` found once its objects are consumed: the byte length of the complete prefix, the torn
-    tail if any, and the file's size then."""
+    tail if any, and the file's size then. ``start``: where the scan began (a known-good prefix before it) and
+    ``lines``: how many lines that prefix holds."""
 
     complete: int = 0
     torn: TornTail | None = None
     size: int = 0
+    start: int = 0
+    lines: int = 0
 
 
 def _scan(path: Path, found: _Scan) -> Iterator[dict[str, Any]]:
@@ -108,7 +111,9 @@ def _scan(path: Path, found: _Scan) -> Iterator[dict[str, Any]]:
     except FileNotFoundError:
         return
     with fh:
-        offset = number = 0
+        fh.seek(found.start)
+        offset, number = found.start, found.lines
+        found.complete = found.start
         bad: tuple[int, str] | None = None  # a garbled newline-terminated line: torn if nothing real follows it
         for raw in fh:
             number += 1
@@ -198,10 +203,11 @@ class JsonLines:
         """Every complete line as a dict (a torn final line is dropped with a warning; the file is not changed)."""
         return list(self.stream())
 
-    def stream(self) -> Iterator[dict[str, Any]]:
-        """:meth:`read` one line at a time (a long journal need not fit in memory as objects). Read to its end, it
-        also spares the first :meth:`append` a second pass over an unchanged file."""
-        found = _Scan()
+    def stream(self, offset: int = 0, lines: int = 0) -> Iterator[dict[str, Any]]:
+        """:meth:`read` one line at a time (a long journal need not fit in memory as objects), from byte
+        ``offset``: the end of line number ``lines`` (what is before it was read before). Read to its end, it also
+        spares the first :meth:`append` a second pass over an unchanged file."""
+        found = _Scan(start=offset, lines=lines)
         yield from _scan(self.path, found)
         self._read = found
         self._report(found.torn)
@@ -274,9 +280,10 @@ class Journal:
         """Every complete entry; raises :class:`JournalCorruptError` on damage before the last line."""
         return self._lines.read()
 
-    def stream(self) -> Iterator[dict[str, Any]]:
-        """:meth:`read`, one entry at a time (what resuming a long campaign reads)."""
-        return self._lines.stream()
+    def stream(self, offset: int = 0, lines: int = 0) -> Iterator[dict[str, Any]]:
+        """:meth:`read`, one entry at a time, from byte ``offset``, the end of entry number ``lines`` (what
+        resuming a long campaign reads)."""
+        return self._lines.stream(offset, lines)
 
     def report_torn(self, line: int, size: int) -> None:
         """Warn (once) about an incomplete last line found by a reader that does not read the whole journal

@@ -6,13 +6,14 @@
     campaign.json        identity: campaign id, creation time, state version
     journal.jsonl        the event journal (asks and results, fsynced): the source of truth
     state.json           the latest snapshot of the strategy and loop state (rebuilt from the journal if lost)
+    strategy.json        a flat campaign's resume point: the strategy's whole state at a journal offset (optional)
     campaign.lock        held by the one process running the campaign
     checkpoints/         trained weights per evaluation (safetensors), written before the journal refers to them
     plots/               archive.png, metrics.png, lineage.png, archive.csv
     metrics.jsonl        campaign metrics after every evaluation (the history behind metrics.png)
     consumers/           each durable consumer's cursor into the journal (mlflow.json: what MLflow holds)
-    index.sqlite         what status and lineage read: the counts and every genome's standing, rebuilt from
-                         the journal when missing (search.views.index)
+    index.sqlite         what status and lineage read: the counts and every genome's standing, children and
+                         run, rebuilt from the journal when missing (search.views.index)
     mlflow.db            the default MLflow store (sqlite), with mlartifacts/ beside it
 
 An open-ended campaign's directory holds ``open_ended.jsonl`` (:data:`OPEN_ENDED_JOURNAL`) and one such campaign

@@ -48,15 +48,24 @@ class Ledger:
         self.spent = 0.0
 
     # -- resuming ------------------------------------------------------------------------------------------
-    def restore(self, events: Iterable[dict[str, Any]], snapshot: dict[str, Any] | None, *, where: str) -> None:
+    def restore(self, events: Iterable[dict[str, Any]], snapshot: dict[str, Any] | None, *, where: str,
+                point: dict[str, Any] | None = None, told: Iterable[str] = ()) -> None:
         """The snapshot (the strategy gets the results it covers as its told log), then every event after it.
-        ``events`` may be a stream (:meth:`search.journal.Journal.stream`): each is read once, none is kept."""
+        ``events`` may be a stream (:meth:`search.journal.Journal.stream`): each is read once, none is kept.
+        ``point`` (:class:`~search.campaign.state.ResumePoint`): where ``events`` start instead of the journal's
+        beginning, with the strategy's whole state and the counters there, and ``told`` the genomes told before."""
         events = iter(events)
+        start = 0
+        if point is not None and snapshot is not None:
+            self.results, self.failures, self.spent = int(point["results"]), int(point["failures"]), point["spent"]
+            self.rungs.load_flat_state(point["rungs"])
+            start = int(point["events"])
         if snapshot is not None:
             self.state = LoopState.from_dict(snapshot, where)
-            log_entries = self._covered(itertools.islice(events, self.state.events))
+            log_entries = self._covered(itertools.islice(events, self.state.events - start))
             try:
-                self.strategy.load_state_dict(snapshot["strategy"], log=log_entries)
+                self.strategy.load_state_dict(snapshot["strategy"], log=log_entries,
+                                              start=point["strategy"] if start else None, told=told)
                 for _ in log_entries:  # a state holding its own log (version 1) leaves it unread: rebuild the rest
                     pass
             except (KeyError, ValueError) as exc:
@@ -151,7 +160,29 @@ class Ledger:
             return None
         return Revision(hash=key.genome_hash, fitness=aggregate.mean, rung=aggregate.rung, seeds=aggregate.seeds)
 
-    # -- reading -------------------------------------------------------------------------------------------
+    def point(self, *, offset: int) -> dict[str, Any] | None:
+        """What a :class:`~search.campaign.state.ResumePoint` holds now (the journal ends at ``offset``), or None
+        where the campaign cannot have one (not flat, or a strategy without a whole compact state)."""
+        strategy = self.strategy.compact_state() if self.rungs.flat else None
+        if strategy is None:
+            return None
+        return {"events": self.state.events, "offset": offset, "results": self.results, "failures": self.failures,
+                "spent": self.spent, "rungs": self.rungs.flat_state(), "strategy": strategy}
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def jobs_left(self, budget: Any) -> int | None:
+        """How many more jobs may start under ``budget`` (``None``: no limit). Jobs in flight count against it, by
+        number or by the steps they will train: a campaign ends by waiting for its last jobs, never by abandoning
+        them."""
+        left = None if budget.evaluations is None else budget.evaluations - self.results - len(self.state.pending)
+        in_flight = self.rungs.steps - self.rungs.steps_answered  # steps of the jobs without a result yet
+        return 0 if budget.steps is not None and self.spent + in_flight >= budget.steps else left
+
+    def spent_all(self, budget: Any) -> bool:
+        """``budget``'s evaluations or training steps are spent (its wall time: the loop's clock says)."""
+        return ((budget.evaluations is not None and self.results >= budget.evaluations)
+                or (budget.steps is not None and self.spent >= budget.steps))
+
     def in_flight(self) -> list[tuple[JobKey, Proposal]]:
         """The pending jobs in the order they were asked (to submit again on resume)."""
         items = sorted(self.state.pending.items(), key=lambda item: item[1][0])

@@ -49,7 +49,7 @@ from search.campaign.ledger import Ledger
 from search.campaign.repair import WeightRepair, kept_weights
 from search.campaign.rungs import JobKey, RungScheduler
 from search.campaign.signals import Interrupts, deferred_interrupts
-from search.campaign.state import STATE_VERSION
+from search.campaign.state import STATE_VERSION, ResumePoint
 from search.descriptors import make_descriptors
 from search.errors import CampaignError, CampaignStorageError
 from search.journal import Journal, read_json, write_atomic
@@ -100,6 +100,7 @@ class Campaign:
         self._held: contextlib.ExitStack | None = None  # a lock taken by start(fresh=True)
         self._snapshot_done = 0
         self._extra: dict[str, dict] = {}  # what adopted results' records carry beside their result (see _adopt)
+        self._point = ResumePoint(self.paths.root / "strategy.json", campaign_id)
 
     # -- creation and resumption -------------------------------------------------------------------------
     @classmethod
@@ -137,9 +138,12 @@ class Campaign:
         return campaign
 
     def _restore(self) -> None:
-        """The snapshot and the journal's events after it (:class:`~search.campaign.ledger.Ledger`)."""
+        """The snapshot and the journal's events after it (:class:`~search.campaign.ledger.Ledger`), from the
+        resume point (:class:`~search.campaign.state.ResumePoint`) where there is one."""
         snapshot = read_json(self.paths.state) if self.paths.state.exists() else None
-        self.ledger.restore(self.journal.stream(), snapshot, where=str(self.paths.state))
+        point, told = self._point.read(snapshot, self.paths.journal) if self.rungs.flat else (None, [])
+        events = self.journal.stream(point["offset"], point["events"]) if point else self.journal.stream()
+        self.ledger.restore(events, snapshot, where=str(self.paths.state), point=point, told=told)
         if snapshot is not None:
             self.progress.elapsed_before = self.ledger.state.elapsed_s
         self._snapshot_done = self.progress.done = self.ledger.results
@@ -151,13 +155,16 @@ class Campaign:
         """The MLflow store of this campaign: ``tracking.uri``, or the sqlite store inside its directory."""
         return self.config.tracking.uri or default_tracking_uri(self.paths)
 
-    def snapshot(self) -> None:
-        """Write ``state.json`` (small; see :mod:`.state`)."""
+    def snapshot(self, *, final: bool = False) -> None:
+        """Write ``state.json`` (small; see :mod:`.state`), and a resume point when one is due."""
         state = self.ledger.state
         state.elapsed_s = self.progress.elapsed_s
         self._write(self.paths.journal, self.journal.sync)  # the snapshot never runs ahead of the journal on disk
         self._write(self.paths.state, lambda: write_atomic(self.paths.state, state.to_dict(self.strategy)))
         self._snapshot_done = self.ledger.results
+        if self._point.due(self.ledger.results, final=final) and (
+                point := self.ledger.point(offset=self.paths.journal.stat().st_size)) is not None:
+            self._write(self._point.path, lambda: self._point.write(**point))
 
     # -- views ---------------------------------------------------------------------------------------------
     @property
@@ -172,15 +179,8 @@ class Campaign:
         return len(self.ledger.state.pending)
 
     def _budget_left(self) -> int | None:
-        """How many more jobs may start now (``None``: no limit). Jobs in flight count against the budget, by number
-        or by the steps they will train: a campaign ends by waiting for its last jobs, never by abandoning them."""
-        budget, left = self.config.budget, None
-        if budget.evaluations is not None:
-            left = budget.evaluations - self.ledger.results - len(self.ledger.state.pending)
-        in_flight = self.rungs.steps - self.rungs.steps_answered  # steps of the jobs without a result yet
-        if budget.steps is not None and self.ledger.spent + in_flight >= budget.steps:
-            left = 0
-        return left
+        """How many more jobs may start now (``None``: no limit; :meth:`Ledger.jobs_left`)."""
+        return self.ledger.jobs_left(self.config.budget)
 
     def _finishing(self, pool: Pool) -> bool:
         """Steps spent, but jobs started within them still run: wait for them (a wall-time limit does not)."""
@@ -198,9 +198,7 @@ class Campaign:
 
     def finished(self) -> bool:
         """The budget is spent: evaluations, training steps (compute) or wall time."""
-        budget = self.config.budget
-        return ((budget.evaluations is not None and self.ledger.results >= budget.evaluations)
-                or (budget.steps is not None and self.ledger.spent >= budget.steps) or self._out_of_time())
+        return self.ledger.spent_all(self.config.budget) or self._out_of_time()
 
     # -- the loop ----------------------------------------------------------------------------------------
     def run(self, *, on_progress: Callable[[Progress], None] | None = None, pool: Pool | None = None,
@@ -287,7 +285,7 @@ class Campaign:
                     pool.shutdown()  # in flight: re-submitted on resume
             if consistent:  # else the journal is the truth and resume replays it
                 with contextlib.suppress(CampaignStorageError):
-                    self.snapshot()
+                    self.snapshot(final=True)
             try:
                 reporter.finish(status)
             finally:

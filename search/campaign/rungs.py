@@ -29,7 +29,9 @@ import hashlib
 import itertools
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ctm.result import increasing_steps
 from search.records import NoiseModel, rank
@@ -118,6 +120,23 @@ class RungScheduler:
         self.flat = len(self.rungs) == 1 and self.seeds <= 1
         self._flat_best: tuple[str, Aggregate] | None = None  # flat: the best so far (the first of equals)
         self._flat_fitness = -math.inf
+
+    def flat_state(self) -> dict[str, Any]:
+        """A flat scheduler's whole state (counters and the best) as plain data (:meth:`load_flat_state`)."""
+        assert self.flat, "only a flat scheduler's state is its counters"
+        best = None if self._flat_best is None else [self._flat_best[0], self._flat_best[1].rung,
+                                                     list(self._flat_best[1].values.items())]
+        return {"jobs": self.jobs, "steps": self.steps, "steps_answered": self.steps_answered,
+                "repeat_jobs": self.repeat_jobs, "repeat_steps": self.repeat_steps, "best": best,
+                "best_fitness": self._flat_fitness if best else None}
+
+    def load_flat_state(self, data: Mapping[str, Any]) -> None:
+        self.jobs, self.steps, self.steps_answered = int(data["jobs"]), int(data["steps"]), int(data["steps_answered"])
+        self.repeat_jobs, self.repeat_steps = int(data["repeat_jobs"]), int(data["repeat_steps"])
+        if data["best"] is not None:
+            h, rung, values = data["best"]
+            self._flat_best = (h, Aggregate(int(rung), {int(r): v for r, v in values}))
+            self._flat_fitness = float(data["best_fitness"])
 
     @property
     def top(self) -> int:

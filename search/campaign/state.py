@@ -11,13 +11,16 @@ O(evaluations), whatever the campaign's size, and resuming replays the journal o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from search.errors import CampaignError
+from search.journal import read_json, write_atomic
 from search.records import Proposal
 from search.strategies import Strategy
+from search.views.lookups import indexed_before
 
-__all__ = ["STATE_VERSION", "LoopState"]
+__all__ = ["STATE_VERSION", "LoopState", "ResumePoint"]
 
 STATE_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 kept the strategy's whole told log inside the snapshot
@@ -48,3 +51,46 @@ class LoopState:
         except (KeyError, TypeError, ValueError) as exc:
             raise CampaignError(f"{where}: not a campaign state ({type(exc).__name__}: {exc}); move it aside and "
                                 "resume: the state is rebuilt from the journal") from None
+
+
+POINT_VERSION = 1
+POINT_EVERY = 10_000  # results between two resume points (and one at every stop)
+
+
+class ResumePoint:
+    """``strategy.json``: the whole state of a flat campaign's strategy (:meth:`Strategy.compact_state`), its rung
+    scheduler and counters at a point of the journal (its byte offset), written every :data:`POINT_EVERY` results
+    and at every stop. Resuming then reads only the journal after that point; the genomes told before it come
+    from the campaign index. Only where the strategy has a compact history and a :attr:`FULL_SNAPSHOT`; a point
+    that does not fit (another campaign, ahead of ``state.json``, a journal shorter than its offset) is ignored
+    and the journal is replayed whole, as always."""
+
+    def __init__(self, path: Path, campaign_id: str) -> None:
+        self.path, self.campaign_id = path, campaign_id
+        self._written = 0  # results at the last point
+
+    def due(self, results: int, *, final: bool) -> bool:
+        return results > self._written and (final or results - self._written >= POINT_EVERY)
+
+    def write(self, *, events: int, offset: int, results: int, failures: int, spent: float, rungs: dict[str, Any],
+              strategy: dict[str, Any]) -> None:
+        write_atomic(self.path, {"version": POINT_VERSION, "campaign_id": self.campaign_id, "events": events,
+                                 "offset": offset, "results": results, "failures": failures, "spent": spent,
+                                 "rungs": rungs, "strategy": strategy})
+        self._written = results
+
+    def read(self, snapshot: dict[str, Any] | None, journal: Path) -> tuple[dict[str, Any] | None, list[str]]:
+        """The point, if it can start a resume from ``snapshot`` (state.json) on ``journal`` (else None), and the
+        genomes told before it (from the campaign index)."""
+        if snapshot is None or not self.path.exists():
+            return None, []
+        try:
+            point = read_json(self.path)
+            fits = (point["version"] == POINT_VERSION and point["campaign_id"] == self.campaign_id
+                    and int(point["events"]) <= int(snapshot["events"]) and journal.stat().st_size >= point["offset"])
+        except (CampaignError, OSError, KeyError, TypeError, ValueError):
+            return None, []
+        if not fits:
+            return None, []
+        self._written = int(point["results"])
+        return point, indexed_before(journal.parent, self.campaign_id, int(point["offset"]))

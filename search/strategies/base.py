@@ -341,12 +341,14 @@ class Strategy(Variation, Fidelity, History, ABC):
         """The told-log entry of one evaluation, as :meth:`tell` makes it (for a log kept elsewhere)."""
         return self._evaluate_record(proposal, result, None if descriptors is None else list(descriptors))
 
-    def load_state_dict(self, state: Mapping[str, Any], *, log: Iterable[Evaluated | Revision] | None = None) -> None:
+    def load_state_dict(self, state: Mapping[str, Any], *, log: Iterable[Evaluated | Revision] | None = None,
+                        start: Mapping[str, Any] | None = None, told: Iterable[str] = ()) -> None:
         """Restore a state saved by a strategy built with the same name, seed, settings, descriptors, space.
 
         A state saved without its log (``state_dict(with_log=False)``) needs ``log``: the told evaluations in
         tell order (see :meth:`log_entry`), exactly ``state["told"]`` of them, with the :class:`Revision` s
-        (:meth:`revise`) where they happened.
+        (:meth:`revise`) where they happened. ``start``: a :meth:`compact_state` saved earlier (with ``told``, the
+        genomes told by then), from which ``log`` goes on: only the evaluations told after it.
         """
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"strategy state format {state.get('format')!r}: this ctmevo reads {STATE_FORMAT}")
@@ -358,6 +360,8 @@ class Strategy(Variation, Fidelity, History, ABC):
         self._init_state()
         if self.qd is not None and state.get("archive"):
             self._qd = self._make_archive(state["archive"])
+        if start is not None:
+            self.load_compact_state(start, told)
         if "records" in state:
             log = interleave([Evaluated.from_dict(data) for data in state["records"]],
                               [(int(told), Revision.from_dict(rev)) for told, rev in state.get("revisions", [])])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ctm.result import EvalResult
@@ -21,7 +22,7 @@ class RandomSearch(Strategy):
     """Uniform random genomes from the space (each gene uniform on its scale, then repaired)."""
 
     NAME = "random"
-    BOUNDED_HISTORY = True
+    BOUNDED_HISTORY = FULL_SNAPSHOT = True
 
     def _propose(self) -> Proposal | None:
         return self._sample()
@@ -40,7 +41,7 @@ class RegularizedEvolution(Strategy):
     """
 
     NAME = "regularized_evolution"
-    BOUNDED_HISTORY = True
+    BOUNDED_HISTORY = FULL_SNAPSHOT = True
     SETTINGS: ClassVar[dict[str, Setting]] = {
         "population_size": Setting(kind=int, default=20, low=2, high=100_000, doc="P: population size"),
         "sample_size": Setting(kind=int, default=5, low=1, high=100_000, doc="S: tournament size"),
@@ -61,6 +62,12 @@ class RegularizedEvolution(Strategy):
 
     def _retained(self) -> set[str]:
         return super()._retained() | {rec.hash for rec in self.population}
+
+    def _compact_extra(self) -> dict[str, Any]:
+        return {"population": [rec.hash for rec in self.population]}
+
+    def _load_compact_extra(self, extra: Mapping[str, Any]) -> None:
+        self.population = deque(self._records[h] for h in extra["population"])
 
     def _on_record(self, rec: Evaluated, result: EvalResult | None) -> None:
         if rec.ok:

@@ -11,8 +11,9 @@ same points.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from search.strategies.evaluated import Evaluated
 
@@ -35,12 +36,20 @@ class History:
     # True: what it proposes depends only on the records :meth:`_retained` names (an archive, a population), so it
     # can keep the other told genomes as hashes alone
     BOUNDED_HISTORY: ClassVar[bool] = False
+    # True: with a compact history its whole state is :meth:`compact_state` (no told log needed to restore it)
+    FULL_SNAPSHOT: ClassVar[bool] = False
     _compact: bool
     _told: int
     _records: dict[str, Evaluated]
     _forgotten: set[int | str]
     _sweep_at: int
     _best_hash: str | None
+    _successes: int
+    _best: float | None
+    _failure_kinds: Counter[str]
+    _failure_regions: Counter[str]
+    _descriptor_errors: int
+    qd: Any
 
     def elite_hashes(self) -> Sequence[str]:
         raise NotImplementedError
@@ -80,3 +89,40 @@ class History:
             del self._records[h]
             self._forgotten.add(hash_key(h))
         self._sweep_at = max(SWEEP_MIN, 2 * len(self._records))
+
+    # -- the whole state without the told log --------------------------------------------------------------
+    def compact_state(self) -> dict[str, Any] | None:
+        """Everything the told log would rebuild, as plain data, O(records kept): the records, the counters, the
+        archive and the strategy's own structures (:meth:`_compact_extra`). Not the duplicate check's hashes:
+        the campaign index lists the genomes told (:meth:`load_compact_state`). ``None`` unless the history is
+        compact and the strategy is :attr:`FULL_SNAPSHOT`."""
+        if not (self._compact and self.FULL_SNAPSHOT):
+            return None
+        return {"told": self._told, "records": [r.to_dict() for r in self._records.values()],
+                "sweep_at": self._sweep_at, "best_hash": self._best_hash, "successes": self._successes,
+                "best": self._best, "failure_kinds": dict(self._failure_kinds),
+                "failure_regions": dict(self._failure_regions), "descriptor_errors": self._descriptor_errors,
+                "archive": self.qd.contents() if self.qd is not None else None, "extra": self._compact_extra()}
+
+    def load_compact_state(self, data: Mapping[str, Any], told: Iterable[str]) -> None:
+        """Take the state :meth:`compact_state` saved, on a freshly initialised strategy; ``told``: every genome
+        told by then (kept records or not), for the duplicate check."""
+        self._records = {}
+        for entry in data["records"]:
+            rec = Evaluated.from_dict(entry)
+            self._records[rec.hash] = rec
+        self._forgotten = {hash_key(h) for h in told if h not in self._records}
+        self._told, self._sweep_at, self._best_hash = int(data["told"]), int(data["sweep_at"]), data["best_hash"]
+        self._successes, self._best = int(data["successes"]), data["best"]
+        self._failure_kinds, self._failure_regions = Counter(data["failure_kinds"]), Counter(data["failure_regions"])
+        self._descriptor_errors = int(data["descriptor_errors"])
+        if data["archive"] is not None and self.qd is not None:
+            self.qd.restore(data["archive"])
+        self._load_compact_extra(data["extra"])
+
+    def _compact_extra(self) -> dict[str, Any]:
+        """What a :attr:`FULL_SNAPSHOT` strategy keeps beyond the records and the archive (e.g. its population)."""
+        return {}
+
+    def _load_compact_extra(self, extra: Mapping[str, Any]) -> None:
+        return None

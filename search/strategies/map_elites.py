@@ -34,6 +34,7 @@ class MapElites(Strategy):
     NAME = "map_elites"
     NEEDS_DESCRIPTORS = True
     BOUNDED_HISTORY = True  # it breeds from the archive's elites only
+    FULL_SNAPSHOT = True  # its state: the archive, the records it keeps, the counters
     SETTINGS: ClassVar[dict[str, Setting]] = {
         "initial_samples": Setting(kind=int, default=20, low=1, high=1_000_000,
                                    doc="random genomes proposed before breeding from elites"),

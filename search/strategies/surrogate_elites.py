@@ -51,7 +51,7 @@ class SurrogateElites(MapElites):
     """MAP-Elites whose children are screened by a Gaussian process (see the module docstring)."""
 
     NAME = "surrogate_elites"
-    BOUNDED_HISTORY = False  # its surrogate trains on every told genome
+    BOUNDED_HISTORY = FULL_SNAPSHOT = False  # its surrogate trains on every told genome
     SETTINGS: ClassVar[dict[str, Setting]] = {
         **MapElites.SETTINGS,
         "initial_samples": Setting(kind=int, default=32, low=1, high=1_000_000,

@@ -16,7 +16,6 @@ the weights of each genome that entered the archive as an elite.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -25,15 +24,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric
 
 import search.tracking.notes as notes
 import search.tracking.payload as mp
 from search.records import EvaluationRecord
 from search.tracking.assets import plotly_run
+from search.tracking.client import campaign_run, ensure_experiment, first_line, is_transient, paged_runs
 from search.tracking.client import client as mlflow_client
-from search.tracking.client import ensure_experiment, first_line, is_transient, paged_runs
 from search.tracking.errors import TrackingUnavailable, TrackingURIError
 from search.tracking.scores import ScoreBoard
 from search.tracking.writers import RunWrite, Writer, make_writer
@@ -93,6 +91,7 @@ class MlflowArchiver:
         self._genes: list[str] = []
         self._view: dict[str, str] = {}
         self._campaign_note = ""
+        self._resent_checked = False
         try:
             self._client = mlflow_client(tracking_uri)
         except Exception as exc:
@@ -119,30 +118,9 @@ class MlflowArchiver:
     def _connect(self) -> None:
         client = self._client
         self.experiment_id = ensure_experiment(client, self.tracking_uri, self.experiment_name)
-        runs = client.search_runs([self.experiment_id], f"tags.`{mp.TAG_KIND}` = 'campaign' and "
-                                  f"tags.`{mp.TAG_CAMPAIGN}` = '{self.campaign_id}'",
-                                  order_by=["attributes.start_time ASC"], max_results=5)
-        if runs:
-            run_id = runs[0].info.run_id
-            if runs[0].info.status != "RUNNING":  # a resumed campaign
-                client.update_run(run_id, status="RUNNING")
-            existing = runs[0].data.params
-        else:
-            tags = {mp.TAG_KIND: "campaign", mp.TAG_CAMPAIGN: self.campaign_id}
-            run_id = client.create_run(self.experiment_id, run_name=self.campaign_id, tags=tags).info.run_id
-            existing = {}
-        flat = mp.flatten_config(self.config)
-        changed = sorted(k for k, v in flat.items() if k in existing and existing[k] != v  # a budget may grow
-                         and not k.startswith("budget."))
-        if changed:
-            log.warning("campaign config changed since it was first logged (%s); MLflow params cannot change, "
-                        "see config.yaml for the current values", ", ".join(changed[:10]))
-        new = [Param(k, v) for k, v in flat.items() if k not in existing]
-        for _, params, _ in mp.batches(params=new):
-            client.log_batch(run_id, params=params)
-        text = yaml.safe_dump(json.loads(json.dumps(self.config, default=str)), sort_keys=False)
-        client.log_text(run_id, text, "config.yaml")
-        self._load_known()
+        run_id = campaign_run(client, self.experiment_id, self.campaign_id, self.config)
+        if self._family.lookup is None:  # flat: only the runs a re-sent batch may hold, at its first write
+            self._load_known()
         self._write_view(run_id)
         for h, node in self._nodes.items():  # observed before connecting: now their runs are known
             if node.run_id is None and h in self._known:
@@ -155,10 +133,12 @@ class MlflowArchiver:
                         first_line(exc))
         self.campaign_run_id = run_id
 
-    def _load_known(self) -> None:
-        """Every evaluation run of the campaign (one paged search): genome hash → run id, last result index."""
+    def _load_known(self, since_ms: int | None = None) -> None:
+        """Every evaluation run of the campaign (one paged search): genome hash → run id, last result index; only
+        those started at ``since_ms`` or later when given."""
+        since = "" if since_ms is None else f" and attributes.start_time >= {int(since_ms)}"
         for run in paged_runs(self._client, self.experiment_id, f"tags.`{mp.TAG_CAMPAIGN}` = '{self.campaign_id}' "
-                              f"and tags.`{mp.TAG_KIND}` = 'evaluation'"):
+                              f"and tags.`{mp.TAG_KIND}` = 'evaluation'{since}"):
             h = run.data.tags.get(mp.TAG_HASH)
             index = int(run.data.tags.get(mp.TAG_RESULT_INDEX, "-1"))
             self._metric_keys.update(run.data.metrics)
@@ -180,7 +160,7 @@ class MlflowArchiver:
         """Follow a result written earlier (before this process started) without writing it: the elite mirror
         and the family the notes are made from."""
         self._is_new_elite(record, [])
-        self._remember(record, self.run_id_of(record.genome.hash))
+        self._remember(record, self.run_id_of(record.genome.hash) if self._family.lookup is None else None)
         self._board.add(record, pending=False)
         self._count(record)
 
@@ -202,6 +182,13 @@ class MlflowArchiver:
         if not self.connected:
             self.connect()
         assert self._writer is not None and self.experiment_id is not None
+        if self._family.lookup is not None and not self._resent_checked and items:
+            # flat: the runs of a batch re-sent after a stop (the cursor is saved after each batch) started no
+            # earlier than its first record; every older run is in the lookup
+            since = min(int((r.finished_at - float(r.result.metrics.get("wall_time_s") or 0.0)) * 1000)
+                        for _, r in items)
+            self._guard(lambda: self._load_known(since))
+            self._resent_checked = True
         undo: list[tuple[str, float | None]] = []
         elites = {index: self._is_new_elite(record, undo) for index, record in items}
         runs: list[RunWrite] = []

@@ -8,20 +8,22 @@ minutes) and the artifact location of local stores (:func:`artifact_root`) are d
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
-from mlflow.entities import ViewType
+from mlflow.entities import Param, ViewType
 from mlflow.exceptions import MlflowException
 
 from search.tracking.relocate import follow_moved_store
 
-__all__ = ["HTTP_DEFAULTS", "active_experiments", "artifact_root", "campaign_url", "client", "configure_http_defaults",
-           "down_reason", "ensure_experiment", "first_line", "is_transient", "run_link", "scoped_tracking_uri",
-           "server_down"]
+__all__ = ["HTTP_DEFAULTS", "active_experiments", "artifact_root", "campaign_run", "campaign_url", "client",
+           "configure_http_defaults", "down_reason", "ensure_experiment", "first_line", "is_transient", "paged_runs",
+           "run_link", "scoped_tracking_uri", "server_down"]
 
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
@@ -29,6 +31,9 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BA
                  "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # no download bars in the CLI
 _CLIENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST",
                   "INVALID_STATE", "BAD_REQUEST", "MALFORMED_REQUEST", "INVALID_REQUEST"}
+
+
+log = logging.getLogger("ctmevo.tracking")
 
 
 def configure_http_defaults() -> None:
@@ -169,3 +174,33 @@ def campaign_url(uri: str, experiment_name: str, campaign_id: str) -> str | None
     except Exception:  # the server is away: the caller prints what it can without the link
         return None
     return None if experiment is None else experiment_url(ui_base(uri), experiment.experiment_id, campaign_id)
+
+
+def campaign_run(client: Any, experiment_id: str, campaign_id: str, config: Mapping[str, Any]) -> str:
+    """The campaign run of ``campaign_id`` (found, marked RUNNING again on resume; else created), with the campaign
+    file as params (those not logged yet: MLflow params cannot change) and ``config.yaml``; returns its id."""
+    import yaml
+
+    import search.tracking.payload as mp
+
+    runs = client.search_runs([experiment_id], f"tags.`{mp.TAG_KIND}` = 'campaign' and tags.`{mp.TAG_CAMPAIGN}` = "
+                              f"'{campaign_id}'", order_by=["attributes.start_time ASC"], max_results=5)
+    if runs:
+        run_id = runs[0].info.run_id
+        if runs[0].info.status != "RUNNING":  # a resumed campaign
+            client.update_run(run_id, status="RUNNING")
+        existing = runs[0].data.params
+    else:
+        tags = {mp.TAG_KIND: "campaign", mp.TAG_CAMPAIGN: campaign_id}
+        run_id, existing = client.create_run(experiment_id, run_name=campaign_id, tags=tags).info.run_id, {}
+    flat = mp.flatten_config(config)
+    changed = sorted(k for k, v in flat.items() if k in existing and existing[k] != v  # a budget may grow
+                     and not k.startswith("budget."))
+    if changed:
+        log.warning("campaign config changed since it was first logged (%s); MLflow params cannot change, see "
+                    "config.yaml for the current values", ", ".join(changed[:10]))
+    for _, params, _ in mp.batches(params=[Param(k, v) for k, v in flat.items() if k not in existing]):
+        client.log_batch(run_id, params=params)
+    client.log_text(run_id, yaml.safe_dump(json.loads(json.dumps(config, default=str)), sort_keys=False),
+                    "config.yaml")
+    return run_id

@@ -168,8 +168,7 @@ class FamilyLookup(Protocol):
     """Where a bounded :class:`Family` reads the genomes it let go (the campaign index: :mod:`search.views.index`)."""
 
     def rows(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
-        """``{hash: {"birth", "operator", "parents", "genes" (gene → str), "status", "fitness", "inherited",
-        "cell", "generation", "run_id"}}`` of the hashes it knows."""
+        """``{hash: row}`` of the hashes it knows (:meth:`search.views.index.CampaignIndex.genomes`' rows)."""
         ...
 
     def children(self, parent: str, limit: int) -> tuple[int, list[str]]:
@@ -223,8 +222,9 @@ class Family:
                 children.append(h)
 
     def relatives(self, hashes: Iterable[str]) -> dict[str, Relative]:
-        """The nodes of ``hashes`` that are known: kept, else read from the lookup."""
-        out = {h: node for h in hashes if (node := self.nodes.get(h)) is not None}
+        """The nodes of ``hashes`` that are known: kept, else (or to learn its run) read from the lookup."""
+        out = {h: node for h in hashes if (node := self.nodes.get(h)) is not None
+               and (node.run_id is not None or self.lookup is None)}
         missing = [h for h in dict.fromkeys(hashes) if h not in out]
         if missing and self.lookup is not None:
             for h, row in self.lookup.rows(missing).items():

@@ -37,13 +37,14 @@ __all__ = ["INDEX_FILE", "CampaignIndex", "IndexKeeper", "record_run_ids"]
 log = logging.getLogger("ctmevo.index")
 
 INDEX_FILE = "index.sqlite"
-VERSION = 2
+VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS genomes (
     hash TEXT PRIMARY KEY, birth INTEGER, operator TEXT, parents TEXT, genes TEXT, campaign TEXT,
     rung INTEGER, n INTEGER NOT NULL DEFAULT 0, total REAL NOT NULL DEFAULT 0, sumsq REAL NOT NULL DEFAULT 0,
-    first_repeat INTEGER, cell TEXT, status TEXT, reported REAL, inherited TEXT, generation INTEGER);
+    first_repeat INTEGER, cell TEXT, status TEXT, reported REAL, inherited TEXT, generation INTEGER,
+    first_end INTEGER);
 CREATE INDEX IF NOT EXISTS genomes_standing ON genomes (rung, n);
 CREATE TABLE IF NOT EXISTS children (parent TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (parent, child))
     WITHOUT ROWID;
@@ -100,8 +101,8 @@ class CampaignIndex:
                 raise sqlite3.DatabaseError("the journal is shorter than the index's offset")  # replaced: rebuild
             read = 0
             while lines := follower.read():
-                for _, event in lines:
-                    self._apply(db, event, counters)
+                for end, event in lines:
+                    self._apply(db, event, counters, end)
                 read += len(lines)
             counters.update(offset=follower.offset, lines=follower.line)
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, repr(counters[k])) for k in COUNTERS])
@@ -134,7 +135,7 @@ class CampaignIndex:
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         return {k: (float if k == "spent" else int)(meta.get(k, "0")) for k in COUNTERS}
 
-    def _apply(self, db: sqlite3.Connection, event: Mapping[str, Any], counters: dict[str, Any]) -> None:
+    def _apply(self, db: sqlite3.Connection, event: Mapping[str, Any], counters: dict[str, Any], end: int) -> None:
         kind = event.get("event")
         if kind == "ask":
             counters["asked"] += len(event.get("proposals") or ())
@@ -144,13 +145,13 @@ class CampaignIndex:
             counters["asked"] += len(event.get("proposals") or ())
         elif kind == "result":
             try:
-                self._result(db, event["record"], counters)
+                self._result(db, event["record"], counters, end)
             except (KeyError, TypeError, ValueError) as exc:
                 raise JournalCorruptError(self.journal, counters["lines"], f"not an evaluation record: {exc!r}"
                                           ) from None
 
     @staticmethod
-    def _result(db: sqlite3.Connection, record: Mapping[str, Any], counters: dict[str, Any]) -> None:
+    def _result(db: sqlite3.Connection, record: Mapping[str, Any], counters: dict[str, Any], end: int) -> None:
         result, proposal, extra = record["result"], record["proposal"], record.get("extra") or {}
         ok, fitness = result["status"] == "ok", result.get("fitness")
         counters["results"] += 1
@@ -161,11 +162,11 @@ class CampaignIndex:
         parents = list(dict.fromkeys(proposal.get("parents", ())))
         cell = extra.get("cell")
         new = db.execute("INSERT OR IGNORE INTO genomes (hash, birth, operator, parents, genes, campaign, inherited, "
-                         "cell) VALUES (?, ?, ?, ?, ?, ?, '', ?)",
+                         "cell, first_end) VALUES (?, ?, ?, ?, ?, ?, '', ?, ?)",
                          (h, int(record["birth"]), str(proposal.get("operator", "")),
                           ",".join(proposal.get("parents", ())),
                           json.dumps(proposal["genes"], separators=(",", ":")), str(record.get("campaign", "")),
-                          None if cell is None else str(cell)))
+                          None if cell is None else str(cell), end))
         if new.rowcount:  # its first result: its generation (payload.generation_of) and its place among children
             known = [g for (g,) in db.execute(f"SELECT generation FROM genomes WHERE hash IN "
                                               f"({','.join('?' * len(parents))})", parents)] if parents else []
@@ -250,6 +251,10 @@ class CampaignIndex:
                           "status": status, "fitness": reported, "inherited": inherited, "cell": cell,
                           "generation": gen, "run_id": run_id}
         return out
+
+    def told_before(self, offset: int) -> list[str]:
+        """The genomes with a result in the journal's first ``offset`` bytes (what a strategy had been told there)."""
+        return [h for (h,) in self._open().execute("SELECT hash FROM genomes WHERE first_end <= ?", (offset,))]
 
     def run_ids(self, hashes: list[str]) -> dict[str, str]:
         """Genome hash → MLflow run id, of those the MLflow consumer has recorded."""

@@ -11,7 +11,7 @@ from genome.genome import Genome
 from search.lineage import LineageGraph, LineageNode, walk
 from search.views.index import CampaignIndex
 
-__all__ = ["IndexLookup", "index_lineage", "indexed_genome"]
+__all__ = ["IndexLookup", "index_lineage", "indexed_before", "indexed_genome"]
 
 
 def index_lineage(root: Path, campaign_id: str, key: str, depth: int | None = None, *,
@@ -71,6 +71,13 @@ class IndexLookup:
         index = self._open()
         index.update()
         return index.children(parent, limit)
+
+
+def indexed_before(root: Path, campaign_id: str, offset: int) -> list[str]:
+    """The genomes with a result in the journal's first ``offset`` bytes (from the index brought up to date)."""
+    with CampaignIndex(root, campaign_id) as index:
+        index.update()
+        return index.told_before(offset)
 
 
 def indexed_genome(root: Path, campaign_id: str, genome_hash: str) -> Genome | None:

@@ -200,3 +200,30 @@ def test_bad_campaign_files_fail_at_start_up_naming_the_field(tmp_path, change, 
     assert expected in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "bad" / "journal.jsonl").exists()  # nothing ran
+
+
+def test_resuming_from_the_strategys_resume_point_reads_only_the_journal_after_it(tmp_path, monkeypatch):
+    """A flat campaign writes the strategy's whole state at every stop (strategy.json, with the journal offset);
+    resuming starts there (the journal before it is not read) and goes on exactly as an uninterrupted campaign."""
+    for sub in ("whole", "split"):
+        (tmp_path / sub).mkdir()
+    whole = start(campaign_file(tmp_path / "whole", "whole", evaluations=60))
+    whole.run()
+    path = campaign_file(tmp_path / "split", "whole", evaluations=30)
+    first = start(path)
+    first.run()
+    point = yaml.safe_load((first.paths.root / "strategy.json").read_text())
+    assert point["results"] == 30 and point["offset"] == first.paths.journal.stat().st_size
+    config = yaml.safe_load((first.paths.root / "campaign.yaml").read_text())
+    config["budget"]["evaluations"] = 60
+    (first.paths.root / "campaign.yaml").write_text(yaml.safe_dump(config))
+    offsets: list[int] = []
+    stream = Journal.stream
+    monkeypatch.setattr(Journal, "stream", lambda self, offset=0, lines=0: offsets.append(offset) or stream(
+        self, offset, lines))
+    second = Campaign.open(first.paths.root)
+    assert offsets == [point["offset"]] and second.ledger.results == 30
+    second.run()
+    assert [r["record"]["result"]["genome_hash"] for r in results_in(second.paths.root)] == [
+        r["record"]["result"]["genome_hash"] for r in results_in(whole.paths.root)]
+    assert archive(second) == archive(whole) and second.strategy.metrics() == whole.strategy.metrics()

@@ -251,3 +251,41 @@ def test_a_compact_history_asks_the_same_genomes_in_bounded_memory(name: str, mo
                           log=[again.log_entry(r.proposal, landscape.evaluate(r.proposal.genome), r.values)
                                for r in full.evaluated()])
     assert again.metrics() == compact.metrics() and again.ask(5) == compact.ask(5)
+
+
+@pytest.mark.parametrize("name", [n for n in BOUNDED if getattr(type(_make(n)), "FULL_SNAPSHOT", False)])
+def test_a_compact_state_and_the_log_after_it_restore_the_strategy_exactly(name: str, monkeypatch) -> None:
+    """A campaign resumes from the strategy's whole state at a point of the journal (O(records kept)) and the
+    results told after it: the strategy then asks and measures as one restored from the whole told log."""
+    import search.strategies.history as history
+
+    monkeypatch.setattr(history, "SWEEP_MIN", 30)
+    from search.descriptors import describe_result
+
+    landscape = L.Landscape(SPACE, fail_above=0.85)
+    told: list[str] = []
+    entries: list = []  # the told log, as a campaign's journal holds it
+    cut: tuple[dict, list[str], int] | None = None
+    again, proposals = _make(name), []
+    again.compact_history()
+    rng = np.random.default_rng(10_003)
+    pending: list = []
+    while len(told) < 300:
+        if len(pending) < 4:
+            new = again.ask(4 - len(pending))
+            pending += new
+            proposals += new
+        done = pending.pop(int(rng.integers(len(pending))))
+        result = landscape.evaluate(done.genome)
+        again.tell(result)
+        told.append(done.genome_hash)
+        entries.append(again.log_entry(done, result, describe_result(again.descriptors, done.genome, result)[0]))
+        if len(told) == 170:
+            cut = (json.loads(json.dumps(again.compact_state())), list(told), len(entries))
+    assert cut is not None and len(again._records) < 300
+    state = json.loads(json.dumps(again.state_dict(with_log=False)))
+    restored = _make(name)
+    restored.compact_history()
+    restored.load_state_dict(state, start=cut[0], told=cut[1], log=entries[cut[2]:])
+    assert restored.metrics() == again.metrics()
+    assert restored.ask(6) == again.ask(6)

@@ -164,16 +164,29 @@ def test_a_client_writer_keeps_log_batch_within_mlflow_limits(sqlite_uri: str, c
     assert len(calls) == before + 1 and calls[-1] == (2, 0, 0)  # non-numbers are left out
 
 
-@pytest.mark.parametrize("writer", ["sql", "client"])
-def test_a_batch_sent_twice_gives_one_run_each(sqlite_uri: str, campaign: str, writer: str) -> None:
-    archiver = _archiver(sqlite_uri, campaign)
+class _NoLookup:
+    """A flat archiver's lookup that knows nothing (the runs of a re-sent batch must come from MLflow)."""
+
+    def rows(self, hashes: list[str]) -> dict:
+        return {}
+
+    def children(self, parent: str, limit: int) -> tuple[int, list[str]]:
+        return 0, []
+
+
+@pytest.mark.parametrize(("writer", "flat"), [("sql", False), ("client", False), ("sql", True), ("client", True)])
+def test_a_batch_sent_twice_gives_one_run_each(sqlite_uri: str, campaign: str, writer: str, flat: bool) -> None:
+    """Also in a flat campaign, whose archiver reads back at its first batch only the runs that batch may hold."""
+    kw: dict[str, Any] = {"flat": True, "lookup": _NoLookup()} if flat else {}
+    archiver = _archiver(sqlite_uri, campaign, **kw)
     if writer == "client":
         archiver._writer = ClientWriter(archiver._client)
     records = [make_record(Genome(ticks=9 + i), campaign=campaign, birth=i) for i in range(3)]
     batch = list(enumerate(records))
-    assert archiver.write_results(batch) == 3
+    assert archiver.write_results(batch[:1]) == 1
+    assert archiver.write_results(batch) == 2
     assert archiver.write_results(batch) == 0  # the same results again (a cursor saved too late): skipped
-    resumed = _archiver(sqlite_uri, campaign)  # a resumed campaign finds its runs, with what they hold
+    resumed = _archiver(sqlite_uri, campaign, **kw)  # a resumed campaign finds its runs, with what they hold
     assert resumed.campaign_run_id == archiver.campaign_run_id
     assert resumed.write_results(batch) == 0
     client = MlflowClient(sqlite_uri)
