@@ -17,6 +17,9 @@ with the recorded fitness values (a documented replay), giving identical next as
 barrier: once a batch is all in flight, ``ask`` returns nothing and ``waiting`` is True until a result comes;
 choose ``popsize`` at least the number of workers. After ``stall_steps`` steps in a row whose batches held no
 new genome (a converged search), the strategy reports ``exhausted``.
+
+Memory grows with every evaluation: the replay log and every told record (1.4-1.9 KB per evaluation;
+docs/search.md, "Memory at scale").
 """
 
 from __future__ import annotations

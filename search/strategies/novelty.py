@@ -18,6 +18,9 @@ the descriptor values normalised to [0, 1] with ``behaviour: descriptors``).
 
 pyribs' ``ProximityArchive`` is not used: it measures novelty against the archive only (not population plus
 archive) and only decays its threshold, while Lehman & Stanley's threshold also rises with the admission rate.
+
+Memory grows with every evaluation: the novelty archive and every told record (about 1.1 KB per evaluation;
+docs/search.md, "Memory at scale").
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ The model is refitted (hyperparameters by marginal likelihood) every ``refit_eve
 on every new result before the next proposal; it keeps at most ``max_points`` observations (all at the top rung
 first, then the most recent). Everything is a pure function of the told log and the random generator, so a
 resumed campaign proposes exactly the same genomes.
+
+Memory grows with every evaluation: the surrogate's training set is every told genome (docs/search.md,
+"Memory at scale").
 """
 
 from __future__ import annotations

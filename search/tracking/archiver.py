@@ -189,6 +189,8 @@ class MlflowArchiver:
                         for _, r in items)
             self._guard(lambda: self._load_known(since))
             self._resent_checked = True
+        if self._family.lookup is not None:
+            self._family.lookup.refresh()  # the batch's genomes are children of their parents there
         undo: list[tuple[str, float | None]] = []
         elites = {index: self._is_new_elite(record, undo) for index, record in items}
         runs: list[RunWrite] = []
@@ -297,6 +299,8 @@ class MlflowArchiver:
         if not self.connected:
             self.connect()
         assert self._writer is not None and self.experiment_id is not None
+        if self._family.lookup is not None:
+            self._family.lookup.refresh()
         scores = {h: v for h, v in self._board.due(everything=True).items() if h in self._known}
         metrics = self._score_points(scores)
         stale = sorted(self._stale_notes)  # and the parents' notes not rewritten yet with their last children

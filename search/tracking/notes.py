@@ -169,11 +169,12 @@ class FamilyLookup(Protocol):
 
     def rows(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
         """``{hash: row}`` of the hashes it knows (:meth:`search.views.index.CampaignIndex.genomes`' rows)."""
-        ...
 
     def children(self, parent: str, limit: int) -> tuple[int, list[str]]:
-        """How many children ``parent`` has, and the ``limit`` best of them."""
-        ...
+        """How many children ``parent`` has, and the ``limit`` best of them (as of the last :meth:`refresh`)."""
+
+    def refresh(self) -> None:
+        """Take in the results written since (before the notes of a batch)."""
 
 
 class Family:
@@ -188,8 +189,7 @@ class Family:
     def __init__(self, *, lookup: FamilyLookup | None = None, keep: int = 20_000) -> None:
         self.nodes: dict[str, Relative] = {}  # with a lookup: the latest, oldest first
         self.children: dict[str, list[str]] = {}  # without a lookup
-        self.lookup, self.keep = lookup, keep
-        self._remembered = 0
+        self.lookup, self.keep, self._remembered = lookup, keep, 0
 
     @property
     def runs(self) -> int:

@@ -47,8 +47,8 @@ def index_lineage(root: Path, campaign_id: str, key: str, depth: int | None = No
 
 class IndexLookup:
     """The campaign index as the MLflow archiver's run notes read it (:class:`search.tracking.notes.FamilyLookup`):
-    genomes and children the archiver let go. Brought up to date with the journal before a read that needs it;
-    one connection, opened by the thread that reads."""
+    genomes and children the archiver let go. Brought up to date with the journal by :meth:`refresh`, and before
+    a read of genomes it lacks; one connection, opened by the thread that reads."""
 
     def __init__(self, root: Path, campaign_id: str) -> None:
         self.root, self.campaign_id = Path(root), campaign_id
@@ -68,9 +68,11 @@ class IndexLookup:
         return rows
 
     def children(self, parent: str, limit: int) -> tuple[int, list[str]]:
-        index = self._open()
-        index.update()
-        return index.children(parent, limit)
+        return self._open().children(parent, limit)
+
+    def refresh(self) -> None:
+        """Read the journal's new lines (the archiver calls it once per batch, before the batch's notes)."""
+        self._open().update()
 
 
 def indexed_before(root: Path, campaign_id: str, offset: int) -> list[str]:

@@ -194,6 +194,7 @@ def test_a_bounded_family_writes_the_notes_of_the_whole_family(tmp_path, seed: i
         if birth % 3 == 0:  # the archiver records run ids after each batch
             record_run_ids(tmp_path, {h: f"{done.index(h):032x}" for h in done} | {genome.hash: run_id})
         done.append(genome.hash)
+        bounded.lookup.refresh()  # as the archiver does before each batch's notes
         if parents:  # a parent's note, rewritten with its new child (read from the index)
             assert bounded.note(parents[0], experiment_id="1", campaign_run_id="c") == full.note(
                 parents[0], experiment_id="1", campaign_run_id="c")

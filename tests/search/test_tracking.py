@@ -173,6 +173,9 @@ class _NoLookup:
     def children(self, parent: str, limit: int) -> tuple[int, list[str]]:
         return 0, []
 
+    def refresh(self) -> None:
+        return None
+
 
 @pytest.mark.parametrize(("writer", "flat"), [("sql", False), ("client", False), ("sql", True), ("client", True)])
 def test_a_batch_sent_twice_gives_one_run_each(sqlite_uri: str, campaign: str, writer: str, flat: bool) -> None:
