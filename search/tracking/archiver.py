@@ -33,6 +33,7 @@ from search.tracking.assets import plotly_run
 from search.tracking.client import campaign_run, ensure_experiment, first_line, is_transient, paged_runs
 from search.tracking.client import client as mlflow_client
 from search.tracking.errors import TrackingUnavailable, TrackingURIError
+from search.tracking.relatives import Family, FamilyLookup
 from search.tracking.scores import ScoreBoard
 from search.tracking.writers import RunWrite, Writer, make_writer
 
@@ -68,7 +69,7 @@ class MlflowArchiver:
 
     def __init__(self, *, tracking_uri: str, experiment_name: str, campaign_id: str, config: Mapping[str, Any],
                  checkpoints: str = "none", checkpoint_of: Any = None, flat: bool = False,
-                 lookup: notes.FamilyLookup | None = None) -> None:
+                 lookup: FamilyLookup | None = None) -> None:
         if not _ID_RE.match(campaign_id):
             raise ValueError(f"campaign_id = {campaign_id!r}: allowed are 1-200 letters, digits, '_', '.', ':' "
                              "or '-'")
@@ -83,7 +84,7 @@ class MlflowArchiver:
         self._stale_notes: set[str] = set()  # parents with children their note does not list yet
         self._notes_at: dict[str, float] = {}  # parent → when its note was last rewritten (time.monotonic)
         self._cell_best: dict[str, float] = {}
-        self._family = notes.Family(lookup=lookup if flat else None)  # the notes' nodes (flat: the latest only)
+        self._family = Family(lookup=lookup if flat else None)  # the notes' nodes (flat: the latest only)
         self._nodes = self._family.nodes
         self._board = ScoreBoard(flat=flat)  # rank_score of every run in status's order (search.tracking.scores)
         self._counts = notes.CampaignCounts()
@@ -190,7 +191,7 @@ class MlflowArchiver:
             self._guard(lambda: self._load_known(since))
             self._resent_checked = True
         if self._family.lookup is not None:
-            self._family.lookup.refresh()  # the batch's genomes are children of their parents there
+            self._family.refresh()  # the batch's genomes are children of their parents there
         undo: list[tuple[str, float | None]] = []
         elites = {index: self._is_new_elite(record, undo) for index, record in items}
         runs: list[RunWrite] = []
@@ -300,7 +301,7 @@ class MlflowArchiver:
             self.connect()
         assert self._writer is not None and self.experiment_id is not None
         if self._family.lookup is not None:
-            self._family.lookup.refresh()
+            self._family.refresh()
         scores = {h: v for h, v in self._board.due(everything=True).items() if h in self._known}
         metrics = self._score_points(scores)
         stale = sorted(self._stale_notes)  # and the parents' notes not rewritten yet with their last children

@@ -46,7 +46,7 @@ def index_lineage(root: Path, campaign_id: str, key: str, depth: int | None = No
 
 
 class IndexLookup:
-    """The campaign index as the MLflow archiver's run notes read it (:class:`search.tracking.notes.FamilyLookup`):
+    """The campaign index as the MLflow archiver's run notes read it (:class:`search.tracking.relatives.FamilyLookup`):
     genomes and children the archiver let go. Brought up to date with the journal by :meth:`refresh`, and before
     a read of genomes it lacks; one connection, opened by the thread that reads."""
 

@@ -178,27 +178,31 @@ def test_a_bounded_family_writes_the_notes_of_the_whole_family(tmp_path, seed: i
     rng.shuffle(genomes)
     write_atomic(tmp_path / "campaign.json", {"campaign_id": "c-1"})
     journal = Journal(tmp_path / "journal.jsonl")
-    full, bounded = notes.Family(), notes.Family(lookup=IndexLookup(tmp_path, "c-1"), keep=4)
-    done: list[str] = []
+    from search.tracking.relatives import Family
+
+    full, bounded = Family(), Family(lookup=IndexLookup(tmp_path, "c-1"), keep=4)
+    records, done = [], []
     for birth, genome in enumerate(genomes):
         k = 0 if birth < 5 else rng.choice([1, 1, 2, 2])  # popular parents get more than CHILDREN_SHOWN children
         parents = [rng.choice(done[:2] if rng.random() < 0.8 else done) for _ in range(k)]
         status = "ok" if rng.random() > 0.1 else "diverged"
-        record = make_record(genome, campaign="c-1", birth=birth, parents=parents, status=status, cell=f"{birth % 5}",
-                             fitness=round(rng.random(), 2), operator={0: "sample", 1: "mutation", 2: "crossover"}[k])
-        journal.extend([{"event": "ask", "births": [birth], "proposals": [record.proposal.to_dict()]},
-                        {"event": "result", "record": record.to_dict()}])
-        run_id = f"{birth:032x}"
-        for family in (full, bounded):
-            family.remember(record, run_id)
-        if birth % 3 == 0:  # the archiver records run ids after each batch
-            record_run_ids(tmp_path, {h: f"{done.index(h):032x}" for h in done} | {genome.hash: run_id})
+        records.append(make_record(genome, campaign="c-1", birth=birth, parents=parents, status=status,
+                                   cell=f"{birth % 5}", fitness=round(rng.random(), 2),
+                                   operator={0: "sample", 1: "mutation", 2: "crossover"}[k]))
         done.append(genome.hash)
-        bounded.lookup.refresh()  # as the archiver does before each batch's notes
-        if parents:  # a parent's note, rewritten with its new child (read from the index)
-            assert bounded.note(parents[0], experiment_id="1", campaign_run_id="c") == full.note(
-                parents[0], experiment_id="1", campaign_run_id="c")
-        assert len(bounded.nodes) <= 4 and bounded.runs == birth + 1
+    for start in range(0, len(records), 3):  # batches of three, as the archiver gets them from the journal
+        batch = records[start:start + 3]
+        journal.extend([e for r in batch for e in ({"event": "ask", "births": [r.birth], "proposals": [
+            r.proposal.to_dict()]}, {"event": "result", "record": r.to_dict()})])
+        bounded.refresh()  # as the archiver does before each batch's notes
+        for r in batch:
+            for family in (full, bounded):
+                family.remember(r, f"{r.birth:032x}")
+        for h in {r.genome.hash for r in batch} | {p for r in batch for p in r.proposal.parents}:
+            assert bounded.note(h, experiment_id="1", campaign_run_id="c") == full.note(
+                h, experiment_id="1", campaign_run_id="c")
+        record_run_ids(tmp_path, {r.genome.hash: f"{r.birth:032x}" for r in batch})  # after the batch is written
+        assert len(bounded.nodes) <= 4 and bounded.runs == start + len(batch)
     assert max(len(c) for c in full.children.values()) > notes.CHILDREN_SHOWN
     for h in done:
         assert bounded.note(h, experiment_id="1", campaign_run_id="c") == full.note(
