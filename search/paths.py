@@ -67,6 +67,11 @@ class CampaignPaths:
         return self.root / "state.json"
 
     @property
+    def point(self) -> Path:
+        """A flat campaign's resume point (:class:`search.campaign.state.ResumePoint`)."""
+        return self.root / "strategy.json"
+
+    @property
     def lock(self) -> Path:
         return self.root / "campaign.lock"
 

@@ -100,7 +100,7 @@ class Campaign:
         self._held: contextlib.ExitStack | None = None  # a lock taken by start(fresh=True)
         self._snapshot_done = 0
         self._extra: dict[str, dict] = {}  # what adopted results' records carry beside their result (see _adopt)
-        self._point = ResumePoint(self.paths.root / "strategy.json", campaign_id)
+        self._point = ResumePoint(self.paths.point, campaign_id)
 
     # -- creation and resumption -------------------------------------------------------------------------
     @classmethod

@@ -186,8 +186,7 @@ class MlflowArchiver:
         if self._family.lookup is not None and not self._resent_checked and items:
             # flat: the runs of a batch re-sent after a stop (the cursor is saved after each batch) started no
             # earlier than its first record; every older run is in the lookup
-            since = min(int((r.finished_at - float(r.result.metrics.get("wall_time_s") or 0.0)) * 1000)
-                        for _, r in items)
+            since = min(_start_ms(r) for _, r in items)
             self._guard(lambda: self._load_known(since))
             self._resent_checked = True
         if self._family.lookup is not None:
@@ -282,11 +281,9 @@ class MlflowArchiver:
             return None  # already written (a re-sent batch)
         if known is not None:
             return known.run_id, known.index < 0
-        wall = float(record.result.metrics.get("wall_time_s") or 0.0)
         identity = {mp.TAG_KIND: "evaluation", mp.TAG_CAMPAIGN: self.campaign_id, mp.TAG_HASH: genome_hash,
                     mp.TAG_PARENT_RUN: str(self.campaign_run_id)}
-        run_id = self._writer.new_run_id(self.experiment_id, genome_hash, int((record.finished_at - wall) * 1000),
-                                         identity)
+        run_id = self._writer.new_run_id(self.experiment_id, genome_hash, _start_ms(record), identity)
         self._known[genome_hash] = _Known(run_id, -1, "RUNNING")
         return run_id, True
 
@@ -314,7 +311,6 @@ class MlflowArchiver:
 
     def _run_write(self, index: int, record: EvaluationRecord, run_id: str, new: bool, *, elite: bool) -> RunWrite:
         genome_hash = record.genome.hash
-        wall = float(record.result.metrics.get("wall_time_s") or 0.0)
         parent_ids = [rid for p in dict.fromkeys(record.proposal.parents) if (rid := self.run_id_of(p))]
         cell = record.extra.get("cell")
         tags, params, metrics = mp.evaluation_payload(record, campaign=self.campaign_id,
@@ -331,7 +327,7 @@ class MlflowArchiver:
         tag_map[mp.TAG_RESULT_INDEX] = str(index)
         ok = record.result.ok
         return RunWrite(run_id=run_id, new=new, run_name=genome_hash,
-                        start_ms=int((record.finished_at - wall) * 1000), end_ms=int(record.finished_at * 1000),
+                        start_ms=_start_ms(record), end_ms=int(record.finished_at * 1000),
                         status="FINISHED" if ok else "FAILED", tags=tag_map, params={p.key: p.value for p in params},
                         metrics=metrics, files=files,
                         delete_tags=(mp.TAG_FAILURE,) if ok and not new else ())
@@ -389,3 +385,8 @@ class MlflowArchiver:
             if is_transient(exc):
                 raise TrackingUnavailable(f"MLflow at {self.tracking_uri}: {first_line(exc)}") from exc
             raise
+
+
+def _start_ms(record: EvaluationRecord) -> int:
+    """When an evaluation's run started (ms): its finish less its wall time (a re-sent batch's runs start here)."""
+    return int((record.finished_at - float(record.result.metrics.get("wall_time_s") or 0.0)) * 1000)

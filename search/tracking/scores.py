@@ -64,10 +64,10 @@ class ScoreBoard:
         fitness = record.result.fitness
         if not record.result.ok or fitness is None:
             return
+        if self.flat and (self._flat_best is None or fitness > self._flat_best[1].values[0]):
+            self._flat_best = (record.genome.hash, _Genome(record.rung, record.birth, {0: float(fitness)},
+                                                           record.result.metrics.get("train_steps")))
         if self.flat and not pending:
-            if self._flat_best is None or fitness > self._flat_best[1].values[0]:
-                self._flat_best = (record.genome.hash, _Genome(record.rung, record.birth, {0: float(fitness)},
-                                                               record.result.metrics.get("train_steps")))
             return
         g = self._genomes.get(record.genome.hash)
         if g is None or record.rung > g.rung:
@@ -78,8 +78,6 @@ class ScoreBoard:
             g.birth = record.birth
             g.steps = record.result.metrics.get("train_steps")
         g.values[record.repeat] = float(fitness)
-        if self.flat and (self._flat_best is None or fitness > self._flat_best[1].values[0]):
-            self._flat_best = (record.genome.hash, _Genome(g.rung, g.birth, {0: float(fitness)}, g.steps))
 
     def _score(self, h: str) -> float:
         g = self._genomes[h]
