@@ -31,6 +31,7 @@ from ctm.result import EvalResult
 from genome.genome import Genome
 from search.journal import JournalCorruptError, JsonLinesFollower
 from search.records import EvaluationRecord, NoiseModel, Proposal, belief, rank_score
+from search.tracking.payload import generation_of
 
 __all__ = ["INDEX_FILE", "CampaignIndex", "IndexKeeper", "record_run_ids"]
 
@@ -167,12 +168,11 @@ class CampaignIndex:
                           ",".join(proposal.get("parents", ())),
                           json.dumps(proposal["genes"], separators=(",", ":")), str(record.get("campaign", "")),
                           None if cell is None else str(cell), end))
-        if new.rowcount:  # its first result: its generation (payload.generation_of) and its place among children
-            known = [g for (g,) in db.execute(f"SELECT generation FROM genomes WHERE hash IN "
-                                              f"({','.join('?' * len(parents))})", parents)] if parents else []
-            db.execute("UPDATE genomes SET generation = ? WHERE hash = ?", (
-                1 + max([0 if g is None else g for g in known] + [0] * (len(parents) - len(known)))
-                if parents else 0, h))
+        if new.rowcount:  # its first result: its generation (as the run notes count it) and its place as a child
+            known = dict(db.execute(f"SELECT hash, generation FROM genomes WHERE hash IN "
+                                    f"({','.join('?' * len(parents))})", parents).fetchall()) if parents else {}
+            db.execute("UPDATE genomes SET generation = ? WHERE hash = ?",
+                       (generation_of(known.get(p) for p in parents), h))
             db.executemany("INSERT OR IGNORE INTO children VALUES (?, ?)", [(p, h) for p in parents])
         db.execute("UPDATE genomes SET status = ?, reported = ?, inherited = CASE WHEN inherited = '' THEN ? ELSE "
                    "inherited END WHERE hash = ?", (result["status"], _number(reported),
