@@ -8,7 +8,8 @@ carries it on (a stopped benchmark continues where it stopped). While it runs, t
 sampled every second. Then it prints:
 
 - evaluations/s by tenth of the results (from the journal's times) and last/first;
-- the driver's resident memory at each tenth (the process that ran that tenth) and its peak;
+- the driver's resident memory at each tenth (the process that ran that tenth) and its peak, and the same of the
+  process that runs MLflow and the pictures beside it (``tracking.consumers``: a process above 10,000 evaluations);
 - the largest MLflow lag the progress lines showed, the lag at the end of dispatch and the time to catch up;
 - the store: database and artifacts, bytes per evaluation, and the runs-table query (the 100 best by
   ``rank_score`` among the campaign's evaluation runs, in-process on sqlite);
@@ -47,13 +48,27 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
+def _sidecar_pid(parent: int) -> int | None:
+    """The consumers' process the driver started (``tracking.consumers``: process), if any."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
+                        and b"search.campaign.sidecar" in (entry / "cmdline").read_bytes()):
+                    return int(entry.name)
+            except (OSError, IndexError, ValueError):
+                continue
+    return None
+
+
 def _results(journal: Path) -> int:
     with journal.open("rb") as fh:
         return sum(line.startswith(b'{"event":"result"') for line in fh)
 
 
-def run(directory: Path, config: Path, samples: list[tuple[int, float]], lags: list[int]) -> int:
-    """``ctmevo run`` (or ``resume``) with its memory sampled every second as (results so far, RSS MiB)."""
+def run(directory: Path, config: Path, samples: list[tuple[int, float, float]], lags: list[int]) -> int:
+    """``ctmevo run`` (or ``resume``) with its memory sampled every second as (journal bytes so far, the
+    driver's RSS MiB, the consumers' process's RSS MiB)."""
     args = ["resume", str(directory)] if (directory / "campaign.json").exists() else ["run", str(config), "--fresh"]
     print(f"ctmevo {' '.join(args)}", flush=True)
     proc = subprocess.Popen([sys.executable, "-m", "search.cli", *args], stdout=subprocess.PIPE,
@@ -62,9 +77,11 @@ def run(directory: Path, config: Path, samples: list[tuple[int, float]], lags: l
 
     def sample() -> None:
         journal = directory / "journal.jsonl"
+        sidecar = None
         while not done.wait(1.0):
             offset = journal.stat().st_size if journal.exists() else 0
-            samples.append((offset, _rss_mib(proc.pid)))
+            sidecar = sidecar or _sidecar_pid(proc.pid)
+            samples.append((offset, _rss_mib(proc.pid), _rss_mib(sidecar) if sidecar else 0.0))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -102,7 +119,7 @@ def main() -> None:
     config.write_text(CAMPAIGN.format(directory=directory, strategy="map_elites", evaluations=args.n, descriptors=(
         "[{name: ticks, bins: 8, range: [1, 17]}, {name: memory_length, bins: 8, range: [1, 9]}]")))
     journal = directory / "journal.jsonl"
-    samples: list[tuple[int, float]] = []
+    samples: list[tuple[int, float, float]] = []
     lags: list[int] = []
     if not journal.exists() or _results(journal) < args.n:
         code = run(directory, config, samples, lags)
@@ -114,10 +131,11 @@ def main() -> None:
     tenth = max(1, n // 10)
     rates = [tenth / max(1e-9, ends[min(n - 1, (i + 1) * tenth - 1)] - ends[i * tenth]) for i in range(10)]
     size = journal.stat().st_size
-    rss_by_tenth = []
+    rss_by_tenth, sidecar_by_tenth = [], []
     for i in range(10):  # the memory when the journal had reached each tenth of its final size
-        at = [rss for offset, rss in samples if offset <= size * (i + 1) / 10]
-        rss_by_tenth.append(max(at) if at else float("nan"))
+        at = [(rss, side) for offset, rss, side in samples if offset <= size * (i + 1) / 10]
+        rss_by_tenth.append(max(r for r, _ in at) if at else float("nan"))
+        sidecar_by_tenth.append(max(s for _, s in at) if at else float("nan"))
     finish = json.loads((directory / "consumers" / "finish.json").read_text())
     status_s, status = timed("status", str(directory))
     best = next((line.split()[0] for line in status.stdout.splitlines() if re.match(r"^\s+[0-9a-f]{16}\s", line)), "")
@@ -129,7 +147,10 @@ def main() -> None:
           + f"  (last/first {rates[-1] / rates[0]:.2f}; target >= 0.9)")
     if samples:
         print("  driver RSS (MiB) by tenth: " + " ".join(f"{r:,.0f}" for r in rss_by_tenth)
-              + f"  (peak {max(r for _, r in samples):,.0f}; target <= 1,024 and flat from 10,000)")
+              + f"  (peak {max(r for _, r, _ in samples):,.0f}; target <= 1,024 and flat from 10,000)")
+        if max(s for _, _, s in samples) > 0:
+            print("  consumers' process RSS (MiB) by tenth: " + " ".join(f"{r:,.0f}" for r in sidecar_by_tenth)
+                  + f"  (peak {max(s for _, _, s in samples):,.0f})")
     else:
         print("  driver RSS: not sampled (the campaign was already finished; delete the workdir to measure it)")
     print(f"  MLflow lag: largest seen {max(lags, default=0):,} record(s), at the end of dispatch "

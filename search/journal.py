@@ -361,6 +361,7 @@ class JsonLinesFollower:
         self.offset = int(offset)
         self.max_bytes = max_bytes
         self.line = 0  # complete lines returned so far (from ``offset`` at construction)
+        self.more = False  # the last read stopped at ``max_bytes``: more is already there to read
 
     def read(self) -> list[tuple[int, dict[str, Any]]]:
         """``[(offset after the line, object), ...]`` for the complete lines after :attr:`offset` (at most
@@ -371,6 +372,7 @@ class JsonLinesFollower:
                 data = fh.read(self.max_bytes)
         except FileNotFoundError:
             return []
+        self.more = len(data) >= self.max_bytes
         end = data.rfind(b"\n") + 1
         out: list[tuple[int, dict[str, Any]]] = []
         position = self.offset

@@ -30,6 +30,7 @@ from workers import WorkersConfig
 
 MAX_NAME_CHARS = 191  # the campaign id "<name>-xxxxxxxx" is at most 200 characters (MLflow run names and tags)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+PROCESS_FROM = 10_000  # tracking.consumers auto: a process of their own above this many evaluations
 TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks",
                     "databricks-uc", "uc")
 _TRACKING_ALLOWED = ("sqlite:///PATH, http(s)://HOST:PORT, postgresql://..., mysql://..., mssql://..., "
@@ -187,6 +188,17 @@ class TrackingSection(_Section):
     log_every: int = Field(default=1, ge=1, description="log campaign metrics every N evaluations")
     retry_after_s: float = Field(default=30.0, gt=0, le=3600, description="first wait before trying an "
                                  "unreachable server again (doubling while it stays away, at most 10 minutes)")
+    consumers: Literal["auto", "thread", "process"] = Field(
+        default="auto", description="where MLflow and the pictures follow the journal: threads of the driver, or "
+        f"a process of their own (no shared interpreter lock); auto: a process for campaigns of more than "
+        f"{PROCESS_FROM:,} evaluations or with no budget at all")
+
+    def consumers_process(self, budget: BudgetSection) -> bool:
+        """Whether this campaign's consumers run in their own process (``consumers``, ``auto`` resolved)."""
+        if self.consumers != "auto":
+            return self.consumers == "process"
+        unbounded = budget.evaluations is None and budget.steps is None and budget.wall_time_s is None
+        return unbounded or (budget.evaluations or 0) > PROCESS_FROM
 
     @field_validator("uri")
     @classmethod

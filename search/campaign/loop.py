@@ -43,6 +43,7 @@ from typing import IO
 from ctm.result import EvalResult
 from genome.genome import Genome
 from genome.io import write_bytes_atomic
+from search.campaign import sidecar
 from search.campaign.config import CampaignConfig, load_campaign_config
 from search.campaign.jobs import Adoption, JobMaker, evaluation_seed, result_extra
 from search.campaign.ledger import Ledger
@@ -213,7 +214,8 @@ class Campaign:
         """
         with self._locked(), deferred_interrupts() as interrupts:
             self._interrupts = interrupts
-            reporter = reporter or CampaignReporter(self, offline_ok=offline_ok)
+            reporter = reporter or CampaignReporter(self, offline_ok=offline_ok, sidecar=sidecar.command(
+                self.config, self.paths.root))
             own_pool = pool is None
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctmevo-start") as starting:
                 started = starting.submit(reporter.start)  # MLflow's store opens while the pool (Ray) starts

@@ -32,6 +32,7 @@ __all__ = ["Consumer", "ConsumerRunner"]
 
 log = logging.getLogger("ctmevo.consumers")
 BATCH = 500  # results per call at most
+READ_BYTES = 2**20  # journal read per step (~700 results): what a lagging consumer holds decoded at once
 FIRST_WAIT_S, MAX_WAIT_S = 30.0, 600.0
 
 
@@ -142,8 +143,8 @@ class ConsumerRunner:
 
     def _run(self) -> None:
         """Open (or keep) the consumer, catch up from the cursor, then follow until asked to stop."""
-        journal = JsonLinesFollower(self._journal_path)
-        metrics = JsonLinesFollower(self._metrics_path, self._start["metrics"])
+        journal = JsonLinesFollower(self._journal_path, max_bytes=READ_BYTES)
+        metrics = JsonLinesFollower(self._metrics_path, self._start["metrics"], max_bytes=READ_BYTES)
         if self._consumer is None:
             self._consumer = self._make()
         consumer = self._consumer
@@ -168,7 +169,7 @@ class ConsumerRunner:
         last_tick = 0.0
         while True:
             stopping = self._stop.is_set()
-            while True:  # everything appended so far (many reads when stopping with a long backlog)
+            while True:  # everything appended so far, a bounded read at a time
                 batch: list[tuple[int, EvaluationRecord]] = []
                 end_offset = journal.offset
                 lines = journal.read()
@@ -185,7 +186,7 @@ class ConsumerRunner:
                 if points:
                     consumer.metrics(points)
                     self._save(journal=self._start["journal"], metrics=metrics.offset)
-                if not stopping or not (lines or points):
+                if not (lines or points) or not (stopping or journal.more or metrics.more):
                     break
             now = time.monotonic()
             if stopping or now - last_tick >= self.tick_every_s:

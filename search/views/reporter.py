@@ -32,8 +32,8 @@ from search.views.live import LiveView
 from search.views.lookups import IndexLookup
 from search.views.progress import Progress
 
-__all__ = ["CampaignReporter", "CampaignView", "KeptReporter", "QuietReporter", "Reporter", "mlflow_archiver",
-           "mlflow_runner", "sync"]
+__all__ = ["CampaignReporter", "CampaignView", "KeptReporter", "QuietReporter", "Reporter", "consumer_runners",
+           "mlflow_archiver", "mlflow_runner", "sync"]
 
 log = logging.getLogger(__name__)
 DRAIN_MIN_S = 60.0  # the end of a run waits at least this long for MLflow to catch up (and at most 10x)
@@ -125,6 +125,35 @@ def mlflow_runner(campaign: CampaignView, archiver: Any, *, first_wait_s: float 
     return runner
 
 
+def consumer_runners(campaign: CampaignView, *, offline_ok: bool) -> list[ConsumerRunner]:
+    """The picture and MLflow consumers of ``campaign`` (not started; pictures first: their last refresh is
+    uploaded by MLflow's). MLflow is connected first: an unreachable server raises
+    :class:`~search.tracking.errors.TrackingURIError` unless ``offline_ok`` (then the consumer retries)."""
+    from search.tracking.errors import TrackingUnavailable, TrackingURIError
+    from search.views.observers import PictureConsumer
+
+    c = campaign
+    archiver = mlflow_archiver(c)
+    try:
+        archiver.connect()
+    except TrackingUnavailable as exc:
+        if not offline_ok:
+            raise TrackingURIError(c.tracking_uri, str(exc)) from None
+        log.warning("%s; the campaign runs and the records wait in its journal (ctmevo sync sends them)", exc)
+    mlflow = mlflow_runner(c, archiver)
+    qd = getattr(c.strategy, "qd", None)
+    mlflow_consumer = mlflow.consumer  # type: ignore[attr-defined]
+    pictures = ConsumerRunner("pictures", lambda: PictureConsumer(
+        paths=c.paths, campaign_id=c.campaign_id, descriptors=c.descriptors,
+        archive_config=qd.config() if qd is not None else None,
+        codec=c.strategy.codec, every_s=c.config.plot_every_s, upload=mlflow_consumer.add_artifacts,
+        seed=c.config.seed, tracking_uri=c.tracking_uri, run_ids=mlflow_consumer.archiver.run_ids,
+        experiment_id=lambda: mlflow_consumer.archiver.experiment_id,
+        asset_run=lambda: mlflow_consumer.archiver.asset_run_id, flat=c.config.evaluation.flat),
+        journal=c.paths.journal, metrics=c.paths.metrics, cursor=None, tick_every_s=1.0)
+    return [pictures, mlflow]
+
+
 def sync(campaign: CampaignView, *, finished: bool, timeout_s: float | None = None) -> tuple[int, str | None]:
     """Send what MLflow lacks of ``campaign`` (from the MLflow consumer's cursor to the end of the journal) now.
 
@@ -175,13 +204,16 @@ class KeptReporter:
 class CampaignReporter:
     """Metric history + live view + the MLflow and picture consumers (see the module docstring)."""
 
-    def __init__(self, campaign: CampaignView, *, console: Console | None = None, offline_ok: bool = False):
+    def __init__(self, campaign: CampaignView, *, console: Console | None = None, offline_ok: bool = False,
+                 sidecar: Sequence[str] | None = None):
         self.campaign = campaign
         self.offline_ok = offline_ok
+        self.sidecar = sidecar  # the command of a process to run the consumers in (None: threads of this one)
+        self._process: Any = None
         self.view = LiveView(name=campaign.config.name, progress=campaign.progress, console=console,
                              status=self.status_lines)
-        self.runners: list[ConsumerRunner] = []
-        self.mlflow: ConsumerRunner | None = None
+        self.runners: list[Any] = []  # ConsumerRunner, or RemoteRunner with a sidecar
+        self.mlflow: Any = None
         self.index: IndexKeeper | None = None
         self._metrics_file: Any = None
         self._last_view = 0.0
@@ -189,33 +221,20 @@ class CampaignReporter:
 
     # -- life cycle ---------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Connect to MLflow (an unreachable server is an error unless ``offline_ok``), start the consumers."""
-        from search.tracking.errors import TrackingUnavailable, TrackingURIError
-        from search.views.observers import PictureConsumer
-
+        """Connect to MLflow (an unreachable server is an error unless ``offline_ok``), start the consumers
+        (on threads here, or in the ``sidecar`` process: :mod:`.sidecar`)."""
         c = self.campaign
-        archiver = mlflow_archiver(c)
-        try:
-            archiver.connect()
-        except TrackingUnavailable as exc:
-            if not self.offline_ok:
-                raise TrackingURIError(c.tracking_uri, str(exc)) from None
-            log.warning("%s; the campaign runs and the records wait in its journal (ctmevo sync sends them)", exc)
-        self.mlflow = mlflow_runner(c, archiver)
-        qd = getattr(c.strategy, "qd", None)
-        mlflow_consumer = self.mlflow.consumer  # type: ignore[attr-defined]
-        pictures = ConsumerRunner("pictures", lambda: PictureConsumer(
-            paths=c.paths, campaign_id=c.campaign_id, descriptors=c.descriptors,
-            archive_config=qd.config() if qd is not None else None,
-            codec=c.strategy.codec, every_s=c.config.plot_every_s, upload=mlflow_consumer.add_artifacts,
-            seed=c.config.seed, tracking_uri=c.tracking_uri, run_ids=mlflow_consumer.archiver.run_ids,
-            experiment_id=lambda: mlflow_consumer.archiver.experiment_id,
-            asset_run=lambda: mlflow_consumer.archiver.asset_run_id, flat=c.config.evaluation.flat),
-            journal=c.paths.journal,
-            metrics=c.paths.metrics, cursor=None, tick_every_s=1.0)
-        self.runners = [pictures, self.mlflow]  # pictures first: their last refresh is uploaded by MLflow's
-        for runner in self.runners:
-            runner.start()
+        if self.sidecar:
+            from search.views.sidecar import ConsumerProcess
+
+            self._process = ConsumerProcess(self.sidecar, names=("pictures", "mlflow"), uri=c.tracking_uri,
+                                            offline_ok=self.offline_ok)
+            self.runners = list(self._process.start())
+        else:
+            self.runners = consumer_runners(c, offline_ok=self.offline_ok)
+            for runner in self.runners:
+                runner.start()
+        self.mlflow = self.runners[-1]
         self.index = IndexKeeper(c.paths.root, c.campaign_id)
         self.index.start()
         self._metrics_file = c.paths.metrics.open("a")
@@ -276,6 +295,9 @@ class CampaignReporter:
     def close(self) -> None:
         self._stop_index()
         self.view.stop()
+        if self._process is not None:
+            self._process.close()
+            self._process = None
         if self._metrics_file is not None:
             self._metrics_file.close()
             self._metrics_file = None
