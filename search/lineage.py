@@ -12,7 +12,7 @@ along first parents, for model cards); the interactive HTML page is :func:`searc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,15 @@ from genome import GENE_BY_NAME, GENE_NAMES, Genome
 from search.records import EvaluationRecord, fmt, inherited_lines, reported_fitness
 
 __all__ = ["AmbiguousHashError", "GeneText", "LineageError", "LineageGraph", "LineageNode", "gene_changes",
-           "lineage_from_records", "walk"]
+           "generation_of", "lineage_from_records", "walk"]
 
 MAX_CANDIDATES = 20
+
+
+def generation_of(parent_generations: Iterable[int | None]) -> int:
+    """0 for a founder, else 1 + the largest known parent generation (a parent not found counts as 0)."""
+    known = [0 if g is None else int(g) for g in parent_generations]
+    return 1 + max(known) if known else 0
 
 
 class GeneText(Mapping[str, str]):

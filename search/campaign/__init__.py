@@ -10,6 +10,7 @@
 ``state``              the small snapshot the loop restarts from (the journal holds the rest)
 ``repair``             weights that should be on disk and are not, evaluated again
 ``signals``            Ctrl-C deferred to a safe point of the loop
+``sidecar``            the process running a large campaign's consumers (MLflow, pictures) beside the loop
 =====================  ======================================================================================
 
 What a person looks at while and after a campaign runs (the live view, MLflow, pictures, the summary) lives in

@@ -50,6 +50,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 
 from genome import SCHEMA_VERSION
+from search.lineage import generation_of
 from search.records import EvaluationRecord
 
 TAG_PARENT_RUN = "mlflow.parentRunId"
@@ -100,12 +101,6 @@ def as_number(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def generation_of(parent_generations: Iterable[int | None]) -> int:
-    """0 for a founder, else 1 + the largest known parent generation (a parent not found counts as 0)."""
-    known = [0 if g is None else int(g) for g in parent_generations]
-    return 1 + max(known) if known else 0
 
 
 def generations(records: Iterable[EvaluationRecord]) -> dict[str, int]:

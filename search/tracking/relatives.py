@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from search.lineage import generation_of
 from search.records import EvaluationRecord
 from search.tracking.notes import CHILDREN_SHOWN, Relative, evaluation_note
-from search.tracking.payload import generation_of
 
 __all__ = ["Family", "FamilyLookup"]
 

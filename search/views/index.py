@@ -30,8 +30,8 @@ from typing import Any
 from ctm.result import EvalResult
 from genome.genome import Genome
 from search.journal import JournalCorruptError, JsonLinesFollower
+from search.lineage import generation_of
 from search.records import EvaluationRecord, NoiseModel, Proposal, belief, rank_score
-from search.tracking.payload import generation_of
 
 __all__ = ["INDEX_FILE", "CampaignIndex", "IndexKeeper", "record_run_ids"]
 

@@ -21,7 +21,7 @@ FAKE = "tests.search.campaign_fakes:landscape_evaluate"
 
 
 def campaign_file(tmp: Path, name: str, *, evaluations: int = 24, tracking_uri: str | None = None,
-                  backend: str = "inline", strategy: str = "map_elites") -> Path:
+                  backend: str = "inline", strategy: str = "map_elites", consumers: str = "auto") -> Path:
     config = {
         "name": name, "seed": 5, "output_dir": str(tmp / name),
         "task": {"name": "parity", "params": {"length": 4}},
@@ -33,7 +33,7 @@ def campaign_file(tmp: Path, name: str, *, evaluations: int = 24, tracking_uri: 
         "evaluation": {"steps": 5},
         "budget": {"evaluations": evaluations},
         "workers": {"backend": backend, "evaluate_fn": FAKE, "timeout_s": 60},
-        "tracking": {"uri": tracking_uri, "checkpoints": "elites", "retry_after_s": 2},
+        "tracking": {"uri": tracking_uri, "checkpoints": "elites", "retry_after_s": 2, "consumers": consumers},
         "snapshot_every": 4, "plot_every_s": 5,
     }
     path = tmp / f"{name}.yaml"

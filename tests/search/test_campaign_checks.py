@@ -102,3 +102,16 @@ def test_the_folder_of_a_sqlite_store_is_checked_too(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^--dir = '/proc/ctmevo-x': allowed is a directory"):
         check_places(good, source="c.yaml", directory=Path("/proc/ctmevo-x"), field="--dir")
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(("consumers", "budget", "process"), [
+    ("auto", {"evaluations": 6}, False), ("auto", {"evaluations": 10_001}, True), ("auto", {}, True),
+    ("auto", {"steps": 1000}, False), ("thread", {}, False), ("process", {"evaluations": 6}, True)])
+def test_where_the_consumers_run(tmp_path: Path, consumers: str, budget: dict, process: bool) -> None:
+    from search.campaign.sidecar import command
+
+    cfg = parse_campaign_config(config(tmp_path, budget=budget, tracking={"consumers": consumers}))
+    assert cfg.tracking.consumers_process(cfg.budget) is process
+    assert (command(cfg, tmp_path) is not None) is process
+    with pytest.raises(ConfigError, match=r"tracking\.consumers.*'threads'.*'auto', 'thread' or 'process'"):
+        parse_campaign_config(config(tmp_path, tracking={"consumers": "threads"}))

@@ -48,8 +48,9 @@ def test_server_outage_mid_campaign_loses_nothing_and_duplicates_nothing(tmp_pat
         server.stop()
 
 
-def test_an_unreachable_server_at_start_is_a_clear_error(tmp_path):
-    path = campaign_file(tmp_path, "dead", evaluations=2, tracking_uri="http://127.0.0.1:9")
+@pytest.mark.parametrize("consumers", ["thread", "process"])
+def test_an_unreachable_server_at_start_is_a_clear_error(tmp_path, consumers):
+    path = campaign_file(tmp_path, "dead", evaluations=2, tracking_uri="http://127.0.0.1:9", consumers=consumers)
     out = subprocess.run([sys.executable, "-m", "search.cli", "run", str(path)], capture_output=True, text=True,
                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert out.returncode == 2

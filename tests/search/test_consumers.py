@@ -87,3 +87,57 @@ def test_a_crashing_consumer_does_not_stop_dispatch_and_is_restarted(tmp_path: P
     hashes = _hashes(campaign.paths.root)
     runs = child_runs(f"sqlite:///{campaign.paths.mlflow_db}", campaign.campaign_id)
     assert sorted(r.data.tags["ctmevo.genome_hash"] for r in runs) == hashes  # restarted, then caught up
+
+
+def _sidecar(parent: int) -> int | None:
+    """The consumers' process of the driver ``parent`` (``tracking.consumers: process``), if it runs."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if ppid == parent and b"search.campaign.sidecar" in (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+            except (OSError, IndexError, ValueError):
+                continue
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except OSError:
+        return False
+
+
+def test_consumers_in_their_own_process_leave_with_a_killed_driver_and_resume_sends_each_result_once(
+        tmp_path: Path) -> None:
+    path = campaign_file(tmp_path, "side", evaluations=30, consumers="process")
+    directory = tmp_path / "side"
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path)], cwd=ROOT, env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    sidecar = None
+    try:
+        while (len(results_in(directory)) < 8 or sidecar is None) and time.monotonic() < deadline \
+                and proc.poll() is None:
+            sidecar = sidecar or _sidecar(proc.pid)
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert sidecar is not None, "tracking.consumers: process runs MLflow and the pictures in a child process"
+    done = len(results_in(directory))
+    assert 8 <= done < 30
+    gone_by = time.monotonic() + 20
+    while _alive(sidecar) and time.monotonic() < gone_by:
+        time.sleep(0.1)
+    assert not _alive(sidecar), "the consumers' process outlived its driver"
+
+    out = ctmevo("resume", str(directory))
+    assert out.returncode == 0, out.stderr
+    hashes = _hashes(directory)
+    assert len(hashes) == len(set(hashes)) == 30
+    runs = child_runs(f"sqlite:///{directory / 'mlflow.db'}", Campaign.open(directory).campaign_id)
+    assert sorted(r.data.tags["ctmevo.genome_hash"] for r in runs) == hashes  # each once, none lost
+    assert read_json(directory / "consumers" / "mlflow.json")["results"] == 30
+    assert (directory / "plots" / "archive.png").is_file()  # the pictures ran in the child too

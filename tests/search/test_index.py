@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -194,3 +196,10 @@ def test_the_pictures_read_the_same_genomes_from_the_index_as_from_the_whole_jou
         assert ranked == [r.genome.hash for r in analysis._shown(list(by_hash.values()))]
         monkeypatch.setattr(analysis, "GENES_SHOWN", 1002)  # the 1,000 best, then 2 spread over the rest
         assert len(analysis.genes_sample(list(range(1100)))) == 1002
+
+
+def test_status_and_the_index_import_no_mlflow() -> None:
+    """``ctmevo status`` answers from the index in a fraction of a second: importing MLflow alone takes ~1.4 s."""
+    code = ("import sys, search.views.summary, search.views.index, search.views.lookups; "
+            "bad = [m for m in sys.modules if m == 'mlflow' or m.startswith('mlflow.')]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
