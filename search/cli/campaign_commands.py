@@ -15,9 +15,21 @@ if TYPE_CHECKING:
     from search.lineage import LineageGraph
 
 
+def _best_of(campaign: Campaign) -> dict | None:
+    """The campaign's best genome as ``ctmevo status`` ranks it, from its index (not the whole journal)."""
+    from search.views.index import CampaignIndex
+
+    index = CampaignIndex(campaign.paths.root, campaign.campaign_id)
+    try:
+        index.update()
+        best = index.best(1)
+    finally:
+        index.close()
+    return best[0] if best else None
+
+
 def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
     from search.errors import CampaignStorageError, SearchError
-    from search.records import standings
     from search.tracking.errors import TrackingURIError
     from workers import ClusterUnreachable, PoolDisconnected, WorkersConfigError
 
@@ -49,17 +61,16 @@ def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
         say(f"\nStopped after {campaign.progress.done} evaluations; the state is saved.\n"
             f"Continue with:  ctmevo resume {root}")
         return 130
-    ranking = standings(campaign.records)
-    best = ranking[0] if ranking else None
+    best = _best_of(campaign)
     uri = campaign.tracking_uri
     say(f"\nCampaign '{campaign.config.name}' finished: {campaign.progress.done} evaluations "
         f"({campaign.progress.failures} failed) in {campaign.progress.elapsed_s:.0f} s.")
     say(f"  campaign directory : {root}")
     if best is not None:
-        h = best.record.genome.hash
-        how = f" (mean of {best.seeds} seeds, rung {best.rung})" if best.seeds > 1 else (
-            f" (rung {best.rung})" if len(campaign.jobs.rungs) > 1 else "")
-        say(f"  best genome        : {h}  fitness {best.value:.4f}{how}  (ctmevo lineage {h} --campaign {root})")
+        h, seeds, rung = best["hash"], best["seeds"], best["rung"]
+        how = f" (mean of {seeds} seeds, rung {rung})" if seeds > 1 else (
+            f" (rung {rung})" if len(campaign.jobs.rungs) > 1 else "")
+        say(f"  best genome        : {h}  fitness {best['fitness']:.4f}{how}  (ctmevo lineage {h} --campaign {root})")
     say(f"  archive picture    : {campaign.paths.plots / 'archive.png'}")
     say(f"  archive table      : {campaign.paths.archive_csv}")
     if uri.startswith("sqlite:///"):
