@@ -15,22 +15,10 @@ if TYPE_CHECKING:
     from search.lineage import LineageGraph
 
 
-def _best_of(campaign: Campaign) -> dict | None:
-    """The campaign's best genome as ``ctmevo status`` ranks it, from its index (not the whole journal)."""
-    from search.views.index import CampaignIndex
-
-    index = CampaignIndex(campaign.paths.root, campaign.campaign_id)
-    try:
-        index.update()
-        best = index.best(1)
-    finally:
-        index.close()
-    return best[0] if best else None
-
-
 def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
     from search.errors import CampaignStorageError, SearchError
     from search.tracking.errors import TrackingURIError
+    from search.views.summary import best_genome
     from workers import ClusterUnreachable, PoolDisconnected, WorkersConfigError
 
     root = campaign.paths.root
@@ -61,7 +49,7 @@ def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
         say(f"\nStopped after {campaign.progress.done} evaluations; the state is saved.\n"
             f"Continue with:  ctmevo resume {root}")
         return 130
-    best = _best_of(campaign)
+    best = best_genome(root, campaign.campaign_id)
     uri = campaign.tracking_uri
     say(f"\nCampaign '{campaign.config.name}' finished: {campaign.progress.done} evaluations "
         f"({campaign.progress.failures} failed) in {campaign.progress.elapsed_s:.0f} s.")
