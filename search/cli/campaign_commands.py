@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
     from search.errors import CampaignStorageError, SearchError
     from search.tracking.errors import TrackingURIError
-    from search.views.summary import best_genome
+    from search.views.summary import summarise
     from workers import ClusterUnreachable, PoolDisconnected, WorkersConfigError
 
     root = campaign.paths.root
@@ -49,7 +49,7 @@ def _run_campaign(campaign: Campaign, *, offline: bool) -> int:
         say(f"\nStopped after {campaign.progress.done} evaluations; the state is saved.\n"
             f"Continue with:  ctmevo resume {root}")
         return 130
-    best = best_genome(root, campaign.campaign_id)
+    best = next(iter(summarise(root, top=1).best), None)  # as `ctmevo status` ranks it, from the index
     uri = campaign.tracking_uri
     say(f"\nCampaign '{campaign.config.name}' finished: {campaign.progress.done} evaluations "
         f"({campaign.progress.failures} failed) in {campaign.progress.elapsed_s:.0f} s.")

@@ -25,7 +25,7 @@ from search.records import rank
 from search.views.index import CampaignIndex, journaled_cost
 from search.views.progress import spent_text
 
-__all__ = ["Summary", "best_genome", "summarise"]
+__all__ = ["Summary", "summarise"]
 
 SHOWN_METRICS = ("best_fitness", "best_mean_fitness", "best_seeds", "best_rung", "coverage", "qd_score", "archive_size",
                  "train_steps_spent")
@@ -181,14 +181,3 @@ def _last_metrics(path: Path, strategy: str) -> dict[str, float]:
         keys = SHOWN_METRICS + (NOVELTY_METRICS if strategy in ("novelty", "nslc") else ())
         return {k: float(point[k]) for k in keys if isinstance(point.get(k), (int, float))}
     return {}
-
-
-def best_genome(root: Path, campaign_id: str) -> dict[str, Any] | None:
-    """A campaign's best genome as ``ctmevo status`` ranks it (:meth:`CampaignIndex.best`), from its index brought
-    up to date: the end of ``ctmevo run`` names it without reading the whole journal."""
-    index = CampaignIndex(root, campaign_id)
-    try:
-        index.update()
-        return next(iter(index.best(1)), None)
-    finally:
-        index.close()
