@@ -22,10 +22,10 @@ from ctm.result import EvalBudget, TaskSpec, increasing_steps
 from genome import GenomeError, GenomeSpace
 from genome.errors import quoted
 from genome.textio import FileReadError, load_yaml_file
-from search.descriptors import make_descriptors
+from search.descriptors import Descriptor, make_descriptors
 from search.errors import ConfigError, FieldError
 from search.paths import directory_problem
-from search.strategies import make_strategy
+from search.strategies import Strategy, make_strategy
 from workers import WorkersConfig
 
 MAX_NAME_CHARS = 191  # the campaign id "<name>-xxxxxxxx" is at most 200 characters (MLflow run names and tags)
@@ -243,6 +243,15 @@ class CampaignConfig(_Section):
     def space(self) -> GenomeSpace:
         return GenomeSpace.from_config(self.genome_space)
 
+    def searcher(self) -> tuple[GenomeSpace, list[Descriptor], Strategy]:
+        """The genome space, the archive's descriptors and a fresh strategy this file describes (a campaign
+        restores the strategy's state from its journal; validation and the consumers' process only build it)."""
+        space = self.space()
+        descriptors = make_descriptors(self.descriptors, field="descriptors", space=space)
+        return space, descriptors, make_strategy(self.strategy.name, space=space, seed=self.seed,
+                                                 descriptors=descriptors, settings=dict(self.strategy.settings),
+                                                 field="strategy")
+
     def directory(self, base: Path | None = None) -> Path:
         path = Path(self.output_dir) if self.output_dir else Path("campaigns") / self.name
         return path if path.is_absolute() or base is None else base / path
@@ -383,9 +392,7 @@ def validate_components(config: CampaignConfig, *, source: str) -> None:
                 except (ValueError, TypeError) as exc:
                     raise ValueError(f"open_ended.axes.{name} = [{axis.min}, {axis.max}]: the task with {name} = "
                                      f"{end} cannot be built ({exc}); allowed is a range the task accepts") from None
-        descriptors = make_descriptors(config.descriptors, field="descriptors", space=config.space())
-        make_strategy(config.strategy.name, space=config.space(), seed=config.seed, descriptors=descriptors,
-                      settings=dict(config.strategy.settings), field="strategy")
+        config.searcher()
         WorkersConfig.from_dict(config.workers)
     except (ValueError, TypeError, ImportError) as exc:
         raise ConfigError(f"{source}: {exc}") from None

@@ -51,12 +51,10 @@ from search.campaign.repair import WeightRepair, kept_weights
 from search.campaign.rungs import JobKey, RungScheduler
 from search.campaign.signals import Interrupts, deferred_interrupts
 from search.campaign.state import STATE_VERSION, ResumePoint
-from search.descriptors import make_descriptors
 from search.errors import CampaignError, CampaignStorageError
 from search.journal import Journal, read_json, write_atomic
 from search.paths import CampaignPaths, default_tracking_uri, lock_campaign
 from search.records import EvaluationRecord
-from search.strategies import Strategy, make_strategy
 from search.views.lookups import indexed_genome
 from search.views.progress import Progress, spent_text
 from search.views.reporter import CampaignReporter, Reporter
@@ -77,11 +75,7 @@ class Campaign:
         self.config = config
         self.paths = CampaignPaths(Path(directory))
         self.campaign_id = campaign_id
-        self.space = config.space()
-        self.descriptors = make_descriptors(config.descriptors, field="descriptors", space=self.space)
-        self.strategy: Strategy = make_strategy(
-            config.strategy.name, space=self.space, seed=config.seed, descriptors=self.descriptors,
-            settings=dict(config.strategy.settings), field="strategy")
+        self.space, self.descriptors, self.strategy = config.searcher()
         self.workers_config = WorkersConfig.from_dict(config.workers)
         self.journal = Journal(self.paths.journal)
         self.progress = Progress(budget=config.budget.evaluations)

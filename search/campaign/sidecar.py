@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from search.campaign.config import CampaignConfig, load_campaign_config
-from search.descriptors import Descriptor, make_descriptors
+from search.descriptors import Descriptor
 from search.journal import read_json
 from search.paths import CampaignPaths, default_tracking_uri
-from search.strategies import Strategy, make_strategy
+from search.strategies import Strategy
 from search.views.progress import Progress
 
 __all__ = ["ConsumerView", "command"]
@@ -48,10 +48,7 @@ class ConsumerView:
     def open(cls, directory: Path) -> ConsumerView:
         paths = CampaignPaths(directory)
         config = load_campaign_config(paths.config)
-        space = config.space()
-        descriptors = make_descriptors(config.descriptors, field="descriptors", space=space)
-        strategy = make_strategy(config.strategy.name, space=space, seed=config.seed, descriptors=descriptors,
-                                 settings=dict(config.strategy.settings), field="strategy")
+        _, descriptors, strategy = config.searcher()
         return cls(config=config, paths=paths, campaign_id=read_json(paths.meta)["campaign_id"],
                    progress=Progress(budget=config.budget.evaluations), strategy=strategy, descriptors=descriptors)
 
