@@ -165,6 +165,9 @@ def serve(make_runners: Callable[[], list[ConsumerRunner]], *, stdin: IO[str] = 
             out.write(json.dumps(message) + "\n")
             out.flush()
 
+    def tell(some: list[ConsumerRunner]) -> None:
+        say({"runners": {r.name: {"done": r.done, "error": r.error, "finished": r.finished.is_set()} for r in some}})
+
     try:
         runners = make_runners()
     except Exception as exc:
@@ -179,8 +182,7 @@ def serve(make_runners: Callable[[], list[ConsumerRunner]], *, stdin: IO[str] = 
     def report() -> None:
         while True:
             ended.wait(STATUS_EVERY_S)
-            say({"runners": {r.name: {"done": r.done, "error": r.error, "finished": r.finished.is_set()}
-                             for r in runners}})
+            tell(runners)
             if ended.is_set():
                 return
 
@@ -195,7 +197,7 @@ def serve(make_runners: Callable[[], list[ConsumerRunner]], *, stdin: IO[str] = 
             continue
         runner.stop(status=message["status"], final=bool(message["final"]), timeout=None,
                     give_up_after=message.get("give_up_after"))
-        say({"runners": {runner.name: {"done": runner.done, "error": runner.error, "finished": True}}})
+        tell([runner])  # finished: stop() without a timeout returns when its thread has ended
     started = time.monotonic()
     for runner in runners:  # the driver went away (or is done): stop where they are
         if not runner.finished.is_set():
