@@ -16,10 +16,11 @@ already holds an evaluation's ``ctmevo.result_index`` is not written twice (see 
 from __future__ import annotations
 
 import concurrent.futures
+import secrets
 import shutil
+import time
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,14 @@ def make_writer(client: MlflowClient, uri: str) -> Writer:
     return ClientWriter(client)
 
 
+def time_ordered_id() -> str:
+    """A new run id (32 hex digits) that sorts by creation time: 48 bits of Unix milliseconds, then 80 random
+    bits, the layout of a UUIDv7. Every table of MLflow's schema is keyed or indexed by run id, so uuid4 ids put
+    each insert on a random page of each index, and once the indexes outgrow the database's page cache every
+    batch reads pages from disk: the write rate fell as the store grew. Time-ordered ids append."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+
+
 def _local_dir(artifact_uri: str) -> Path | None:
     parsed = urllib.parse.urlparse(artifact_uri)
     if parsed.scheme == "file":
@@ -114,7 +123,7 @@ class SqlWriter:
             session.execute(sa.text("ANALYZE"))
 
     def new_run_id(self, experiment_id: str, run_name: str, start_ms: int, tags: dict[str, str]) -> str:
-        return uuid.uuid4().hex  # the run itself is inserted with its batch
+        return time_ordered_id()  # the run itself is inserted with its batch
 
     def _artifact_uri(self, experiment_id: str, run_id: str) -> str:
         if experiment_id not in self._artifact_roots:
