@@ -1,6 +1,10 @@
 """A campaign of many no-op evaluations, measured as it grows: does anything get slower or bigger per evaluation?
 
-    python benchmarks/campaign_scale.py [--n 100000] [--workdir DIR]      # resumable: run it again to go on
+    python benchmarks/campaign_scale.py [--n 100000] [--workdir DIR] [--postgres]   # resumable: run it again
+
+``--postgres``: the campaign's MLflow store is a PostgreSQL database instead of sqlite (Debian's ``postgresql``
+package and the ``postgres`` extra; a throwaway server on 127.0.0.1 whose data stays in the workdir, started and
+stopped by this script), written directly by the campaign's SQL writer as ``tracking.uri: postgresql://…``.
 
 Runs ``ctmevo run`` (MAP-Elites, embedded Ray with 2 CPUs, the no-op evaluation, MLflow on the campaign's sqlite
 store) in ``--workdir`` (default ``benchmarks/work/scale-N``); if a campaign is already there, ``ctmevo resume``
@@ -66,13 +70,14 @@ def _results(journal: Path) -> int:
         return sum(line.startswith(b'{"event":"result"') for line in fh)
 
 
-def run(directory: Path, config: Path, samples: list[tuple[int, float, float]], lags: list[int]) -> int:
+def run(directory: Path, config: Path, samples: list[tuple[int, float, float]], lags: list[int], *,
+        cwd: Path = ROOT) -> int:
     """``ctmevo run`` (or ``resume``) with its memory sampled every second as (journal bytes so far, the
     driver's RSS MiB, the consumers' process's RSS MiB)."""
     args = ["resume", str(directory)] if (directory / "campaign.json").exists() else ["run", str(config), "--fresh"]
     print(f"ctmevo {' '.join(args)}", flush=True)
     proc = subprocess.Popen([sys.executable, "-m", "search.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env(), cwd=ROOT)
+                            stderr=subprocess.STDOUT, text=True, env=env(), cwd=cwd)
     done = threading.Event()
 
     def sample() -> None:
@@ -111,18 +116,38 @@ def _restore_s(directory: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000, help="no-op evaluations (default 100,000)")
-    parser.add_argument("--workdir", type=Path, default=None, help="default: benchmarks/work/scale-N")
+    parser.add_argument("--workdir", type=Path, default=None, help="default: benchmarks/work/scale-N[-postgres]")
+    parser.add_argument("--postgres", action="store_true", help="MLflow's store on PostgreSQL instead of sqlite")
     args = parser.parse_args()
-    workdir = (args.workdir or ROOT / "benchmarks" / "work" / f"scale-{args.n}").resolve()
+    name = f"scale-{args.n}" + ("-postgres" if args.postgres else "")
+    workdir = (args.workdir or ROOT / "benchmarks" / "work" / name).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     directory, config = workdir / "campaign", workdir / "scale.yaml"
-    config.write_text(CAMPAIGN.format(directory=directory, strategy="map_elites", evaluations=args.n, descriptors=(
-        "[{name: ticks, bins: 8, range: [1, 17]}, {name: memory_length, bins: 8, range: [1, 9]}]")))
+    text = CAMPAIGN.format(directory=directory, strategy="map_elites", evaluations=args.n, descriptors=(
+        "[{name: ticks, bins: 8, range: [1, 17]}, {name: memory_length, bins: 8, range: [1, 9]}]"))
+    postgres = None
+    if args.postgres:
+        sys.path.insert(0, str(ROOT))
+        from tests.e2e.postgres import Postgres, postgres_binaries
+
+        if postgres_binaries() is None:
+            sys.exit("--postgres needs PostgreSQL's server (Debian: apt-get install -y postgresql)")
+        postgres = Postgres(workdir / "postgres").start()
+        text += f"tracking: {{uri: '{postgres.uri}'}}\n"
+    config.write_text(text)
+    try:
+        measure(args.n, workdir, directory, config, postgres.uri if postgres else None)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+def measure(n_wanted: int, workdir: Path, directory: Path, config: Path, uri: str | None) -> None:
     journal = directory / "journal.jsonl"
     samples: list[tuple[int, float, float]] = []
     lags: list[int] = []
-    if not journal.exists() or _results(journal) < args.n:
-        code = run(directory, config, samples, lags)
+    if not journal.exists() or _results(journal) < n_wanted:
+        code = run(directory, config, samples, lags, cwd=workdir)  # a database store's artifacts: ./mlruns there
         if code != 0:
             sys.exit(f"ctmevo stopped with exit {code}; run this script again to carry on")
     ends = [json.loads(line)["record"]["finished_at"] for line in journal.open("rb")
@@ -156,7 +181,7 @@ def main() -> None:
     print(f"  MLflow lag: largest seen {max(lags, default=0):,} record(s), at the end of dispatch "
           f"{finish['mlflow_behind_at_end']:,}, caught up {finish['drain_s']:.1f} s later, left unsent "
           f"{finish['mlflow_left']}  (target <= 1,000)")
-    print(f"  store: {store_figures(directory, n)}")
+    print(f"  store: {store_figures(directory, n, uri, workdir / 'mlruns' if uri else None)}")
     print(f"  ctmevo status {status_s:.2f} s, lineage {lineage_s:.2f} s, resume (budget spent) {resume_s:.2f} s  "
           "(targets 1 / 1 / 5 s)")
     print(f"  restoring the campaign (what a resume with budget left does before its first dispatch, Ray's start "

@@ -100,20 +100,31 @@ def rates(journal: Path) -> tuple[float, float, float, float]:
     return ((n - 1) / span, tenth / (ends[tenth] - ends[0]), tenth / (ends[-1] - ends[-tenth - 1]), span)
 
 
-def store_figures(directory: Path, evaluations: int) -> str:
-    """The store's size per evaluation and the time of the runs table's query (sqlite, in-process)."""
+def store_figures(directory: Path, evaluations: int, uri: str | None = None, artifacts: Path | None = None) -> str:
+    """The store's size per evaluation and the time of the runs table's query, in-process: the campaign's sqlite
+    store, or ``uri`` (a ``postgresql://`` database, its artifacts in ``artifacts``)."""
     from mlflow import MlflowClient
 
     db = directory / "mlflow.db"
-    artifacts = sum(p.stat().st_size for p in (directory / "mlartifacts").rglob("*") if p.is_file())
-    client = MlflowClient(f"sqlite:///{db}")
+    folder = artifacts or directory / "mlartifacts"
+    files = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    client = MlflowClient(uri or f"sqlite:///{db}")
+    if uri:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(uri)
+        with engine.connect() as connection:
+            size = connection.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one()
+        engine.dispose()
+    else:
+        size = db.stat().st_size
     experiments = [e.experiment_id for e in client.search_experiments()]
     started = time.monotonic()
     client.search_runs(experiments, "tags.`ctmevo.kind` = 'evaluation'", order_by=["metrics.`rank_score` DESC"],
                        max_results=100)
     query = time.monotonic() - started
-    return (f"database {db.stat().st_size / 2**20:,.1f} MiB ({db.stat().st_size / evaluations / 1024:,.1f} KiB per "
-            f"evaluation; target <= 2 KiB), artifacts {artifacts / 2**20:,.1f} MiB; runs-table query {query:.2f} s")
+    return (f"database {size / 2**20:,.1f} MiB ({size / evaluations / 1024:,.1f} KiB per evaluation; target <= 2 KiB), "
+            f"artifacts {files / 2**20:,.1f} MiB; runs-table query {query:.2f} s")
 
 
 def ray_tune_rate(trials: int, workdir: Path) -> float | None:

@@ -33,10 +33,17 @@ def postgres_binaries() -> Path | None:
 class Postgres:
     """``start()`` → :attr:`uri` (``postgresql://postgres@127.0.0.1:PORT/mlflow``); ``stop()`` by pid, then its
     folder (a fresh one under the system's temp dir: pytest's own folders are closed to the ``postgres`` user)
-    is deleted."""
+    is deleted. With ``root`` (a folder the ``postgres`` user can reach), the database lives there and is kept:
+    a later ``start()`` serves it again (a benchmark that is stopped and run again)."""
 
-    def __init__(self) -> None:
-        self.root, self.port = Path(tempfile.mkdtemp(prefix="ctmevo-pg-")), free_port()
+    def __init__(self, root: Path | None = None) -> None:
+        self.keep = root is not None
+        self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="ctmevo-pg-"))
+        kept = self.root / "port"  # a kept database keeps its address (campaigns name it in their files)
+        self.port = int(kept.read_text()) if self.keep and kept.is_file() else free_port()
+        if self.keep:
+            self.root.mkdir(parents=True, exist_ok=True)
+            kept.write_text(str(self.port))
         self.bin = postgres_binaries()
         self._proc: subprocess.Popen | None = None
         self.uri = f"postgresql://postgres@127.0.0.1:{self.port}/mlflow"
@@ -50,10 +57,12 @@ class Postgres:
         self.root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
-        made = subprocess.run(self._as_postgres([str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U",
-                                                 "postgres", "--no-sync"]), capture_output=True, text=True)
-        if made.returncode != 0:
-            raise RuntimeError(f"initdb failed: {made.stderr.strip()[-1000:]}")
+        fresh = not (data / "PG_VERSION").exists()
+        if fresh:
+            made = subprocess.run(self._as_postgres([str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U",
+                                                     "postgres", "--no-sync"]), capture_output=True, text=True)
+            if made.returncode != 0:
+                raise RuntimeError(f"initdb failed: {made.stderr.strip()[-1000:]}")
         log = (self.root / "server.log").open("ab")
         self._proc = subprocess.Popen(self._as_postgres([
             str(self.bin / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(self.port), "-k",
@@ -67,8 +76,9 @@ class Postgres:
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"PostgreSQL did not start: {(self.root / 'server.log').read_text()[-2000:]}")
             time.sleep(0.2)
-        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c",
-                        "CREATE DATABASE mlflow"], check=True, capture_output=True)
+        if fresh:
+            subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c",
+                            "CREATE DATABASE mlflow"], check=True, capture_output=True)
         return self
 
     def stop(self) -> None:
@@ -79,4 +89,5 @@ class Postgres:
             except subprocess.TimeoutExpired:
                 os.killpg(self._proc.pid, signal.SIGKILL)
                 self._proc.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
