@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
 import uuid
@@ -18,6 +19,21 @@ from search.tracking import lineage
 from search.tracking.archiver import MlflowArchiver, TrackingUnavailable, TrackingURIError
 from search.tracking.writers import ClientWriter, SqlWriter
 from tests.search.mlflow_helpers import MlflowServer, free_port, make_record
+
+
+def test_sql_run_ids_follow_the_order_runs_were_made(sqlite_uri: str, campaign: str) -> None:
+    """Run ids of a SQL store sort by creation (every table is keyed by run id: inserts append, not scatter)."""
+    archiver = _archiver(sqlite_uri, campaign)
+    assert isinstance(archiver._writer, SqlWriter)
+    records = [make_record(Genome(ticks=1 + i), campaign=campaign, birth=i) for i in range(12)]
+    for i in range(0, 12, 4):
+        archiver.write_results(list(enumerate(records))[i:i + 4])
+        time.sleep(0.002)  # the next batch in a later millisecond
+    ids = [archiver.run_id_of(r.genome.hash) for r in records]
+    batches = [ids[i:i + 4] for i in range(0, 12, 4)]
+    assert all(max(a) < min(b) for a, b in itertools.pairwise(batches))  # later batches sort after
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert {r.info.run_id for r in _evaluation_runs(MlflowClient(sqlite_uri), archiver)} == set(ids)
 
 
 class Crash(BaseException):
