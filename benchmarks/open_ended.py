@@ -1,6 +1,6 @@
 """Open-ended search against direct search on the hardest task the open-ended campaign solved (issue 24).
 
-    .venv/bin/python benchmarks/open_ended.py --steps 40000 --seeds 3 --also 12   # about 45 minutes on 2 cores
+    .venv/bin/python benchmarks/open_ended.py --steps 40000 --seeds 3 --also 12   # about 55 minutes on 2 cores
 
 1. The open-ended example (``--config``, default ``experiments/open_ended_parity.yaml``) runs once per seed with a
    budget of ``--steps`` training steps (everything: task campaigns, screens, transfers), without MLflow.
