@@ -25,6 +25,8 @@ from search.views.progress import Progress
 
 __all__ = ["ConsumerView", "command"]
 
+POLL_S = 0.2  # how often MLflow's consumer looks at the journal here (no loop wakes it): the store stays close behind
+
 
 def command(config: CampaignConfig, root: Path) -> list[str] | None:
     """The command that runs ``root``'s consumers in their own process, or ``None`` for threads of the driver."""
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("directory", type=Path, help="the campaign directory")
     parser.add_argument("--offline-ok", action="store_true", help="start even if the tracking store is away")
     args = parser.parse_args(argv)
-    return serve(lambda: consumer_runners(ConsumerView.open(args.directory), offline_ok=args.offline_ok))
+    return serve(lambda: consumer_runners(ConsumerView.open(args.directory), offline_ok=args.offline_ok,
+                                          poll_s=POLL_S))
 
 
 if __name__ == "__main__":

@@ -56,10 +56,12 @@ class ConsumerRunner:
     """One consumer on its own thread, following the campaign's journal and metrics files."""
 
     def __init__(self, name: str, make: Callable[[], Consumer], *, journal: Path, metrics: Path,
-                 cursor: Path | None, tick_every_s: float = 1.0, first_wait_s: float = FIRST_WAIT_S) -> None:
+                 cursor: Path | None, tick_every_s: float = 1.0, first_wait_s: float = FIRST_WAIT_S,
+                 poll_s: float | None = None) -> None:
         self.name, self._make = name, make
         self._journal_path, self._metrics_path, self._cursor_path = journal, metrics, cursor
         self.tick_every_s = tick_every_s
+        self.poll_s = tick_every_s if poll_s is None else poll_s  # unless woken: a runner no loop wakes polls
         self.first_wait_s = first_wait_s
         saved = read_json(cursor) if cursor is not None and cursor.is_file() else {}
         self.done = int(saved.get("results", 0))  # results handled (durably, for a durable consumer)
@@ -195,7 +197,7 @@ class ConsumerRunner:
             if stopping:
                 return
             self.error = None
-            self._wake.wait(self.tick_every_s)
+            self._wake.wait(self.poll_s)
             self._wake.clear()
 
     def _deliver(self, consumer: Consumer, batch: list[tuple[int, EvaluationRecord]], journal_offset: int,

@@ -102,7 +102,8 @@ def mlflow_archiver(campaign: CampaignView) -> Any:
                           flat=c.config.evaluation.flat, lookup=IndexLookup(c.paths.root, c.campaign_id))
 
 
-def mlflow_runner(campaign: CampaignView, archiver: Any, *, first_wait_s: float | None = None) -> ConsumerRunner:
+def mlflow_runner(campaign: CampaignView, archiver: Any, *, first_wait_s: float | None = None,
+                  poll_s: float | None = None) -> ConsumerRunner:
     """A runner of the MLflow consumer with its durable cursor (``consumers/mlflow.json``)."""
     from search.views.observers import MlflowConsumer
 
@@ -120,15 +121,16 @@ def mlflow_runner(campaign: CampaignView, archiver: Any, *, first_wait_s: float 
 
     wait = campaign.config.tracking.retry_after_s if first_wait_s is None else first_wait_s
     runner = ConsumerRunner("mlflow", make, journal=campaign.paths.journal, metrics=campaign.paths.metrics,
-                            cursor=campaign.paths.consumer_cursor("mlflow"), first_wait_s=wait)
+                            cursor=campaign.paths.consumer_cursor("mlflow"), first_wait_s=wait, poll_s=poll_s)
     runner.consumer = consumer  # type: ignore[attr-defined]
     return runner
 
 
-def consumer_runners(campaign: CampaignView, *, offline_ok: bool) -> list[ConsumerRunner]:
+def consumer_runners(campaign: CampaignView, *, offline_ok: bool, poll_s: float | None = None) -> list[ConsumerRunner]:
     """The picture and MLflow consumers of ``campaign`` (not started; pictures first: their last refresh is
     uploaded by MLflow's). MLflow is connected first: an unreachable server raises
-    :class:`~search.tracking.errors.TrackingURIError` unless ``offline_ok`` (then the consumer retries)."""
+    :class:`~search.tracking.errors.TrackingURIError` unless ``offline_ok`` (then the consumer retries).
+    ``poll_s``: how often MLflow's runner looks at the journal when nothing wakes it (the consumers' process)."""
     from search.tracking.errors import TrackingUnavailable, TrackingURIError
     from search.views.observers import PictureConsumer
 
@@ -140,7 +142,7 @@ def consumer_runners(campaign: CampaignView, *, offline_ok: bool) -> list[Consum
         if not offline_ok:
             raise TrackingURIError(c.tracking_uri, str(exc)) from None
         log.warning("%s; the campaign runs and the records wait in its journal (ctmevo sync sends them)", exc)
-    mlflow = mlflow_runner(c, archiver)
+    mlflow = mlflow_runner(c, archiver, poll_s=poll_s)
     qd = getattr(c.strategy, "qd", None)
     mlflow_consumer = mlflow.consumer  # type: ignore[attr-defined]
     pictures = ConsumerRunner("pictures", lambda: PictureConsumer(

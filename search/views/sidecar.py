@@ -60,7 +60,7 @@ class RemoteRunner:
         pass  # started by the child
 
     def wake(self) -> None:
-        pass  # the child looks at the journal every second on its own
+        pass  # the child looks at the journal on its own (search.campaign.sidecar.POLL_S)
 
     def behind(self, results: int) -> int:
         return max(0, results - self.done)
