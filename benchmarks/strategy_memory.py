@@ -1,6 +1,7 @@
 """What each strategy keeps per told evaluation: does its memory grow with the campaign, and by how much?
 
     python benchmarks/strategy_memory.py [--n 12000] [--max-seconds 120] [--strategies map_elites,optuna_tpe,...]
+    python benchmarks/strategy_memory.py --strategies novelty:archive_max=1000     # NAME:SETTING=VALUE;...
 
 Each strategy is driven as a flat campaign drives it (one rung, one seed, so ``compact_history()`` is on where the
 strategy allows it: :mod:`search.strategies.history`) over the scale benchmark's genome space and descriptors,
@@ -26,6 +27,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from campaign_throughput import CAMPAIGN
@@ -42,12 +44,24 @@ def _result(genome: Genome, rng: np.random.Generator) -> EvalResult:
     return EvalResult(genome_hash=genome.hash, fitness=float(fitness), metrics={"val_accuracy": float(fitness)})
 
 
-def measure(name: str, n: int, config_path: Path, max_seconds: float) -> tuple[float, int, int, float]:
+def parse(spec: str) -> tuple[str, dict[str, object]]:
+    """``novelty:archive_max=1000;k=5`` → ("novelty", {"archive_max": 1000, "k": 5})."""
+    name, _, rest = spec.strip().partition(":")
+    settings = {}
+    for item in filter(None, rest.split(";")):
+        key, _, value = item.partition("=")
+        settings[key.strip()] = yaml.safe_load(value)
+    return name, settings
+
+
+def measure(spec: str, n: int, config_path: Path, max_seconds: float) -> tuple[float, int, int, float]:
     """(bytes per evaluation over the last four fifths, records kept, evaluations told, seconds)."""
     config = load_campaign_config(config_path)
     space = config.space()
     descriptors = make_descriptors(config.descriptors, field="descriptors", space=space)
-    strategy = make_strategy(name, space=space, seed=0, descriptors=descriptors, settings={}, field="strategy")
+    name, settings = parse(spec)
+    strategy = make_strategy(name, space=space, seed=0, descriptors=descriptors, settings=settings,
+                             field="strategy")
     strategy.compact_history()
     rng = np.random.default_rng(0)
     pending: list = []
@@ -83,10 +97,10 @@ def main() -> None:
         config.write_text(CAMPAIGN.format(directory=Path(tmp) / "c", strategy="map_elites", evaluations=args.n,
                                           descriptors="[{name: ticks, bins: 8, range: [1, 17]}, "
                                                       "{name: memory_length, bins: 8, range: [1, 9]}]"))
-        print(f"{'strategy':24} {'bytes/eval':>10} {'records kept':>13} {'told':>6} {'s':>6}", flush=True)
+        print(f"{'strategy':32} {'bytes/eval':>10} {'records kept':>13} {'told':>6} {'s':>6}", flush=True)
         for name in args.strategies.split(","):
             per, kept, told, seconds = measure(name.strip(), args.n, config, args.max_seconds)
-            print(f"{name:24} {per:10,.0f} {kept:13,} {told:6,} {seconds:6.1f}", flush=True)
+            print(f"{name:32} {per:10,.0f} {kept:13,} {told:6,} {seconds:6.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,11 @@ the descriptor values normalised to [0, 1] with ``behaviour: descriptors``).
 pyribs' ``ProximityArchive`` is not used: it measures novelty against the archive only (not population plus
 archive) and only decays its threshold, while Lehman & Stanley's threshold also rises with the admission rate.
 
-Memory grows with every evaluation: the novelty archive and every told record (about 1.1 KB per evaluation;
-docs/search.md, "Memory at scale").
+Memory grows with every evaluation (the novelty archive and every told record: about 1.1 KB per evaluation;
+docs/search.md, "Memory at scale") unless ``archive_max`` bounds the archive: when it is full, its oldest
+member leaves (first in, first out; bounded archives as studied by Gomes, Mariano & Christensen 2015). The
+strategy then reads only the population and the archive, so in a campaign without rungs or repeats it keeps
+only their records (:meth:`~search.strategies.history.History.compact_history`) and a hash per other genome.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class NoveltySearch(Strategy):
         "threshold_lower": Setting(kind=float, default=0.95, low=0.0, high=1.0, low_open=True, high_open=True,
                                    doc="factor lowering ρ_min after a window without admissions"),
         "threshold_min": Setting(kind=float, default=1e-6, low=0.0, doc="floor of ρ_min"),
+        "archive_max": Setting(kind=int, default=None, nullable=True, low=1, high=10_000_000,
+                               doc="novelty archive size cap, the oldest leaving first (null: unbounded)"),
         "behaviour": BEHAVIOUR_SETTING,
         **MUTATION_SETTINGS,
         "crossover_rate": Setting(kind=float, default=0.1, low=0.0, high=1.0,
@@ -89,6 +94,15 @@ class NoveltySearch(Strategy):
         self._behaviour_missing = 0
         self._scores: tuple[int, dict[str, tuple[float, float]]] | None = None
         self._version = 0
+
+    def compact_history(self) -> bool:
+        """Only with ``archive_max``: then what it reads (population and archive) is bounded."""
+        if self.settings["archive_max"] is not None and not self._told:
+            self._compact = True
+        return self._compact
+
+    def _retained(self) -> set[str]:
+        return super()._retained() | set(self.population) | set(self.novelty_archive)
 
     # -- behaviour and novelty ---------------------------------------------------------------------------
     def _pool(self) -> list[str]:
@@ -142,6 +156,11 @@ class NoveltySearch(Strategy):
         if admit:
             self.novelty_archive.append(rec.hash)
             self._window_admitted += 1
+            cap = s["archive_max"]
+            if cap is not None and len(self.novelty_archive) > cap:
+                oldest = self.novelty_archive.pop(0)
+                if oldest not in self.population:
+                    del self._behaviours[oldest]
         self._window.append(novelty)
         if len(self._window) >= s["threshold_window"]:
             self._adapt_threshold()

@@ -79,6 +79,24 @@ def test_novelty_threshold_adapts_to_the_admission_rate() -> None:
     assert 0.02 * BUDGET < m["novelty_archive_size"] < 0.8 * BUDGET
 
 
+def test_a_capped_novelty_archive_keeps_its_newest_members_and_still_explores() -> None:
+    strategy = make_strategy("novelty", space=SPACE, seed=0, descriptors=DESCRIPTORS, settings={"archive_max": 8})
+    landscape = L.Landscape(SPACE)
+    admitted: list[str] = []  # every genome that entered the archive, in order
+    sizes: list[int] = []
+
+    def watch(s: Strategy) -> None:
+        admitted.extend(h for h in s.novelty_archive if h not in admitted)
+        sizes.append(len(s.novelty_archive))
+
+    L.run(strategy, landscape.evaluate, budget=BUDGET, seed=0, on_tell=watch)
+    assert max(sizes) == 8 and len(admitted) > 8  # full, and members came and went
+    assert strategy.novelty_archive == admitted[-8:]  # first in, first out
+    assert set(strategy._behaviours) == set(strategy.population) | set(strategy.novelty_archive)
+    rnd = _run("random", 0)[1].behaviour_coverage()
+    assert landscape.behaviour_coverage() >= rnd + 0.25
+
+
 def test_regularized_evolution_beats_random_on_fitness() -> None:
     reg, rnd = _metric("regularized_evolution", "best_fitness"), _metric("random", "best_fitness")
     assert np.all(reg >= rnd + 0.1), (reg, rnd)

@@ -33,9 +33,10 @@ METRIC_KEYS = {"qd_score", "coverage", "archive_size", "novelty_archive_size", "
                "evaluations", "failures", "in_flight", "best_fitness"}
 
 
-def _make(name: str, seed: int = 0, space: GenomeSpace = SPACE, descriptors: list | None = None) -> Strategy:
+def _make(name: str, seed: int = 0, space: GenomeSpace = SPACE, descriptors: list | None = None,
+          **settings: object) -> Strategy:
     return make_strategy(name, space=space, seed=seed, descriptors=DESCRIPTORS if descriptors is None else
-                         descriptors, settings=FAST.get(name, {}))
+                         descriptors, settings={**FAST.get(name, {}), **settings})
 
 
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
@@ -212,29 +213,33 @@ def test_a_strategy_adopts_a_genome_it_did_not_propose(name: str) -> None:
 
 
 BOUNDED = [n for n in STRATEGY_NAMES if getattr(type(_make(n)), "BOUNDED_HISTORY", False)]
+CAPPED = {"novelty": {"archive_max": 15}, "nslc": {"archive_max": 15}}  # bounded by a setting
 
 
 def test_the_strategies_that_breed_from_an_archive_or_population_bound_their_history() -> None:
     assert {"map_elites", "cvt_map_elites", "random", "regularized_evolution", "dns"} <= set(BOUNDED)
     assert not {"surrogate_elites", "novelty", "optuna_tpe"} & set(BOUNDED)  # their state grows by nature
     assert not _make("optuna_tpe").compact_history()
+    assert not _make("novelty").compact_history()  # an unbounded novelty archive reads every told genome
+    assert all(_make(name, **cap).compact_history() for name, cap in CAPPED.items())
 
 
-@pytest.mark.parametrize("name", BOUNDED)
+@pytest.mark.parametrize("name", [*BOUNDED, *CAPPED])
 def test_a_compact_history_asks_the_same_genomes_in_bounded_memory(name: str, monkeypatch) -> None:
     """compact_history lets go of the records of told genomes it no longer reads: the asks, the metrics and the
     duplicate check are those of the full history; the records kept are bounded by the archive or population."""
     import search.strategies.history as history
 
     monkeypatch.setattr(history, "SWEEP_MIN", 40)
-    full, compact = _make(name), _make(name)
+    cap = CAPPED.get(name, {})
+    full, compact = _make(name, **cap), _make(name, **cap)
     assert compact.compact_history()
     landscape = L.Landscape(SPACE, fail_above=0.85)
     kept: list[tuple[int, int]] = []  # (records kept, records it needs: retained and the best) after each tell
     runs = [L.run(s, landscape.evaluate, budget=400, workers=4, seed=2, on_tell=lambda s: kept.append(
         (len(s._records), len(s._retained()) + 1)) if s is compact else None) for s in (full, compact)]
     assert [p.genome_hash for p in runs[0]] == [p.genome_hash for p in runs[1]]
-    assert full.metrics() == compact.metrics() and compact.evaluations == 400
+    assert _comparable(full.metrics(), name) == _comparable(compact.metrics(), name) and compact.evaluations == 400
     needed = 0
     for records, retained in kept:  # a sweep whenever the records double: at most twice what was ever needed
         needed = max(needed, retained)
@@ -245,12 +250,21 @@ def test_a_compact_history_asks_the_same_genomes_in_bounded_memory(name: str, mo
                                                      if compact.record(h) is not None]
     with pytest.raises(ValueError, match="compact history"):
         compact.state_dict()
-    again = _make(name)  # restored from a snapshot and the journal's log, as a campaign resumes
+    again = _make(name, **cap)  # restored from a snapshot and the journal's log, as a campaign resumes
     again.compact_history()
     again.load_state_dict(compact.state_dict(with_log=False),
                           log=[again.log_entry(r.proposal, landscape.evaluate(r.proposal.genome), r.values)
                                for r in full.evaluated()])
     assert again.metrics() == compact.metrics() and again.ask(5) == compact.ask(5)
+
+
+def _comparable(metrics: dict[str, float], name: str) -> dict[str, float]:
+    """A capped novelty search's population turns over within a few results, so a failed child's parent may be let
+    go before the failure is told: it then counts in ``failures.cell.unknown``, not near its parent's cell (the
+    counts by failure kind, and everything else, are those of the full history)."""
+    if name not in CAPPED:
+        return metrics
+    return {k: v for k, v in metrics.items() if not k.startswith("failures.cell.")}
 
 
 @pytest.mark.parametrize("name", [n for n in BOUNDED if getattr(type(_make(n)), "FULL_SNAPSHOT", False)])
