@@ -64,12 +64,18 @@ class History:
         """Keep in memory only the told records this strategy still needs (:meth:`_retained`: its archive or
         population, and the best genome); every other told genome is remembered by its hash alone (its duplicate
         check), and its record lives in the campaign's journal. Memory is then bounded by the archive, plus about
-        60 bytes per evaluation. Only where :attr:`BOUNDED_HISTORY`; a campaign asks for it when it has no fidelity
-        rungs or repeats (a promotion may pick any genome's record). Call it before anything is told; returns
-        whether it took effect. :meth:`record` and :meth:`evaluated` then answer for the retained genomes only."""
-        if self.BOUNDED_HISTORY and not self._told:
+        60 bytes per evaluation. Only where :meth:`_bounded` (:attr:`BOUNDED_HISTORY`); a campaign asks for it when
+        it has no fidelity rungs or repeats (a promotion may pick any genome's record). Call it before anything is
+        told; returns whether it took effect. :meth:`record` and :meth:`evaluated` then answer for the retained
+        genomes only."""
+        if self._bounded() and not self._told:
             self._compact = True
         return self._compact
+
+    def _bounded(self) -> bool:
+        """Whether what it proposes depends only on the records :meth:`_retained` names (a strategy whose bound
+        is a setting answers from it)."""
+        return self.BOUNDED_HISTORY
 
     def told(self, genome_hash: str) -> bool:
         """Whether ``genome_hash``'s result was told (also when its record was let go: :meth:`compact_history`)."""

@@ -95,11 +95,9 @@ class NoveltySearch(Strategy):
         self._scores: tuple[int, dict[str, tuple[float, float]]] | None = None
         self._version = 0
 
-    def compact_history(self) -> bool:
+    def _bounded(self) -> bool:
         """Only with ``archive_max``: then what it reads (population and archive) is bounded."""
-        if self.settings["archive_max"] is not None and not self._told:
-            self._compact = True
-        return self._compact
+        return self.settings["archive_max"] is not None
 
     def _retained(self) -> set[str]:
         return super()._retained() | set(self.population) | set(self.novelty_archive)
