@@ -163,7 +163,12 @@ class OpenEndedSection(_Section):
     criterion: tuple[float, float] = Field(default=(0.6, 0.95), description="minimal criterion: a candidate "
                                            "task is admitted when the best screened elite scores in [low, high)")
     reproduce: float = Field(default=0.8, description="a task may parent new tasks once its best reaches this")
-    max_active: int = Field(default=3, ge=1, le=64, description="active tasks at once; more retire the oldest")
+    max_active: int = Field(default=3, ge=1, le=64, description="active tasks at once; a new one retires the "
+                            "oldest solved task, else the stalled one that progressed least")
+    stall_rounds: int = Field(default=3, ge=0, description="an unsolved task whose best rose by less than "
+                              "stall_delta over its last stall_rounds slices is stalled: it may retire to make room "
+                              "and comes back if a later generation proposes it again (0: unsolved tasks stay)")
+    stall_delta: float = Field(default=0.01, ge=0, description="the rise of a task's best that is progress")
     slice: int = Field(default=8, ge=1, description="evaluations of each active task per round")
     new_tasks_every: int = Field(default=2, ge=1, description="rounds between two generations of candidates")
     candidates: int = Field(default=3, ge=1, le=32, description="candidate tasks per generation")

@@ -12,8 +12,10 @@ One round (r = 1, 2, ...), every step journaled (:mod:`.state`) so a stop anywhe
     generation   every ``new_tasks_every`` rounds: candidates mutated from tasks whose best reached
                  ``reproduce``; each is screened by fine-tuning the current elites on it; those that pass the
                  minimal criterion are admitted most novel first (:mod:`.tasks`; ties: the best screened
-                 score first), up to ``admit``; a full
-                 active set retires its oldest solved task (with none solved, no candidates are made)
+                 score first), up to ``admit``; a full active set retires its oldest solved task, else the
+                 stalled task (``stall_rounds`` slices without a rise of ``stall_delta``) that rose least, which
+                 comes back, archive and all, if a later generation proposes and admits it again (with no task
+                 solved or stalled, no candidates are made)
     round        the measures (ANNECS, hardest solved, transfers) go to the journal, the screen and MLflow
 
 Compute (``budget.steps``) counts every training step: the task campaigns, the screens and the transfers.
@@ -280,14 +282,15 @@ class OpenEnded:
     def _generation(self, r: int, pool: Pool) -> int:
         """New candidate tasks, screened and judged; returns how many candidates there were (-1: no room)."""
         oe = self.oe
-        if len(self.state.active) >= oe.max_active and not any(t.solved for t in self.state.active):
-            self._write({"event": "phase", "round": r, "phase": "generation"})  # no room: unsolved tasks stay
+        if len(self.state.active) >= oe.max_active and self._victim() is None:
+            self._write({"event": "phase", "round": r, "phase": "generation"})  # no room: unsolved tasks progress
             return -1
         rng = np.random.default_rng([self.config.seed, r, 20_261_206])
         parents = [t for t in self.state.active if t.best is not None and t.best >= oe.reproduce]
         elites = self._screen_elites()
         agents = sorted(e.agent for e in elites)
-        seen = {self._key(t.params) for t in self.state.tasks.values()}  # never a task again; a refused candidate
+        seen = {self._key(t.params) for t in self.state.tasks.values()  # never a task again (a stalled one may come
+                if t.status == "active" or t.solved}  # back); a refused candidate
         seen |= {self._key(c["params"]) for c in self.state.candidates  # only once the elites have changed
                  if sorted(c["scores"]) == agents and not (c["why"] or "").startswith(("passed", "no room"))}
         candidates: list[tuple[str, dict[str, Any]]] = []
@@ -332,7 +335,7 @@ class OpenEnded:
         for i, (parent, params) in enumerate(candidates):
             screens = self.state.screens.get(i, {})
             scores = {a: (s["fitness"] if s["fitness"] is not None else 0.0) for a, s in screens.items()}
-            seen = {t.id: t.scores for t in self.state.tasks.values()}
+            seen = {t.id: t.scores for t in self.state.tasks.values() if self._key(t.params) != self._key(params)}
             nov = rules.novelty(scores, seen, band, k=oe.novelty_k)  # type: ignore[arg-type]
             why = rules.verdict(list(scores.values()), band, nov, oe.novelty_min)  # type: ignore[arg-type]
             verdicts.append((i, parent, params, scores, nov, why))
@@ -350,31 +353,39 @@ class OpenEnded:
                      + f"; best screened {_fmt(max(scores.values(), default=None))}, novelty {_fmt(nov)}")
         for i in sorted(chosen):
             params = candidates[i][1]
-            if any(self._key(t.params) == self._key(params) for t in self.state.tasks.values()):
+            old = next((t for t in self.state.tasks.values() if self._key(t.params) == self._key(params)), None)
+            if old is not None and old.status == "active":
                 continue  # admitted before a stop
             if len(self.state.active) >= oe.max_active and not self._retire(r):
                 self._write({"event": "candidate", "round": r, "index": -1 - i, "params": params, "parent": None,
                              "scores": {}, "novelty": None, "admitted": False,
-                             "why": f"no room: {oe.max_active} active tasks, none solved"})
+                             "why": f"no room: {oe.max_active} active tasks, none solved or stalled"})
                 continue
             adopt = [dict(s, kind="screen") for s in self.state.screens.get(i, {}).values()
                      if s["fitness"] is not None]
+            if old is not None:  # a stalled task proposed again: its archive goes on, with the screened elites
+                self._write({"event": "revived", "task": old.id, "round": r, "adopt": adopt})
+                self.say(f"round {r}: {old.id} back (it had stalled at {_fmt(old.best)})")
+                continue
             task = rules.task_id(len(self.state.tasks) + 1, params, self.axes)
             self._write({"event": "task", "id": task, "params": params, "parent": candidates[i][0], "round": r,
                          "adopt": adopt})
             self.say(f"round {r}: new task {task}")
 
+    def _victim(self) -> tuple[TaskEntry, str] | None:
+        return self.state.victim(self.oe.stall_rounds, self.oe.stall_delta)
+
     def _retire(self, r: int) -> bool:
-        """Retire the oldest solved task to make room; ``False`` when none is solved (unsolved tasks stay)."""
-        solved = [t for t in self.state.active if t.solved]
-        if not solved:
+        """Retire :meth:`_victim` to make room; ``False`` when there is none (unsolved, progressing tasks stay)."""
+        chosen = self._victim()
+        if chosen is None:
             return False
-        victim = min(solved, key=lambda t: (t.round, t.id))
-        self._write({"event": "retired", "task": victim.id, "round": r, "why": "oldest solved task"})
+        victim, why = chosen
+        self._write({"event": "retired", "task": victim.id, "round": r, "why": why})
         self._open.pop(victim.id, None)
         if victim.id in self._reporters:
             self._reporters.pop(victim.id).end("FINISHED")
-        self.say(f"round {r}: {victim.id} retired (solved in round {victim.solved_round}; its archive stays)")
+        self.say(f"round {r}: {victim.id} retired ({why}; its archive stays)")
         return True
 
     def _key(self, params: dict[str, Any]) -> tuple[Any, ...]:

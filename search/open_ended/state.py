@@ -10,7 +10,8 @@ Events, in the order a round writes them (round r = 1, 2, ...):
   target campaign adopts it at its next slice).
 - ``screened``: one elite fine-tuned on one candidate task (written as each lands, so a stop loses none).
 - ``candidate``: a screened candidate's verdict: admitted, or why not.
-- ``retired``: a task leaves the active set (its archive stays on disk).
+- ``retired``: a task leaves the active set (its archive stays on disk): a solved one, or an unsolved one that
+  stalled; ``revived``: a stalled task proposed again and admitted again comes back with its archive.
 - ``phase``: the round's transfers or generation are complete; ``round``: the round is complete.
 - ``ended``: nothing is left to do before the budget is spent (every task solved and no new one possible, or
   a round that trained nothing), and why.
@@ -46,6 +47,7 @@ class TaskEntry:
     solved_round: int | None = None
     adopt: list[dict[str, Any]] = field(default_factory=list)  # results waiting to be adopted at the next slice
     scores: dict[str, float] = field(default_factory=dict)  # agent → score on this task (own elites, transfers)
+    bests: list[float | None] = field(default_factory=list)  # its best after each slice
 
     @property
     def solved(self) -> bool:
@@ -86,6 +88,7 @@ class OpenEndedState:
         t = self.tasks[e["task"]]
         t.best, t.best_genome = e.get("best"), e.get("genome")
         t.evaluations, t.spent, t.slices = int(e["evaluations"]), float(e["spent"]), t.slices + 1
+        t.bests.append(t.best)
         t.adopt = []
         if t.best is not None and t.best_genome is not None:
             t.scores[f"{t.id}/{t.best_genome}"] = float(t.best)
@@ -112,6 +115,12 @@ class OpenEndedState:
     def _on_retired(self, e: dict[str, Any]) -> None:
         self.tasks[e["task"]].status = "retired"
 
+    def _on_revived(self, e: dict[str, Any]) -> None:
+        t = self.tasks[e["task"]]
+        t.status, t.adopt, t.bests = "active", list(e.get("adopt", [])), []  # its progress is counted afresh
+        for item in t.adopt:
+            t.scores[item["agent"]] = float(item["fitness"])
+
     def _on_phase(self, e: dict[str, Any]) -> None:
         self.done.add(e["phase"])
 
@@ -132,6 +141,35 @@ class OpenEndedState:
     @property
     def active(self) -> list[TaskEntry]:
         return [t for t in self.tasks.values() if t.status == "active"]
+
+    def stalled(self, rounds: int, delta: float) -> list[tuple[float, TaskEntry]]:
+        """The active unsolved tasks whose best rose by less than ``delta`` over their last ``rounds`` slices,
+        with that rise (a task without a best yet counts as no rise); none when ``rounds`` is 0."""
+        out = []
+        for t in self.active:
+            if rounds <= 0 or t.solved or len(t.bests) <= rounds:
+                continue
+            now, then = t.bests[-1], t.bests[-1 - rounds]
+            rise = 0.0 if now is None else now - (then if then is not None else 0.0)
+            if rise < delta:
+                out.append((rise, t))
+        return out
+
+    def victim(self, rounds: int, delta: float) -> tuple[TaskEntry, str] | None:
+        """The task to retire for a new one, and why: the oldest solved, else the stalled one (:meth:`stalled`)
+        that rose least (then the lowest best, the oldest); ``None`` when every active task is unsolved and
+        progressing."""
+        solved = [t for t in self.active if t.solved]
+        if solved:
+            oldest = min(solved, key=lambda t: (t.round, t.id))
+            return oldest, f"solved in round {oldest.solved_round}"
+        stalled = self.stalled(rounds, delta)
+        if not stalled:
+            return None
+        rise, least = min(stalled, key=lambda x: (x[0], -1.0 if x[1].best is None else x[1].best, x[1].round,
+                                                  x[1].id))
+        best = "-" if least.best is None else f"{least.best:.3f}"
+        return least, f"stalled: best {best}, {rise:+.3f} over its last {rounds} slices"
 
     @property
     def spent(self) -> float:

@@ -5,7 +5,9 @@ read a few rows of it instead of the whole history.
 successful result and the count, sum and sum of squares of its fitness there; its birth, genes, parents, operator,
 cell, last status and reported fitness; its MLflow run id once the MLflow consumer has written it) and the
 campaign's counters (results, failures, jobs asked, optimizer steps trained), with the byte offset of the journal
-read so far. :meth:`CampaignIndex.update` reads the journal from that offset and applies the new events in one
+read so far; and each parent's children, counted and kept in order of their reported fitness, so that a parent's run
+note reads its best few children from an index however many it has (an elite of a long campaign has tens of
+thousands). :meth:`CampaignIndex.update` reads the journal from that offset and applies the new events in one
 transaction (``BEGIN IMMEDIATE``), so several processes may keep it current: the running campaign (its consumer,
 every tick) and ``ctmevo status`` (before it reads). The index is never the truth: a missing, damaged or stale one
 (another campaign id, another version, a journal shorter than its offset) is deleted and rebuilt from the journal.
@@ -38,7 +40,7 @@ __all__ = ["INDEX_FILE", "CampaignIndex", "IndexKeeper", "record_run_ids"]
 log = logging.getLogger("ctmevo.index")
 
 INDEX_FILE = "index.sqlite"
-VERSION = 3
+VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS genomes (
@@ -47,11 +49,16 @@ CREATE TABLE IF NOT EXISTS genomes (
     first_repeat INTEGER, cell TEXT, status TEXT, reported REAL, inherited TEXT, generation INTEGER,
     first_end INTEGER);
 CREATE INDEX IF NOT EXISTS genomes_standing ON genomes (rung, n);
-CREATE TABLE IF NOT EXISTS children (parent TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (parent, child))
-    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS children (
+    parent TEXT NOT NULL, child TEXT NOT NULL, rank REAL NOT NULL, birth INTEGER NOT NULL,
+    PRIMARY KEY (parent, child)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS children_best ON children (parent, rank, birth);
+CREATE INDEX IF NOT EXISTS children_of ON children (child);
+CREATE TABLE IF NOT EXISTS child_counts (parent TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (hash TEXT PRIMARY KEY, run_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS mlflow (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+NO_RANK = 1e308  # a child without a reported fitness (a failure) sorts after every fitness
 COUNTERS = ("offset", "lines", "results", "failures", "asked", "spent")
 
 
@@ -173,10 +180,16 @@ class CampaignIndex:
                                     f"({','.join('?' * len(parents))})", parents).fetchall()) if parents else {}
             db.execute("UPDATE genomes SET generation = ? WHERE hash = ?",
                        (generation_of(known.get(p) for p in parents), h))
-            db.executemany("INSERT OR IGNORE INTO children VALUES (?, ?)", [(p, h) for p in parents])
+            db.executemany("INSERT OR IGNORE INTO children VALUES (?, ?, ?, ?)",
+                           [(p, h, NO_RANK, int(record["birth"])) for p in parents])
+            db.executemany("INSERT INTO child_counts VALUES (?, 1) ON CONFLICT (parent) DO UPDATE SET n = n + 1",
+                           [(p,) for p in parents])
         db.execute("UPDATE genomes SET status = ?, reported = ?, inherited = CASE WHEN inherited = '' THEN ? ELSE "
                    "inherited END WHERE hash = ?", (result["status"], _number(reported),
                                                     str(extra.get("inherited") or ""), h))
+        if parents:  # its place among its parents' children follows its reported fitness
+            value = _number(reported)
+            db.execute("UPDATE children SET rank = ? WHERE child = ?", (NO_RANK if value is None else -value, h))
         value = _number(fitness)
         if not ok or value is None:
             return
@@ -269,10 +282,9 @@ class CampaignIndex:
         """How many children ``parent`` has, and the ``limit`` best of them (by reported fitness; failures last,
         then the earlier born): what a parent's run note lists."""
         db = self._open()
-        count = db.execute("SELECT COUNT(*) FROM children WHERE parent = ?", (parent,)).fetchone()[0]
-        best = db.execute("SELECT c.child FROM children c JOIN genomes g ON g.hash = c.child WHERE c.parent = ? "
-                          "ORDER BY g.reported IS NULL, g.reported DESC, g.birth LIMIT ?", (parent, limit))
-        return int(count), [h for (h,) in best]
+        count = db.execute("SELECT n FROM child_counts WHERE parent = ?", (parent,)).fetchone()
+        best = db.execute("SELECT child FROM children WHERE parent = ? ORDER BY rank, birth LIMIT ?", (parent, limit))
+        return int(count[0]) if count else 0, [h for (h,) in best]
 
     def genome_count(self) -> int:
         return int(self._open().execute("SELECT COUNT(*) FROM genomes").fetchone()[0])

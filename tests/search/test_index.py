@@ -153,6 +153,41 @@ def test_lineage_from_the_index_matches_the_journal_and_needs_every_run_id(tmp_p
     assert index_lineage(root, "c-1", "") is None and index_lineage(root, "c-1", "zz") is None
 
 
+
+@pytest.mark.parametrize("seed", [2, 9])
+def test_a_parents_children_come_counted_and_best_first_from_the_index(tmp_path: Path, seed: int) -> None:
+    """What a parent's run note lists: how many children it has and the best few by their last reported fitness
+    (failures last, then the earlier born), read from an ordered index, not by sorting all its children; an index
+    of an older layout is rebuilt."""
+    events = _history(seed, n=240)
+    root = _campaign(tmp_path, events[:150])
+    with CampaignIndex(root, "c-1") as index:
+        index.update()
+    Journal(root / "journal.jsonl").extend(events[150:])  # later results re-rank children already indexed
+    last: dict[str, EvaluationRecord] = {}
+    for record in Journal(root / "journal.jsonl").records():
+        last[record.genome.hash] = record
+    kids: dict[str, list[str]] = {}
+    for h, r in last.items():
+        for parent in dict.fromkeys(r.proposal.parents):
+            kids.setdefault(parent, []).append(h)
+
+    def order(h: str) -> tuple:
+        f = last[h].result.fitness
+        return (f is None, -(f or 0.0), last[h].birth)
+
+    assert max(len(v) for v in kids.values()) >= 5
+    with CampaignIndex(root, "c-1") as index:
+        index.update()
+        for parent, children in kids.items():
+            assert index.children(parent, 4) == (len(children), sorted(children, key=order)[:4])
+        assert index.children("no-such-genome", 4) == (0, [])
+        index._open().execute("UPDATE meta SET value = '3' WHERE key = 'version'")  # an older layout
+    with CampaignIndex(root, "c-1") as index:
+        index.update()
+        parent = max(kids, key=lambda p: len(kids[p]))
+        assert index.children(parent, 30) == (len(kids[parent]), sorted(kids[parent], key=order)[:30])
+
 def test_status_reads_the_whole_journal_where_no_index_can_be_written(tmp_path: Path, monkeypatch) -> None:
     import sqlite3
 

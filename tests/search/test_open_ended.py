@@ -1,6 +1,7 @@
 """Open-ended campaigns (``open_ended:``): the pure rules (mutation, minimal criterion, PATA-EC novelty), a campaign
 that climbs a synthetic skill landscape (tests/search/open_ended_fakes.py), transfers adopted by a task's
-campaign, MLflow's view of it, a kill while a new task is being admitted, and bad ``open_ended`` fields."""
+campaign, MLflow's view of it, stalled tasks retired and revived, a kill while a new task is being admitted, and bad
+``open_ended`` fields."""
 
 from __future__ import annotations
 
@@ -138,6 +139,58 @@ def test_an_open_ended_campaign_climbs_and_its_tasks_adopt_screens_and_transfers
                          text=True, env=env(), cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert f"ANNECS {m['annecs']:g}" in out.stdout and "| t02-" in out.stdout and "hardest solved: length" in out.stdout
+
+
+def _slices(task: str, bests: list[float | None], solved: float | None = None) -> list[dict]:
+    out = [{"event": "slice", "task": task, "round": r, "best": b, "genome": None if b is None else f"g{task}",
+            "evaluations": 4 * r, "spent": 400.0 * r} for r, b in enumerate(bests, 1)]
+    return out + ([{"event": "solved", "task": task, "round": len(bests)}] if solved else [])
+
+
+def test_a_full_active_set_retires_the_stalled_task_that_rose_least_and_a_revived_one_returns(tmp_path: Path
+                                                                                              ) -> None:
+    """Room for a new task: the oldest solved task retires; with none solved, the unsolved task whose best rose
+    least over its last ``stall_rounds`` slices (less than ``stall_delta``); with every task progressing, none. A
+    retired stalled task proposed and admitted again comes back (``revived``) with its own archive; all of it is
+    journaled and replays to the same state."""
+    config = parse_campaign_config(oe_config(tmp_path, max_active=3, stall_rounds=2, stall_delta=0.01, admit=2,
+                                             novelty_min=0.0))
+    oe = OpenEnded.create(config)
+    for n, length in ((2, 6), (3, 8)):
+        oe._write({"event": "task", "id": f"t0{n}-length{length}", "params": {"length": length}, "parent": None,
+                   "round": 1})
+    first, six, eight = list(oe.state.tasks)
+    for event in (_slices(first, [0.80, 0.85, 0.90, 0.93]) + _slices(six, [0.70, 0.74, 0.745, 0.748])
+                  + _slices(eight, [0.60, 0.62, 0.621, 0.622])):
+        oe._write(event)
+    state = oe.state
+    assert {t.id for _, t in state.stalled(2, 0.01)} == {six, eight}  # +0.008 and +0.002; t01 +0.08
+    assert state.victim(2, 0.01)[0].id == eight and "stalled" in state.victim(2, 0.01)[1]
+    assert state.stalled(0, 0.01) == [] and state.stalled(2, 0.001) == []
+    assert state.victim(2, 0.001) is None  # every task still rising by 0.001: none may go
+    agents = {"t01/a": 0.8, "t02/b": 0.7, "t03/c": 0.66}
+    for agent, fitness in agents.items():
+        oe._write({"event": "screened", "round": 5, "candidate": 0, "agent": agent, "genome": agent[-1],
+                   "genes": {}, "fitness": fitness, "file": f"s{agent[-1]}", "steps": 100})
+    oe._admit(5, [(first, {"length": 10})])
+    events = Journal(oe.root / "open_ended.jsonl").read()
+    retired = [e for e in events if e["event"] == "retired"]
+    assert [(e["task"], e["why"].split(":")[0]) for e in retired] == [(eight, "stalled")]
+    assert [t.id for t in oe.state.active] == [first, six, "t04-length10"]
+    assert oe.state.tasks[eight].status == "retired" and oe.state.tasks[eight].best == 0.622
+    # the stalled task proposed again, with room (the length-10 task solved): back with the screened elites
+    oe._write({"event": "solved", "task": "t04-length10", "round": 6})
+    for agent, fitness in agents.items():
+        oe._write({"event": "screened", "round": 7, "candidate": 0, "agent": agent, "genome": agent[-1],
+                   "genes": {}, "fitness": fitness, "file": f"r7{agent[-1]}", "steps": 100})
+    oe._admit(7, [(first, {"length": 8})])
+    events = Journal(oe.root / "open_ended.jsonl").read()
+    assert [e["event"] for e in events[-3:]] == ["candidate", "retired", "revived"]
+    assert events[-2]["task"] == "t04-length10" and events[-1]["task"] == eight
+    assert len(events[-1]["adopt"]) == 3 and oe.state.tasks[eight].status == "active"
+    assert oe.state.tasks[eight].bests == [] and len(oe.state.tasks) == 4  # its progress counts afresh
+    replayed = OpenEnded.open(oe.root).state
+    assert replayed.tasks == oe.state.tasks and replayed.candidates == oe.state.candidates
 
 
 def _run_in_child(path: Path, *args: str) -> subprocess.Popen:
