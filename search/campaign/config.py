@@ -1,10 +1,10 @@
 """Campaign files: one YAML describes the task, genome space, strategy, descriptors, budgets, workers, tracking.
 
-The file is checked completely at start-up, before any evaluation runs: its structure here (pydantic), the
-genome space by :mod:`genome.space`, and the strategy, descriptors, task and workers by their own factories
-(:func:`validate_components`). Every error names the file, the field, the value (cut short) and what is
-allowed. The file is read bounded (:mod:`genome.textio`: regular UTF-8 file, size cap, YAML alias and
-nesting caps); :func:`check_output_dir` checks the campaign directory against the file system.
+The file is checked completely at start-up, before any evaluation runs: its structure here (pydantic), the genome space
+by :mod:`genome.space`, and the strategy, descriptors, task and workers by their own factories
+(:func:`validate_components`). Every error names the file, the field, the value (cut short) and what is allowed. The
+file is read bounded (:mod:`genome.textio`: regular UTF-8 file, size cap, YAML alias and nesting caps);
+:func:`check_output_dir` checks the campaign directory against the file system.
 """
 
 from __future__ import annotations
@@ -160,14 +160,11 @@ class OpenEndedSection(_Section):
 
     axes: dict[str, AxisSection] = Field(min_length=1, description="difficulty parameters: {min, max, step}")
     solved: float = Field(default=0.95, description="a task is solved when its best reaches this fitness")
-    criterion: tuple[float, float] = Field(default=(0.6, 0.95), description="minimal criterion: a candidate "
-                                           "task is admitted when the best screened elite scores in [low, high)")
+    criterion: tuple[float, float] = Field(default=(0.6, 0.95), description="minimal criterion: [low, high)")
     reproduce: float = Field(default=0.8, description="a task may parent new tasks once its best reaches this")
-    max_active: int = Field(default=3, ge=1, le=64, description="active tasks at once; a new one retires the "
-                            "oldest solved task, else the stalled one that progressed least")
-    stall_rounds: int = Field(default=3, ge=0, description="an unsolved task whose best rose by less than "
-                              "stall_delta over its last stall_rounds slices is stalled: it may retire to make room "
-                              "and comes back if a later generation proposes it again (0: unsolved tasks stay)")
+    max_active: int = Field(default=3, ge=1, le=64, description="active tasks at once; see stall_rounds")
+    stall_rounds: int = Field(default=3, ge=0, description="a new task retires the oldest solved one, else one "
+                              "whose best rose < stall_delta over its last stall_rounds slices (0: never unsolved)")
     stall_delta: float = Field(default=0.01, ge=0, description="the rise of a task's best that is progress")
     slice: int = Field(default=8, ge=1, description="evaluations of each active task per round")
     new_tasks_every: int = Field(default=2, ge=1, description="rounds between two generations of candidates")
