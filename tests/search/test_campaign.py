@@ -141,8 +141,8 @@ def test_ctrl_c_stops_gracefully_and_prints_the_resume_command(tmp_path):
     while len(results_in(tmp_path / "interrupted")) < 3:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-4000:]
     assert f"ctmevo resume {tmp_path / 'interrupted'}" in stdout
     campaign = Campaign.open(tmp_path / "interrupted")
     assert campaign.progress.done == len(results_in(tmp_path / "interrupted")) >= 3
