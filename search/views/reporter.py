@@ -37,6 +37,7 @@ __all__ = ["CampaignReporter", "CampaignView", "KeptReporter", "QuietReporter", 
 
 log = logging.getLogger(__name__)
 DRAIN_MIN_S = 60.0  # the end of a run waits at least this long for MLflow to catch up (and at most 10x)
+STOP_WAIT_S = 30.0  # then, at most this long for each consumer to put down what it has in hand
 DRAIN_KILLED_S = 10.0  # after Ctrl-C: a short wait; what is left goes out on resume or with `ctmevo sync`
 VIEW_EVERY_S = 0.25
 
@@ -282,6 +283,8 @@ class CampaignReporter:
                     said = time.monotonic()
                     print(f"[{self.campaign.config.name}] finishing: MLflow {runner.behind(p.done):,} record(s) "
                           f"behind" + (f" ({runner.error})" if runner.error else ""), file=sys.stderr, flush=True)
+        for runner in self.runners:  # past the deadline a consumer may still be drawing or writing: an interpreter
+            runner.finished.wait(STOP_WAIT_S)  # that exits under a daemon thread inside C++ code can abort (SIGABRT)
         self.drained = {"status": status, "evaluations": p.done, "dispatch_s": p.elapsed_s,
                         "mlflow_behind_at_end": behind, "mlflow_left": self.mlflow_behind(),
                         "drain_s": time.monotonic() - started}
