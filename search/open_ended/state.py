@@ -80,9 +80,8 @@ class OpenEndedState:
 
     def _on_task(self, e: dict[str, Any]) -> None:
         self.tasks[e["id"]] = TaskEntry(id=e["id"], params=dict(e["params"]), parent=e.get("parent"),
-                                        round=int(e["round"]), adopt=list(e.get("adopt", [])))
-        for item in e.get("adopt", []):
-            self.tasks[e["id"]].scores[item["agent"]] = float(item["fitness"])
+                                        round=int(e["round"]))
+        self._adopting(self.tasks[e["id"]], e)
 
     def _on_slice(self, e: dict[str, Any]) -> None:
         t = self.tasks[e["task"]]
@@ -117,7 +116,14 @@ class OpenEndedState:
 
     def _on_revived(self, e: dict[str, Any]) -> None:
         t = self.tasks[e["task"]]
-        t.status, t.adopt, t.bests = "active", list(e.get("adopt", [])), []  # its progress is counted afresh
+        t.status, t.bests = "active", []  # its progress is counted afresh
+        self._adopting(t, e)
+
+    @staticmethod
+    def _adopting(t: TaskEntry, e: dict[str, Any]) -> None:
+        """A task (new or revived) starts with the screened models of its admission: adopted at its next slice,
+        their scores its first."""
+        t.adopt = list(e.get("adopt", []))
         for item in t.adopt:
             t.scores[item["agent"]] = float(item["fitness"])
 
@@ -145,9 +151,11 @@ class OpenEndedState:
     def stalled(self, rounds: int, delta: float) -> list[tuple[float, TaskEntry]]:
         """The active unsolved tasks whose best rose by less than ``delta`` over their last ``rounds`` slices,
         with that rise (a task without a best yet counts as no rise); none when ``rounds`` is 0."""
+        if rounds <= 0:
+            return []
         out = []
         for t in self.active:
-            if rounds <= 0 or t.solved or len(t.bests) <= rounds:
+            if t.solved or len(t.bests) <= rounds:
                 continue
             now, then = t.bests[-1], t.bests[-1 - rounds]
             rise = 0.0 if now is None else now - (then if then is not None else 0.0)

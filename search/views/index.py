@@ -166,7 +166,7 @@ class CampaignIndex:
         counters["failures"] += not ok
         counters["spent"] += journaled_cost(record)
         h, rung, repeat = result["genome_hash"], int(record.get("rung", 0)), int(record.get("repeat", 0))
-        reported = extra.get("fitness_mean", fitness)
+        reported = _number(extra.get("fitness_mean", fitness))
         parents = list(dict.fromkeys(proposal.get("parents", ())))
         cell = extra.get("cell")
         new = db.execute("INSERT OR IGNORE INTO genomes (hash, birth, operator, parents, genes, campaign, inherited, "
@@ -185,11 +185,10 @@ class CampaignIndex:
             db.executemany("INSERT INTO child_counts VALUES (?, 1) ON CONFLICT (parent) DO UPDATE SET n = n + 1",
                            [(p,) for p in parents])
         db.execute("UPDATE genomes SET status = ?, reported = ?, inherited = CASE WHEN inherited = '' THEN ? ELSE "
-                   "inherited END WHERE hash = ?", (result["status"], _number(reported),
+                   "inherited END WHERE hash = ?", (result["status"], reported,
                                                     str(extra.get("inherited") or ""), h))
         if parents:  # its place among its parents' children follows its reported fitness
-            value = _number(reported)
-            db.execute("UPDATE children SET rank = ? WHERE child = ?", (NO_RANK if value is None else -value, h))
+            db.execute("UPDATE children SET rank = ? WHERE child = ?", (NO_RANK if reported is None else -reported, h))
         value = _number(fitness)
         if not ok or value is None:
             return

@@ -153,7 +153,6 @@ def test_lineage_from_the_index_matches_the_journal_and_needs_every_run_id(tmp_p
     assert index_lineage(root, "c-1", "") is None and index_lineage(root, "c-1", "zz") is None
 
 
-
 @pytest.mark.parametrize("seed", [2, 9])
 def test_a_parents_children_come_counted_and_best_first_from_the_index(tmp_path: Path, seed: int) -> None:
     """What a parent's run note lists: how many children it has and the best few by their last reported fitness
@@ -187,6 +186,7 @@ def test_a_parents_children_come_counted_and_best_first_from_the_index(tmp_path:
         index.update()
         parent = max(kids, key=lambda p: len(kids[p]))
         assert index.children(parent, 30) == (len(kids[parent]), sorted(kids[parent], key=order)[:30])
+
 
 def test_status_reads_the_whole_journal_where_no_index_can_be_written(tmp_path: Path, monkeypatch) -> None:
     import sqlite3
