@@ -17,7 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNGS = [100, 300, 900]
-WORKERS = 64
+WORKERS = 64  # simulated workers (``--small``: 2, the real-training comparison's)
 REPLAY = "ctm.bench.replay:surrogate"
 
 # name: (strategy, settings, rungs?, repeats: None, or evaluation.repeats)   -- drivers (DEHB, top-K) below
@@ -29,11 +29,13 @@ CAMPAIGN_ARMS: dict[str, tuple[str, dict[str, Any], bool, dict[str, Any] | None]
     "optuna_tpe_hb": ("optuna_tpe", {"pruner": "hyperband"}, True, None),
     "map_elites": ("map_elites", {"initial_samples": 64}, True, REPEATS),
     "surrogate_elites": ("surrogate_elites", {"initial_samples": 64}, True, {"seeds": 3, "share": 0.3}),
+    "surrogate_fresh": ("surrogate_elites", {"initial_samples": 64}, True, {"seeds": 3, "share": 0.3}),
     "cvt_map_elites": ("cvt_map_elites", {"initial_samples": 64}, True, REPEATS),
     "novelty": ("novelty", {}, True, None),
     "nslc": ("nslc", {}, True, None),
     "dns": ("dns", {}, True, None),
 }
+PROMOTE = {"surrogate_fresh": "fresh"}  # fidelity.promote of an arm (default: continue the genome's checkpoint)
 # arms still changing: their cached runs are keyed by a fingerprint of these sources and their settings, so an
 # edit of the algorithm never mixes with runs of an older version (the settled arms' caches keep their names)
 ARM_SOURCES: dict[str, tuple[str, ...]] = {
@@ -41,18 +43,27 @@ ARM_SOURCES: dict[str, tuple[str, ...]] = {
                          "search/strategies/map_elites.py", "search/archive.py", "search/campaign/rungs.py",
                          "search/records.py"),
 }
+ARM_SOURCES["surrogate_fresh"] = ARM_SOURCES["surrogate_elites"] + ("search/campaign/jobs.py",)
 DRIVER_ARMS = ("dehb", "topk")
 ANCHORS = ("random", "regularized_evolution", "optuna_tpe_sh", "optuna_tpe_hb", "dehb", "topk")
 ARMS = (*CAMPAIGN_ARMS, *DRIVER_ARMS)
 Event = tuple[dict[str, Any], int, float, int, float, float]
 
 
-def _campaign_config(task: str, arm: str, seed: int, budget_steps: int | None, evaluations: int | None = None
-                     ) -> Any:
+def initial_samples(workers: int) -> int:
+    """Random genomes before a model-guided or elite-based arm breeds: one batch of the simulated workers, at
+    least 8 (the real-training comparison's setting), at most 64."""
+    return min(64, max(8, workers))
+
+
+def _campaign_config(task: str, arm: str, seed: int, budget_steps: int | None, evaluations: int | None = None,
+                     workers: int = WORKERS) -> Any:
     from ctm.bench.space import TASKS
     from search.campaign import parse_campaign_config
     bench = TASKS[task]
     strategy, settings, rungs, repeats = CAMPAIGN_ARMS[arm]
+    if "initial_samples" in settings:
+        settings = {**settings, "initial_samples": initial_samples(workers)}
     data: dict[str, Any] = {
         "name": f"bench-{task}-{arm}-{seed}", "seed": seed, "task": bench.task.to_dict(),
         "genome_space": bench.genome_space, "strategy": {"name": strategy, "settings": settings},
@@ -60,21 +71,21 @@ def _campaign_config(task: str, arm: str, seed: int, budget_steps: int | None, e
                         {"name": "memory_length", "bins": 6, "range": [1, 13]}],
         "evaluation": {"steps": RUNGS[0] if rungs else RUNGS[-1], "val_samples": 256},
         "budget": {k: v for k, v in (("steps", budget_steps), ("evaluations", evaluations)) if v is not None},
-        "workers": {"backend": "simulated", "concurrency": WORKERS, "evaluate_fn": REPLAY},
+        "workers": {"backend": "simulated", "concurrency": workers, "evaluate_fn": REPLAY},
         "tracking": {"checkpoints": "none"},
     }
     if rungs:
-        data["evaluation"]["fidelity"] = {"rungs": RUNGS, "eta": 3}
+        data["evaluation"]["fidelity"] = {"rungs": RUNGS, "eta": 3, "promote": PROMOTE.get(arm, "continue")}
     if repeats:
         data["evaluation"]["repeats"] = dict(repeats)
     return parse_campaign_config(yaml.safe_load(yaml.safe_dump(data)), source=f"{task}/{arm}")
 
 
-def run_campaign_arm(task: str, arm: str, seed: int, budget_steps: int) -> list[Event]:
+def run_campaign_arm(task: str, arm: str, seed: int, budget_steps: int, workers: int = WORKERS) -> list[Event]:
     from search.campaign import Campaign
     from search.views import QuietReporter
     with tempfile.TemporaryDirectory() as tmp:
-        campaign = Campaign.create(_campaign_config(task, arm, seed, budget_steps), Path(tmp) / "c")
+        campaign = Campaign.create(_campaign_config(task, arm, seed, budget_steps, workers=workers), Path(tmp) / "c")
         campaign.run(reporter=QuietReporter())
         events = []
         for e in campaign.journal.read():
@@ -103,26 +114,26 @@ def _eval_seed(seed: int, genome_hash: str, repeat: int = 0) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{genome_hash}:{repeat}".encode()).digest()[:4], "big")
 
 
-def _pool(seed: int) -> Any:
+def _pool(seed: int, workers: int) -> Any:
     from workers import WorkersConfig
     from workers.simulated import SimulatedPool
-    return SimulatedPool(WorkersConfig(backend="simulated", concurrency=WORKERS, evaluate_fn=REPLAY), seed=seed)
+    return SimulatedPool(WorkersConfig(backend="simulated", concurrency=workers, evaluate_fn=REPLAY), seed=seed)
 
 
-def run_dehb(task: str, seed: int, budget_steps: int) -> list[Event]:
+def run_dehb(task: str, seed: int, budget_steps: int, workers: int = WORKERS) -> list[Event]:
     """DEHB through its ask/tell interface (:mod:`dehb_driver`), each evaluation from scratch at its fidelity
-    (100/300/900 steps), on 64 simulated workers."""
+    (100/300/900 steps), on ``workers`` simulated workers."""
     from dehb_driver import dehb_run
 
     from ctm.bench.space import TASKS
     bench = TASKS[task]
     return [(genome.to_dict(), steps, r.fitness if r.ok else 0.0, r.seed, float(steps), r.metrics["sim_finish_s"])
-            for genome, steps, r in dehb_run(_pool(seed), space=bench.space(), task=bench.task, rungs=RUNGS,
+            for genome, steps, r in dehb_run(_pool(seed, workers), space=bench.space(), task=bench.task, rungs=RUNGS,
                                              budget_steps=budget_steps, seed=seed,
                                              eval_seed=lambda g, n: _eval_seed(seed, g.hash, n))]
 
 
-def run_topk(task: str, seed: int, budget_steps: int) -> list[Event]:
+def run_topk(task: str, seed: int, budget_steps: int, workers: int = WORKERS) -> list[Event]:
     """Top-K after the first rung (Egele et al. 2023): half the compute samples genomes at 100 steps, the other
     half continues the best K of them to 900 steps (their own checkpoints)."""
     from ctm.bench.space import TASKS
@@ -131,7 +142,7 @@ def run_topk(task: str, seed: int, budget_steps: int) -> list[Event]:
     bench = TASKS[task]
     space = bench.space()
     rng = np.random.default_rng(seed)
-    pool = _pool(seed)
+    pool = _pool(seed, workers)
     n_first = budget_steps // 2 // RUNGS[0]
     k = (budget_steps - n_first * RUNGS[0]) // (RUNGS[-1] - RUNGS[0])
     events: list[Event] = []
@@ -175,11 +186,11 @@ def run_topk(task: str, seed: int, budget_steps: int) -> list[Event]:
     return events
 
 
-def run_arm(task: str, arm: str, seed: int, budget_steps: int) -> list[Event]:
+def run_arm(task: str, arm: str, seed: int, budget_steps: int, workers: int = WORKERS) -> list[Event]:
     if arm in CAMPAIGN_ARMS:
-        return run_campaign_arm(task, arm, seed, budget_steps)
+        return run_campaign_arm(task, arm, seed, budget_steps, workers)
     if arm == "dehb":
-        return run_dehb(task, seed, budget_steps)
+        return run_dehb(task, seed, budget_steps, workers)
     if arm == "topk":
-        return run_topk(task, seed, budget_steps)
+        return run_topk(task, seed, budget_steps, workers)
     raise ValueError(f"arm = {arm!r}: allowed is one of {list(ARMS)}")

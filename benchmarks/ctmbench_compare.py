@@ -3,6 +3,7 @@
     python benchmarks/ctmbench_compare.py                 # short: 5 seeds per (arm, task), a few minutes per arm
     python benchmarks/ctmbench_compare.py --full          # 30 seeds; resumes from the cache after any stop
     python benchmarks/ctmbench_compare.py --arms random dehb map_elites --seeds 3 --workers 2
+    python benchmarks/ctmbench_compare.py --small --full  # the real-training regime: 10,000 steps, 2 workers
 
 Each campaign gets ``--budget`` training steps (default 180,000: 200 top-step evaluations' worth) on 64 simulated
 workers whose training is replayed by CTM-Bench's boosting surrogate (``ctm.bench.replay:surrogate``).
@@ -41,7 +42,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ctmbench_arms import ANCHORS, ARMS, arm_version, run_arm
+from ctmbench_arms import ANCHORS, ARMS, WORKERS, arm_version, run_arm
 
 OUT = Path(__file__).resolve().parent / "results" / "ctmbench"
 TASK_KEYS = ("parity10", "sort6")
@@ -60,10 +61,10 @@ def _judge_mean(task: str, kind: str, genes: dict[str, Any], memo: dict[str, flo
     return memo[g.hash]
 
 
-def trace(task: str, arm: str, seed: int, budget: int) -> dict[str, Any]:
+def trace(task: str, arm: str, seed: int, budget: int, workers: int = WORKERS) -> dict[str, Any]:
     """Run one (arm, task, seed) and reduce it to its anytime quality under both judges, plus QD numbers."""
     began = time.perf_counter()
-    events = run_arm(task, arm, seed, budget)
+    events = run_arm(task, arm, seed, budget, workers)
     wall = time.perf_counter() - began
     memo: dict[str, dict[str, float]] = {k: {} for k in JUDGES}
     stats: dict[str, dict[int, list[float]]] = {}  # genome -> steps -> fitnesses
@@ -124,16 +125,17 @@ def data_version(task: str) -> str:
     return hashlib.sha256((DATA_DIR / f"{task}.jsonl.gz").read_bytes()).hexdigest()[:8]
 
 
-def _cache_path(task: str, arm: str, seed: int, budget: int) -> Path:
+def _cache_path(task: str, arm: str, seed: int, budget: int, workers: int = WORKERS) -> Path:
     version = arm_version(arm)
+    pool = "" if workers == WORKERS else f"-w{workers}"
     return OUT / "cache" / (f"{task}-{data_version(task)}-{RULE}-{arm}{'-' + version if version else ''}-b{budget}"
-                            f"-s{seed}.json")
+                            f"{pool}-s{seed}.json")
 
 
-def _run_one(task: str, arm: str, seed: int, budget: int) -> str:
+def _run_one(task: str, arm: str, seed: int, budget: int, workers: int = WORKERS) -> str:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    path = _cache_path(task, arm, seed, budget)
-    result = trace(task, arm, seed, budget)
+    path = _cache_path(task, arm, seed, budget, workers)
+    result = trace(task, arm, seed, budget, workers)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, separators=(",", ":")))
@@ -205,7 +207,8 @@ def _ratio(mine: np.ndarray, theirs: np.ndarray, rng: np.random.Generator, draws
             "ci_high": finite(np.percentile(boot, 97.5))}
 
 
-def plot(traces: dict[tuple[str, str], list[dict[str, Any]]], summary: dict[str, Any], path: Path) -> None:
+def plot(traces: dict[tuple[str, str], list[dict[str, Any]]], summary: dict[str, Any], path: Path,
+         workers: int = WORKERS) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -213,7 +216,8 @@ def plot(traces: dict[tuple[str, str], list[dict[str, Any]]], summary: dict[str,
     fig, axes = plt.subplots(2, len(tasks), figsize=(6 * len(tasks), 8), squeeze=False)
     for j, task in enumerate(tasks):
         best = summary[task]["best_measured"]
-        for i, (key, xlabel) in enumerate((("compute", "training steps"), ("time", "simulated hours (64 workers)"))):
+        axis_names = (("compute", "training steps"), ("time", f"simulated hours ({workers} workers)"))
+        for i, (key, xlabel) in enumerate(axis_names):
             ax = axes[i][j]
             for a in sorted({a for t, a in traces if t == task}):
                 runs = traces[(task, a)]
@@ -263,9 +267,20 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--arms", nargs="*", default=list(ARMS), help=f"of {list(ARMS)}")
     parser.add_argument("--tasks", nargs="*", default=list(TASK_KEYS))
-    parser.add_argument("--budget", type=int, default=180_000, help="training steps per campaign")
+    parser.add_argument("--budget", type=int, default=None, help="training steps per campaign (default 180,000; "
+                        "--small: 10,000)")
+    parser.add_argument("--sim-workers", type=int, default=None, help=f"simulated workers per campaign (default "
+                        f"{WORKERS}; --small: 2)")
+    parser.add_argument("--small", action="store_true", help="the real-training comparison's regime: 10,000 "
+                        "steps on 2 simulated workers, 8 initial samples (results-small*.json)")
     parser.add_argument("--workers", type=int, default=2, help="processes running campaigns")
     args = parser.parse_args()
+    args.budget = args.budget or (10_000 if args.small else 180_000)
+    args.sim_workers = args.sim_workers or (2 if args.small else WORKERS)
+    if args.budget < 1000 or args.sim_workers < 1:
+        print(f"ctmbench_compare: --budget {args.budget} / --sim-workers {args.sim_workers}: allowed are at least "
+              "1000 steps and 1 worker", file=sys.stderr)
+        return 2
     bad = [a for a in args.arms if a not in ARMS] + [t for t in args.tasks if t not in TASK_KEYS]
     if bad:
         print(f"ctmbench_compare: {bad[0]!r}: allowed arms {list(ARMS)}, tasks {list(TASK_KEYS)}", file=sys.stderr)
@@ -274,27 +289,30 @@ def main() -> int:
     os.environ["CTMEVO_FSYNC"] = "0"
     seeds = args.seeds or (30 if args.full else 5)
     todo = [(t, a, s) for s in range(seeds) for t in args.tasks for a in args.arms
-            if not _cache_path(t, a, s, args.budget).exists()]
+            if not _cache_path(t, a, s, args.budget, args.sim_workers).exists()]
     print(f"{len(todo)} runs to do ({seeds} seeds, {len(args.arms)} arms, {len(args.tasks)} tasks; the rest cached)",
           flush=True)
     began = time.monotonic()
     if todo:
         import multiprocessing
         with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_run_one, t, a, s, args.budget) for t, a, s in todo]
+            futures = [pool.submit(_run_one, t, a, s, args.budget, args.sim_workers) for t, a, s in todo]
             for n, f in enumerate(as_completed(futures), 1):
                 print(f"  [{n}/{len(todo)} {time.monotonic() - began:.0f} s] {f.result()}", flush=True)
     traces: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for t in args.tasks:
         for a in args.arms:
-            traces[(t, a)] = [json.loads(_cache_path(t, a, s, args.budget).read_text()) for s in range(seeds)]
+            traces[(t, a)] = [json.loads(_cache_path(t, a, s, args.budget, args.sim_workers).read_text())
+                              for s in range(seeds)]
     rng = np.random.default_rng(0)
-    result = {"seeds": seeds, "budget_steps": args.budget, "workers_simulated": 64, "replay": "boosting surrogate",
+    result = {"seeds": seeds, "budget_steps": args.budget, "workers_simulated": args.sim_workers,
+              "replay": "boosting surrogate",
               "judges": {j: summarise(traces, args.arms, j, rng) for j in JUDGES}}
     OUT.mkdir(parents=True, exist_ok=True)
-    name = "results.json" if args.full else "results-short.json"
+    name = ("results.json" if args.full else "results-short.json").replace(
+        "results", "results-small" if args.small else "results")
     (OUT / name).write_text(json.dumps(result, indent=1) + "\n")
-    plot(traces, result["judges"]["boosting"], OUT / name.replace(".json", ".png"))
+    plot(traces, result["judges"]["boosting"], OUT / name.replace(".json", ".png"), args.sim_workers)
     (OUT / name.replace(".json", ".md")).write_text("\n".join(markdown(result, j) for j in JUDGES))
     for judge, per_task in result["judges"].items():
         for task, entry in per_task.items():

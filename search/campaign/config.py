@@ -63,6 +63,8 @@ class FidelitySection(_Section):
     factor: float | None = Field(default=None, ge=1.5, le=100)
     max_steps: int | None = Field(default=None, ge=2)
     eta: float = Field(default=3.0, gt=1, le=100, description="promote the top 1/eta of each rung")
+    promote: Literal["continue", "fresh"] = Field(default="continue", description="continue: from the genome's "
+        "checkpoint of the rung below (its seed); fresh: from scratch with a fresh seed (costs the whole rung)")
 
 
 class RepeatSection(_Section):
@@ -205,8 +207,7 @@ class TrackingSection(_Section):
     @field_validator("uri")
     @classmethod
     def _known_scheme(cls, uri: str | None) -> str | None:
-        problem = None if uri is None else tracking_uri_problem(uri)
-        if problem:
+        if uri is not None and (problem := tracking_uri_problem(uri)):
             raise ValueError(problem)
         return uri
 
@@ -264,14 +265,13 @@ class CampaignConfig(_Section):
             budget += f", at most {self.budget.steps:,} training steps"
         if self.budget.wall_time_s:
             budget += f", at most {self.budget.wall_time_s:g} s"
-        if self.evaluation.fidelity is not None:
-            budget += f", fidelity rungs {self.evaluation.rungs()} (eta {self.evaluation.fidelity.eta:g})"
+        if (f := self.evaluation.fidelity) is not None:
+            budget += f", fidelity rungs {self.evaluation.rungs()} (eta {f.eta:g}, promotions {f.promote})"
         if self.evaluation.inherit != "none":
             budget += ", children inherit their parent's weights"
         if self.open_ended is not None:
             budget += f", open-ended over {', '.join(self.open_ended.axes)} (docs/open_ended.md)"
-        space = self.space()
-        return (f"task {self.task.name}, strategy {self.strategy.name}, {len(space.evolvable)} searched genes, "
+        return (f"task {self.task.name}, strategy {self.strategy.name}, {len(self.space().evolvable)} searched genes, "
                 f"{len(self.descriptors)} descriptors, {budget}")
 
     def to_yaml(self) -> str:

@@ -1,6 +1,7 @@
 """The evaluation job of a genome at a fidelity rung and seed: its budget, its seed, where its weights go, and the
-training state it starts from: a promotion continues the genome's own checkpoint of the rung below; with
-``evaluation.inherit: parent`` every other job of a child (its first rung, and its repeats with fresh seeds)
+training state it starts from: a promotion continues the genome's own checkpoint of the rung below (with
+``fidelity.promote: fresh`` it trains from scratch with a seed of its rung: :func:`search.campaign.rungs.job_seed`);
+with ``evaluation.inherit: parent`` every other job of a child (its first rung, its repeats and fresh promotions)
 starts from its parent's latest checkpoint, mapped by :func:`ctm.inherit.inherit` on the worker.
 
 Which parent (:func:`inheritance_parent`): a mutation's only parent; for a child of several parents (crossover),
@@ -20,7 +21,7 @@ from typing import Any
 from ctm.result import EvalResult, ParentWeights
 from genome.genome import Genome
 from search.campaign.config import CampaignConfig
-from search.campaign.rungs import JobKey, repeat_seed
+from search.campaign.rungs import JobKey, job_seed, repeat_seed
 from search.descriptors import Descriptor, describe_result
 from search.paths import CampaignPaths
 from search.records import Proposal
@@ -72,6 +73,7 @@ class JobMaker:
         self.config, self.paths, self.genome_of = config, paths, genome_of
         self.rungs = config.evaluation.rungs()
         self.fidelity = config.evaluation.fidelity is not None
+        self.fresh = self.fidelity and config.evaluation.fidelity.promote == "fresh"  # type: ignore[union-attr]
         self.inherit = config.evaluation.inherit == "parent"
         # continuing a rung needs the state of the rung below, inheriting the parent's: whatever people keep
         self.want_checkpoint = config.tracking.checkpoints != "none" or self.fidelity or self.inherit
@@ -86,7 +88,7 @@ class JobMaker:
         if self.fidelity:
             budget = replace(budget, steps=self.rungs[key.rung])
         start = None
-        if key.rung > 0 and key.repeat == 0:
+        if key.rung > 0 and key.repeat == 0 and not self.fresh:
             path = self.checkpoint(key)
             if path.is_file():
                 start = path.read_bytes()
@@ -96,7 +98,7 @@ class JobMaker:
                             "scratch to their rung", key.genome_hash, path)
         parent = self.parent_weights(proposal) if start is None and self.inherit else None
         return EvalJob(job_id=job_id or key.id, genome=proposal.genome, task=self.config.task.spec(), budget=budget,
-                       seed=repeat_seed(self.config.seed, key.genome_hash, key.repeat),
+                       seed=job_seed(self.config.seed, key, fresh=self.fresh),
                        want_checkpoint=self.want_checkpoint, start=start, parent=parent)
 
     def parent_weights(self, proposal: Proposal) -> ParentWeights | None:

@@ -83,7 +83,7 @@ class Campaign:
         repeats = config.evaluation.repeats
         self.rungs = RungScheduler(rungs=self.jobs.rungs, eta=config.evaluation.fidelity.eta if
                                    config.evaluation.fidelity else 3.0, seeds=repeats.seeds if repeats else 1,
-                                   share=repeats.share if repeats else 0.0)
+                                   share=repeats.share if repeats else 0.0, fresh=self.jobs.fresh)
         self.strategy.configure_rungs(len(self.jobs.rungs) - 1)
         if self.rungs.flat:  # no promotion or repeat ever needs an old genome's record
             self.strategy.compact_history()

@@ -15,7 +15,10 @@ When a worker is free the loop asks :meth:`RungScheduler.next_job` first, then t
    measured again before it is believed; a mean of several seeds needs no more;
 2. a **promotion** (ASHA, Li et al. 2020): from the highest rung down, a genome that finished rung r and is in
    the top ``1/eta`` of all genomes that finished rung r (``floor(n_r / eta)`` of them), not yet promoted; it is
-   promoted to rung r+1 with no generation barrier, checked whenever a worker is free.
+   promoted to rung r+1 with no generation barrier, checked whenever a worker is free. With ``fresh``
+   promotions (``fidelity.promote: fresh``) the promoted genome trains from scratch to rung r+1 with a fresh
+   seed (:func:`job_seed`) instead of continuing its checkpoint: it costs the whole rung, and the value that
+   decides at rung r+1 is not the same training run (the same lucky seed) that won at rung r.
 
 Everything here is a pure function of the journal's results in order (:meth:`observe`), so a resumed campaign
 rebuilds the same state. Promotions compare the first seed's fitness at a rung; what is best is
@@ -36,7 +39,7 @@ from typing import Any
 from ctm.result import increasing_steps
 from search.records import NoiseModel, rank
 
-__all__ = ["Aggregate", "JobKey", "RungScheduler", "repeat_seed"]
+__all__ = ["Aggregate", "JobKey", "RungScheduler", "job_seed", "repeat_seed"]
 
 
 @dataclass(frozen=True, order=True)
@@ -66,6 +69,14 @@ def repeat_seed(campaign_seed: int, genome_hash: str, repeat: int) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
+def job_seed(campaign_seed: int, key: JobKey, *, fresh: bool = False) -> int:
+    """The training seed of a job: its repeat's seed; a ``fresh`` promotion (rung > 0, repeat 0) gets a seed of
+    its own rung, so each rung of the genome is an independent training run."""
+    if fresh and key.rung > 0 and key.repeat == 0:
+        return repeat_seed(campaign_seed, f"{key.genome_hash}@{key.rung}", 0)
+    return repeat_seed(campaign_seed, key.genome_hash, key.repeat)
+
+
 @dataclass
 class Aggregate:
     """What is known of one genome: its highest rung with a result, and the fitness values of its seeds there."""
@@ -87,7 +98,8 @@ class RungScheduler:
     """ASHA promotions and repeated seeds over ``rungs`` (cumulative training steps; one rung = no promotions).
 
     ``eta``: promote the top ``1/eta`` of a rung; ``seeds``: how many seeds the best genomes get (1 = no
-    repeats); ``share``: at most this fraction of all training steps asked goes to repeats.
+    repeats); ``share``: at most this fraction of all training steps asked goes to repeats; ``fresh``: promotions
+    train from scratch (they cost their whole rung).
 
     Cost: a result, a promotion and "what is best" take O(log n) (sorted lists per rung and a lazy heap), so a
     driver with a thousand workers and 100,000 genomes asks as fast at the end as at the start. A repeat scans
@@ -95,9 +107,11 @@ class RungScheduler:
     keeps no genome but the best: its memory does not grow with the campaign.
     """
 
-    def __init__(self, *, rungs: list[int], eta: float = 3.0, seeds: int = 1, share: float = 0.0) -> None:
+    def __init__(self, *, rungs: list[int], eta: float = 3.0, seeds: int = 1, share: float = 0.0,
+                 fresh: bool = False) -> None:
         increasing_steps(rungs, field="rungs")
         self.rungs, self.eta, self.seeds, self.share = list(rungs), float(eta), int(seeds), float(share)
+        self.fresh = bool(fresh)
         self.finished: list[dict[str, float | None]] = [{} for _ in rungs]  # rung → hash → fitness (repeat 0)
         self.promoted: list[set[str]] = [set() for _ in rungs]  # promoted FROM rung r (pending or done)
         self.aggregates: dict[str, Aggregate] = defaultdict(Aggregate)
@@ -155,8 +169,9 @@ class RungScheduler:
             self.repeats_asked[key.genome_hash].add(key.repeat)
 
     def cost(self, key: JobKey) -> int:
-        """Training steps the job will take: a promotion continues from the rung below, a repeat starts over."""
-        if key.rung > 0 and key.repeat == 0:
+        """Training steps the job will take: a promotion continues from the rung below (unless ``fresh``), a
+        repeat starts over."""
+        if key.rung > 0 and key.repeat == 0 and not self.fresh:
             return self.rungs[key.rung] - self.rungs[key.rung - 1]
         return self.rungs[key.rung]
 
