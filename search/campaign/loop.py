@@ -208,6 +208,7 @@ class Campaign:
         """
         with self._locked(), deferred_interrupts() as interrupts:
             self._interrupts = interrupts
+            self.progress.budget = self.config.budget.evaluations  # an open-ended slice extends it between runs
             reporter = reporter or CampaignReporter(self, offline_ok=offline_ok, sidecar=sidecar.command(
                 self.config, self.paths.root))
             own_pool = pool is None

@@ -44,7 +44,8 @@ class LiveView:
     def update(self, *, final: bool = False) -> None:
         """Refresh the panel, or print a progress line when enough time has passed (or ``final``)."""
         if self._live is not None and self._bar is not None:
-            self._bar.update(self._task_id, completed=self.progress.done)  # type: ignore[arg-type]
+            self._bar.update(self._task_id, completed=self.progress.done,  # type: ignore[arg-type]
+                             total=self.progress.budget)
             self._live.update(self._view())
         elif final or time.monotonic() - self._last_plain > PLAIN_EVERY_S:
             self._last_plain = time.monotonic()

@@ -98,6 +98,8 @@ def test_an_open_ended_campaign_climbs_and_its_tasks_adopt_screens_and_transfers
     m = state.measures(["length"])
     assert m["annecs"] >= 1 and m["hardest_solved_length"] >= 6
     assert m["train_steps_spent"] >= 9000 or (state.ended and "every active task is solved" in state.ended)
+    for campaign in oe._open.values():  # every slice extends a task's budget: its progress line is "45/48", not "45/9"
+        assert campaign.progress.budget == campaign.config.budget.evaluations >= campaign.progress.done
     for c in state.candidates:  # the minimal criterion and the verdicts as journaled
         best = max(c["scores"].values(), default=0.0)
         if c["admitted"]:
