@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +82,16 @@ def _campaign_config(task: str, arm: str, seed: int, budget_steps: int | None, e
     return parse_campaign_config(yaml.safe_load(yaml.safe_dump(data)), source=f"{task}/{arm}")
 
 
-def run_campaign_arm(task: str, arm: str, seed: int, budget_steps: int, workers: int = WORKERS) -> list[Event]:
+def run_campaign_arm(task: str, arm: str, seed: int, budget_steps: int, workers: int = WORKERS,
+                     inspect: Callable[[Any], None] | None = None) -> list[Event]:
+    """The arm's campaign run to its end; ``inspect(campaign)`` looks at it before its directory goes."""
     from search.campaign import Campaign
     from search.views import QuietReporter
     with tempfile.TemporaryDirectory() as tmp:
         campaign = Campaign.create(_campaign_config(task, arm, seed, budget_steps, workers=workers), Path(tmp) / "c")
         campaign.run(reporter=QuietReporter())
+        if inspect is not None:
+            inspect(campaign)
         events = []
         for e in campaign.journal.read():
             if e["event"] != "result":
