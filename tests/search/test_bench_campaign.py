@@ -37,7 +37,6 @@ def test_a_simulated_campaign_runs_and_resumes_exactly(tmp_path, monkeypatch):
 
     more = Campaign.open(tmp_path / "c")
     more.config = _config(200)
-    more.progress.budget = 200
     resumed = more.run(reporter=QuietReporter())
     assert resumed.done == 200
     assert len([e for e in more.journal.read() if e["event"] == "result"]) == 200
