@@ -73,7 +73,7 @@ class JobMaker:
         self.config, self.paths, self.genome_of = config, paths, genome_of
         self.rungs = config.evaluation.rungs()
         self.fidelity = config.evaluation.fidelity is not None
-        self.fresh = self.fidelity and config.evaluation.fidelity.promote == "fresh"  # type: ignore[union-attr]
+        self.fresh = (f := config.evaluation.fidelity) is not None and f.promote == "fresh"
         self.inherit = config.evaluation.inherit == "parent"
         # continuing a rung needs the state of the rung below, inheriting the parent's: whatever people keep
         self.want_checkpoint = config.tracking.checkpoints != "none" or self.fidelity or self.inherit
@@ -88,7 +88,7 @@ class JobMaker:
         if self.fidelity:
             budget = replace(budget, steps=self.rungs[key.rung])
         start = None
-        if key.rung > 0 and key.repeat == 0 and not self.fresh:
+        if key.promotion and not self.fresh:
             path = self.checkpoint(key)
             if path.is_file():
                 start = path.read_bytes()

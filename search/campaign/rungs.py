@@ -51,6 +51,11 @@ class JobKey:
     repeat: int = 0
 
     @property
+    def promotion(self) -> bool:
+        """A job of the genome's own seed at a rung above the first: it was promoted from the rung below."""
+        return self.rung > 0 and self.repeat == 0
+
+    @property
     def id(self) -> str:
         if self.repeat:
             return f"{self.genome_hash}@{self.rung}#{self.repeat}"
@@ -72,7 +77,7 @@ def repeat_seed(campaign_seed: int, genome_hash: str, repeat: int) -> int:
 def job_seed(campaign_seed: int, key: JobKey, *, fresh: bool = False) -> int:
     """The training seed of a job: its repeat's seed; a ``fresh`` promotion (rung > 0, repeat 0) gets a seed of
     its own rung, so each rung of the genome is an independent training run."""
-    if fresh and key.rung > 0 and key.repeat == 0:
+    if fresh and key.promotion:
         return repeat_seed(campaign_seed, f"{key.genome_hash}@{key.rung}", 0)
     return repeat_seed(campaign_seed, key.genome_hash, key.repeat)
 
@@ -161,7 +166,7 @@ class RungScheduler:
         """A job was journaled (a new genome, a promotion or a repeat)."""
         self.jobs += 1
         self.steps += self.cost(key)
-        if key.rung > 0 and key.repeat == 0:
+        if key.promotion:
             self._mark_promoted(key.rung - 1, key.genome_hash)
         if key.repeat > 0:
             self.repeat_jobs += 1
@@ -171,7 +176,7 @@ class RungScheduler:
     def cost(self, key: JobKey) -> int:
         """Training steps the job will take: a promotion continues from the rung below (unless ``fresh``), a
         repeat starts over."""
-        if key.rung > 0 and key.repeat == 0 and not self.fresh:
+        if key.promotion and not self.fresh:
             return self.rungs[key.rung] - self.rungs[key.rung - 1]
         return self.rungs[key.rung]
 

@@ -76,7 +76,7 @@ def test_children_start_from_their_parents_latest_checkpoint(reference: Campaign
     for r in records:
         metrics, key = r["result"]["metrics"], JobKey(r["result"]["genome_hash"], r.get("rung", 0), r.get("repeat", 0))
         proposal = Proposal.from_dict(r["proposal"])
-        if key.rung > 0 and key.repeat == 0:  # a promotion continues its own state: nothing inherited
+        if key.promotion:  # a promotion continues its own state: nothing inherited
             assert metrics["start_step"] > 0 and "inherited_fraction" not in metrics
         elif proposal.parents:  # a child's first rung, or a repeat of it with a fresh seed
             parent = inheritance_parent(proposal, genomes.get)
