@@ -31,6 +31,8 @@ CAMPAIGN_ARMS: dict[str, tuple[str, dict[str, Any], bool, dict[str, Any] | None]
     "map_elites": ("map_elites", {"initial_samples": 64}, True, REPEATS),
     "surrogate_elites": ("surrogate_elites", {"initial_samples": 64}, True, {"seeds": 3, "share": 0.3}),
     "surrogate_fresh": ("surrogate_elites", {"initial_samples": 64}, True, {"seeds": 3, "share": 0.3}),
+    "surrogate_exploit": ("surrogate_elites", {"initial_samples": 64, "explore_share": 0.0}, True,
+                          {"seeds": 3, "share": 0.3}),  # the default before exploring proposals
     "cvt_map_elites": ("cvt_map_elites", {"initial_samples": 64}, True, REPEATS),
     "novelty": ("novelty", {}, True, None),
     "nslc": ("nslc", {}, True, None),
@@ -45,6 +47,7 @@ ARM_SOURCES: dict[str, tuple[str, ...]] = {
                          "search/records.py"),
 }
 ARM_SOURCES["surrogate_fresh"] = ARM_SOURCES["surrogate_elites"] + ("search/campaign/jobs.py",)
+ARM_SOURCES["surrogate_exploit"] = ARM_SOURCES["surrogate_elites"]
 DRIVER_ARMS = ("dehb", "topk")
 ANCHORS = ("random", "regularized_evolution", "optuna_tpe_sh", "optuna_tpe_hb", "dehb", "topk")
 ARMS = (*CAMPAIGN_ARMS, *DRIVER_ARMS)

@@ -18,8 +18,10 @@ another arm is one more entry:
   of the best with fresh seeds (3 seeds, at most 15 % of the training steps); the reported best is a mean over 3 seeds.
 - ``dehb``: DEHB (``benchmarks/dehb_driver.py``, ask/tell) on the same pool, every evaluation from scratch at its
   fidelity (the rungs' step counts), one seed; cached per run (needs the bench extra).
-- ``surrogate_rungs``: ``surrogate_elites`` (a Gaussian process screens MAP-Elites' children) with the same
-  rungs and re-evaluation.
+- ``surrogate_rungs``: ``surrogate_elites``, the default strategy (a Gaussian process screens MAP-Elites' children
+  and random genomes) with the same rungs and re-evaluation; its settings are spelled out, so a cached run of an
+  older default is refused rather than reused. ``surrogate_exploit``: the same without exploring proposals
+  (``explore_share: 0``, the default before 2026-12-07).
 - ``me_rungs_inherit``: the same plus weight inheritance from the parent (``evaluation.inherit: parent``); run
   only when the campaign config accepts that field, else skipped with a note.
 
@@ -112,9 +114,11 @@ ARMS: tuple[Arm, ...] = (
         about="MAP-Elites, from scratch, flat budget (before issue 13)"),
     Arm(name="me_rungs", strategy="map_elites", settings={"initial_samples": 8}, rungs=True, repeats=True,
         about="MAP-Elites with rungs and re-evaluation (fresh seeds)"),
-    Arm(name="surrogate_rungs", strategy="surrogate_elites", settings={"initial_samples": 8}, rungs=True,
-        repeats=True, about="surrogate-assisted MAP-Elites (a Gaussian process screens children) with rungs and "
-        "re-evaluation"),
+    Arm(name="surrogate_rungs", strategy="surrogate_elites", settings={"initial_samples": 8, "explore_share": 0.3},
+        rungs=True, repeats=True, about="surrogate-assisted MAP-Elites (a Gaussian process screens children and "
+        "random genomes) with rungs and re-evaluation"),
+    Arm(name="surrogate_exploit", strategy="surrogate_elites", settings={"initial_samples": 8, "explore_share": 0.0},
+        rungs=True, repeats=True, about="surrogate_rungs without exploring proposals (the default before 2026-12-07)"),
     Arm(name="me_rungs_inherit", strategy="map_elites", settings={"initial_samples": 8}, rungs=True, repeats=True,
         evaluation={"inherit": "parent"}, optional=True,
         about="MAP-Elites with rungs, re-evaluation and weight inheritance from the parent"),

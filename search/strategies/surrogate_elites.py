@@ -10,6 +10,10 @@ The ideas, and where they come from:
   in (the rest; a cell nobody holds is measured against the weakest elite), so the archive fills with good
   genomes in every cell rather than one peak. Cells are known before evaluation only for descriptors that need
   the genome alone (genes); otherwise every proposal aims at the best.
+- **Exploration** (SMAC's interleaved random configurations, screened here): an ``explore_share`` of the
+  proposals is chosen among random genomes only, by the same expected improvement. Children of elites otherwise
+  win nearly every screen, so a small campaign spends itself on the neighbours of whichever genome looked best
+  after its first few (noisy, short) evaluations.
 - **Proposals in flight** are added to the model as if they had scored its prediction ("kriging believer"):
   64 asynchronous workers do not all get the same genome's neighbours.
 - **Fidelity as an input** (multi-fidelity GP; freeze-thaw BO, DyHPO): the rung is one more input of the model,
@@ -63,6 +67,9 @@ class SurrogateElites(MapElites):
                               doc="children screened by the model for each proposal"),
         "random_share": Setting(kind=float, default=0.2, low=0.0, high=1.0,
                                 doc="share of the screened candidates that are random genomes, not children"),
+        "explore_share": Setting(kind=float, default=0.3, low=0.0, high=1.0,
+                                 doc="share of proposals screened among random genomes only, no children "
+                                     "(docs/search.md: why 0.3)"),
         "quality_share": Setting(kind=float, default=0.5, low=0.0, high=1.0,
                                  doc="share of proposals chosen by improvement of the best (the rest: of their "
                                      "archive cell)"),
@@ -157,7 +164,8 @@ class SurrogateElites(MapElites):
         cells = self.qd.elite_indices()
         if self._asked < self.settings["initial_samples"] or not cells or not self._ready():
             return self._sample()
-        candidates = self._candidates(cells)
+        explore = self.settings["explore_share"] > 0 and self.rng.random() < self.settings["explore_share"]
+        candidates = self._candidates(cells, explore=explore)
         if not candidates:
             return self._sample()
         model = self._condition()
@@ -166,11 +174,12 @@ class SurrogateElites(MapElites):
         gain = expected_improvement(mu, sd, reference)
         return candidates[int(np.argmax(gain))]
 
-    def _candidates(self, cells: list[int]) -> list[Proposal]:
-        """Children of elites (and random genomes), each new and not in flight, each genome once."""
+    def _candidates(self, cells: list[int], *, explore: bool = False) -> list[Proposal]:
+        """Children of elites (and random genomes; only random ones when ``explore``), each new and not in
+        flight, each genome once."""
         s = self.settings
         out: dict[str, Proposal] = {}
-        n_random = round(s["candidates"] * s["random_share"])
+        n_random = s["candidates"] if explore else round(s["candidates"] * s["random_share"])
         for i in range(s["candidates"]):
             if i < n_random:
                 proposal = self._sample()

@@ -49,8 +49,8 @@ def test_the_screen_proposes_the_candidates_predicted_to_improve(seed: int) -> N
     shown: list[list[float]] = []
     screen = strategy._candidates
 
-    def recorded(cells: list[int]) -> list:
-        candidates = screen(cells)
+    def recorded(cells: list[int], **kw: bool) -> list:
+        candidates = screen(cells, **kw)
         shown.append([smooth(p.genome) for p in candidates])
         return candidates
 
@@ -62,6 +62,23 @@ def test_the_screen_proposes_the_candidates_predicted_to_improve(seed: int) -> N
         ranks.append(float(np.mean(np.array(shown[-1]) < fitness)))
         strategy.tell(EvalResult(genome_hash=proposal.genome_hash, fitness=fitness))
     assert np.mean(ranks) > 0.7, ranks
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
+def test_exploring_proposals_are_random_genomes_screened_by_the_model(share: float) -> None:
+    """``explore_share`` of the proposals after the initial samples are chosen among random genomes only (no
+    parents); the rest among children of elites, which the screen otherwise prefers near a known good genome."""
+    strategy = make_strategy("surrogate_elites", space=SPACE, seed=3, descriptors=DESCRIPTORS,
+                             settings={"initial_samples": 20, "candidates": 32, "explore_share": share,
+                                       "random_share": 0.0})
+    for proposal in strategy.ask(20):
+        strategy.tell(EvalResult(genome_hash=proposal.genome_hash, fitness=smooth(proposal.genome)))
+    parentless = 0
+    for _ in range(60):
+        (proposal,) = strategy.ask(1)
+        parentless += not proposal.parents
+        strategy.tell(EvalResult(genome_hash=proposal.genome_hash, fitness=smooth(proposal.genome)))
+    assert parentless == {0.0: 0, 1.0: 60}.get(share, parentless) and (share != 0.3 or 8 <= parentless <= 30)
 
 
 def test_promotion_follows_the_predicted_final_fitness_not_the_first_rung() -> None:
