@@ -25,7 +25,10 @@ the methods a researcher would otherwise pick: random search, regularised evolut
 halving / Hyperband, DEHB (ask/tell, from scratch at 100/300/900 steps) and top-K after the first rung.
 
 Every (arm, task, seed) is cached as a small JSON trace under ``benchmarks/results/ctmbench/cache/``; the summary
-goes to ``benchmarks/results/ctmbench/results.json`` (``--full``) or ``results-short.json``, plots beside it.
+goes to ``benchmarks/results/ctmbench/results.json`` (``--full``) or ``results-short.json``, plots beside it;
+a run of some arms or tasks only writes ``results-…-subset.json`` (the whole comparison is never overwritten by a
+part of it). ``--versus ARM`` compares with that arm instead of the best anchor (paired by seed), e.g. a change of
+the default against the version before.
 """
 
 from __future__ import annotations
@@ -158,17 +161,21 @@ def _steps_to(trace_: dict[str, Any], target: float, judge: str) -> float:
 
 
 def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[str], judge: str,
-              rng: np.random.Generator) -> dict[str, Any]:
+              rng: np.random.Generator, versus: str | None = None) -> dict[str, Any]:
+    """Per task: every arm's figures; compute ratios and paired p-values against ``versus`` (default: the best
+    anchor among ``arms``; with neither, none)."""
     from scipy.stats import wilcoxon
     out: dict[str, Any] = {}
     for task in sorted({t for t, _ in traces}):
         finals = {a: np.array([t[f"quality_{judge}"][-1] for t in traces[(task, a)]]) for a in arms
                   if traces.get((task, a))}
         anchors = [a for a in ANCHORS if a in finals]
-        best = max(anchors, key=lambda a: np.median(finals[a])) if anchors else None
+        best_anchor = max(anchors, key=lambda a: np.median(finals[a])) if anchors else None
+        best = versus if versus in finals else best_anchor
         target = float(np.median(finals[best])) if best else None
         best_regret = _best_measured(task, judge)
-        entry: dict[str, Any] = {"best_anchor": best, "target": target, "best_measured": best_regret, "arms": {}}
+        entry: dict[str, Any] = {"best_anchor": best_anchor, "reference": best, "target": target,
+                                 "best_measured": best_regret, "arms": {}}
         for a, f in finals.items():
             runs = traces[(task, a)]
             row: dict[str, Any] = {"seeds": len(f), "final": {"median": float(np.median(f)),
@@ -243,14 +250,16 @@ def markdown(result: dict[str, Any], judge: str = "boosting") -> str:
     """The comparison table of one judge as markdown (for the README)."""
     out = []
     for task, entry in result["judges"][judge].items():
-        out += [f"**{task}** (judge: {judge} surrogate; best anchor `{entry['best_anchor']}`, its median "
-                f"{entry['target']:.3f}; best measured genome {entry['best_measured']:.3f}; "
-                f"{result['seeds']} seeds)", "",
-                "| arm | final quality median [q1, q3] | compute to the best anchor's median, ratio [95% CI] | "
-                "Wilcoxon p vs best anchor | QD-score | coverage |", "|---|---|---|---|---|---|"]
+        ref = entry.get("reference", entry["best_anchor"])
+        who = "best anchor" if ref == entry["best_anchor"] else "reference"
+        against = f"{who} `{ref}`, its median {entry['target']:.3f}" if ref else "no anchor or reference"
+        out += [f"**{task}** (judge: {judge} surrogate; {against}; best measured genome "
+                f"{entry['best_measured']:.3f}; {result['seeds']} seeds)", "",
+                f"| arm | final quality median [q1, q3] | compute to the {who}'s median, ratio [95% CI] | "
+                f"Wilcoxon p vs {who} | QD-score | coverage |", "|---|---|---|---|---|---|"]
         for a, row in sorted(entry["arms"].items(), key=lambda kv: -kv[1]["final"]["median"]):
             f, c = row["final"], row.get("compute_ratio", {})
-            ratio = "not reached" if c.get("median") is None else (
+            ratio = "–" if not c else "not reached" if c.get("median") is None else (
                 f"{c['median']:.2f} [{c['ci_low'] or 0:.2f}, "
                 + (f"{c['ci_high']:.2f}]" if c.get("ci_high") is not None else "∞]"))
             p = "–" if row.get("p_value") is None else f"{row['p_value']:.3g}"
@@ -274,12 +283,18 @@ def main() -> int:
     parser.add_argument("--small", action="store_true", help="the real-training comparison's regime: 10,000 "
                         "steps on 2 simulated workers, 8 initial samples (results-small*.json)")
     parser.add_argument("--workers", type=int, default=2, help="processes running campaigns")
+    parser.add_argument("--versus", default=None, help="the arm that ratios and p-values compare with (default: the "
+                        "best anchor run); e.g. --arms surrogate_elites surrogate_exploit --versus surrogate_exploit")
     args = parser.parse_args()
     args.budget = args.budget or (10_000 if args.small else 180_000)
     args.sim_workers = args.sim_workers or (2 if args.small else WORKERS)
     if args.budget < 1000 or args.sim_workers < 1:
         print(f"ctmbench_compare: --budget {args.budget} / --sim-workers {args.sim_workers}: allowed are at least "
               "1000 steps and 1 worker", file=sys.stderr)
+        return 2
+    if args.versus is not None and args.versus not in args.arms:
+        print(f"ctmbench_compare: --versus {args.versus!r}: allowed is one of the arms run, {args.arms}",
+              file=sys.stderr)
         return 2
     bad = [a for a in args.arms if a not in ARMS] + [t for t in args.tasks if t not in TASK_KEYS]
     if bad:
@@ -307,16 +322,20 @@ def main() -> int:
     rng = np.random.default_rng(0)
     result = {"seeds": seeds, "budget_steps": args.budget, "workers_simulated": args.sim_workers,
               "replay": "boosting surrogate",
-              "judges": {j: summarise(traces, args.arms, j, rng) for j in JUDGES}}
+              "arms": list(args.arms), "versus": args.versus,
+              "judges": {j: summarise(traces, args.arms, j, rng, args.versus) for j in JUDGES}}
     OUT.mkdir(parents=True, exist_ok=True)
     name = ("results.json" if args.full else "results-short.json").replace(
         "results", "results-small" if args.small else "results")
+    if set(args.arms) != set(ARMS) or set(args.tasks) != set(TASK_KEYS):  # never overwrite the whole comparison
+        name = name.replace(".json", "-subset.json")
     (OUT / name).write_text(json.dumps(result, indent=1) + "\n")
     plot(traces, result["judges"]["boosting"], OUT / name.replace(".json", ".png"), args.sim_workers)
     (OUT / name.replace(".json", ".md")).write_text("\n".join(markdown(result, j) for j in JUDGES))
     for judge, per_task in result["judges"].items():
         for task, entry in per_task.items():
-            print(f"\n{task} (judge: {judge}; best anchor {entry['best_anchor']}, target {entry['target']:.3f}, "
+            target = "none" if entry["target"] is None else f"{entry['target']:.3f}"
+            print(f"\n{task} (judge: {judge}; compared with {entry['reference']}, target {target}, "
                   f"best measured {entry['best_measured']:.3f})")
             print(f"{'arm':<24}{'final median [q1, q3]':>26}{'compute ratio [95% CI]':>28}{'p':>8}{'QD':>8}{'cov':>6}"
                   f"{'evals':>7}{'eval/s':>8}")
