@@ -171,10 +171,10 @@ def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[st
                   if traces.get((task, a))}
         anchors = [a for a in ANCHORS if a in finals]
         best_anchor = max(anchors, key=lambda a: np.median(finals[a])) if anchors else None
-        best = versus if versus in finals else best_anchor
-        target = float(np.median(finals[best])) if best else None
+        reference = versus if versus in finals else best_anchor
+        target = float(np.median(finals[reference])) if reference else None
         best_regret = _best_measured(task, judge)
-        entry: dict[str, Any] = {"best_anchor": best_anchor, "reference": best, "target": target,
+        entry: dict[str, Any] = {"best_anchor": best_anchor, "reference": reference, "target": target,
                                  "best_measured": best_regret, "arms": {}}
         for a, f in finals.items():
             runs = traces[(task, a)]
@@ -188,15 +188,15 @@ def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[st
                                    "sim_hours_median": float(np.median([t["final_sim_s"] for t in runs]) / 3600),
                                    "qd_score_median": float(np.median([t[f"qd_{judge}"]["qd_score"] for t in runs])),
                                    "coverage_median": float(np.median([t[f"qd_{judge}"]["coverage"] for t in runs]))}
-            if best is not None:
+            if reference is not None:
                 mine = np.array([_steps_to(t, target, judge) for t in runs])
-                theirs = np.array([_steps_to(t, target, judge) for t in traces[(task, best)]])
+                theirs = np.array([_steps_to(t, target, judge) for t in traces[(task, reference)]])
                 row["compute_ratio"] = _ratio(mine, theirs, rng)
                 seeds = {t["seed"]: t for t in runs}
                 pairs = [(seeds[t["seed"]][f"quality_{judge}"][-1], t[f"quality_{judge}"][-1])
-                         for t in traces[(task, best)] if t["seed"] in seeds]
+                         for t in traces[(task, reference)] if t["seed"] in seeds]
                 diff = np.array([x - y for x, y in pairs])
-                row["p_value"] = (float(wilcoxon(diff).pvalue) if a != best and len(diff) > 1 and np.any(diff != 0)
+                row["p_value"] = (float(wilcoxon(diff).pvalue) if a != reference and len(diff) > 1 and np.any(diff != 0)
                                   else None)
             entry["arms"][a] = row
         out[task] = entry
@@ -250,7 +250,7 @@ def markdown(result: dict[str, Any], judge: str = "boosting") -> str:
     """The comparison table of one judge as markdown (for the README)."""
     out = []
     for task, entry in result["judges"][judge].items():
-        ref = entry.get("reference", entry["best_anchor"])
+        ref = entry["reference"]
         who = "best anchor" if ref == entry["best_anchor"] else "reference"
         against = f"{who} `{ref}`, its median {entry['target']:.3f}" if ref else "no anchor or reference"
         out += [f"**{task}** (judge: {judge} surrogate; {against}; best measured genome "

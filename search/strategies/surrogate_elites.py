@@ -164,6 +164,7 @@ class SurrogateElites(MapElites):
         cells = self.qd.elite_indices()
         if self._asked < self.settings["initial_samples"] or not cells or not self._ready():
             return self._sample()
+        # no draw at share 0: the random stream, and so every proposal, stays that of the strategy before the setting
         explore = self.settings["explore_share"] > 0 and self.rng.random() < self.settings["explore_share"]
         candidates = self._candidates(cells, explore=explore)
         if not candidates:
