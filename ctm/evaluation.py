@@ -30,8 +30,9 @@ Everything is a pure function of (genome, task, budget, seed, start) on CPU: wei
 are seeded (a continued start restores its RNG state), and the caller's global RNG is left as it was. The
 schedule is a function of the step index and the current ``budget.warmup_steps``. Non-finite loss or gradients
 give a ``diverged`` failure; a torch out-of-memory error gives ``oom``; a genome the task cannot use
-(``TaskMismatch``) gives ``error``. On CUDA the forward runs under bf16 autocast (``amp``), and
-``compile_model`` wraps the model in ``torch.compile``.
+(``TaskMismatch``) gives ``error``. A task with a ``closed_loop`` method (an agent's task, e.g. ``pomaze``) adds
+``closed_loop_success``: the model acting on its own moves in the validation episodes. On CUDA the forward runs
+under bf16 autocast (``amp``), and ``compile_model`` wraps the model in ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -214,6 +215,10 @@ def _run(genome: Genome, task: Any, budget: EvalBudget, seed: int, dev: torch.de
         "train_steps": float(loop.step), "start_step": float(progress.start_step),
         "val_loss": float(val["loss"].sum() / len(val_y)), "train_time_s": trained,
     }
+    closed_loop = getattr(task, "closed_loop", None)  # a task the CTM acts in (pomaze): its own moves decide
+    if callable(closed_loop):  # what it sees next
+        metrics["closed_loop_success"] = closed_loop(model, samples=budget.val_samples, seed=VALIDATION_SEED,
+                                                     device=dev, batch_size=batch_size)
     per_tick_accuracy = val["per_tick"].mean(0).tolist()
     per_tick_certainty = val["certainty"].mean(0).tolist()
     checkpoint = None

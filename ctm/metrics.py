@@ -76,4 +76,4 @@ def measure_macs(model: CTM, sample: Tensor) -> int:
     """MACs per forward per sample as ``genome.cost`` defines them: the flop counter's count plus one per
     synchronisation pair per tick (elementwise, so invisible to the counter)."""
     pairs = model.sync_out.size + (model.sync_action.size if model.sync_action is not None else 0)
-    return counted_macs(model, sample) + model.ticks * pairs
+    return counted_macs(model, sample) + model.steps * model.ticks * pairs

@@ -6,8 +6,9 @@ makes the count exact (``tests/ctm`` compares it with the built model's paramete
 
 MACs count multiply-accumulates of linear maps, convolutions, the attention products, the neuron-level
 models' contraction and one per synchronisation pair per tick; normalisations, activations and softmax are
-not counted. Key/value projections of the input tokens are computed once per forward, not once per tick; the
-rotational positions (a Linear(2 → D_in) over the N positions) are counted once per forward of one sample.
+not counted. Key/value projections of the input tokens are computed once per forward, not once per tick (once per
+observation for a stepped task, whose T ticks also run once per observation); the rotational positions (a
+Linear(2 → D_in) over the N positions) are counted once per forward of one sample.
 """
 
 from __future__ import annotations
@@ -51,12 +52,28 @@ class BackboneSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class TaskShape:
-    """What the cost model needs to know about a task: its backbone and its output size."""
+    """What the cost model needs to know about a task: its backbone and its output size.
+
+    ``steps`` > 1 marks a stepped task: the input holds ``steps`` observations (each one the backbone's input),
+    the CTM runs its T ticks once per observation and answers one position (``out_classes`` logits) per step, so
+    ``out_positions == steps``.
+    """
 
     name: str
     backbone: BackboneSpec
     out_positions: int
     out_classes: int
+    steps: int = 1
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or (self.steps > 1 and self.out_positions != self.steps):
+            raise ValueError(f"task shape {self.name!r}: steps = {self.steps}: allowed is 1, or the number of output "
+                             f"positions ({self.out_positions}) for a stepped task")
+
+    @property
+    def out_width(self) -> int:
+        """Rows of W_out: every position at once, or one position per step for a stepped task."""
+        return self.out_dim if self.steps == 1 else self.out_classes
 
     @property
     def out_dim(self) -> int:
@@ -216,7 +233,7 @@ def estimate(genome: Genome, task: TaskShape) -> CostEstimate:
         parts["neuron_level_models"] = (m * 2 * h * d + 2 * h * d + 1) + (h * 2 * d + 2 * d + 1)
         nlm_macs = m * 2 * h * d + h * 2 * d
     parts["decay"] = (s.sync_out_size + s.sync_action_size) if s.decay_learned else 0
-    parts["output_projection"] = _linear(s.sync_out_size, s.out_dim)
+    parts["output_projection"] = _linear(s.sync_out_size, task.out_width)
 
     macs_once = macs_backbone + n * d_in * d_in + 2 * n * d_in * d_in  # backbone, kv projection, K and V
     attention_macs = 2 * d_in * d_in + 2 * n * d_in  # q and output projections; scores and weighted sum
@@ -226,10 +243,15 @@ def estimate(genome: Genome, task: TaskShape) -> CostEstimate:
         macs_once += 2 * d_in * d_in + 2 * n * d_in
     sync_macs = s.sync_out_size + s.sync_action_size
     per_tick = (query_macs + attention_macs + synapse_macs + nlm_macs + sync_macs
-                + s.sync_out_size * s.out_dim)
+                + s.sync_out_size * task.out_width)
+    # a stepped task: features, K and V per observation and T ticks per observation; the rotational position
+    # table does not depend on the input, so it is computed once per forward however many observations
+    steps = task.steps
+    shared = _positions(task.backbone, d_in, "rotational")[1] if s.positional_embedding == "rotational" else 0
+    macs_all = steps * macs_once - (steps - 1) * shared
     return CostEstimate(
-        params=sum(parts.values()), params_by_part=parts, macs_backbone=macs_once,
-        macs_per_tick=per_tick, macs_per_forward=macs_once + s.ticks * per_tick,
+        params=sum(parts.values()), params_by_part=parts, macs_backbone=macs_all,
+        macs_per_tick=per_tick, macs_per_forward=macs_all + steps * s.ticks * per_tick,
     )
 
 
@@ -246,5 +268,5 @@ def training_memory_bytes(genome: Genome, task: TaskShape, batch_size: int | Non
                 + sum(s.synapse_widths) * 3 + s.d_input * (4 + s.n_tokens / max(s.heads, 1))
                 + 2 * (s.sync_out_size + s.sync_action_size) + 2 * s.out_dim)
     tokens = s.n_tokens * s.d_input * 4
-    activations = 4 * b * (s.ticks * per_tick + tokens)
+    activations = 4 * b * task.steps * (s.ticks * per_tick + tokens)
     return int(weights + 2 * activations)

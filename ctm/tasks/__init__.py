@@ -1,4 +1,4 @@
-"""Tasks: built-ins by name (``parity``, ``maze``, ``sort``, ``array``) or a user's ``module:Class``."""
+"""Tasks: built-ins by name (``parity``, ``maze``, ``pomaze``, ``sort``, ``array``) or a user's ``module:Class``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from ctm.tasks.array import ArrayTask
 from ctm.tasks.base import ClassificationTask, Scores, Task, TaskError, TaskMismatch
 from ctm.tasks.maze import MazeTask
 from ctm.tasks.parity import ParityTask
+from ctm.tasks.pomaze import PartialMazeTask
 from ctm.tasks.sort import SortTask
 from ctm.tasks.user import load_user_task
 
-BUILTIN_TASKS: dict[str, Any] = {"parity": ParityTask, "maze": MazeTask, "sort": SortTask, "array": ArrayTask}
+BUILTIN_TASKS: dict[str, Any] = {"parity": ParityTask, "maze": MazeTask, "pomaze": PartialMazeTask, "sort": SortTask,
+                                  "array": ArrayTask}
 
 
 def make_task(spec: TaskSpec | dict[str, Any]) -> Any:
@@ -32,5 +34,5 @@ def make_task(spec: TaskSpec | dict[str, Any]) -> Any:
     return BUILTIN_TASKS[spec.name].from_params(spec.params)
 
 
-__all__ = ["BUILTIN_TASKS", "ArrayTask", "ClassificationTask", "MazeTask", "ParityTask", "Scores", "SortTask",
-           "Task", "TaskError", "TaskMismatch", "make_task"]
+__all__ = ["BUILTIN_TASKS", "ArrayTask", "ClassificationTask", "MazeTask", "ParityTask", "PartialMazeTask", "Scores",
+           "SortTask", "Task", "TaskError", "TaskMismatch", "make_task"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -27,12 +28,21 @@ SHAPES = {
     "conv1": TaskShape(name="c1", backbone=BackboneSpec(kind="conv", n_tokens=36, in_channels=1, height=6,
                                                         width=6, conv_layers=1, stride=1),
                        out_positions=1, out_classes=4),
+    # stepped tasks (one observation per step, T ticks each, one answer per step), e.g. the partial maze
+    "stepped-conv": TaskShape(name="sc", backbone=BackboneSpec(kind="conv", n_tokens=9, in_channels=5, height=3,
+                                                               width=3, conv_layers=1, stride=1),
+                              out_positions=3, out_classes=5, steps=3),
+    "stepped-linear": TaskShape(name="sl", backbone=BackboneSpec(kind="linear", n_tokens=4, in_features=3),
+                                out_positions=2, out_classes=3, steps=2),
 }
 
 
 def sample_input(shape: TaskShape, batch: int = 1) -> torch.Tensor:
     b = shape.backbone
     g = torch.Generator().manual_seed(0)
+    if shape.steps > 1:  # one backbone input per observation step
+        return torch.stack([sample_input(replace(shape, steps=1, out_positions=1), batch)
+                            for _ in range(shape.steps)], dim=1)
     if b.kind == "embedding":
         return torch.randint(0, b.vocab, (batch, b.n_tokens), generator=g)
     if b.kind == "scalar":

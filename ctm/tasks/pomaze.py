@@ -1,0 +1,188 @@
+"""Partially observed mazes: walk from start to goal seeing only a small window, one move per observation step.
+
+An episode is a perfect maze (``ctm.tasks.mazegen``, ``size`` × ``size`` pixels, rotated/flipped when
+``augment``), a start cell and a goal cell whose shortest route has between ⌈R/2⌉ and R moves (R =
+``route_length``; the farthest cell within R when none is that far). The agent sees, at each of R steps, the
+``window`` × ``window`` pixels around its position (channels: passage, outside the maze, goal) and, with
+``compass``, the goal's offset (Δrow, Δcol) / window, clipped to [−1, 1], in two more channels; the CTM thinks T
+ticks per step, its state carried from step to step (``TaskShape.steps``, :meth:`ctm.model.CTM.act`), and
+answers one move per step (up, down, left, right, wait: wait once at the goal).
+
+Training is behaviour cloning under teacher forcing: observation s is the window at the expert's position after
+s moves, and the target is the expert's next move. Loss and answer are per step: at each step the CTM's tick
+selection (min-loss tick and most-certain tick of that step) and the move at that step's most certain tick.
+Fitness is per-step accuracy over the R steps; ``sequence`` (every move right) is a lower bound on closed-loop
+success, because an agent that makes the expert's move wherever the expert went walks the expert's route.
+:meth:`PartialMazeTask.closed_loop` measures the success itself: the agent's own moves decide what it sees next
+(a move into a wall leaves it in place), and an episode succeeds when it stands on the goal within R steps.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ctm.loss import per_tick_cross_entropy, split_logits
+from ctm.tasks import mazegen
+from ctm.tasks.base import ClassificationTask, Param, Scores, TaskError, rng_for, take_params
+from genome.cost import BackboneSpec, TaskShape
+
+SCHEMA = {
+    "size": Param(9, int, low=5, high=255),
+    "route_length": Param(8, int, low=1, high=1_000),
+    "window": Param(5, int, low=3, high=15),
+    "compass": Param(True, bool),
+    "conv_layers": Param(1, int, low=1, high=4),
+    "augment": Param(True, bool),
+}
+PASSAGE, OUTSIDE, GOAL, COMPASS_ROW, COMPASS_COL = range(5)
+
+
+class PartialMazeTask(ClassificationTask):
+    name = "pomaze"
+
+    def __init__(self, *, size: int = 9, route_length: int = 8, window: int = 5, compass: bool = True,
+                 conv_layers: int = 1, augment: bool = True):
+        for key, value in (("size", size), ("window", window)):
+            if value % 2 == 0:
+                raise TaskError(f"task 'pomaze': params.{key} = {value}: allowed is an odd integer (the "
+                                f"{'maze generator grid' if key == 'size' else 'window is centred on the agent'})")
+        self.size, self.route_length, self.window, self.compass = size, route_length, window, compass
+        self.augment = augment
+        self.channels = 5 if compass else 3
+        backbone = BackboneSpec(kind="conv", n_tokens=window * window, in_channels=self.channels, height=window,
+                                width=window, conv_layers=conv_layers, stride=1)
+        self.shape = TaskShape(name="pomaze", backbone=backbone, out_positions=route_length,
+                               out_classes=len(mazegen.MOVES), steps=route_length)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> PartialMazeTask:
+        return cls(**take_params("pomaze", params, SCHEMA))
+
+    # episodes and observations
+
+    def episode(self, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int], tuple[int, int], list[int]]:
+        """(grid bool [size, size], start, goal, the expert's moves padded with WAIT to R)."""
+        grid = mazegen.generate(self.size, rng)
+        if self.augment:
+            grid = mazegen.transform_image(grid, int(rng.integers(4)), bool(rng.integers(2)))
+        cells = [(r, c) for r in range(1, self.size, 2) for c in range(1, self.size, 2)]
+        start = cells[int(rng.integers(len(cells)))]
+        distance = _distances(grid, start)
+        far = [cell for cell in cells if -(-self.route_length // 2) <= distance[cell] <= self.route_length]
+        if not far:
+            reach = max(distance[cell] for cell in cells if distance[cell] <= self.route_length)
+            far = [cell for cell in cells if distance[cell] == reach]
+        goal = far[int(rng.integers(len(far)))]
+        moves = mazegen.bfs_route(grid, start, goal) if goal != start else []
+        return grid, start, goal, moves + [mazegen.WAIT] * (self.route_length - len(moves))
+
+    def observe(self, grid: np.ndarray, position: tuple[int, int], goal: tuple[int, int]) -> np.ndarray:
+        """The agent's view at ``position``: float32 [channels, window, window]."""
+        half, size = self.window // 2, self.size
+        view = np.zeros((self.channels, self.window, self.window), dtype=np.float32)
+        r0, c0 = position[0] - half, position[1] - half
+        rows, cols = np.arange(r0, r0 + self.window), np.arange(c0, c0 + self.window)
+        inside = ((rows >= 0) & (rows < size))[:, None] & ((cols >= 0) & (cols < size))[None, :]
+        view[OUTSIDE] = ~inside
+        rr, cc = np.clip(rows, 0, size - 1), np.clip(cols, 0, size - 1)
+        view[PASSAGE] = grid[np.ix_(rr, cc)] & inside
+        if r0 <= goal[0] < r0 + self.window and c0 <= goal[1] < c0 + self.window:
+            view[GOAL, goal[0] - r0, goal[1] - c0] = 1.0
+        if self.compass:  # in windows, not maze sizes, so that it reads the same in every maze of the family
+            view[COMPASS_ROW] = np.clip((goal[0] - position[0]) / self.window, -1.0, 1.0)
+            view[COMPASS_COL] = np.clip((goal[1] - position[1]) / self.window, -1.0, 1.0)
+        return view
+
+    def batch(self, split: str, index: int, batch_size: int, seed: int) -> tuple[Tensor, Tensor]:
+        """Observations float32 [B, R, channels, window, window] along the expert's route; moves int64 [B, R]."""
+        rng = rng_for(seed, split, index)
+        views = np.empty((batch_size, self.route_length, self.channels, self.window, self.window), dtype=np.float32)
+        moves = np.empty((batch_size, self.route_length), dtype=np.int64)
+        for b in range(batch_size):
+            grid, position, goal, route = self.episode(rng)
+            for s, move in enumerate(route):
+                views[b, s] = self.observe(grid, position, goal)
+                position = _moved(grid, position, move)
+            moves[b] = route
+        return torch.from_numpy(views), torch.from_numpy(moves)
+
+    # loss and scores: per step
+
+    def _per_step(self, predictions: Tensor, certainties: Tensor) -> tuple[Tensor, Tensor]:
+        """logits [B, R, C, T] and each step's certainty [B, R, T] (1 − normalised entropy)."""
+        logits = split_logits(predictions, self.shape.out_positions, self.shape.out_classes)
+        logp = torch.log_softmax(logits, dim=2)
+        certainty = 1.0 + (logp.exp() * logp).sum(2) / np.log(self.shape.out_classes)
+        return logits, certainty
+
+    def loss(self, predictions: Tensor, certainties: Tensor, targets: Tensor) -> Tensor:
+        """The CTM tick selection within each step, averaged over steps and samples."""
+        logits, certainty = self._per_step(predictions, certainties)
+        losses = per_tick_cross_entropy(logits, targets)  # [B, R, T]
+        best = losses.argmin(dim=2, keepdim=True)
+        sure = certainty.argmax(dim=2, keepdim=True)
+        return 0.5 * (losses.gather(2, best) + losses.gather(2, sure)).mean()
+
+    @torch.no_grad()
+    def score(self, predictions: Tensor, certainties: Tensor, targets: Tensor) -> Scores:
+        logits, certainty = self._per_step(predictions, certainties)
+        right = (logits.argmax(2) == targets.unsqueeze(-1)).float()  # [B, R, T]
+        at_sure = right.gather(2, certainty.argmax(2, keepdim=True)).squeeze(2)  # [B, R]
+        confidence, chosen = torch.softmax(logits, dim=2).mean(-1).max(2)
+        return Scores(per_tick=right.mean(1).cpu(), answer=at_sure.mean(1).cpu(), sequence=at_sure.min(1).values.cpu(),
+                      confidence=confidence.flatten().cpu(), correct=(chosen == targets).float().flatten().cpu())
+
+    # closed loop
+
+    @torch.no_grad()
+    def closed_loop(self, model: Any, *, samples: int, seed: int, device: torch.device | str = "cpu",
+                    batch_size: int = 256) -> float:
+        """Share of ``samples`` fresh episodes (split ``val``, ``seed``) in which the agent, acting on its own
+        moves (each step's move at that step's most certain tick), stands on the goal within R steps."""
+        rng = rng_for(seed, "val", 0)  # the episodes of ``batch("val", 0, samples, seed)``
+        episodes = [self.episode(rng) for _ in range(samples)]
+        solved = 0
+        for lo in range(0, samples, batch_size):
+            chunk = episodes[lo:lo + batch_size]
+            grids, goals = [e[0] for e in chunk], [e[2] for e in chunk]
+            positions = [e[1] for e in chunk]
+            done = np.array([start == goal for start, goal in zip(positions, goals, strict=True)])
+            state = model.start(len(chunk))
+            for _ in range(self.route_length):
+                views = np.stack([self.observe(*view) for view in zip(grids, positions, goals, strict=True)])
+                predictions, certainties, state = model.act(state, torch.from_numpy(views).to(device))
+                sure = certainties[:, 1].argmax(1)  # [B]
+                moves = predictions.argmax(1).gather(1, sure.unsqueeze(1)).squeeze(1).tolist()
+                positions = [_moved(*step) for step in zip(grids, positions, moves, strict=True)]
+                done |= np.array([pos == goal for pos, goal in zip(positions, goals, strict=True)])
+            solved += int(done.sum())
+        return solved / samples
+
+
+def _moved(grid: np.ndarray, position: tuple[int, int], move: int) -> tuple[int, int]:
+    """The position after ``move``: a step onto a passage pixel, else (wall, edge, wait) where it was."""
+    dr, dc = (int(v) for v in mazegen.DELTAS[move])
+    r, c = position[0] + dr, position[1] + dc
+    inside = 0 <= r < grid.shape[0] and 0 <= c < grid.shape[1]
+    return (r, c) if inside and grid[r, c] else position
+
+
+def _distances(grid: np.ndarray, start: tuple[int, int]) -> np.ndarray:
+    """Route length (moves) from ``start`` to every pixel, by BFS; unreachable pixels a large number."""
+    distance = np.full(grid.shape, np.iinfo(np.int32).max // 2, dtype=np.int64)
+    distance[start] = 0
+    queue = deque([start])
+    while queue:
+        r, c = queue.popleft()
+        for dr, dc in mazegen.DELTAS[:4]:
+            nr, nc = r + int(dr), c + int(dc)
+            if 0 <= nr < grid.shape[0] and 0 <= nc < grid.shape[1] and grid[nr, nc] and distance[nr, nc] > \
+                    distance[r, c] + 1:
+                distance[nr, nc] = distance[r, c] + 1
+                queue.append((nr, nc))
+    return distance
