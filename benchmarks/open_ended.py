@@ -4,11 +4,13 @@
 
 1. The open-ended example (``--config``, default ``experiments/open_ended_parity.yaml``) runs once per seed with a
    budget of ``--steps`` training steps (everything: task campaigns, screens, transfers), without MLflow.
-2. The target is the hardest task the median open-ended seed solved (per seed: the largest value of the first
-   difficulty axis among its solved tasks; the lower median over seeds).
+2. The target is the hardest task the median open-ended seed solved (per seed: the solved task furthest along
+   the difficulty axes, each axis's value scaled to [0, 1] over its range and summed; the lower median over
+   seeds; with one axis, simply the largest value).
 3. Direct search: the same file without ``open_ended:`` (the same strategy, space, rungs and workers) on the
    target task from scratch, once per seed, with the training steps its open-ended seed spent. ``--also``
-   adds targets compared the same way (e.g. a harder task the open-ended seeds reached but did not solve).
+   adds targets compared the same way (e.g. a harder task the open-ended seeds reached but did not solve): values
+   of the first difficulty axis, the other axes as in the main target.
 4. Both sides' best trained models on the target task (the best genome of the target's campaign, its weights at
    the highest rung it reached) are measured on ``--fresh-samples`` validation samples drawn with a seed no
    search used (``ctm.evaluation.measure_state``). An open-ended seed that never admitted the target task has no
@@ -134,7 +136,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "open_ended")
     args = parser.parse_args()
     base = yaml.safe_load(args.config.read_text())
-    axis = next(iter(base["open_ended"]["axes"]))
+    axes = base["open_ended"]["axes"]
+    axis = next(iter(axes))
     threshold = float(base["open_ended"].get("solved", 0.95))
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -144,15 +147,18 @@ def main() -> int:
     pool = make_pool(WorkersConfig.from_dict(base["workers"]))
     try:
         runs = {seed: open_ended_run(base, seed, args.steps, args.work, pool) for seed in seeds}
-        hardest = {seed: max((t.params[axis] for t in oe.state.tasks.values() if t.solved), default=None)
+        hardest = {seed: max(({a: t.params[a] for a in axes} for t in oe.state.tasks.values() if t.solved),
+                             key=lambda params: difficulty(params, axes), default=None)
                    for seed, oe in runs.items()}
         if all(v is None for v in hardest.values()):
             say("no open-ended seed solved any task: nothing to compare")
             return 1
-        targets = [statistics.median_low([v if v is not None else -1 for v in hardest.values()]), *args.also]
+        ranked = sorted(seeds, key=lambda s: -1.0 if hardest[s] is None else difficulty(hardest[s], axes))
+        main_target = hardest[ranked[(len(ranked) - 1) // 2]]  # the lower median seed's hardest solved task
+        targets = [main_target, *({**main_target, axis: value} for value in args.also)]
         # each direct run gets the compute its open-ended seed spent (the last round may run past --steps)
-        direct = {(target, seed): direct_run(base, {axis: target}, seed, int(runs[seed].state.spent), args.work,
-                                             pool, f"{axis}{target}")
+        direct = {(tag_of(target), seed): direct_run(base, target, seed, int(runs[seed].state.spent), args.work,
+                                                     pool, tag_of(target))
                   for target in targets for seed in seeds}
     finally:
         pool.shutdown()
@@ -167,14 +173,15 @@ def main() -> int:
 
     results = []
     for n, target in enumerate(targets):
-        spec = TaskSpec(name=base["task"]["name"], params={**base["task"]["params"], axis: target})
-        tag = f"{axis}{target}"
+        spec = TaskSpec(name=base["task"]["name"], params={**base["task"]["params"], **target})
+        tag = tag_of(target)
         rows = []
         for seed in seeds:
             oe = runs[seed]
-            task = next((t for t in oe.state.tasks.values() if t.params.get(axis) == target), None)
+            task = next((t for t in oe.state.tasks.values() if all(t.params.get(a) == v for a, v in target.items())),
+                        None)
             oe_model = best_model(oe.campaign(task)) if task is not None else None
-            d_model = best_model(direct[(target, seed)])
+            d_model = best_model(direct[(tag, seed)])
             oe_key = f"oe-s{seed}/{task.id if task else '-'}/{oe_model[0].hash if oe_model else '-'}"
             rows.append({"seed": seed, "oe_task": task.id if task else None,
                          "oe_genome": oe_model[0].hash if oe_model else None,
@@ -183,7 +190,7 @@ def main() -> int:
                          "direct_fresh": fresh(f"direct-{tag}-s{seed}/{d_model[0].hash if d_model else '-'}", spec,
                                                d_model),
                          "lineage": crossings(oe.root, task.id, oe_model[0].hash) if task and oe_model else {},
-                         "direct_steps": direct[(target, seed)].ledger.spent})
+                         "direct_steps": direct[(tag, seed)].ledger.spent})
         median = {side: statistics.median_low([r[side] if r[side] is not None else 0.0 for r in rows])
                   for side in ("oe_fresh", "direct_fresh")}
         met = median["oe_fresh"] >= threshold > median["direct_fresh"]
@@ -197,7 +204,7 @@ def main() -> int:
                   f"{_solved(r['direct_fresh'], threshold):>24}  {r['direct_steps']:>12,.0f}  {r['lineage']}")
         print(f"median seed: open-ended {median['oe_fresh']:.3f}, direct {median['direct_fresh']:.3f}"
               + (f": target (open-ended solves, direct does not) {'MET' if met else 'MISSED'}" if n == 0 else ""))
-        results.append({"target": {axis: target}, "rows": rows, "median": median, "met": met if n == 0 else None})
+        results.append({"target": target, "rows": rows, "median": median, "met": met if n == 0 else None})
 
     print()
     runs_out = []
@@ -217,6 +224,16 @@ def main() -> int:
                                                       indent=1))
     _plot(runs_out, args.out / "annecs.png")
     return 0
+
+
+def difficulty(params: dict[str, Any], axes: dict[str, Any]) -> float:
+    """How far along the difficulty axes a task is: each axis's value scaled to [0, 1] over its range, summed."""
+    return sum((params[a] - axes[a]["min"]) / max(1, axes[a]["max"] - axes[a]["min"]) for a in axes)
+
+
+def tag_of(target: dict[str, Any]) -> str:
+    """``length10`` or ``size9-route_length12``: the work directory's name for a target task."""
+    return "-".join(f"{a}{v}" for a, v in target.items())
 
 
 def _solved(x: float | None, threshold: float) -> str:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from ctm_testutil import tiny
 
-from ctm import build_model, make_task
+from ctm import TaskSpec, build_model, make_task
 from ctm.evaluation import evaluate
 from ctm.result import EvalBudget
 from ctm.tasks import TaskError, mazegen
@@ -140,3 +140,18 @@ def test_evaluation_reports_closed_loop_success_and_learns_short_routes() -> Non
 def test_bad_params_name_the_field(params: dict, match: str) -> None:
     with pytest.raises(TaskError, match=match):
         make_task({"name": "pomaze", "params": params})
+
+
+def test_every_maze_of_the_family_shares_the_whole_ctm_so_transfers_reinitialise_nothing() -> None:
+    """One move per step and a conv backbone over the window: larger mazes, longer routes and other windows all
+    take the same tensors (an open-ended campaign's transfers carry the whole trained model); dropping the
+    compass changes the backbone's input channels, so that tensor starts from the child's init."""
+    from ctm.inherit import task_tensors
+
+    genome = tiny(ticks=2)
+    first = TaskSpec(name="pomaze", params={"size": 7, "route_length": 4})
+    for params in ({"size": 15, "route_length": 24}, {"size": 9, "route_length": 8, "window": 7}):
+        assert task_tensors(genome, first, TaskSpec(name="pomaze", params=params)) == ()
+    blind = task_tensors(genome, first, TaskSpec(name="pomaze", params={"size": 7, "route_length": 4,
+                                                                         "compass": False}))
+    assert blind == ("features.backbone.embed.0.weight",)

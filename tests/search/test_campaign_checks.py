@@ -115,3 +115,11 @@ def test_where_the_consumers_run(tmp_path: Path, consumers: str, budget: dict, p
     assert (command(cfg, tmp_path) is not None) is process
     with pytest.raises(ConfigError, match=r"tracking\.consumers.*'threads'.*'auto', 'thread' or 'process'"):
         parse_campaign_config(config(tmp_path, tracking={"consumers": "threads"}))
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_campaign_file_validates(path: Path) -> None:
+    """The examples the docs point to (2-core and cluster-sized) build their task, strategy and workers."""
+    config = load_campaign_config(path)
+    assert config.name and config.task.name
