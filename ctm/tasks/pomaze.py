@@ -10,9 +10,11 @@ answers one move per step (up, down, left, right, wait: wait once at the goal).
 
 Training is behaviour cloning under teacher forcing: observation s is the window at the expert's position after
 s moves, and the target is the expert's next move. Loss and answer are per step: at each step the CTM's tick
-selection (min-loss tick and most-certain tick of that step) and the move at that step's most certain tick.
-Fitness is per-step accuracy over the R steps; ``sequence`` (every move right) is a lower bound on closed-loop
-success, because an agent that makes the expert's move wherever the expert went walks the expert's route.
+selection (min-loss tick and most-certain tick of that step) and the move at that step's most certain tick. Only
+the route's steps count (its moves and the wait on arriving), not the waits that pad a short route to R, which
+would make long ``route_length`` in small mazes look easy. Fitness is the per-step accuracy over those steps;
+``sequence`` (every one right) is a lower bound on closed-loop success, because an agent that makes the expert's
+move wherever the expert went walks the expert's route.
 :meth:`PartialMazeTask.closed_loop` measures the success itself: the agent's own moves decide what it sees next
 (a move into a wall leaves it in place), and an episode succeeds when it stands on the goal within R steps.
 """
@@ -111,31 +113,40 @@ class PartialMazeTask(ClassificationTask):
             moves[b] = route
         return torch.from_numpy(views), torch.from_numpy(moves)
 
-    # loss and scores: per step
+    # loss and scores: per step, over the route's moves and the stop at the goal
 
-    def _per_step(self, predictions: Tensor, certainties: Tensor) -> tuple[Tensor, Tensor]:
-        """logits [B, R, C, T] and each step's certainty [B, R, T] (1 − normalised entropy)."""
+    def _per_step(self, predictions: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """logits [B, R, C, T], each step's certainty [B, R, T] (1 − normalised entropy), and the steps that count
+        [B, R]: the expert's moves and its first wait at the goal, not the waits that pad the route to R."""
         logits = split_logits(predictions, self.shape.out_positions, self.shape.out_classes)
         logp = torch.log_softmax(logits, dim=2)
         certainty = 1.0 + (logp.exp() * logp).sum(2) / np.log(self.shape.out_classes)
-        return logits, certainty
+        waits = targets == mazegen.WAIT
+        arrival = torch.where(waits.any(1), waits.float().argmax(1), targets.shape[1])  # steps to the goal
+        counted = torch.arange(targets.shape[1], device=targets.device).unsqueeze(0) <= arrival.unsqueeze(1)
+        return logits, certainty, counted.float()
 
     def loss(self, predictions: Tensor, certainties: Tensor, targets: Tensor) -> Tensor:
-        """The CTM tick selection within each step, averaged over steps and samples."""
-        logits, certainty = self._per_step(predictions, certainties)
+        """The CTM tick selection within each counted step, averaged over those steps, then over samples."""
+        logits, certainty, counted = self._per_step(predictions, targets)
         losses = per_tick_cross_entropy(logits, targets)  # [B, R, T]
-        best = losses.argmin(dim=2, keepdim=True)
-        sure = certainty.argmax(dim=2, keepdim=True)
-        return 0.5 * (losses.gather(2, best) + losses.gather(2, sure)).mean()
+        best = losses.gather(2, losses.argmin(dim=2, keepdim=True)).squeeze(2)
+        sure = losses.gather(2, certainty.argmax(dim=2, keepdim=True)).squeeze(2)
+        return (0.5 * (best + sure) * counted).sum(1).div(counted.sum(1)).mean()
 
     @torch.no_grad()
     def score(self, predictions: Tensor, certainties: Tensor, targets: Tensor) -> Scores:
-        logits, certainty = self._per_step(predictions, certainties)
+        logits, certainty, counted = self._per_step(predictions, targets)
         right = (logits.argmax(2) == targets.unsqueeze(-1)).float()  # [B, R, T]
         at_sure = right.gather(2, certainty.argmax(2, keepdim=True)).squeeze(2)  # [B, R]
+        steps = counted.sum(1)
         confidence, chosen = torch.softmax(logits, dim=2).mean(-1).max(2)
-        return Scores(per_tick=right.mean(1).cpu(), answer=at_sure.mean(1).cpu(), sequence=at_sure.min(1).values.cpu(),
-                      confidence=confidence.flatten().cpu(), correct=(chosen == targets).float().flatten().cpu())
+        keep = counted.flatten().bool()
+        return Scores(per_tick=((right * counted.unsqueeze(-1)).sum(1) / steps.unsqueeze(-1)).cpu(),
+                      answer=((at_sure * counted).sum(1) / steps).cpu(),
+                      sequence=(at_sure + (1 - counted)).clamp(max=1).min(1).values.cpu(),
+                      confidence=confidence.flatten()[keep].cpu(),
+                      correct=(chosen == targets).float().flatten()[keep].cpu())
 
     # closed loop
 

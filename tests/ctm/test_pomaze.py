@@ -155,3 +155,23 @@ def test_every_maze_of_the_family_shares_the_whole_ctm_so_transfers_reinitialise
     blind = task_tensors(genome, first, TaskSpec(name="pomaze", params={"size": 7, "route_length": 4,
                                                                          "compass": False}))
     assert blind == ("features.backbone.embed.0.weight",)
+
+
+def test_scores_count_the_route_and_the_stop_not_the_waits_that_pad_it() -> None:
+    """Route of 2 moves in R = 4 steps: steps 0-1 move, step 2 waits on arriving (counted), step 3 pads."""
+    task = PartialMazeTask(size=7, route_length=4)
+    targets = torch.tensor([[mazegen.UP, mazegen.UP, mazegen.WAIT, mazegen.WAIT]])
+
+    def answering(moves: list[int]) -> torch.Tensor:
+        logits = torch.full((1, 4, 5, 1), -5.0)
+        for step, move in enumerate(moves):
+            logits[0, step, move] = 5.0
+        return logits.reshape(1, 20, 1)
+
+    padding_wrong = answering([mazegen.UP, mazegen.UP, mazegen.WAIT, mazegen.LEFT])
+    scores = task.score(padding_wrong, torch.zeros(1, 2, 1), targets)
+    assert scores.answer.item() == 1.0 and scores.sequence.item() == 1.0 and len(scores.correct) == 3
+    no_stop = answering([mazegen.UP, mazegen.UP, mazegen.DOWN, mazegen.WAIT])
+    scores = task.score(no_stop, torch.zeros(1, 2, 1), targets)
+    assert scores.answer.item() == pytest.approx(2 / 3) and scores.sequence.item() == 0.0
+    assert task.loss(no_stop, torch.zeros(1, 2, 1), targets) > task.loss(padding_wrong, torch.zeros(1, 2, 1), targets)
