@@ -30,8 +30,10 @@ Everything is a pure function of (genome, task, budget, seed, start) on CPU: wei
 are seeded (a continued start restores its RNG state), and the caller's global RNG is left as it was. The
 schedule is a function of the step index and the current ``budget.warmup_steps``. Non-finite loss or gradients
 give a ``diverged`` failure; a torch out-of-memory error gives ``oom``; a genome the task cannot use
-(``TaskMismatch``) gives ``error``. A task with a ``closed_loop`` method (an agent's task, e.g. ``pomaze``) adds
-``closed_loop_success``: the model acting on its own moves in the validation episodes. On CUDA the forward runs
+(``TaskMismatch``) gives ``error``. The fitness is the validation accuracy (``val_accuracy``), except for a task
+the CTM acts in (it has ``closed_loop``, e.g. ``pomaze``): there it is ``closed_loop_success``, the share of the
+validation episodes the model succeeds in acting on its own answers (``val_accuracy`` stays the per-step
+accuracy under teacher forcing). On CUDA the forward runs
 under bf16 autocast (``amp``), and ``compile_model`` wraps the model in ``torch.compile``.
 """
 
@@ -51,7 +53,13 @@ from ctm.build import build_model
 from ctm.eval_state import EvalState, EvalStateError, load_weights, pack_state, restore_rng, rng_snapshot, unpack_state
 from ctm.inherit import InheritError, inherit
 from ctm.loop import Diverged, TrainingLoop, make_optimizer, warmup_constant
-from ctm.metrics import behaviour_vector, exit_metrics, expected_calibration_error, measure_macs
+from ctm.metrics import (
+    behaviour_vector,
+    closed_loop_success,
+    exit_metrics,
+    expected_calibration_error,
+    measure_macs,
+)
 from ctm.model import CTM, count_parameters
 from ctm.oom import is_out_of_memory
 from ctm.result import EvalBudget, EvalResult, ParentWeights, TaskSpec
@@ -207,6 +215,8 @@ def _run(genome: Genome, task: Any, budget: EvalBudget, seed: int, dev: torch.de
     probe = _measure(forward, task, probe_x, probe_y, batch_size, dev, amp)
     exit_acc, exit_tick = exit_metrics(val["per_tick"], val["certainty"], budget.exit_threshold)
     accuracy = float(val["answer"].mean())
+    closed = closed_loop_success(model, task, samples=budget.val_samples, seed=VALIDATION_SEED, device=dev,
+                                 batch_size=batch_size)
     metrics = {
         "val_accuracy": accuracy, "per_step_accuracy": accuracy,
         "sequence_accuracy": float(val["sequence"].mean()), "exit_accuracy": exit_acc,
@@ -215,10 +225,8 @@ def _run(genome: Genome, task: Any, budget: EvalBudget, seed: int, dev: torch.de
         "train_steps": float(loop.step), "start_step": float(progress.start_step),
         "val_loss": float(val["loss"].sum() / len(val_y)), "train_time_s": trained,
     }
-    closed_loop = getattr(task, "closed_loop", None)  # a task the CTM acts in (pomaze): its own moves decide
-    if callable(closed_loop):  # what it sees next
-        metrics["closed_loop_success"] = closed_loop(model, samples=budget.val_samples, seed=VALIDATION_SEED,
-                                                     device=dev, batch_size=batch_size)
+    if closed is not None:  # an agent's task: what it achieves acting on its own is its fitness
+        metrics["closed_loop_success"] = closed
     per_tick_accuracy = val["per_tick"].mean(0).tolist()
     per_tick_certainty = val["certainty"].mean(0).tolist()
     checkpoint = None
@@ -229,8 +237,8 @@ def _run(genome: Genome, task: Any, budget: EvalBudget, seed: int, dev: torch.de
             meta={"task": spec, "seed": seed, "batch_size": batch_size, "learning_rate": genome.learning_rate,
                   "warmup_steps": budget.warmup_steps}))
     return EvalResult(
-        genome_hash=genome.hash, fitness=accuracy, metrics=metrics, per_tick_accuracy=per_tick_accuracy,
-        per_tick_certainty=per_tick_certainty, train_loss=_compress(loop.losses),
+        genome_hash=genome.hash, fitness=accuracy if closed is None else closed, metrics=metrics,
+        per_tick_accuracy=per_tick_accuracy, per_tick_certainty=per_tick_certainty, train_loss=_compress(loop.losses),
         behaviour=behaviour_vector(probe["per_tick"].mean(0).tolist(), probe["certainty"].mean(0).tolist()),
         seed=seed, checkpoint=checkpoint,
     )
@@ -279,15 +287,18 @@ def _measure(forward: Any, task: Any, x: torch.Tensor, y: torch.Tensor, batch_si
 
 def measure_state(genome: Genome, task: Any, state: bytes, *, samples: int, seed: int, device: str = "cpu",
                   batch_size: int = 256) -> float:
-    """The validation accuracy of a trained model (``state``: an evaluation state or weights blob of ``genome`` on
-    ``task``) on ``samples`` fresh validation samples drawn with ``seed``: a model judged on data its search never
-    saw (the fitness uses :data:`VALIDATION_SEED`)."""
+    """The fitness of a trained model (``state``: an evaluation state or weights blob of ``genome`` on ``task``) on
+    ``samples`` fresh validation samples drawn with ``seed``: a model judged on data its search never saw (the
+    fitness uses :data:`VALIDATION_SEED`). Validation accuracy, or closed-loop success for an agent's task."""
     if isinstance(task, (TaskSpec, dict)):
         task = make_task(task)
     dev = torch.device(device)
     model = build_model(genome, task)
     load_weights(model, unpack_state(state).weights, where="state")
     model = model.to(dev).eval()
+    closed = closed_loop_success(model, task, samples=samples, seed=seed, device=dev, batch_size=batch_size)
+    if closed is not None:
+        return closed
     x, y = task.batch("val", 0, samples, seed)
     return float(_measure(model, task, x, y, batch_size, dev, False)["answer"].mean())
 

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -77,3 +79,20 @@ def measure_macs(model: CTM, sample: Tensor) -> int:
     synchronisation pair per tick (elementwise, so invisible to the counter)."""
     pairs = model.sync_out.size + (model.sync_action.size if model.sync_action is not None else 0)
     return counted_macs(model, sample) + model.steps * model.ticks * pairs
+
+
+@torch.no_grad()
+def closed_loop_success(model: CTM, task: Any, *, samples: int, seed: int, device: torch.device | str,
+                        batch_size: int) -> float | None:
+    """For a task the CTM acts in (it has ``closed_loop``, e.g. ``pomaze``): the share of ``samples`` validation
+    episodes (drawn with ``seed``) in which the model, acting on its own answers, succeeds; ``None`` for other
+    tasks. Leaves the model in the mode it found it and the RNGs untouched (episodes come from ``seed``)."""
+    run = getattr(task, "closed_loop", None)
+    if not callable(run):
+        return None
+    was_training = model.training
+    model.eval()
+    try:
+        return float(run(model, samples=samples, seed=seed, device=device, batch_size=batch_size))
+    finally:
+        model.train(was_training)

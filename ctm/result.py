@@ -109,7 +109,8 @@ class EvalResult:
     """The outcome of evaluating one genome: a success (``status == "ok"``) or a typed failure.
 
     ``metrics`` holds scalar figures: ``val_accuracy`` (the fitness for classification tasks),
-    ``per_step_accuracy`` and ``sequence_accuracy`` (mazes, sorting), ``exit_accuracy`` and ``exit_tick_mean``
+    ``per_step_accuracy`` and ``sequence_accuracy`` (mazes, sorting), ``closed_loop_success`` (the fitness of a
+    task the CTM acts in, ``pomaze``), ``exit_accuracy`` and ``exit_tick_mean``
     (stopping at the first tick whose certainty passes ``budget.exit_threshold``), ``ece`` (expected
     calibration error), ``param_count`` (measured on the built model), ``macs_per_forward``,
     ``train_steps`` (optimizer steps in total, including those of a continued start state), ``start_step`` (the

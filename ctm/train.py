@@ -32,7 +32,7 @@ from torch import nn
 from ctm.bundle import write_bundle
 from ctm.evaluation import VALIDATION_SEED
 from ctm.loop import Diverged, TrainingLoop, WarmupCosine, lr_factor, make_optimizer
-from ctm.metrics import exit_metrics, expected_calibration_error
+from ctm.metrics import closed_loop_success, exit_metrics, expected_calibration_error
 from ctm.result import TaskSpec
 from ctm.step import autocast_context
 from ctm.train_state import (
@@ -151,7 +151,8 @@ def measure(model: nn.Module, task: Any, *, samples: int, batch_size: int, devic
 
     Returns (metrics, per-tick accuracy, per-tick certainty); metrics: ``val_accuracy`` (the answer at the most
     certain tick), ``sequence_accuracy``, ``exit_accuracy`` and ``exit_tick_mean`` (stop at the first tick with
-    certainty >= ``exit_threshold``), ``ece`` (expected calibration error of the tick-averaged probabilities).
+    certainty >= ``exit_threshold``), ``ece`` (expected calibration error of the tick-averaged probabilities), and
+    for a task the CTM acts in, ``closed_loop_success``.
     """
     was_training = model.training
     model.eval()
@@ -173,6 +174,10 @@ def measure(model: nn.Module, task: Any, *, samples: int, batch_size: int, devic
     metrics = {"val_accuracy": float(v["answer"].mean()), "sequence_accuracy": float(v["sequence"].mean()),
                "exit_accuracy": exit_accuracy, "exit_tick_mean": exit_tick,
                "ece": expected_calibration_error(v["confidence"], v["correct"])}
+    closed = closed_loop_success(model, task, samples=samples, seed=VALIDATION_SEED, device=device,
+                                 batch_size=batch_size)
+    if closed is not None:  # an agent's task: acting on its own moves
+        metrics["closed_loop_success"] = closed
     return metrics, v["per_tick"].mean(0).tolist(), v["certainty"].mean(0).tolist()
 
 

@@ -12,11 +12,15 @@ Training is behaviour cloning under teacher forcing: observation s is the window
 s moves, and the target is the expert's next move. Loss and answer are per step: at each step the CTM's tick
 selection (min-loss tick and most-certain tick of that step) and the move at that step's most certain tick. Only
 the route's steps count (its moves and the wait on arriving), not the waits that pad a short route to R, which
-would make long ``route_length`` in small mazes look easy. Fitness is the per-step accuracy over those steps;
-``sequence`` (every one right) is a lower bound on closed-loop success, because an agent that makes the expert's
-move wherever the expert went walks the expert's route.
-:meth:`PartialMazeTask.closed_loop` measures the success itself: the agent's own moves decide what it sees next
-(a move into a wall leaves it in place), and an episode succeeds when it stands on the goal within R steps.
+would make long ``route_length`` in small mazes look easy. ``answer`` is the per-step accuracy over those steps
+(``val_accuracy``); ``sequence`` (every one right) is a lower bound on closed-loop success, because an agent that
+makes the expert's move wherever the expert went walks the expert's route.
+
+The fitness is the success itself (:meth:`PartialMazeTask.closed_loop`, ``closed_loop_success``, by
+``ctm.evaluation``): the agent's own moves decide what it sees next (a move into a wall leaves it in place), and
+an episode succeeds when it stands on the goal within R steps. Teacher forcing flatters an agent: in a campaign
+of this family, a best at 0.966 per-step accuracy over routes of up to 12 moves reached the goal in 71% of the
+episodes (sequence accuracy 70%).
 """
 
 from __future__ import annotations

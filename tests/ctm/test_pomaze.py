@@ -9,7 +9,7 @@ import torch
 from ctm_testutil import tiny
 
 from ctm import TaskSpec, build_model, make_task
-from ctm.evaluation import evaluate
+from ctm.evaluation import evaluate, measure_state
 from ctm.result import EvalBudget
 from ctm.tasks import TaskError, mazegen
 from ctm.tasks.base import rng_for
@@ -123,11 +123,13 @@ def test_closed_loop_success_counts_episodes_that_reach_the_goal() -> None:
 def test_evaluation_reports_closed_loop_success_and_learns_short_routes() -> None:
     """In a maze of 2×2 cells every route is two equal moves towards the compass: 60 steps learn it (5 moves:
     chance is 0.2), and the agent then walks to the goal on its own."""
-    result = evaluate(tiny(ticks=2, d_model=32, batch_size=16, learning_rate=0.01),
-                      {"name": "pomaze", "params": {"size": 5, "route_length": 2}},
-                      EvalBudget(steps=60, val_samples=64), seed=0)
+    genome, task = tiny(ticks=2, d_model=32, batch_size=16, learning_rate=0.01), PartialMazeTask(size=5, route_length=2)
+    result = evaluate(genome, task, EvalBudget(steps=60, val_samples=64), seed=0, want_checkpoint=True)
     assert result.status == "ok", result
-    assert result.fitness >= 0.9 and result.metrics["closed_loop_success"] >= 0.9
+    assert result.metrics["val_accuracy"] >= 0.9  # per step, under teacher forcing
+    assert result.fitness == result.metrics["closed_loop_success"] >= 0.9  # an agent is judged by what it does
+    fresh = measure_state(genome, task, result.checkpoint, samples=32, seed=99)
+    assert fresh >= 0.9  # fresh episodes, judged by the same closed loop
 
 
 @pytest.mark.parametrize(("params", "match"), [
