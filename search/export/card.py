@@ -72,8 +72,11 @@ def model_card(found: Located, manifest: dict[str, Any], *, out: Path, train: st
              f"search fitness {found.fitness_text()}.", "",
              "## Task", "",
              f"- `{task.name}` with params `{task.params}`; input: {shape['backbone']['kind']} backbone, "
-             f"{model['n_tokens']} tokens of width D_in = {model['d_input']}; output: {shape['out_positions']} "
-             f"position(s) × {shape['out_classes']} classes per tick.", "",
+             f"{model['n_tokens']} tokens of width D_in = {model['d_input']}; output: " + (
+                 f"{shape['out_positions']} position(s) × {shape['out_classes']} classes per tick."
+                 if shape.get("steps", 1) == 1 else
+                 f"{shape['steps']} observation steps of {g.ticks} ticks each, one of {shape['out_classes']} "
+                 "classes per step (the CTM acts: its fitness is closed_loop_success)."), "",
              "## Fitness and descriptors", "", "| metric | value |", "|---|---:|",
              f"| fitness | {fmt(res.fitness)} |"]
     if found.seeds > 1:
