@@ -46,7 +46,7 @@ def test_shortest_route_episodes_are_bfs_routes_of_the_asked_length(size: int, r
 def test_wall_follower_episodes_keep_a_hand_on_the_right_wall_until_the_goal(size: int, route: int) -> None:
     """Each move is the first open one of: right of the heading, straight, left, back (heading up at first); the
     goal is where the walk first arrives after ⌈R/2⌉ to R moves, and the walk stops there."""
-    task = PartialMazeTask(size=size, route_length=route)
+    task = PartialMazeTask(size=size, route_length=route, expert="wall")
     rng = np.random.default_rng(1)
     right_of = {mazegen.UP: mazegen.RIGHT, mazegen.RIGHT: mazegen.DOWN, mazegen.DOWN: mazegen.LEFT,
                 mazegen.LEFT: mazegen.UP}
@@ -65,6 +65,34 @@ def test_wall_follower_episodes_keep_a_hand_on_the_right_wall_until_the_goal(siz
             assert arrive >= -(-route // 2)
 
 
+@pytest.mark.parametrize(("size", "route"), [(5, 2), (9, 8), (15, 32)])
+def test_the_explorer_goes_depth_first_towards_the_compass_and_backtracks_from_dead_ends(size: int, route: int
+                                                                                         ) -> None:
+    task = PartialMazeTask(size=size, route_length=route)
+    rng = np.random.default_rng(2)
+    backtracked = 0
+    for _ in range(30):
+        grid, start, goal, moves = task.episode(rng)
+        path = walk(grid, start, moves)
+        arrive = path.index(goal)
+        assert 0 < arrive <= route and all(m == mazegen.WAIT for m in moves[arrive:])
+        visited, trail = {start}, [start]
+        for position, move, nxt in zip(path[:arrive], moves[:arrive], path[1:arrive + 1], strict=True):
+            fresh = [m for m in range(4) if _moved(grid, position, m) not in visited | {position}]
+            if fresh:  # forward: the unvisited neighbour most in the compass's direction
+                dr, dc = task.observe(grid, position, goal)[[COMPASS_ROW, COMPASS_COL], 0, 0]
+                scores = [mazegen.DELTAS[m, 0] * dr + mazegen.DELTAS[m, 1] * dc for m in fresh]
+                assert move == fresh[int(np.argmax(scores))]
+                visited.add(nxt)
+                trail.append(nxt)
+            else:  # a dead end: one step back the way it came
+                trail.pop()
+                assert nxt == trail[-1]
+                backtracked += 1
+    if route >= 32:
+        assert backtracked > 0  # long routes make it turn back from dead ends
+
+
 def test_the_view_is_a_window_centred_on_the_agent() -> None:
     task = PartialMazeTask(size=9, route_length=4, window=5, compass=True)
     grid = mazegen.generate(9, np.random.default_rng(3))
@@ -78,13 +106,13 @@ def test_the_view_is_a_window_centred_on_the_agent() -> None:
     assert view[COMPASS_ROW, 0, 0] == pytest.approx(2 / 5) and view[COMPASS_COL, 4, 4] == pytest.approx(1.0)
     near = task.observe(grid, (3, 5), (3, 7))
     assert near[GOAL, 2, 4] == 1 and near[GOAL].sum() == 1
-    assert PartialMazeTask(size=9, route_length=4).observe(grid, (1, 1), (3, 7)).shape == (3, 5, 5)
+    assert PartialMazeTask(size=9, route_length=4, expert="wall").observe(grid, (1, 1), (3, 7)).shape == (3, 5, 5)
 
 
 def test_batches_are_views_along_the_expert_route_and_deterministic() -> None:
     task = make_task({"name": "pomaze", "params": {"size": 7, "route_length": 6}})
     x, y = task.batch("train", 2, 3, seed=5)
-    assert x.shape == (3, 6, 3, 5, 5) and y.shape == (3, 6) and x.dtype == torch.float32
+    assert x.shape == (3, 6, 5, 5, 5) and y.shape == (3, 6) and x.dtype == torch.float32  # window and compass
     assert task.shape.steps == task.shape.out_positions == 6 and task.shape.backbone.n_tokens == 25
     rng = rng_for(5, "train", 2)
     grid, start, goal, moves = task.episode(rng)
@@ -144,8 +172,8 @@ def test_closed_loop_success_counts_episodes_that_reach_the_goal() -> None:
 
 
 def test_evaluation_reports_closed_loop_success_and_learns_short_routes() -> None:
-    """In a maze of 2×2 cells the wall follower's route to the goal is two moves, the second decided by the first:
-    200 steps learn it (5 moves: chance is 0.2), and the agent then walks to the goal on its own."""
+    """Routes of at most 2 moves in a maze of 2×2 cells: two moves straight towards the compass, then a wait. 200
+    steps learn it (5 moves: chance is 0.2), and the agent then walks to the goal on its own."""
     genome, task = tiny(ticks=2, d_model=32, batch_size=16, learning_rate=0.01), PartialMazeTask(size=5, route_length=2)
     result = evaluate(genome, task, EvalBudget(steps=200, val_samples=64), seed=2, want_checkpoint=True)
     assert result.status == "ok", result
@@ -161,7 +189,7 @@ def test_evaluation_reports_closed_loop_success_and_learns_short_routes() -> Non
     ({"window": 1}, r"params.window = 1: allowed is an integer >= 3 and <= 15"),
     ({"route_length": 0}, "params.route_length = 0"),
     ({"sight": 3}, r"params.sight = 3 is not a parameter; allowed are \["),
-    ({"expert": "oracle"}, r"params.expert = 'oracle': allowed is one of \['wall', 'shortest'\]"),
+    ({"expert": "oracle"}, r"params.expert = 'oracle': allowed is one of \['explore', 'wall', 'shortest'\]"),
 ])
 def test_bad_params_name_the_field(params: dict, match: str) -> None:
     with pytest.raises(TaskError, match=match):
@@ -170,8 +198,8 @@ def test_bad_params_name_the_field(params: dict, match: str) -> None:
 
 def test_every_maze_of_the_family_shares_the_whole_ctm_so_transfers_reinitialise_nothing() -> None:
     """One move per step and a conv backbone over the window: larger mazes, longer routes and other windows all
-    take the same tensors (an open-ended campaign's transfers carry the whole trained model); adding the
-    compass changes the backbone's input channels, so that tensor starts from the child's init."""
+    take the same tensors (an open-ended campaign's transfers carry the whole trained model); the wall follower's
+    tasks show no compass, which changes the backbone's input channels, so that tensor starts from the child's init."""
     from ctm.inherit import task_tensors
 
     genome = tiny(ticks=2)
@@ -179,7 +207,7 @@ def test_every_maze_of_the_family_shares_the_whole_ctm_so_transfers_reinitialise
     for params in ({"size": 15, "route_length": 24}, {"size": 9, "route_length": 8, "window": 7}):
         assert task_tensors(genome, first, TaskSpec(name="pomaze", params=params)) == ()
     blind = task_tensors(genome, first, TaskSpec(name="pomaze", params={"size": 7, "route_length": 4,
-                                                                         "compass": True}))
+                                                                         "expert": "wall"}))
     assert blind == ("features.backbone.embed.0.weight",)
 
 
