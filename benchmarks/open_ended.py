@@ -4,13 +4,13 @@
 
 1. The open-ended example (``--config``, default ``experiments/open_ended_parity.yaml``) runs once per seed with a
    budget of ``--steps`` training steps (everything: task campaigns, screens, transfers), without MLflow.
-2. The target is the hardest task the median open-ended seed solved (per seed: the solved task furthest along
-   the difficulty axes, each axis's value scaled to [0, 1] over its range and summed; the lower median over
-   seeds; with one axis, simply the largest value).
+2. The target is the hardest task the median open-ended seed solved (per seed: the solved task with the largest
+   value of the first difficulty axis, then of the next, in the order of ``--hardest-by``, by default the file's;
+   the lower median over seeds).
 3. Direct search: the same file without ``open_ended:`` (the same strategy, space, rungs and workers) on the
    target task from scratch, once per seed, with the training steps its open-ended seed spent. ``--also``
    adds targets compared the same way (e.g. a harder task the open-ended seeds reached but did not solve): values
-   of the first difficulty axis, the other axes as in the main target.
+   of the first ``--hardest-by`` axis, the other axes as in the main target.
 4. Both sides' best trained models on the target task (the best genome of the target's campaign, its weights at
    the highest rung it reached) are measured on ``--fresh-samples`` validation samples drawn with a seed no
    search used (``ctm.evaluation.measure_state``). An open-ended seed that never admitted the target task has no
@@ -131,13 +131,20 @@ def main() -> int:
     parser.add_argument("--also", type=int, nargs="*", default=[], metavar="VALUE",
                         help="more targets: values of the first difficulty axis compared the same way (e.g. a "
                              "harder task every open-ended seed reached without solving it)")
+    parser.add_argument("--hardest-by", nargs="+", default=None, metavar="AXIS",
+                        help="difficulty axes in order of importance (default: the file's order); e.g. "
+                             "route_length size for the partially observed mazes, where the route is what is hard")
     parser.add_argument("--fresh-samples", type=int, default=2048)
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "open_ended")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "open_ended")
     args = parser.parse_args()
     base = yaml.safe_load(args.config.read_text())
-    axes = base["open_ended"]["axes"]
-    axis = next(iter(axes))
+    axes = list(args.hardest_by or base["open_ended"]["axes"])
+    unknown = sorted(set(axes) ^ set(base["open_ended"]["axes"]))
+    if unknown:
+        raise SystemExit(f"--hardest-by {' '.join(axes)}: allowed is an order of the file's axes "
+                         f"{list(base['open_ended']['axes'])} (each once)")
+    axis = axes[0]
     threshold = float(base["open_ended"].get("solved", 0.95))
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -148,12 +155,12 @@ def main() -> int:
     try:
         runs = {seed: open_ended_run(base, seed, args.steps, args.work, pool) for seed in seeds}
         hardest = {seed: max(({a: t.params[a] for a in axes} for t in oe.state.tasks.values() if t.solved),
-                             key=lambda params: difficulty(params, axes), default=None)
+                             key=lambda params: tuple(params[a] for a in axes), default=None)
                    for seed, oe in runs.items()}
         if all(v is None for v in hardest.values()):
             say("no open-ended seed solved any task: nothing to compare")
             return 1
-        ranked = sorted(seeds, key=lambda s: -1.0 if hardest[s] is None else difficulty(hardest[s], axes))
+        ranked = sorted(seeds, key=lambda s: () if hardest[s] is None else tuple(hardest[s][a] for a in axes))
         main_target = hardest[ranked[(len(ranked) - 1) // 2]]  # the lower median seed's hardest solved task
         targets = [main_target, *({**main_target, axis: value} for value in args.also)]
         # each direct run gets the compute its open-ended seed spent (the last round may run past --steps)
@@ -224,11 +231,6 @@ def main() -> int:
                                                       indent=1))
     _plot(runs_out, args.out / "annecs.png")
     return 0
-
-
-def difficulty(params: dict[str, Any], axes: dict[str, Any]) -> float:
-    """How far along the difficulty axes a task is: each axis's value scaled to [0, 1] over its range, summed."""
-    return sum((params[a] - axes[a]["min"]) / max(1, axes[a]["max"] - axes[a]["min"]) for a in axes)
 
 
 def tag_of(target: dict[str, Any]) -> str:
