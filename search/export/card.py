@@ -75,8 +75,8 @@ def model_card(found: Located, manifest: dict[str, Any], *, out: Path, train: st
              f"{model['n_tokens']} tokens of width D_in = {model['d_input']}; output: " + (
                  f"{shape['out_positions']} position(s) × {shape['out_classes']} classes per tick."
                  if shape.get("steps", 1) == 1 else
-                 f"{shape['steps']} observation steps of {g.ticks} ticks each, one of {shape['out_classes']} "
-                 "classes per step (the CTM acts: its fitness is closed_loop_success)."), "",
+                 f"{shape['steps']} observation steps of {g.ticks} tick{'s' if g.ticks != 1 else ''} each, one of "
+                 f"{shape['out_classes']} classes per step (the CTM acts: its fitness is closed_loop_success)."), "",
              "## Fitness and descriptors", "", "| metric | value |", "|---|---:|",
              f"| fitness | {fmt(res.fitness)} |"]
     if found.seeds > 1:
