@@ -33,8 +33,8 @@ give a ``diverged`` failure; a torch out-of-memory error gives ``oom``; a genome
 (``TaskMismatch``) gives ``error``. The fitness is the validation accuracy (``val_accuracy``), except for a task
 the CTM acts in (it has ``closed_loop``, e.g. ``pomaze``): there it is ``closed_loop_success``, the share of the
 validation episodes the model succeeds in acting on its own answers (``val_accuracy`` stays the per-step
-accuracy under teacher forcing). On CUDA the forward runs
-under bf16 autocast (``amp``), and ``compile_model`` wraps the model in ``torch.compile``.
+accuracy under teacher forcing). On CUDA the forward runs under bf16 autocast (``amp``), and ``compile_model``
+wraps the model in ``torch.compile``.
 """
 
 from __future__ import annotations

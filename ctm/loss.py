@@ -22,11 +22,15 @@ def split_logits(predictions: Tensor, positions: int, classes: int) -> Tensor:
     return predictions.float().reshape(b, positions, classes, t)
 
 
+def normalised_entropy(logits: Tensor) -> Tensor:
+    """logits [B, positions, C, T] → H(softmax) / log C per position and tick, [B, positions, T]."""
+    logp = F.log_softmax(logits, dim=2)
+    return -(logp.exp() * logp).sum(2) / math.log(logits.shape[2])
+
+
 def certainties_from(predictions: Tensor, positions: int, classes: int) -> Tensor:
-    """[B, out, T] → [B, 2, T] holding (normalised entropy 1 − c_t, certainty c_t)."""
-    logp = F.log_softmax(split_logits(predictions, positions, classes), dim=2)
-    entropy = -(logp.exp() * logp).sum(2) / math.log(classes)  # [B, positions, T]
-    normalised = entropy.mean(1)
+    """[B, out, T] → [B, 2, T] holding (normalised entropy 1 − c_t, certainty c_t), averaged over positions."""
+    normalised = normalised_entropy(split_logits(predictions, positions, classes)).mean(1)
     return torch.stack([normalised, 1.0 - normalised], dim=1)
 
 

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ctm.loss import per_tick_cross_entropy, split_logits
+from ctm.loss import normalised_entropy, per_tick_cross_entropy, split_logits
 from ctm.tasks import mazegen
 from ctm.tasks.base import ClassificationTask, Param, Scores, TaskError, rng_for, take_params
 from genome.cost import BackboneSpec, TaskShape
@@ -170,8 +170,7 @@ class PartialMazeTask(ClassificationTask):
         """logits [B, R, C, T], each step's certainty [B, R, T] (1 − normalised entropy), and the steps that count
         [B, R]: the expert's moves and its first wait at the goal, not the waits that pad the route to R."""
         logits = split_logits(predictions, self.shape.out_positions, self.shape.out_classes)
-        logp = torch.log_softmax(logits, dim=2)
-        certainty = 1.0 + (logp.exp() * logp).sum(2) / np.log(self.shape.out_classes)
+        certainty = 1.0 - normalised_entropy(logits)
         waits = targets == mazegen.WAIT
         arrival = torch.where(waits.any(1), waits.float().argmax(1), targets.shape[1])  # steps to the goal
         counted = torch.arange(targets.shape[1], device=targets.device).unsqueeze(0) <= arrival.unsqueeze(1)
