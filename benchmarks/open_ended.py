@@ -140,11 +140,13 @@ def main() -> int:
     args = parser.parse_args()
     base = yaml.safe_load(args.config.read_text())
     axes = list(args.hardest_by or base["open_ended"]["axes"])
-    unknown = sorted(set(axes) ^ set(base["open_ended"]["axes"]))
-    if unknown:
+    if len(set(axes)) != len(axes) or set(axes) != set(base["open_ended"]["axes"]):
         raise SystemExit(f"--hardest-by {' '.join(axes)}: allowed is an order of the file's axes "
                          f"{list(base['open_ended']['axes'])} (each once)")
     axis = axes[0]
+
+    def rank(params: dict[str, Any]) -> tuple[int, ...]:  # harder first by the first axis, then the next
+        return tuple(params[a] for a in axes)
     threshold = float(base["open_ended"].get("solved", 0.95))
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -155,12 +157,12 @@ def main() -> int:
     try:
         runs = {seed: open_ended_run(base, seed, args.steps, args.work, pool) for seed in seeds}
         hardest = {seed: max(({a: t.params[a] for a in axes} for t in oe.state.tasks.values() if t.solved),
-                             key=lambda params: tuple(params[a] for a in axes), default=None)
+                             key=rank, default=None)
                    for seed, oe in runs.items()}
         if all(v is None for v in hardest.values()):
             say("no open-ended seed solved any task: nothing to compare")
             return 1
-        ranked = sorted(seeds, key=lambda s: () if hardest[s] is None else tuple(hardest[s][a] for a in axes))
+        ranked = sorted(seeds, key=lambda s: () if hardest[s] is None else rank(hardest[s]))
         main_target = hardest[ranked[(len(ranked) - 1) // 2]]  # the lower median seed's hardest solved task
         targets = [main_target, *({**main_target, axis: value} for value in args.also)]
         # each direct run gets the compute its open-ended seed spent (the last round may run past --steps)
