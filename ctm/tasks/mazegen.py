@@ -43,28 +43,50 @@ def generate(size: int, rng: np.random.Generator) -> np.ndarray:
     return grid
 
 
-def bfs_route(grid: np.ndarray, start: tuple[int, int], goal: tuple[int, int]) -> list[int]:
-    """Shortest route from ``start`` to ``goal`` over passage pixels, as moves (UP/DOWN/LEFT/RIGHT)."""
-    size_r, size_c = grid.shape
-    came: dict[tuple[int, int], tuple[tuple[int, int], int]] = {start: (start, -1)}
+def step(grid: np.ndarray, position: tuple[int, int], move: int) -> tuple[int, int]:
+    """The position after ``move``: one pixel onto a passage, else (a wall, the edge, a wait) where it was."""
+    r, c = position[0] + int(DELTAS[move, 0]), position[1] + int(DELTAS[move, 1])
+    return (r, c) if 0 <= r < grid.shape[0] and 0 <= c < grid.shape[1] and grid[r, c] else position
+
+
+def _search(grid: np.ndarray, start: tuple[int, int], goal: tuple[int, int] | None = None
+            ) -> dict[tuple[int, int], tuple[tuple[int, int], int, int]]:
+    """Breadth-first search from ``start`` over passage pixels (moves tried UP, DOWN, LEFT, RIGHT), until ``goal``
+    is reached or everything reachable is: pixel → (previous pixel, move taken, route length)."""
+    came: dict[tuple[int, int], tuple[tuple[int, int], int, int]] = {start: (start, -1, 0)}
     queue = deque([start])
     while queue:
         pos = queue.popleft()
         if pos == goal:
             break
         for move in (UP, DOWN, LEFT, RIGHT):
-            nxt = (pos[0] + int(DELTAS[move, 0]), pos[1] + int(DELTAS[move, 1]))
-            if 0 <= nxt[0] < size_r and 0 <= nxt[1] < size_c and grid[nxt] and nxt not in came:
-                came[nxt] = (pos, move)
+            nxt = step(grid, pos, move)
+            if nxt not in came:
+                came[nxt] = (pos, move, came[pos][2] + 1)
                 queue.append(nxt)
+    return came
+
+
+def bfs_route(grid: np.ndarray, start: tuple[int, int], goal: tuple[int, int]) -> list[int]:
+    """Shortest route from ``start`` to ``goal`` over passage pixels, as moves (UP/DOWN/LEFT/RIGHT)."""
+    came = _search(grid, start, goal)
     if goal not in came:
         raise ValueError(f"goal {goal} is not reachable from start {start}")
     moves: list[int] = []
     pos = goal
     while pos != start:
-        pos, move = came[pos]
+        pos, move, _ = came[pos]
         moves.append(move)
     return moves[::-1]
+
+
+def distances(grid: np.ndarray, start: tuple[int, int]) -> np.ndarray:
+    """Route length (moves) from ``start`` to every pixel; pixels it cannot reach (walls included) a large
+    number."""
+    out = np.full(grid.shape, np.iinfo(np.int32).max // 2, dtype=np.int64)
+    for pos, (_, _, length) in _search(grid, start).items():
+        out[pos] = length
+    return out
 
 
 def transform_point(point: tuple[int, int], size: int, rotations: int, flip: bool) -> tuple[int, int]:

@@ -39,7 +39,6 @@ the goal in 71% of the episodes (sequence accuracy 70%).
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -107,7 +106,7 @@ class PartialMazeTask(ClassificationTask):
             for t, position in reversed(list(enumerate(_positions(grid, start, walk)))):
                 distance[position] = t  # the step at which the walk first stands there
         else:
-            distance = _distances(grid, start)
+            distance = mazegen.distances(grid, start)
         far = [cell for cell in cells if -(-self.route_length // 2) <= distance[cell] <= self.route_length]
         if self.expert == "explore":
             return self._exploring(grid, start, far, rng)
@@ -129,9 +128,10 @@ class PartialMazeTask(ClassificationTask):
             moves = explorer(grid, start, far[int(index)], self.route_length, self.window)
             if moves is not None:
                 return grid, start, far[int(index)], moves + [mazegen.WAIT] * (self.route_length - len(moves))
-        joined = [m for m in (mazegen.UP, mazegen.DOWN, mazegen.LEFT, mazegen.RIGHT) if _moved(grid, start, m) != start]
+        joined = [m for m in (mazegen.UP, mazegen.DOWN, mazegen.LEFT, mazegen.RIGHT)
+                  if mazegen.step(grid, start, m) != start]
         move = joined[int(rng.integers(len(joined)))]
-        goal = _moved(grid, _moved(grid, start, move), move)
+        goal = mazegen.step(grid, mazegen.step(grid, start, move), move)
         moves = explorer(grid, start, goal, self.route_length, self.window) or []
         return grid, start, goal, moves + [mazegen.WAIT] * (self.route_length - len(moves))
 
@@ -160,7 +160,7 @@ class PartialMazeTask(ClassificationTask):
             grid, position, goal, route = self.episode(rng)
             for s, move in enumerate(route):
                 views[b, s] = self.observe(grid, position, goal)
-                position = _moved(grid, position, move)
+                position = mazegen.step(grid, position, move)
             moves[b] = route
         return torch.from_numpy(views), torch.from_numpy(moves)
 
@@ -219,7 +219,7 @@ class PartialMazeTask(ClassificationTask):
                 predictions, certainties, state = model.act(state, torch.from_numpy(views).to(device))
                 sure = certainties[:, 1].argmax(1)  # [B]
                 moves = predictions.argmax(1).gather(1, sure.unsqueeze(1)).squeeze(1).tolist()
-                positions = [_moved(*step) for step in zip(grids, positions, moves, strict=True)]
+                positions = [mazegen.step(*args) for args in zip(grids, positions, moves, strict=True)]
                 done |= np.array([pos == goal for pos, goal in zip(positions, goals, strict=True)])
             solved += int(done.sum())
         return solved / samples
@@ -242,11 +242,11 @@ def explorer(grid: np.ndarray, start: tuple[int, int], goal: tuple[int, int], li
         if len(moves) >= limit:
             return None
         options = [m for m in (mazegen.UP, mazegen.DOWN, mazegen.LEFT, mazegen.RIGHT)
-                   if _moved(grid, position, m) != position and _moved(grid, position, m) not in visited]
+                   if mazegen.step(grid, position, m) not in visited]  # a wall leaves it where it was: visited
         if options:
             dr, dc = compass(position, goal, window)
             move = max(options, key=lambda m: float(mazegen.DELTAS[m, 0]) * dr + float(mazegen.DELTAS[m, 1]) * dc)
-            position = _moved(grid, position, move)
+            position = mazegen.step(grid, position, move)
             visited.add(position)
             trail.append(position)
         else:
@@ -265,8 +265,8 @@ def wall_follower(grid: np.ndarray, start: tuple[int, int], steps: int) -> list[
     heading, position, moves = mazegen.UP, start, []
     for _ in range(steps):
         for move in (RIGHT_OF[heading], heading, LEFT_OF[heading], BACK[heading]):
-            if _moved(grid, position, move) != position:
-                heading, position = move, _moved(grid, position, move)
+            if mazegen.step(grid, position, move) != position:
+                heading, position = move, mazegen.step(grid, position, move)
                 moves.append(move)
                 break
     return moves
@@ -275,29 +275,5 @@ def wall_follower(grid: np.ndarray, start: tuple[int, int], steps: int) -> list[
 def _positions(grid: np.ndarray, start: tuple[int, int], moves: list[int]) -> list[tuple[int, int]]:
     positions = [start]
     for move in moves:
-        positions.append(_moved(grid, positions[-1], move))
+        positions.append(mazegen.step(grid, positions[-1], move))
     return positions
-
-
-def _moved(grid: np.ndarray, position: tuple[int, int], move: int) -> tuple[int, int]:
-    """The position after ``move``: a step onto a passage pixel, else (wall, edge, wait) where it was."""
-    dr, dc = (int(v) for v in mazegen.DELTAS[move])
-    r, c = position[0] + dr, position[1] + dc
-    inside = 0 <= r < grid.shape[0] and 0 <= c < grid.shape[1]
-    return (r, c) if inside and grid[r, c] else position
-
-
-def _distances(grid: np.ndarray, start: tuple[int, int]) -> np.ndarray:
-    """Route length (moves) from ``start`` to every pixel, by BFS; unreachable pixels a large number."""
-    distance = np.full(grid.shape, np.iinfo(np.int32).max // 2, dtype=np.int64)
-    distance[start] = 0
-    queue = deque([start])
-    while queue:
-        r, c = queue.popleft()
-        for dr, dc in mazegen.DELTAS[:4]:
-            nr, nc = r + int(dr), c + int(dc)
-            if 0 <= nr < grid.shape[0] and 0 <= nc < grid.shape[1] and grid[nr, nc] and distance[nr, nc] > \
-                    distance[r, c] + 1:
-                distance[nr, nc] = distance[r, c] + 1
-                queue.append((nr, nc))
-    return distance

@@ -142,17 +142,20 @@ class BudgetSection(_Section):
 
 
 class AxisSection(_Section):
-    """One difficulty parameter of an open-ended campaign's task family: whole values from ``min`` to ``max``; a
-    new task moves it by ``step`` times -2, -1, +1 or +2 (clipped)."""
+    """A difficulty parameter of an open-ended task family, whole values in [``min``, ``max``]: a new task moves it by
+    ``step`` × (-2, -1, +1, +2), clipped; by ``fine_step`` × the same once no coarse move makes an unseen task."""
 
     min: int = Field(ge=0)
     max: int = Field(ge=0)
     step: int = Field(default=1, ge=1)
+    fine_step: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> AxisSection:
         if self.max <= self.min:
             raise ValueError(f"max = {self.max}: allowed is a value above min = {self.min}")
+        if self.fine_step is not None and self.fine_step >= self.step:
+            raise ValueError(f"fine_step = {self.fine_step}: allowed is a whole number below step = {self.step}")
         return self
 
 

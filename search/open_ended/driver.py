@@ -293,15 +293,8 @@ class OpenEnded:
                 if t.status == "active" or t.solved}  # back); a refused candidate
         seen |= {self._key(c["params"]) for c in self.state.candidates  # only once the elites have changed
                  if sorted(c["scores"]) == agents and not (c["why"] or "").startswith(("passed", "no room"))}
-        candidates: list[tuple[str, dict[str, Any]]] = []
-        for _ in range(20 * oe.candidates if parents else 0):
-            if len(candidates) >= oe.candidates:
-                break
-            parent = parents[int(rng.integers(len(parents)))]
-            params = rules.mutate(parent.params, {k: v.model_dump() for k, v in oe.axes.items()}, rng)
-            if self._key(params) not in seen:
-                seen.add(self._key(params))
-                candidates.append((parent.id, params))
+        candidates = rules.propose([(p.id, p.params) for p in parents], {k: v.model_dump() for k, v in oe.axes.items()},
+                                   seen, rng, want=oe.candidates, tries=20 * oe.candidates)
         fines = [Fine(key=f"r{r}-screen-{i}-{e.agent}", elite=e, target=self.spec(params))
                  for i, (_, params) in enumerate(candidates) for e in elites
                  if e.agent not in self.state.screens.get(i, {})]

@@ -1,7 +1,9 @@
 """Tasks of an open-ended campaign as plain values, and the pure rules that admit them (POET's ingredients).
 
 - :func:`mutate`: a new task from an admitted one: each difficulty axis moves by ``step`` × (−2, −1, +1, +2)
-  with probability ½ (at least one axis moves), clipped to the axis's range.
+  with probability ½ (at least one axis moves), clipped to the axis's range. :func:`propose` draws the new
+  candidates of a round; once every coarse neighbour of the parents has been seen, it fills in between them at
+  the axes' ``fine_step`` (coarse first, so the frontier moves fast; then finer, so it does not run dry).
 - :func:`minimal_criterion`: the current elites, fine-tuned briefly on a candidate, are neither all failing
   it nor already solving it: the best screened score lies in ``[low, high)``.
 - :func:`pata_ec` and :func:`novelty`: a task is characterised by how it *ranks* the elites (POET's PATA-EC:
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Agent", "minimal_criterion", "mutate", "novelty", "pata_ec", "task_id", "verdict"]
+__all__ = ["Agent", "minimal_criterion", "mutate", "novelty", "pata_ec", "propose", "task_id", "verdict"]
 
 Agent = str  # an elite as "<home task id>/<genome hash>": the same genome trained on another task is another agent
 
@@ -30,21 +32,52 @@ def task_id(number: int, params: Mapping[str, Any], axes: Sequence[str]) -> str:
     return f"t{number:02d}-" + "-".join(f"{name}{params[name]}" for name in axes)
 
 
-def mutate(params: Mapping[str, Any], axes: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-    """A neighbour of ``params`` along the difficulty ``axes`` (each with ``min``, ``max``, ``step``)."""
+def mutate(params: Mapping[str, Any], axes: Mapping[str, Any], rng: np.random.Generator, *,
+           fine: bool = False) -> dict[str, Any]:
+    """A neighbour of ``params`` along the difficulty ``axes`` (each with ``min``, ``max``, ``step``, and
+    optionally ``fine_step``, used instead of ``step`` when ``fine``)."""
     out = dict(params)
     names = list(axes)
     moving = [n for n in names if rng.random() < 0.5] or [names[int(rng.integers(len(names)))]]
     for name in moving:
         axis = axes[name]
         lo, hi, step = _get(axis, "min"), _get(axis, "max"), _get(axis, "step")
+        if fine and (fine_step := _optional(axis, "fine_step")):
+            step = fine_step
         shift = int(rng.choice([-2, -1, 1, 2])) * step
         out[name] = int(min(hi, max(lo, int(params[name]) + shift)))
     return out
 
 
+def propose(parents: Sequence[tuple[str, Mapping[str, Any]]], axes: Mapping[str, Any], seen: set[tuple[Any, ...]],
+            rng: np.random.Generator, *, want: int, tries: int) -> list[tuple[str, dict[str, Any]]]:
+    """Up to ``want`` new tasks ``(parent id, params)``, each mutated from a random parent and never in ``seen``
+    (keys: the axes' values in order; the new ones are added). ``tries`` mutations at the axes' ``step``; when
+    none of them is new and some axis has a ``fine_step``, as many at that step."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    refine = any(_optional(axis, "fine_step") for axis in axes.values())
+    for fine in (False, True) if refine else (False,):
+        for _ in range(tries if parents else 0):
+            if len(out) >= want:
+                break
+            parent_id, parent = parents[int(rng.integers(len(parents)))]
+            params = mutate(parent, axes, rng, fine=fine)
+            key = tuple(params[a] for a in axes)
+            if key not in seen:
+                seen.add(key)
+                out.append((parent_id, params))
+        if out:
+            break
+    return out
+
+
 def _get(axis: Any, key: str) -> int:
     return int(axis[key] if isinstance(axis, Mapping) else getattr(axis, key))
+
+
+def _optional(axis: Any, key: str) -> int | None:
+    value = axis.get(key) if isinstance(axis, Mapping) else getattr(axis, key, None)
+    return None if value is None else int(value)
 
 
 def minimal_criterion(scores: Sequence[float], band: tuple[float, float]) -> str | None:

@@ -13,13 +13,13 @@ from ctm.evaluation import evaluate, measure_state
 from ctm.result import EvalBudget
 from ctm.tasks import TaskError, mazegen
 from ctm.tasks.base import rng_for
-from ctm.tasks.pomaze import COMPASS_COL, COMPASS_ROW, GOAL, OUTSIDE, PASSAGE, PartialMazeTask, _moved
+from ctm.tasks.pomaze import COMPASS_COL, COMPASS_ROW, GOAL, OUTSIDE, PASSAGE, PartialMazeTask
 
 
 def walk(grid: np.ndarray, start: tuple[int, int], moves: list[int]) -> list[tuple[int, int]]:
     positions = [start]
     for move in moves:
-        nxt = _moved(grid, positions[-1], move)
+        nxt = mazegen.step(grid, positions[-1], move)
         assert move == mazegen.WAIT or nxt != positions[-1], "the expert never walks into a wall"
         positions.append(nxt)
     return positions
@@ -58,7 +58,7 @@ def test_wall_follower_episodes_keep_a_hand_on_the_right_wall_until_the_goal(siz
         heading = mazegen.UP
         for position, move in zip(path[:arrive], moves[:arrive], strict=True):
             turns = [right_of[heading], heading, right_of[right_of[right_of[heading]]], right_of[right_of[heading]]]
-            first_open = next(m for m in turns if _moved(grid, position, m) != position)
+            first_open = next(m for m in turns if mazegen.step(grid, position, m) != position)
             assert move == first_open
             heading = move
         if route <= 8:
@@ -78,7 +78,7 @@ def test_the_explorer_goes_depth_first_towards_the_compass_and_backtracks_from_d
         assert 0 < arrive <= route and all(m == mazegen.WAIT for m in moves[arrive:])
         visited, trail = {start}, [start]
         for position, move, nxt in zip(path[:arrive], moves[:arrive], path[1:arrive + 1], strict=True):
-            fresh = [m for m in range(4) if _moved(grid, position, m) not in visited | {position}]
+            fresh = [m for m in range(4) if mazegen.step(grid, position, m) not in visited | {position}]
             if fresh:  # forward: the unvisited neighbour most in the compass's direction
                 dr, dc = task.observe(grid, position, goal)[[COMPASS_ROW, COMPASS_COL], 0, 0]
                 scores = [mazegen.DELTAS[m, 0] * dr + mazegen.DELTAS[m, 1] * dc for m in fresh]

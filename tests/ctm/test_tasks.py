@@ -79,6 +79,22 @@ def test_bfs_route_is_valid_and_shortest() -> None:
     assert mazegen.bfs_route(grid, start, start) == []
 
 
+def test_distances_and_steps_agree_with_the_shortest_routes() -> None:
+    grid = mazegen.generate(11, np.random.default_rng(5))
+    start = (1, 1)
+    distance = mazegen.distances(grid, start)
+    for r, c in zip(*np.nonzero(grid), strict=True):  # every passage pixel: the length of its shortest route
+        moves = mazegen.bfs_route(grid, start, (int(r), int(c)))
+        assert distance[r, c] == len(moves)
+        position = start
+        for move in moves:
+            position = mazegen.step(grid, position, move)
+        assert position == (r, c)
+    assert (distance[~grid] > grid.size).all()  # walls are never reached
+    assert mazegen.step(grid, (0, 0), mazegen.UP) == (0, 0)  # off the edge: stays
+    assert mazegen.step(grid, start, mazegen.WAIT) == start
+
+
 @pytest.mark.parametrize("rotations", [0, 1, 2, 3])
 @pytest.mark.parametrize("flip", [False, True])
 def test_rotations_and_flips_remap_moves(rotations: int, flip: bool) -> None:

@@ -21,7 +21,7 @@ from search.campaign.config import parse_campaign_config
 from search.errors import ConfigError
 from search.journal import Journal
 from search.open_ended.driver import OpenEnded
-from search.open_ended.tasks import minimal_criterion, mutate, novelty, pata_ec, verdict
+from search.open_ended.tasks import minimal_criterion, mutate, novelty, pata_ec, propose, verdict
 from search.open_ended.tracking import TAG_TASK
 from tests.search.test_campaign import ROOT, env
 
@@ -58,6 +58,25 @@ def test_mutation_moves_along_the_axes_within_their_ranges() -> None:
     assert {11, 13, 15} <= {s for s, _ in seen} and {2, 3, 5, 6} <= {r for _, r in seen}
     again = [mutate({"size": 9, "route": 4}, axes, np.random.default_rng(7)) for _ in range(2)]
     assert again[0] == again[1]  # a function of its generator
+
+
+def test_new_tasks_fill_in_at_the_fine_step_only_once_the_coarse_neighbours_are_all_seen() -> None:
+    axes = {"length": {"min": 4, "max": 16, "step": 2, "fine_step": 1}}
+    parents = [("t03", {"length": 8}), ("t04", {"length": 10})]
+
+    def key(*lengths: int) -> set[tuple[int, ...]]:
+        return {(n,) for n in lengths}
+
+    coarse = propose(parents, axes, key(8, 10), np.random.default_rng(0), want=3, tries=40)
+    assert len(coarse) == 3 and {p["length"] for _, p in coarse} <= {4, 6, 12, 14}  # the coarse step while it can
+    seen = key(4, 6, 8, 10, 12, 14)  # every coarse neighbour of 8 and 10 seen: fill in between them
+    fine = propose(parents, axes, seen, np.random.default_rng(0), want=3, tries=40)
+    assert sorted(p["length"] for _, p in fine) == [7, 9, 11] and seen >= key(7, 9, 11)  # now seen as well
+    without = {"length": {"min": 4, "max": 16, "step": 2}}  # no fine_step: the family stops there
+    assert propose(parents, without, key(4, 6, 8, 10, 12, 14), np.random.default_rng(0), want=3, tries=40) == []
+    assert propose([], axes, set(), np.random.default_rng(0), want=3, tries=40) == []
+    again = propose(parents, axes, key(8, 10), np.random.default_rng(0), want=3, tries=40)
+    assert again == coarse  # a function of its generator
 
 
 def test_the_minimal_criterion_admits_tasks_neither_too_hard_nor_too_easy() -> None:
@@ -255,6 +274,8 @@ def test_a_campaign_killed_while_admitting_a_task_resumes_to_the_same_campaign(t
     ({"criterion": [0.9, 0.5]}, "open_ended.criterion = .*low < high"),
     ({"slice": 0}, "open_ended.slice = 0"),
     ({"axes": {"length": {"min": 4, "max": 100000}}}, "open_ended.axes.length = [4, 100000]: the task with"),
+    ({"axes": {"length": {"min": 4, "max": 16, "step": 2, "fine_step": 2}}},
+     "open_ended.axes.length = .*fine_step = 2: allowed is a whole number below step = 2"),
 ])
 def test_bad_open_ended_fields_are_refused_with_the_field_and_what_is_allowed(tmp_path: Path, change: dict,
                                                                                message: str) -> None:
