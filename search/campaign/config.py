@@ -143,7 +143,8 @@ class BudgetSection(_Section):
 
 class AxisSection(_Section):
     """A difficulty parameter of an open-ended task family, whole values in [``min``, ``max``]: a new task moves it by
-    ``step`` × (-2, -1, +1, +2), clipped; by ``fine_step`` × the same once no coarse move makes an unseen task."""
+    ``step`` × (-2, -1, +1, +2), clipped; by ``fine_step`` × the same once no coarse move makes an unseen task and
+    the frontier has stopped (a stalled task, or none unsolved)."""
 
     min: int = Field(ge=0)
     max: int = Field(ge=0)

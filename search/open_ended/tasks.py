@@ -2,8 +2,9 @@
 
 - :func:`mutate`: a new task from an admitted one: each difficulty axis moves by ``step`` × (−2, −1, +1, +2)
   with probability ½ (at least one axis moves), clipped to the axis's range. :func:`propose` draws the new
-  candidates of a round; once every coarse neighbour of the parents has been seen, it fills in between them at
-  the axes' ``fine_step`` (coarse first, so the frontier moves fast; then finer, so it does not run dry).
+  candidates of a round; once every coarse neighbour of the parents has been seen and the caller says the
+  frontier has stopped, it fills in between them at the axes' ``fine_step`` (coarse while the frontier moves;
+  finer once it has stopped, so the family does not run dry).
 - :func:`minimal_criterion`: the current elites, fine-tuned briefly on a candidate, are neither all failing
   it nor already solving it: the best screened score lies in ``[low, high)``.
 - :func:`pata_ec` and :func:`novelty`: a task is characterised by how it *ranks* the elites (POET's PATA-EC:
@@ -50,13 +51,14 @@ def mutate(params: Mapping[str, Any], axes: Mapping[str, Any], rng: np.random.Ge
 
 
 def propose(parents: Sequence[tuple[str, Mapping[str, Any]]], axes: Mapping[str, Any], seen: set[tuple[Any, ...]],
-            rng: np.random.Generator, *, want: int, tries: int) -> list[tuple[str, dict[str, Any]]]:
+            rng: np.random.Generator, *, want: int, tries: int, refine: bool = True
+            ) -> list[tuple[str, dict[str, Any]]]:
     """Up to ``want`` new tasks ``(parent id, params)``, each mutated from a random parent and never in ``seen``
     (keys: the axes' values in order; the new ones are added). ``tries`` mutations at the axes' ``step``; when
-    none of them is new and some axis has a ``fine_step``, as many at that step."""
+    none of them is new, ``refine`` is true and some axis has a ``fine_step``, as many at that step."""
     out: list[tuple[str, dict[str, Any]]] = []
-    refine = any(_optional(axis, "fine_step") for axis in axes.values())
-    for fine in (False, True) if refine else (False,):
+    fine_too = refine and any(_optional(axis, "fine_step") for axis in axes.values())
+    for fine in (False, True) if fine_too else (False,):
         for _ in range(tries if parents else 0):
             if len(out) >= want:
                 break

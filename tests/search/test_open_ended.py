@@ -72,6 +72,9 @@ def test_new_tasks_fill_in_at_the_fine_step_only_once_the_coarse_neighbours_are_
     seen = key(4, 6, 8, 10, 12, 14)  # every coarse neighbour of 8 and 10 seen: fill in between them
     fine = propose(parents, axes, seen, np.random.default_rng(0), want=3, tries=40)
     assert sorted(p["length"] for _, p in fine) == [7, 9, 11] and seen >= key(7, 9, 11)  # now seen as well
+    moving = propose(parents, axes, key(4, 6, 8, 10, 12, 14), np.random.default_rng(0), want=3, tries=40,
+                     refine=False)
+    assert moving == []  # while the frontier moves, no filling in
     without = {"length": {"min": 4, "max": 16, "step": 2}}  # no fine_step: the family stops there
     assert propose(parents, without, key(4, 6, 8, 10, 12, 14), np.random.default_rng(0), want=3, tries=40) == []
     assert propose([], axes, set(), np.random.default_rng(0), want=3, tries=40) == []
