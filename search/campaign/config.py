@@ -142,9 +142,8 @@ class BudgetSection(_Section):
 
 
 class AxisSection(_Section):
-    """A difficulty parameter of an open-ended task family, whole values in [``min``, ``max``]: a new task moves it by
-    ``step`` × (-2, -1, +1, +2), clipped; by ``fine_step`` × the same once no coarse move makes an unseen task and
-    the frontier has stopped (a stalled task, or none unsolved)."""
+    """A difficulty parameter of a task family, whole values in [``min``, ``max``]: a new task moves it by ``step`` ×
+    (-2, -1, +1, +2), clipped; by ``fine_step`` × the same once no coarse move is new and the frontier stopped."""
 
     min: int = Field(ge=0)
     max: int = Field(ge=0)
@@ -228,10 +227,8 @@ class CampaignConfig(_Section):
     budget: BudgetSection = Field(default_factory=BudgetSection)
     workers: dict[str, Any] = Field(default_factory=dict)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
-    snapshot_every: int = Field(default=100, ge=1, description="snapshot the loop state every N evaluations (and "
-                                "at every stop); the snapshot is small, the journal holds the rest")
-    plot_every_s: float = Field(default=60.0, gt=0, description="redraw the pictures every N seconds (and at the "
-                                "end), beside the loop")
+    snapshot_every: int = Field(default=100, ge=1, description="save the loop state every N evaluations and at stops")
+    plot_every_s: float = Field(default=60.0, gt=0, description="redraw the pictures every N seconds and at the end")
     open_ended: OpenEndedSection | None = Field(default=None, description="tasks that grow harder (search.open_ended)")
 
     @field_validator("name")
@@ -291,8 +288,7 @@ def _format_pydantic(exc: ValidationError, source: str) -> str:
         if err["type"] == "extra_forbidden":
             message = "unknown field (check the spelling; see experiments/quickstart.yaml for every field)"
         elif err["type"] == "missing":
-            message = "required field is missing"
-            lines.append(f"  - {field}: {message}")
+            lines.append(f"  - {field}: required field is missing")
             continue
         lines.append(f"  - {field} = {quoted(value)}: {message}")
     return f"{source}: invalid campaign file:\n" + "\n".join(lines)
