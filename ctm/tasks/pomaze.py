@@ -265,8 +265,8 @@ def wall_follower(grid: np.ndarray, start: tuple[int, int], steps: int) -> list[
     heading, position, moves = mazegen.UP, start, []
     for _ in range(steps):
         for move in (RIGHT_OF[heading], heading, LEFT_OF[heading], BACK[heading]):
-            if mazegen.step(grid, position, move) != position:
-                heading, position = move, mazegen.step(grid, position, move)
+            if (nxt := mazegen.step(grid, position, move)) != position:
+                heading, position = move, nxt
                 moves.append(move)
                 break
     return moves

@@ -163,7 +163,7 @@ class OpenEndedSection(_Section):
     """An open-ended campaign (:mod:`search.open_ended`): tasks of one family that grow harder as their archives
     master them. ``task.params`` is the first task; ``axes`` the parameters new tasks change."""
 
-    axes: dict[str, AxisSection] = Field(min_length=1, description="difficulty parameters: {min, max, step}")
+    axes: dict[str, AxisSection] = Field(min_length=1, description="difficulty parameters: {min, max, step, fine_step}")
     solved: float = Field(default=0.95, description="a task is solved when its best reaches this fitness")
     criterion: tuple[float, float] = Field(default=(0.6, 0.95), description="minimal criterion: [low, high)")
     reproduce: float = Field(default=0.8, description="a task may parent new tasks once its best reaches this")

@@ -2,7 +2,7 @@
 
 =====================  ======================================================================================
 ``driver``             :class:`OpenEnded`: rounds of task slices, transfers and new tasks, resumable anywhere
-``tasks``              pure rules: task mutation, the minimal criterion, PATA-EC novelty
+``tasks``              pure rules: task mutation and proposal, the minimal criterion, PATA-EC novelty
 ``state``              the campaign's state, rebuilt event by event from ``open_ended.jsonl``; the measures
 ``work``               screens and transfers: elites fine-tuned on another task, adopted by its campaign
 ``tracking``           the open-ended run in MLflow: measures per round, the table of tasks
@@ -22,7 +22,8 @@ from typing import Any
 
 _API = {"OpenEnded": "search.open_ended.driver", "is_open_ended": "search.paths",
         "OpenEndedState": "search.open_ended.state", "minimal_criterion": "search.open_ended.tasks",
-        "mutate": "search.open_ended.tasks", "novelty": "search.open_ended.tasks", "pata_ec": "search.open_ended.tasks"}
+        "mutate": "search.open_ended.tasks", "novelty": "search.open_ended.tasks", "pata_ec": "search.open_ended.tasks",
+        "propose": "search.open_ended.tasks"}
 __all__ = sorted(_API)
 
 

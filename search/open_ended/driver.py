@@ -293,8 +293,8 @@ class OpenEnded:
                 if t.status == "active" or t.solved}  # back); a refused candidate
         seen |= {self._key(c["params"]) for c in self.state.candidates  # only once the elites have changed
                  if sorted(c["scores"]) == agents and not (c["why"] or "").startswith(("passed", "no room"))}
-        stopped = (not [t for t in self.state.active if not t.solved]  # the frontier has stopped: fine moves may
-                   or bool(self.state.stalled(oe.stall_rounds, oe.stall_delta)))  # fill in where coarse ones ran dry
+        stopped = (all(t.solved for t in self.state.active)  # the frontier has stopped: fine moves may fill in
+                   or bool(self.state.stalled(oe.stall_rounds, oe.stall_delta)))  # where the coarse ones ran dry
         candidates = rules.propose([(p.id, p.params) for p in parents], {k: v.model_dump() for k, v in oe.axes.items()},
                                    seen, rng, want=oe.candidates, tries=20 * oe.candidates, refine=stopped)
         fines = [Fine(key=f"r{r}-screen-{i}-{e.agent}", elite=e, target=self.spec(params))
@@ -384,7 +384,7 @@ class OpenEnded:
         return True
 
     def _key(self, params: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(params[a] for a in self.axes)
+        return rules.task_key(params, self.axes)
 
 
 def _params(params: dict[str, Any]) -> str:

@@ -18,12 +18,12 @@ Everything here is a function of its arguments and an explicit ``numpy.random.Ge
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Agent", "minimal_criterion", "mutate", "novelty", "pata_ec", "propose", "task_id", "verdict"]
+__all__ = ["Agent", "minimal_criterion", "mutate", "novelty", "pata_ec", "propose", "task_id", "task_key", "verdict"]
 
 Agent = str  # an elite as "<home task id>/<genome hash>": the same genome trained on another task is another agent
 
@@ -31,6 +31,11 @@ Agent = str  # an elite as "<home task id>/<genome hash>": the same genome train
 def task_id(number: int, params: Mapping[str, Any], axes: Sequence[str]) -> str:
     """``t03-length8``: the task's number, then each difficulty parameter and its value."""
     return f"t{number:02d}-" + "-".join(f"{name}{params[name]}" for name in axes)
+
+
+def task_key(params: Mapping[str, Any], axes: Iterable[str]) -> tuple[Any, ...]:
+    """What makes two tasks the same task: their values of the difficulty axes, in the axes' order."""
+    return tuple(params[a] for a in axes)
 
 
 def mutate(params: Mapping[str, Any], axes: Mapping[str, Any], rng: np.random.Generator, *,
@@ -54,7 +59,7 @@ def propose(parents: Sequence[tuple[str, Mapping[str, Any]]], axes: Mapping[str,
             rng: np.random.Generator, *, want: int, tries: int, refine: bool = True
             ) -> list[tuple[str, dict[str, Any]]]:
     """Up to ``want`` new tasks ``(parent id, params)``, each mutated from a random parent and never in ``seen``
-    (keys: the axes' values in order; the new ones are added). ``tries`` mutations at the axes' ``step``; when
+    (keys: :func:`task_key`; the new ones are added). ``tries`` mutations at the axes' ``step``; when
     none of them is new, ``refine`` is true and some axis has a ``fine_step``, as many at that step."""
     out: list[tuple[str, dict[str, Any]]] = []
     fine_too = refine and any(_optional(axis, "fine_step") for axis in axes.values())
@@ -64,7 +69,7 @@ def propose(parents: Sequence[tuple[str, Mapping[str, Any]]], axes: Mapping[str,
                 break
             parent_id, parent = parents[int(rng.integers(len(parents)))]
             params = mutate(parent, axes, rng, fine=fine)
-            key = tuple(params[a] for a in axes)
+            key = task_key(params, axes)
             if key not in seen:
                 seen.add(key)
                 out.append((parent_id, params))
