@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,14 @@ def collect(paths: Sequence[Path]) -> dict[str, dict[int, dict[str, float]]]:
     """Arm label -> campaign seed -> picks (a seed seen in two files: the first file's run)."""
     out: dict[str, dict[int, dict[str, float]]] = {}
     for path in paths:
-        data = json.loads(path.read_text())
-        for name, arm in data["arms"].items():
+        try:
+            data = json.loads(path.read_text())
+            arms = data["arms"].items()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            print(f"efficiency_picks: {path}: not a results file of search_efficiency.py ({type(exc).__name__}: "
+                  f"{exc}); allowed are its results*.json files", file=sys.stderr)
+            raise SystemExit(2) from None
+        for name, arm in arms:
             for run in arm["runs"]:
                 found = picks(run)
                 if found is not None:
