@@ -33,12 +33,14 @@ CAMPAIGN_ARMS: dict[str, tuple[str, dict[str, Any], bool, dict[str, Any] | None]
     "surrogate_fresh": ("surrogate_elites", {"initial_samples": 64}, True, {"seeds": 3, "share": 0.3}),
     "surrogate_exploit": ("surrogate_elites", {"initial_samples": 64, "explore_share": 0.0}, True,
                           {"seeds": 3, "share": 0.3}),  # the default before exploring proposals
+    "surrogate_cells": ("surrogate_elites", {"initial_samples": 64}, True, {"seeds": 3, "share": 0.3}),
     "cvt_map_elites": ("cvt_map_elites", {"initial_samples": 64}, True, REPEATS),
     "novelty": ("novelty", {}, True, None),
     "nslc": ("nslc", {}, True, None),
     "dns": ("dns", {}, True, None),
 }
 PROMOTE = {"surrogate_fresh": "fresh"}  # fidelity.promote of an arm (default: continue the genome's checkpoint)
+CELL_SHARE = {"surrogate_cells": 0.25}  # fidelity.cell_share of an arm (default 0: only ASHA's top 1/eta goes up)
 # arms still changing: their cached runs are keyed by a fingerprint of these sources and their settings, so an
 # edit of the algorithm never mixes with runs of an older version (the settled arms' caches keep their names)
 ARM_SOURCES: dict[str, tuple[str, ...]] = {
@@ -47,7 +49,7 @@ ARM_SOURCES: dict[str, tuple[str, ...]] = {
                          "search/records.py"),
 }
 ARM_SOURCES["surrogate_fresh"] = ARM_SOURCES["surrogate_elites"] + ("search/campaign/jobs.py",)
-ARM_SOURCES["surrogate_exploit"] = ARM_SOURCES["surrogate_elites"]
+ARM_SOURCES["surrogate_exploit"] = ARM_SOURCES["surrogate_cells"] = ARM_SOURCES["surrogate_elites"]
 DRIVER_ARMS = ("dehb", "topk")
 ANCHORS = ("random", "regularized_evolution", "optuna_tpe_sh", "optuna_tpe_hb", "dehb", "topk")
 ARMS = (*CAMPAIGN_ARMS, *DRIVER_ARMS)
@@ -79,7 +81,8 @@ def _campaign_config(task: str, arm: str, seed: int, budget_steps: int | None, e
         "tracking": {"checkpoints": "none"},
     }
     if rungs:
-        data["evaluation"]["fidelity"] = {"rungs": RUNGS, "eta": 3, "promote": PROMOTE.get(arm, "continue")}
+        data["evaluation"]["fidelity"] = {"rungs": RUNGS, "eta": 3, "promote": PROMOTE.get(arm, "continue"),
+                                          "cell_share": CELL_SHARE.get(arm, 0.0)}
     if repeats:
         data["evaluation"]["repeats"] = dict(repeats)
     return parse_campaign_config(yaml.safe_load(yaml.safe_dump(data)), source=f"{task}/{arm}")
@@ -112,7 +115,7 @@ def arm_version(arm: str) -> str:
     """A fingerprint of an arm still changing (``ARM_SOURCES``), else ``""``."""
     if arm not in ARM_SOURCES:
         return ""
-    digest = hashlib.sha256(repr(CAMPAIGN_ARMS.get(arm)).encode())
+    digest = hashlib.sha256(repr((CAMPAIGN_ARMS.get(arm), CELL_SHARE.get(arm, 0.0))).encode())
     for source in ARM_SOURCES[arm]:
         digest.update((ROOT / source).read_bytes())
     return digest.hexdigest()[:8]

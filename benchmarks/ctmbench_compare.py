@@ -174,8 +174,10 @@ def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[st
         reference = versus if versus in finals else best_anchor
         target = float(np.median(finals[reference])) if reference else None
         best_regret = _best_measured(task, judge)
+        qd = {a: {t["seed"]: t[f"qd_{judge}"]["qd_score"] for t in traces[(task, a)]} for a in finals}
+        qd_anchor = max(anchors, key=lambda a: np.median(list(qd[a].values()))) if anchors else None
         entry: dict[str, Any] = {"best_anchor": best_anchor, "reference": reference, "target": target,
-                                 "best_measured": best_regret, "arms": {}}
+                                 "best_measured": best_regret, "qd_anchor": qd_anchor, "arms": {}}
         for a, f in finals.items():
             runs = traces[(task, a)]
             row: dict[str, Any] = {"seeds": len(f), "final": {"median": float(np.median(f)),
@@ -198,6 +200,10 @@ def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[st
                 diff = np.array([x - y for x, y in pairs])
                 row["p_value"] = (float(wilcoxon(diff).pvalue) if a != reference and len(diff) > 1 and np.any(diff != 0)
                                   else None)
+            if qd_anchor is not None and a != qd_anchor:  # QD-score paired by seed with the anchor's best
+                diff = np.array([v - qd[qd_anchor][seed] for seed, v in qd[a].items() if seed in qd[qd_anchor]])
+                row["qd_vs_anchor"] = {"wins": int(np.sum(diff > 0)), "pairs": len(diff), "p_value": float(
+                    wilcoxon(diff).pvalue) if len(diff) > 1 and np.any(diff != 0) else None}
             entry["arms"][a] = row
         out[task] = entry
     return out
@@ -256,7 +262,9 @@ def markdown(result: dict[str, Any], judge: str = "boosting") -> str:
         out += [f"**{task}** (judge: {judge} surrogate; {against}; best measured genome "
                 f"{entry['best_measured']:.3f}; {result['seeds']} seeds)", "",
                 f"| arm | final quality median [q1, q3] | compute to the {who}'s median, ratio [95% CI] | "
-                f"Wilcoxon p vs {who} | QD-score | coverage |", "|---|---|---|---|---|---|"]
+                f"Wilcoxon p vs {who} | QD-score | coverage | QD-score paired with the anchors' best"
+                + (f" (`{entry['qd_anchor']}`)" if entry.get("qd_anchor") else " (no anchor here)")
+                + ": wins, p |", "|---|---|---|---|---|---|---|"]
         for a, row in sorted(entry["arms"].items(), key=lambda kv: -kv[1]["final"]["median"]):
             f, c = row["final"], row.get("compute_ratio", {})
             ratio = "–" if not c else "not reached" if c.get("median") is None else (
@@ -264,8 +272,11 @@ def markdown(result: dict[str, Any], judge: str = "boosting") -> str:
                 + (f"{c['ci_high']:.2f}]" if c.get("ci_high") is not None else "∞]"))
             p = "–" if row.get("p_value") is None else f"{row['p_value']:.3g}"
             name = f"{a} (anchor)" if a in ANCHORS else a
+            q = row.get("qd_vs_anchor")
+            vs = "–" if q is None else f"{q['wins']} of {q['pairs']}, " + (
+                "–" if q["p_value"] is None else f"{q['p_value']:.2g}")
             out.append(f"| {name} | {f['median']:.3f} [{f['q1']:.3f}, {f['q3']:.3f}] | {ratio} | {p} | "
-                       f"{row['qd_score_median']:.2f} | {row['coverage_median']:.2f} |")
+                       f"{row['qd_score_median']:.2f} | {row['coverage_median']:.2f} | {vs} |")
         out.append("")
     return "\n".join(out)
 

@@ -35,9 +35,12 @@ CHECKPOINTS = ("0.25", "0.5", "0.75", "1.0")
 
 
 def arm_label(name: str, arm: Mapping[str, Any]) -> str:
-    """The arm's name, with its explore setting where the arm sets one (names changed meaning over time)."""
+    """The arm's name, with its explore setting and cell share where the arm sets them (names changed meaning over
+    time)."""
     share = (arm.get("settings") or {}).get("explore_share")
-    return name if share is None else f"{arm['strategy']} explore_share={share}"
+    cells = (arm.get("fidelity") or {}).get("cell_share")
+    label = name if share is None else f"{arm['strategy']} explore_share={share}"
+    return label if not cells else f"{label} cell_share={cells}"
 
 
 def picks(run: Mapping[str, Any]) -> dict[str, float] | None:
@@ -79,7 +82,7 @@ def main() -> None:
     arms = collect(args.results)
     if not arms:
         raise SystemExit("no run with all four checkpoints re-evaluated in the given files")
-    print(f"{'arm':<40} {'runs':>4} {'final':>7} {'best checkpoint':>16} {'verified':>9} {'wins/losses':>12} "
+    print(f"{'arm':<52} {'runs':>4} {'final':>7} {'best checkpoint':>16} {'verified':>9} {'wins/losses':>12} "
           f"{'verifications':>14}")
     for label, runs in sorted(arms.items()):
         rows = list(runs.values())
@@ -87,7 +90,7 @@ def main() -> None:
         wins = sum(r["verified"] > r["final"] for r in rows)
         losses = sum(r["verified"] < r["final"] for r in rows)
         checks = statistics.mean(r["verifications"] for r in rows)
-        print(f"{label:<40} {len(rows):>4} {med['final']:>7.3f} {med['best']:>16.3f} {med['verified']:>9.3f} "
+        print(f"{label:<52} {len(rows):>4} {med['final']:>7.3f} {med['best']:>16.3f} {med['verified']:>9.3f} "
               f"{f'{wins}/{losses}':>12} {checks:>14.1f}")
 
 

@@ -97,6 +97,7 @@ class Arm:
     rungs: bool = False  # fidelity rungs (ASHA; a promotion continues the genome's own checkpoint)
     repeats: bool = False  # the best genomes re-evaluated with fresh seeds; best = mean over >= seeds
     evaluation: dict[str, Any] = field(default_factory=dict)  # more evaluation fields (e.g. inherit)
+    fidelity: dict[str, Any] = field(default_factory=dict)  # more evaluation.fidelity fields (e.g. cell_share)
     anchor: bool = False
     optional: bool = False  # skipped, with a note, when the campaign config refuses the arm
     driver: str | None = None  # not a ctmevo campaign: "dehb" (benchmarks/dehb_driver.py) drives the same pool
@@ -117,6 +118,9 @@ ARMS: tuple[Arm, ...] = (
     Arm(name="surrogate_rungs", strategy="surrogate_elites", settings={"initial_samples": 8, "explore_share": 0.3},
         rungs=True, repeats=True, about="surrogate-assisted MAP-Elites (a Gaussian process screens children and "
         "random genomes) with rungs and re-evaluation"),
+    Arm(name="surrogate_cells", strategy="surrogate_elites", settings={"initial_samples": 8, "explore_share": 0.3},
+        rungs=True, repeats=True, fidelity={"cell_share": 0.25},
+        about="surrogate_rungs whose archive cells' elites also go up to the top rung (cell_share 0.25)"),
     Arm(name="surrogate_exploit", strategy="surrogate_elites", settings={"initial_samples": 8, "explore_share": 0.0},
         rungs=True, repeats=True, about="surrogate_rungs without exploring proposals (the default before 2026-12-07)"),
     Arm(name="me_rungs_inherit", strategy="map_elites", settings={"initial_samples": 8}, rungs=True, repeats=True,
@@ -152,7 +156,7 @@ def arm_config(base: dict[str, Any], arm: Arm, *, seed: int, compute: int, rungs
     evaluation = {k: v for k, v in data.get("evaluation", {}).items() if k not in ("fidelity", "repeats")}
     evaluation["steps"] = rungs[0] if arm.rungs else flat_steps
     if arm.rungs:
-        evaluation["fidelity"] = {"rungs": rungs, "eta": eta}
+        evaluation["fidelity"] = {"rungs": rungs, "eta": eta, **arm.fidelity}
     if arm.repeats:
         evaluation["repeats"] = {"seeds": seeds, "share": share}
     evaluation.update(arm.evaluation)
@@ -364,7 +368,8 @@ def main() -> None:
               "workers": args.workers, "reeval": {"seeds": reeval_seeds, "steps": top, "fractions": fractions,
                                                   "wall_s": reeval_wall, "genomes": len(wanted)},
               "arms": {a.name: {"about": a.about, "strategy": a.strategy, "settings": a.settings, "rungs": a.rungs,
-                                "repeats": a.repeats, "evaluation": a.evaluation, "anchor": a.anchor,
+                                "repeats": a.repeats, "evaluation": a.evaluation, "fidelity": a.fidelity,
+                                "anchor": a.anchor,
                                 "summary": summaries[a.name], "runs": runs[a.name]} for a in arms},
               "verdict": verdict, "notes": notes, "campaigns_wall_s": campaigns_wall, "wall_s": wall}
     for a in result["arms"].values():

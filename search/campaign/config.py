@@ -33,8 +33,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 PROCESS_FROM = 10_000  # tracking.consumers auto: a process of their own above this many evaluations
 TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks",
                     "databricks-uc", "uc")
-_TRACKING_ALLOWED = ("sqlite:///PATH, http(s)://HOST:PORT, postgresql://..., mysql://..., mssql://..., "
-                     "file:///PATH or databricks")
+_TRACKING_ALLOWED = "sqlite:///PATH, http(s)://HOST:PORT, postgresql://..., mysql://..., file:///PATH or databricks"
 
 
 class _Section(BaseModel):
@@ -55,9 +54,8 @@ class StrategySection(_Section):
 
 
 class FidelitySection(_Section):
-    """Fidelity rungs (asynchronous successive halving, see :mod:`search.campaign.rungs`): give ``rungs``, the
-    cumulative training steps of each rung (the first is ``evaluation.steps``), or ``factor`` and
-    ``max_steps`` (rungs ``steps, steps*factor, ...`` up to ``max_steps``)."""
+    """Fidelity rungs (asynchronous successive halving, :mod:`search.campaign.rungs`): ``rungs``, cumulative training
+    steps (the first is ``evaluation.steps``), or ``factor`` and ``max_steps`` (``steps, steps*factor, ...``)."""
 
     rungs: list[int] | None = Field(default=None, min_length=2, max_length=20)
     factor: float | None = Field(default=None, ge=1.5, le=100)
@@ -65,6 +63,8 @@ class FidelitySection(_Section):
     eta: float = Field(default=3.0, gt=1, le=100, description="promote the top 1/eta of each rung")
     promote: Literal["continue", "fresh"] = Field(default="continue", description="continue: from the genome's "
         "checkpoint of the rung below (its seed); fresh: from scratch with a fresh seed (costs the whole rung)")
+    cell_share: float = Field(default=0.0, ge=0, lt=1, description="share of the steps for taking each archive "
+                              "cell's elite up to the top rung (0: only the top 1/eta goes up)")
 
 
 class RepeatSection(_Section):
@@ -102,18 +102,15 @@ class EvaluationSection(_Section):
             if (f.rungs is None) == (f.factor is None):
                 raise ValueError("fidelity: give either rungs: [steps, ...] or factor and max_steps")
             if f.factor is not None and (f.max_steps is None or f.max_steps <= self.steps):
-                raise ValueError(f"fidelity.max_steps = {f.max_steps}: allowed is a step count above evaluation.steps "
-                                 f"= {self.steps}")
+                raise ValueError(f"fidelity.max_steps = {f.max_steps}: allowed: above evaluation.steps = {self.steps}")
             rungs = increasing_steps(self.rungs(), field="fidelity.rungs")
             if rungs[0] != self.steps:
                 raise ValueError(f"fidelity.rungs = {f.rungs}: allowed is increasing step counts starting at "
                                  f"evaluation.steps = {self.steps}")
         return self
 
-    @property
-    def flat(self) -> bool:
-        """One rung and one seed: no genome is ever evaluated twice (no promotion, no repeat)."""
-        return len(self.rungs()) == 1 and (self.repeats is None or self.repeats.seeds <= 1)
+    flat = property(lambda self: len(self.rungs()) == 1 and (self.repeats is None or self.repeats.seeds <= 1),
+                    doc="One rung and one seed: no genome is ever evaluated twice (no promotion, no repeat).")
 
     def rungs(self) -> list[int]:
         """The cumulative training steps of each fidelity rung (one rung, ``[steps]``, without fidelity)."""
@@ -394,7 +391,10 @@ def validate_components(config: CampaignConfig, *, source: str) -> None:
                 except (ValueError, TypeError) as exc:
                     raise ValueError(f"open_ended.axes.{name} = [{axis.min}, {axis.max}]: the task with {name} = "
                                      f"{end} cannot be built ({exc}); allowed is a range the task accepts") from None
-        config.searcher()
+        share = config.evaluation.fidelity.cell_share if config.evaluation.fidelity else 0.0
+        if config.searcher()[2].qd is None and share > 0:
+            raise ValueError(f"evaluation.fidelity.cell_share = {share:g}: allowed only with a strategy that keeps an "
+                             f"archive (map_elites, surrogate_elites, ...), not {config.strategy.name}")
         WorkersConfig.from_dict(config.workers)
     except (ValueError, TypeError, ImportError) as exc:
         raise ConfigError(f"{source}: {exc}") from None

@@ -84,7 +84,7 @@ class Ledger:
                         self.births[key.genome_hash] = birth
                     self.rungs.asked(key)
             elif event["event"] == "job":
-                self.rungs.asked(JobKey.parse(event["job"]))
+                self.rungs.asked(JobKey.parse(event["job"]), cell=bool(event.get("cell")))
             elif event["event"] == "result":
                 record = EvaluationRecord.from_dict(event["record"])
                 entry = self._learn(record)
@@ -98,7 +98,7 @@ class Ledger:
         elif event["event"] == "adopt":
             self.adopt(event["births"], [Proposal.from_dict(p) for p in event["proposals"]])
         elif event["event"] == "job":
-            self.job(JobKey.parse(event["job"]))
+            self.job(JobKey.parse(event["job"]), cell=bool(event.get("cell")))
         elif event["event"] == "result":
             self.result(EvaluationRecord.from_dict(event["record"]))
         else:
@@ -130,12 +130,12 @@ class Ledger:
         self._pending(births, proposals)
         self.state.events += 1
 
-    def job(self, key: JobKey) -> None:
-        """A promotion or a repeat of a genome evaluated before."""
+    def job(self, key: JobKey, *, cell: bool = False) -> None:
+        """A promotion or a repeat of a genome evaluated before (``cell``: a cell promotion)."""
         record = self.strategy.record(key.genome_hash)
         assert record is not None, f"a job for {key.genome_hash}, which was never evaluated"
         self.state.pending[key.id] = (self.births[key.genome_hash], record.proposal)
-        self.rungs.asked(key)
+        self.rungs.asked(key, cell=cell)
         self.state.events += 1
 
     def result(self, record: EvaluationRecord) -> None:

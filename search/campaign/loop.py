@@ -81,9 +81,10 @@ class Campaign:
         self.progress = Progress(budget=config.budget.evaluations)
         self.jobs = JobMaker(config, self.paths, genome_of=self._genome_of)
         repeats = config.evaluation.repeats
-        self.rungs = RungScheduler(rungs=self.jobs.rungs, eta=config.evaluation.fidelity.eta if
-                                   config.evaluation.fidelity else 3.0, seeds=repeats.seeds if repeats else 1,
-                                   share=repeats.share if repeats else 0.0, fresh=self.jobs.fresh)
+        fidelity = config.evaluation.fidelity
+        self.rungs = RungScheduler(rungs=self.jobs.rungs, eta=fidelity.eta if fidelity else 3.0,
+                                   seeds=repeats.seeds if repeats else 1, share=repeats.share if repeats else 0.0,
+                                   fresh=self.jobs.fresh, cell_share=fidelity.cell_share if fidelity else 0.0)
         self.strategy.configure_rungs(len(self.jobs.rungs) - 1)
         if self.rungs.flat:  # no promotion or repeat ever needs an old genome's record
             self.strategy.compact_history()
@@ -297,12 +298,13 @@ class Campaign:
             free = min(free, left)
         if free <= 0 or self._out_of_time() or self.finished():
             return
-        while free > 0 and (key := self._next_job()) is not None:
+        while free > 0 and (job := self._next_job()) is not None:
+            key, cell = job
             record = self.strategy.record(key.genome_hash)
             assert record is not None
-            event = {"event": "job", "job": key.id}
+            event = {"event": "job", "job": key.id} | ({"cell": True} if cell else {})
             self._write(self.paths.journal, lambda e=event: self.journal.append(e, sync=False))
-            self.ledger.job(key)
+            self.ledger.job(key, cell=cell)
             pool.submit(self.jobs.job(record.proposal, key))
             free -= 1
         proposals = self.strategy.ask(free) if free > 0 else []
@@ -333,12 +335,15 @@ class Campaign:
         self._record([replace(a.result, job_id=JobKey(h).id) for h, a in new.items()], reporter)
         self._extra = {}
 
-    def _next_job(self) -> JobKey | None:
-        """The scheduler's next promotion or repeat that the strategy allows."""
+    def _next_job(self) -> tuple[JobKey, bool] | None:
+        """The scheduler's next promotion or repeat that the strategy allows, else a cell promotion; with
+        whether it is a cell promotion."""
         while (key := self.rungs.next_job(quota=not self.strategy.decides_promotions)) is not None:
             if key.repeat or self.strategy.may_promote(key.genome_hash):
-                return key
+                return key, False
             self.rungs.veto(key)  # never promoted (not journaled: the strategy vetoes it again on resume)
+        if self.rungs.cell_share > 0 and (key := self.rungs.cell_promotion(self.strategy.cell_elites())):
+            return key, True
         return None
 
     def _record(self, results: Sequence[EvalResult], reporter: Reporter) -> None:

@@ -20,6 +20,13 @@ When a worker is free the loop asks :meth:`RungScheduler.next_job` first, then t
    seed (:func:`job_seed`) instead of continuing its checkpoint: it costs the whole rung, and the value that
    decides at rung r+1 is not the same training run (the same lucky seed) that won at rung r.
 
+3. a **cell promotion** (``fidelity.cell_share`` > 0, after 1. and 2. found nothing): the archive elite of a
+   cell with nothing at the top rung yet goes up one rung, whatever its rank there, while cell promotions use
+   at most ``cell_share`` of the training steps asked so far (the journal marks them, so a resumed campaign
+   counts them again). ASHA alone sends the top ``1/eta`` of every rung up, mostly from one region; this is
+   what leaves the archive with a genome trained to the top rung in every cell it reached (quality diversity at
+   full fidelity), at a price the campaign file sets.
+
 Everything here is a pure function of the journal's results in order (:meth:`observe`), so a resumed campaign
 rebuilds the same state. Promotions compare the first seed's fitness at a rung; what is best is
 :func:`search.records.rank` (the mean over the seeds of the highest rung, read with its noise).
@@ -32,7 +39,7 @@ import hashlib
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,10 +120,11 @@ class RungScheduler:
     """
 
     def __init__(self, *, rungs: list[int], eta: float = 3.0, seeds: int = 1, share: float = 0.0,
-                 fresh: bool = False) -> None:
+                 fresh: bool = False, cell_share: float = 0.0) -> None:
         increasing_steps(rungs, field="rungs")
         self.rungs, self.eta, self.seeds, self.share = list(rungs), float(eta), int(seeds), float(share)
-        self.fresh = bool(fresh)
+        self.fresh, self.cell_share = bool(fresh), float(cell_share)
+        self.cell_steps = 0  # training steps asked by cell promotions
         self.finished: list[dict[str, float | None]] = [{} for _ in rungs]  # rung → hash → fitness (repeat 0)
         self.promoted: list[set[str]] = [set() for _ in rungs]  # promoted FROM rung r (pending or done)
         self.aggregates: dict[str, Aggregate] = defaultdict(Aggregate)
@@ -162,10 +170,12 @@ class RungScheduler:
         return len(self.rungs) - 1
 
     # -- what happened ---------------------------------------------------------------------------------------
-    def asked(self, key: JobKey) -> None:
-        """A job was journaled (a new genome, a promotion or a repeat)."""
+    def asked(self, key: JobKey, *, cell: bool = False) -> None:
+        """A job was journaled (a new genome, a promotion or a repeat; ``cell``: a cell promotion)."""
         self.jobs += 1
         self.steps += self.cost(key)
+        if cell:
+            self.cell_steps += self.cost(key)
         if key.promotion:
             self._mark_promoted(key.rung - 1, key.genome_hash)
         if key.repeat > 0:
@@ -270,6 +280,22 @@ class RungScheduler:
         repeat = max(self.repeats_asked[h] | set(self.aggregates[h].values)) + 1
         return JobKey(h, self.aggregates[h].rung, repeat)
 
+    def cell_promotion(self, elites: Iterable[tuple[str, int]]) -> JobKey | None:
+        """The first of ``elites`` (``(hash, rung)`` in the strategy's order, see
+        :meth:`search.strategies.fidelity.Fidelity.cell_elites`) that may go up one rung now, if cell promotions
+        would still use at most ``cell_share`` of the training steps asked; else None."""
+        if self.cell_share <= 0 or self.top == 0:
+            return None
+        for h, rung in elites:
+            if rung >= self.top or h in self.promoted[rung] or self.finished[rung].get(h) is None:
+                continue
+            key = JobKey(h, rung + 1, 0)
+            price = self.cost(key)
+            if self.cell_steps + price > self.cell_share * (self.steps + price):
+                return None  # wait until the first in line fits (cheaper ones after it would starve it)
+            return key
+        return None
+
     def _pending_promotion(self, h: str) -> list[int]:
         """Rungs ``h`` was promoted to but has no result at yet."""
         return [r + 1 for r in range(self.top) if h in self.promoted[r] and h not in self.finished[r + 1]]
@@ -320,10 +346,11 @@ class RungScheduler:
         stale = self.steps_answered - self._best[0]
         fresh = exact or self.flat or stale >= max(1, len(self.aggregates) // 20)
         best = self.best() if fresh else self._best[1]
+        cells = {"cell_promotion_steps": float(self.cell_steps)} if self.cell_share > 0 else {}
         if best is None or best[1].mean is None:
-            return {"train_steps_spent": float(spent_steps)}
+            return {"train_steps_spent": float(spent_steps), **cells}
         return {"best_mean_fitness": best[1].mean, "best_seeds": float(best[1].seeds),
-                "best_rung": float(best[1].rung), "train_steps_spent": float(spent_steps)}
+                "best_rung": float(best[1].rung), "train_steps_spent": float(spent_steps), **cells}
 
 
 def _remove(items: list[tuple[float, int, str]], entry: tuple[float, int, str]) -> None:

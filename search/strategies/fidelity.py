@@ -41,6 +41,18 @@ class Fidelity:
         """Whether the genome may go on to the next rung (strategies with a pruner of their own may say no)."""
         return True
 
+    def cell_elites(self) -> list[tuple[str, int]]:
+        """The archive's elites below the top rung as ``(hash, rung)``, the highest rung first, then the fittest:
+        what cell promotions (``fidelity.cell_share``, :meth:`search.campaign.rungs.RungScheduler.cell_promotion`)
+        take toward the top rung, so that every cell ends with a genome trained as long as the best. A cell's
+        elite at a higher rung beats any at a lower one, so a cell listed here has nothing at the top yet."""
+        if self.qd is None or self.top_rung == 0:
+            return []
+        below = [self._records[h] for h in self.qd.elite_hashes()]
+        below = [r for r in below if r.rung < self.top_rung and r.fitness is not None]
+        below.sort(key=lambda r: (-r.rung, -float(r.fitness or 0.0)))
+        return [(r.hash, r.rung) for r in below]
+
     def revise(self, genome_hash: str, *, fitness: float | None, rung: int, seeds: int) -> None:
         """A told genome measured again: at a higher fidelity ``rung`` (training continued), or with more
         ``seeds`` (``fitness`` is then their mean). The archive compares it like with like (a higher rung wins;
