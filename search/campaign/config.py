@@ -63,8 +63,7 @@ class FidelitySection(_Section):
     eta: float = Field(default=3.0, gt=1, le=100, description="promote the top 1/eta of each rung")
     promote: Literal["continue", "fresh"] = Field(default="continue", description="continue: from the genome's "
         "checkpoint of the rung below (its seed); fresh: from scratch with a fresh seed (costs the whole rung)")
-    cell_share: float = Field(default=0.0, ge=0, lt=1, description="share of the steps for taking each archive "
-                              "cell's elite up to the top rung (0: only the top 1/eta goes up)")
+    cell_share: float = Field(default=0.0, ge=0, lt=1, description="share of steps to take each cell's elite up")
 
 
 class RepeatSection(_Section):
@@ -264,7 +263,8 @@ class CampaignConfig(_Section):
         if self.budget.wall_time_s:
             budget += f", at most {self.budget.wall_time_s:g} s"
         if (f := self.evaluation.fidelity) is not None:
-            budget += f", fidelity rungs {self.evaluation.rungs()} (eta {f.eta:g}, promotions {f.promote})"
+            cells = f", cell promotions <= {f.cell_share:.0%} of the steps" if f.cell_share else ""
+            budget += f", fidelity rungs {self.evaluation.rungs()} (eta {f.eta:g}, promotions {f.promote}{cells})"
         if self.evaluation.inherit != "none":
             budget += ", children inherit their parent's weights"
         if self.open_ended is not None:
