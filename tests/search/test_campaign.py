@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,22 @@ def env() -> dict[str, str]:
 def ctmevo(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True, text=True, env=env(),
                           cwd=ROOT, timeout=300, **kwargs)
+
+
+def run_until_killed(path: Path, ready: Callable[[], bool], *, sleep: str | None = None,
+                     timeout: float = 120.0) -> None:
+    """``ctmevo run path`` in a process of its own, SIGKILLed as soon as ``ready()`` holds (or when it ends by
+    itself, or after ``timeout`` seconds); ``sleep``: its ``CTMEVO_TEST_EVAL_SLEEP``, so work is in flight."""
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path)], cwd=ROOT,
+                            env={**env(), **({"CTMEVO_TEST_EVAL_SLEEP": sleep} if sleep else {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
 
 
 def results_in(directory: Path) -> list[dict]:
@@ -111,15 +128,7 @@ def test_descriptors_are_computed_once_and_the_archive_holds_the_journaled_value
 def test_sigkill_at_any_point_then_resume_reproduces_the_archive(tmp_path, reference, kill_after):
     path = campaign_file(tmp_path, "ref")  # the same name, seed and settings as the reference
     directory = tmp_path / "ref"
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path)], cwd=ROOT, env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    try:
-        while len(results_in(directory)) < kill_after and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    run_until_killed(path, lambda: len(results_in(directory)) >= kill_after)
     done_at_kill = len(results_in(directory))
     assert kill_after <= done_at_kill < 24, "the kill must land mid-campaign"
 

@@ -4,10 +4,6 @@ its share of the training steps, the journal marks them, and a campaign killed a
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +15,7 @@ from search.descriptors import make_descriptors
 from search.errors import ConfigError
 from search.strategies import make_strategy
 from tests.search import landscapes as L
-from tests.search.test_campaign import ROOT, env, results_in
+from tests.search.test_campaign import ctmevo, results_in, run_until_killed
 from tests.search.test_rungs import RUNGS, rung_campaign
 
 
@@ -111,22 +107,10 @@ def test_cell_promotions_leave_more_cells_trained_to_the_top_within_their_share(
 def test_a_campaign_killed_after_cell_promotions_resumes_exactly(tmp_path: Path, with_cells: Campaign) -> None:
     path = _config(tmp_path, "cells", 0.4)  # same name, seed and settings as the uninterrupted one
     directory = tmp_path / "cells"
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path)], cwd=ROOT,
-                            env={**env(), "CTMEVO_TEST_EVAL_SLEEP": "0.2"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
     journal = directory / "journal.jsonl"
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if journal.exists() and '"cell":true' in journal.read_text():
-                break
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    run_until_killed(path, lambda: journal.exists() and '"cell":true' in journal.read_text(), sleep="0.2")
     assert '"cell":true' in journal.read_text(), "no cell promotion before the kill"
-    out = subprocess.run([sys.executable, "-m", "search.cli", "resume", str(directory)], cwd=ROOT, env=env(),
-                         capture_output=True, text=True, timeout=300)
+    out = ctmevo("resume", str(directory))
     assert out.returncode == 0, out.stderr
 
     def results(root: Path) -> list[tuple]:

@@ -10,10 +10,6 @@ itself (``ctm.inherit``) is tested in ``tests/ctm``; the real thing on a two-nod
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +25,7 @@ from search.lineage import lineage_from_records
 from search.records import Proposal
 from search.tracking.lineages import lineage
 from search.tracking.payload import TAG_HASH, TAG_INHERITED, TAG_INHERITED_FROM, TAG_NOTE
-from tests.search.test_campaign import ROOT, env, results_in
+from tests.search.test_campaign import ctmevo, results_in, run_until_killed
 from tests.search.test_rungs import rung_campaign
 
 
@@ -112,22 +108,12 @@ def test_a_campaign_with_inheritance_killed_mid_run_resumes_with_the_same_childr
         tmp_path: Path, reference: Campaign) -> None:
     path = inherit_campaign(tmp_path, "inherit")  # same name, seed and settings as the reference
     directory = tmp_path / "inherit"
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path)], cwd=ROOT,
-                            env={**env(), "CTMEVO_TEST_EVAL_SLEEP": "0.2"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    try:  # kill once some children have inherited and more are to come
-        while time.monotonic() < deadline and proc.poll() is None:
-            if sum("inherited_from" in e["record"]["extra"] for e in results_in(directory)) >= 4:
-                break
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    # kill once some children have inherited and more are to come
+    run_until_killed(path, lambda: sum("inherited_from" in e["record"]["extra"] for e in results_in(directory)) >= 4,
+                     sleep="0.2")
     before = len(results_in(directory))
     assert 0 < before < 40
-    out = subprocess.run([sys.executable, "-m", "search.cli", "resume", str(directory)], cwd=ROOT, env=env(),
-                         capture_output=True, text=True, timeout=300)
+    out = ctmevo("resume", str(directory))
     assert out.returncode == 0, out.stderr
 
     def outcome(root: Path) -> list[tuple]:

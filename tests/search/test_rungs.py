@@ -4,10 +4,6 @@ archives that compare like with like, and a campaign killed mid-promotion that r
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +18,7 @@ from search.records import NoiseModel, rank
 from search.strategies import make_strategy
 from search.tracking.family import nodes_from_records
 from tests.search import landscapes as L
-from tests.search.test_campaign import ROOT, env, results_in
+from tests.search.test_campaign import ctmevo, results_in, run_until_killed
 from workers.pool import InlinePool
 
 RUNGS = [100, 300, 900]
@@ -261,26 +257,18 @@ def test_a_training_steps_budget_waits_for_its_last_evaluations_instead_of_aband
 def test_a_campaign_killed_mid_promotion_resumes_exactly(tmp_path: Path, reference: Campaign) -> None:
     path = rung_campaign(tmp_path, "rungs")  # same name, seed and settings as the reference
     directory = tmp_path / "rungs"
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(path)], cwd=ROOT,
-                            env={**env(), "CTMEVO_TEST_EVAL_SLEEP": "0.3"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
     journal = directory / "journal.jsonl"
-    deadline = time.monotonic() + 120
-    try:  # wait for a promotion whose result is not in yet: the evaluation at rung 1 is in flight
-        while time.monotonic() < deadline and proc.poll() is None:
-            lines = journal.read_text().splitlines() if journal.exists() else []
-            jobs = [json.loads(line)["job"] for line in lines if '"event":"job"' in line]
-            done = {JobKey(r["result"]["genome_hash"], r.get("rung", 0), r.get("repeat", 0)).id
-                    for r in _results(directory)}
-            if any(j not in done for j in jobs):
-                break
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+
+    def promotion_in_flight() -> bool:  # a promotion whose result is not in yet: the evaluation at rung 1 runs
+        lines = journal.read_text().splitlines() if journal.exists() else []
+        jobs = [json.loads(line)["job"] for line in lines if '"event":"job"' in line]
+        done = {JobKey(r["result"]["genome_hash"], r.get("rung", 0), r.get("repeat", 0)).id
+                for r in _results(directory)}
+        return any(j not in done for j in jobs)
+
+    run_until_killed(path, promotion_in_flight, sleep="0.3")
     assert any('"event":"job"' in line for line in journal.read_text().splitlines()), "no promotion before the kill"
-    out = subprocess.run([sys.executable, "-m", "search.cli", "resume", str(directory)], cwd=ROOT, env=env(),
-                         capture_output=True, text=True, timeout=300)
+    out = ctmevo("resume", str(directory))
     assert out.returncode == 0, out.stderr
     mine = sorted((r["result"]["genome_hash"], r.get("rung", 0), r.get("repeat", 0), round(r["result"]["fitness"], 9))
                   for r in _results(directory))
