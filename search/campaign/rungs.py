@@ -280,11 +280,19 @@ class RungScheduler:
         repeat = max(self.repeats_asked[h] | set(self.aggregates[h].values)) + 1
         return JobKey(h, self.aggregates[h].rung, repeat)
 
+    def cell_room(self) -> bool:
+        """Whether the cheapest promotion (one rung up) would still fit in ``cell_share``: asked before the
+        strategy sorts its cells' elites, so a large archive is not ranked at every fill for nothing."""
+        if self.cell_share <= 0 or self.top == 0:
+            return False
+        price = min(self.cost(JobKey("", r, 0)) for r in range(1, self.top + 1))
+        return self.cell_steps + price <= self.cell_share * (self.steps + price)
+
     def cell_promotion(self, elites: Iterable[tuple[str, int]]) -> JobKey | None:
         """The first of ``elites`` (``(hash, rung)`` in the strategy's order, see
         :meth:`search.strategies.fidelity.Fidelity.cell_elites`) that may go up one rung now, if cell promotions
         would still use at most ``cell_share`` of the training steps asked; else None."""
-        if self.cell_share <= 0 or self.top == 0:
+        if not self.cell_room():
             return None
         for h, rung in elites:
             if rung >= self.top or h in self.promoted[rung] or self.finished[rung].get(h) is None:

@@ -39,15 +39,17 @@ def test_a_cell_promotion_takes_the_first_elite_in_line_up_one_rung_within_its_s
     s.asked(JobKey("c", 1), cell=True)
     s.observe(JobKey("b", 1), 0.6)
     assert s.cell_promotion([("b", 1)]) is None  # 600 more steps: 1,000 of 1,500 would pass the share
+    assert not s.cell_room()  # not even the cheapest (200 steps: 600 of 1,100), so no need to list elites
     for h in ("d", "e", "f", "g"):
         _finish(s, JobKey(h), 0.1)
+    assert s.cell_room()  # 200 more would fit now (600 of 1,500), but not b's 600
     assert s.cell_promotion([("b", 1), ("d", 0)]) is None  # the first in line waits; cheaper ones do not jump it
     _finish(s, JobKey("h"), 0.1)
     assert s.cell_promotion([("b", 1), ("d", 0)]) == JobKey("b", 2)  # 1,000 of 2,000 steps: its turn now
     assert s.cell_promotion([("b", 5)]) is None and s.cell_promotion([("zz", 0)]) is None  # the top; never run
     off = RungScheduler(rungs=RUNGS, eta=3)
     _finish(off, JobKey("b"), 0.5)
-    assert off.cell_promotion([("b", 0)]) is None  # share 0: never
+    assert off.cell_promotion([("b", 0)]) is None and not off.cell_room()  # share 0: never
 
 
 def test_the_strategy_lists_its_cell_elites_below_the_top_rung_highest_rung_first() -> None:
@@ -83,9 +85,23 @@ def _top_cells(campaign: Campaign) -> int:
     return sum(1 for h in campaign.strategy.elite_hashes() if campaign.strategy.record(h).rung == len(RUNGS) - 1)
 
 
+def _listing_checked(campaign: Campaign) -> list[int]:
+    """Counts the strategy's cell-elite listings, each of which must come only when a promotion could fit."""
+    calls, listing = [], campaign.strategy.cell_elites
+
+    def checked() -> list[tuple[str, int]]:
+        assert campaign.rungs.cell_room(), "the archive was ranked with no room for any cell promotion"
+        calls.append(1)
+        return listing()
+
+    campaign.strategy.cell_elites = checked  # type: ignore[method-assign]
+    return calls
+
+
 @pytest.fixture(scope="module")
 def with_cells(tmp_path_factory: pytest.TempPathFactory) -> Campaign:
     campaign = start(_config(tmp_path_factory.mktemp("cells"), "cells", 0.4))
+    campaign.listings = _listing_checked(campaign)  # type: ignore[attr-defined]
     campaign.run()
     return campaign
 
@@ -93,8 +109,10 @@ def with_cells(tmp_path_factory: pytest.TempPathFactory) -> Campaign:
 def test_cell_promotions_leave_more_cells_trained_to_the_top_within_their_share(tmp_path: Path,
                                                                                 with_cells: Campaign) -> None:
     without = start(_config(tmp_path, "plain", 0.0))
+    listings = _listing_checked(without)
     without.run()
     assert _top_cells(with_cells) > _top_cells(without)
+    assert not listings and with_cells.listings  # type: ignore[attr-defined]
     jobs = [e for e in with_cells.journal.read() if e["event"] == "job"]
     cells = [JobKey.parse(e["job"]) for e in jobs if e.get("cell")]
     assert cells and all(k.promotion for k in cells)
