@@ -4,16 +4,14 @@ The file is checked completely at start-up, before any evaluation runs: its stru
 by :mod:`genome.space`, and the strategy, descriptors, task and workers by their own factories
 (:func:`validate_components`). Every error names the file, the field, the value (cut short) and what is allowed. The
 file is read bounded (:mod:`genome.textio`: regular UTF-8 file, size cap, YAML alias and nesting caps);
-:func:`check_output_dir` checks the campaign directory against the file system.
+:func:`check_places` checks the places it will write (:mod:`search.campaign.checks`).
 """
 
 from __future__ import annotations
 
 import re
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,6 +20,7 @@ from ctm.result import EvalBudget, TaskSpec, increasing_steps
 from genome import GenomeError, GenomeSpace
 from genome.errors import quoted
 from genome.textio import FileReadError, load_yaml_file
+from search.campaign.checks import check_output_dir, tracking_uri_problem
 from search.descriptors import Descriptor, make_descriptors
 from search.errors import ConfigError, FieldError
 from search.paths import directory_problem
@@ -31,9 +30,6 @@ from workers import WorkersConfig
 MAX_NAME_CHARS = 191  # the campaign id "<name>-xxxxxxxx" is at most 200 characters (MLflow run names and tags)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 PROCESS_FROM = 10_000  # tracking.consumers auto: a process of their own above this many evaluations
-TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks",
-                    "databricks-uc", "uc")
-_TRACKING_ALLOWED = "sqlite:///PATH, http(s)://HOST:PORT, postgresql://..., mysql://..., file:///PATH or databricks"
 
 
 class _Section(BaseModel):
@@ -321,32 +317,6 @@ def load_campaign_config(path: str | Path) -> CampaignConfig:
     return parse_campaign_config(data, source=str(path))
 
 
-def tracking_uri_problem(uri: str) -> str | None:
-    """Why MLflow cannot use ``uri`` as a tracking store, judged from its form alone (nothing is contacted)."""
-    if not uri.strip():
-        return f"allowed is {_TRACKING_ALLOWED}"
-    parsed = urlparse(uri)
-    scheme = parsed.scheme.lower()
-    if len(scheme) <= 1:  # a plain path (or a Windows drive letter): MLflow's file store
-        return None
-    engine = scheme.split("+", 1)[0]
-    if engine not in TRACKING_SCHEMES and scheme not in _plugin_schemes():
-        return f"unknown scheme {scheme!r}: allowed is {_TRACKING_ALLOWED}"
-    if engine in ("http", "https") and not parsed.netloc:
-        return f"no host: allowed is {engine}://HOST:PORT"
-    if engine == "sqlite" and not uri.startswith("sqlite:///"):
-        return "allowed is sqlite:///PATH (three slashes, then the database file; an in-memory store loses the runs)"
-    return None
-
-
-def _plugin_schemes() -> set[str]:
-    """Tracking-store schemes that installed MLflow plugins add."""
-    try:
-        return {ep.name for ep in entry_points(group="mlflow.tracking_store")}
-    except Exception:  # a broken plugin's metadata must not break validation
-        return set()
-
-
 def check_places(config: CampaignConfig, *, source: str, directory: Path | None = None,
                  field: str = "output_dir") -> None:
     """Check every place on this machine the campaign will write: its directory (``directory`` overrides
@@ -361,16 +331,6 @@ def check_places(config: CampaignConfig, *, source: str, directory: Path | None 
         if problem is not None:
             raise FieldError(f"{source}: tracking.uri", uri, f"a database in a folder you can create and write to "
                              f"({folder}: {problem})")
-
-
-def check_output_dir(root: Path, *, source: str, field: str = "output_dir") -> None:
-    """:class:`FieldError` when the campaign directory ``root`` cannot be created or written (see
-    :func:`search.paths.directory_problem`): ``"<source>: <field> = <root>: allowed is …"``, or
-    ``"<field> = <root>: …"`` when ``source`` is empty (a command-line option such as ``--dir``)."""
-    problem = directory_problem(Path(root))
-    if problem is not None:
-        raise FieldError(f"{source}: {field}" if source else field, str(root),
-                         f"a directory you can create and write to ({problem})")
 
 
 def validate_components(config: CampaignConfig, *, source: str) -> None:

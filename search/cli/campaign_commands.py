@@ -279,7 +279,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 def _mlflow_lineage(args: argparse.Namespace) -> LineageGraph:
     """The lineage from MLflow's runs; from the campaign's journal (no run ids) when MLflow cannot be read."""
-    from search.campaign.config import tracking_uri_problem
+    from search.campaign.checks import tracking_uri_problem
     from search.cli.base import OperationalError
     from search.lineage import LineageError, lineage_from_records
     from search.tracking.client import down_reason, is_transient, server_down

@@ -7,13 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from search.campaign.config import (
-    check_output_dir,
-    check_places,
-    load_campaign_config,
-    parse_campaign_config,
-    tracking_uri_problem,
-)
+from search.campaign.checks import check_output_dir, tracking_uri_problem
+from search.campaign.config import check_places, load_campaign_config, parse_campaign_config
 from search.errors import ConfigError
 from search.paths import directory_problem
 from tests.search.test_faults import config
