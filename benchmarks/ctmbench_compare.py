@@ -18,11 +18,13 @@ credited for it. Judged twice: by the boosting surrogate (``judge: boosting``) a
 over all measured genomes.
 
 Per task and arm: final quality median [q1, q3]; compute (training steps) to reach the best anchor's median final
-quality, as a ratio to the best anchor's, with a bootstrap 95% interval over seeds (null where the median run
-never reaches it); a Wilcoxon signed-rank test of the final quality against the best anchor (paired by seed);
-QD-score and coverage of every arm's top-step genomes placed in one ticks × memory-length archive. Anchors are
-the methods a researcher would otherwise pick: random search, regularised evolution, Optuna TPE with successive
-halving / Hyperband, DEHB (ask/tell, from scratch at 100/300/900 steps) and top-K after the first rung.
+quality, as a ratio to the best anchor's (the median of its own runs' compute to reach it), with a bootstrap 95%
+interval over seeds (null where the median run never reaches it), and the same compute as a share of the whole
+budget (what the anchor spent to end at that quality; the bootstrap redraws the target too); a Wilcoxon
+signed-rank test of the final quality against the best anchor (paired by seed); QD-score and coverage of every
+arm's top-step genomes placed in one ticks × memory-length archive. Anchors are the methods a researcher would
+otherwise pick: random search, regularised evolution, Optuna TPE with successive halving / Hyperband, DEHB
+(ask/tell, from scratch at 100/300/900 steps) and top-K after the first rung.
 
 Every (arm, task, seed) is cached as a small JSON trace under ``benchmarks/results/ctmbench/cache/``; the summary
 goes to ``benchmarks/results/ctmbench/results.json`` (``--full``) or ``results-short.json``, plots beside it;
@@ -194,6 +196,7 @@ def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[st
                 mine = np.array([_steps_to(t, target, judge) for t in runs])
                 theirs = np.array([_steps_to(t, target, judge) for t in traces[(task, reference)]])
                 row["compute_ratio"] = _ratio(mine, theirs, rng)
+                row["budget_share"] = _budget_share(runs, finals[reference], judge, rng)
                 seeds = {t["seed"]: t for t in runs}
                 pairs = [(seeds[t["seed"]][f"quality_{judge}"][-1], t[f"quality_{judge}"][-1])
                          for t in traces[(task, reference)] if t["seed"] in seeds]
@@ -209,15 +212,43 @@ def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[st
     return out
 
 
+def _budget_share(runs: list[dict[str, Any]], reference_finals: np.ndarray, judge: str, rng: np.random.Generator,
+                  draws: int = 2000) -> dict[str, Any]:
+    """The median run's compute to reach the reference's median final quality, as a share of the whole budget
+    (what the reference spent to end at that quality); the bootstrap redraws both the runs and the reference's
+    finals (so the target too). None where the median run never reaches it."""
+    budget = float(runs[0]["compute"][-1])
+    compute = np.array([r["compute"] for r in runs], dtype=float)
+    best = np.maximum.accumulate(np.array([[-np.inf if q is None else q for q in r[f"quality_{judge}"]]
+                                           for r in runs]), axis=1)  # first time at or above a target
+
+    def share(rows: np.ndarray, finals: np.ndarray) -> float:
+        target = np.median(finals)
+        reached = best[rows] >= target
+        steps = np.where(reached.any(1), compute[rows, reached.argmax(1)], np.inf)
+        return float(np.median(steps) / budget)
+
+    point = share(np.arange(len(runs)), reference_finals)
+    boot = np.array([share(rng.integers(0, len(runs), len(runs)), rng.choice(reference_finals, len(reference_finals)))
+                     for _ in range(draws)])
+    return _point_and_interval(point, boot)
+
+
+def _point_and_interval(point: float, boot: np.ndarray) -> dict[str, Any]:
+    """A point estimate with the 2.5 and 97.5 percentiles of its bootstrap draws; None for infinite ends."""
+    with np.errstate(invalid="ignore"):  # draws that never reach the target are inf; inf - inf inside percentile
+        low, high = np.percentile(boot, 2.5), np.percentile(boot, 97.5)
+    finite = lambda v: float(v) if np.isfinite(v) else None  # noqa: E731
+    return {"median": finite(point), "ci_low": finite(low), "ci_high": finite(high)}
+
+
 def _ratio(mine: np.ndarray, theirs: np.ndarray, rng: np.random.Generator, draws: int = 2000) -> dict[str, Any]:
     def r(a: np.ndarray, b: np.ndarray) -> float:
         ma, mb = np.median(a), np.median(b)
         return float(ma / mb) if np.isfinite(ma) and np.isfinite(mb) and mb > 0 else float("inf")
     point = r(mine, theirs)
     boot = np.array([r(rng.choice(mine, len(mine)), rng.choice(theirs, len(theirs))) for _ in range(draws)])
-    finite = lambda v: float(v) if np.isfinite(v) else None  # noqa: E731
-    return {"median": finite(point), "ci_low": finite(np.percentile(boot, 2.5)),
-            "ci_high": finite(np.percentile(boot, 97.5))}
+    return _point_and_interval(point, boot)
 
 
 def plot(traces: dict[tuple[str, str], list[dict[str, Any]]], summary: dict[str, Any], path: Path,
@@ -252,6 +283,15 @@ def plot(traces: dict[tuple[str, str], list[dict[str, Any]]], summary: dict[str,
     plt.close(fig)
 
 
+def _interval(c: dict[str, Any]) -> str:
+    if not c:
+        return "–"
+    if c.get("median") is None:
+        return "not reached"
+    return f"{c['median']:.2f} [{c['ci_low'] or 0:.2f}, " + (f"{c['ci_high']:.2f}]" if c.get("ci_high") is not None
+                                                            else "∞]")
+
+
 def markdown(result: dict[str, Any], judge: str = "boosting") -> str:
     """The comparison table of one judge as markdown (for the README)."""
     out = []
@@ -262,20 +302,19 @@ def markdown(result: dict[str, Any], judge: str = "boosting") -> str:
         out += [f"**{task}** (judge: {judge} surrogate; {against}; best measured genome "
                 f"{entry['best_measured']:.3f}; {result['seeds']} seeds)", "",
                 f"| arm | final quality median [q1, q3] | compute to the {who}'s median, ratio [95% CI] | "
+                f"the same, share of its budget [95% CI] | "
                 f"Wilcoxon p vs {who} | QD-score | coverage | QD-score paired with the anchors' best"
                 + (f" (`{entry['qd_anchor']}`)" if entry.get("qd_anchor") else " (no anchor here)")
-                + ": wins, p |", "|---|---|---|---|---|---|---|"]
+                + ": wins, p |", "|---|---|---|---|---|---|---|---|"]
         for a, row in sorted(entry["arms"].items(), key=lambda kv: -kv[1]["final"]["median"]):
-            f, c = row["final"], row.get("compute_ratio", {})
-            ratio = "–" if not c else "not reached" if c.get("median") is None else (
-                f"{c['median']:.2f} [{c['ci_low'] or 0:.2f}, "
-                + (f"{c['ci_high']:.2f}]" if c.get("ci_high") is not None else "∞]"))
+            f = row["final"]
+            ratio, share = (_interval(row.get(k, {})) for k in ("compute_ratio", "budget_share"))
             p = "–" if row.get("p_value") is None else f"{row['p_value']:.3g}"
             name = f"{a} (anchor)" if a in ANCHORS else a
             q = row.get("qd_vs_anchor")
             vs = "–" if q is None else f"{q['wins']} of {q['pairs']}, " + (
                 "–" if q["p_value"] is None else f"{q['p_value']:.2g}")
-            out.append(f"| {name} | {f['median']:.3f} [{f['q1']:.3f}, {f['q3']:.3f}] | {ratio} | {p} | "
+            out.append(f"| {name} | {f['median']:.3f} [{f['q1']:.3f}, {f['q3']:.3f}] | {ratio} | {share} | {p} | "
                        f"{row['qd_score_median']:.2f} | {row['coverage_median']:.2f} | {vs} |")
         out.append("")
     return "\n".join(out)
@@ -348,14 +387,13 @@ def main() -> int:
             target = "none" if entry["target"] is None else f"{entry['target']:.3f}"
             print(f"\n{task} (judge: {judge}; compared with {entry['reference']}, target {target}, "
                   f"best measured {entry['best_measured']:.3f})")
-            print(f"{'arm':<24}{'final median [q1, q3]':>26}{'compute ratio [95% CI]':>28}{'p':>8}{'QD':>8}{'cov':>6}"
-                  f"{'evals':>7}{'eval/s':>8}")
+            print(f"{'arm':<24}{'final median [q1, q3]':>26}{'compute ratio [95% CI]':>28}"
+                  f"{'share of budget [95% CI]':>28}{'p':>8}{'QD':>8}{'cov':>6}{'evals':>7}{'eval/s':>8}")
             for a, row in sorted(entry["arms"].items(), key=lambda kv: -kv[1]["final"]["median"]):
-                f, c = row["final"], row.get("compute_ratio", {})
-                high = f"{c['ci_high']:.2f}]" if c.get("ci_high") else "inf]"
-                cr = "never" if c.get("median") is None else f"{c['median']:.2f} [{c['ci_low'] or 0:.2f}, {high}"
+                f = row["final"]
+                cr, bs = (_interval(row.get(k, {})) for k in ("compute_ratio", "budget_share"))
                 p = "" if row.get("p_value") is None else f"{row['p_value']:.3f}"
-                print(f"{a:<24}{f['median']:>10.3f} [{f['q1']:.3f}, {f['q3']:.3f}]{cr:>28}{p:>8}"
+                print(f"{a:<24}{f['median']:>10.3f} [{f['q1']:.3f}, {f['q3']:.3f}]{cr:>28}{bs:>28}{p:>8}"
                       f"{row['qd_score_median']:>8.2f}{row['coverage_median']:>6.2f}{row['evaluations_median']:>7.0f}"
                       f"{row['evaluations_per_s_median']:>8.0f}")
     print(f"\nwrote {OUT / name} in {time.monotonic() - began:.0f} s")

@@ -17,7 +17,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from search.campaign import Campaign
 from search.campaign.config import parse_campaign_config
+from search.campaign.rungs import JobKey
 from search.errors import ConfigError
 from search.journal import Journal
 from search.open_ended.driver import OpenEnded
@@ -286,3 +288,20 @@ def test_bad_open_ended_fields_are_refused_with_the_field_and_what_is_allowed(tm
     data["open_ended"] = {**data["open_ended"], **change}
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("{", r"\{")):
         parse_campaign_config(data, source="oe.yaml")
+
+
+def test_cell_promotions_run_inside_the_task_campaigns_within_their_share(tmp_path: Path) -> None:
+    data = oe_config(tmp_path, steps=5000)
+    data["evaluation"]["fidelity"]["cell_share"] = 0.3
+    oe = OpenEnded.create(parse_campaign_config(data, source="oe.yaml"))
+    oe.run(say=lambda _line: None)
+    cells = 0
+    for task in oe.state.tasks.values():
+        campaign = Campaign.open(oe.root / "tasks" / task.id)  # counted again from the task's journal
+        assert campaign.config.evaluation.fidelity.cell_share == 0.3
+        assert campaign.rungs.cell_steps <= 0.3 * campaign.rungs.steps
+        jobs = [e for e in campaign.journal.read() if e["event"] == "job" and e.get("cell")]
+        assert all(JobKey.parse(e["job"]).promotion for e in jobs)
+        assert campaign.rungs.cell_steps == sum(campaign.rungs.cost(JobKey.parse(e["job"])) for e in jobs)
+        cells += len(jobs)
+    assert cells > 0  # some archive cell's elite went up in some task
