@@ -18,7 +18,9 @@ settings after the runs it repeats, or not at all):
   (``verifications`` per run, each one top-rung evaluation) but not taken from the search, so ``verified`` is
   an upper bound of what verification could buy at this budget.
 
-Medians over runs; ``wins``/``losses``: runs where ``verified`` is above/below ``final``.
+Medians over runs (and the mean of ``final``); ``wins``/``losses``: runs where ``verified`` is above/below
+``final``. ``--versus ARM ...`` (labels as printed) adds every other arm's ``final`` paired by campaign seed with
+each of those arms': seeds in common, median difference, wins, Wilcoxon signed-rank p.
 """
 
 from __future__ import annotations
@@ -78,20 +80,44 @@ def collect(paths: Sequence[Path]) -> dict[str, dict[int, dict[str, float]]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", type=Path, help="results*.json files of search_efficiency.py")
+    parser.add_argument("--versus", nargs="+", default=[], metavar="ARM",
+                        help="arms (labels as printed) to pair every other arm's final with, by campaign seed")
     args = parser.parse_args()
     arms = collect(args.results)
     if not arms:
         raise SystemExit("no run with all four checkpoints re-evaluated in the given files")
-    print(f"{'arm':<52} {'runs':>4} {'final':>7} {'best checkpoint':>16} {'verified':>9} {'wins/losses':>12} "
-          f"{'verifications':>14}")
+    unknown = [a for a in args.versus if a not in arms]
+    if unknown:
+        print(f"efficiency_picks: --versus {unknown[0]!r}: allowed are the arms in these files, {sorted(arms)}",
+              file=sys.stderr)
+        raise SystemExit(2)
+    print(f"{'arm':<52} {'runs':>4} {'final':>7} {'mean':>6} {'best checkpoint':>16} {'verified':>9} "
+          f"{'wins/losses':>12} {'verifications':>14}")
     for label, runs in sorted(arms.items()):
         rows = list(runs.values())
         med = {k: statistics.median(r[k] for r in rows) for k in ("final", "best", "verified")}
         wins = sum(r["verified"] > r["final"] for r in rows)
         losses = sum(r["verified"] < r["final"] for r in rows)
         checks = statistics.mean(r["verifications"] for r in rows)
-        print(f"{label:<52} {len(rows):>4} {med['final']:>7.3f} {med['best']:>16.3f} {med['verified']:>9.3f} "
-              f"{f'{wins}/{losses}':>12} {checks:>14.1f}")
+        mean = statistics.mean(r["final"] for r in rows)
+        print(f"{label:<52} {len(rows):>4} {med['final']:>7.3f} {mean:>6.3f} {med['best']:>16.3f} "
+              f"{med['verified']:>9.3f} {f'{wins}/{losses}':>12} {checks:>14.1f}")
+    for versus in args.versus:
+        print(f"\npaired with {versus} by campaign seed (final):")
+        for label, runs in sorted(arms.items()):
+            if label != versus:
+                print(f"  {label:<52} {paired(runs, arms[versus])}")
+
+
+def paired(mine: Mapping[int, Mapping[str, float]], theirs: Mapping[int, Mapping[str, float]]) -> str:
+    """Seeds in common, median difference, wins and the Wilcoxon signed-rank p of ``final``, as one line."""
+    from scipy.stats import wilcoxon
+    seeds = sorted(set(mine) & set(theirs))
+    diff = [mine[s]["final"] - theirs[s]["final"] for s in seeds]
+    if len(diff) < 2 or not any(diff):
+        return f"{len(seeds)} seeds in common: too few to compare"
+    return (f"{len(seeds)} seeds, median difference {statistics.median(diff):+.3f}, ahead in "
+            f"{sum(d > 0 for d in diff)}, Wilcoxon p {wilcoxon(diff).pvalue:.2g}")
 
 
 if __name__ == "__main__":
