@@ -170,21 +170,19 @@ class SqlWriter:
         remote = [run for uri, run in artifacts if not self._write_local_artifacts(uri, run)]
         with self.store.ManagedSessionMaker() as session:
             if rows_runs:
-                session.execute(sa.insert(m.SqlRun.__table__), rows_runs)
+                _insert(session, m.SqlRun.__table__, rows_runs)
             if rows_params:
-                session.execute(_insert_ignore(m.SqlParam.__table__, session), rows_params)
+                _insert(session, m.SqlParam.__table__, rows_params, ignore=True)
             if tags:
-                table = m.SqlTag.__table__
-                stmt = _upsert(table, session, ["key", "run_uuid"], {"value"})
-                session.execute(stmt, [{"key": k, "run_uuid": r, "value": v} for (k, r), v in tags.items()])
+                rows = [{"key": k, "run_uuid": r, "value": v} for (k, r), v in tags.items()]
+                _insert(session, m.SqlTag.__table__, rows, keys=["key", "run_uuid"], update=["value"])
             if rows_metrics:
-                session.execute(_insert_ignore(m.SqlMetric.__table__, session), rows_metrics)
+                _insert(session, m.SqlMetric.__table__, rows_metrics, ignore=True)
             if latest:
-                table = m.SqlLatestMetric.__table__
                 rows = [{"key": k, "run_uuid": r, "value": x.value, "timestamp": x.timestamp, "step": x.step,
                          "is_nan": False} for (k, r), x in latest.items()]
-                session.execute(_upsert(table, session, ["key", "run_uuid"], {"value", "timestamp", "step", "is_nan"},
-                                        newer_only=True), rows)
+                _insert(session, m.SqlLatestMetric.__table__, rows, keys=["key", "run_uuid"],
+                        update=["value", "timestamp", "step", "is_nan"], newer_only=True)
             for run in runs:
                 if run.delete_tags:
                     table = m.SqlTag.__table__
@@ -239,37 +237,41 @@ def _dialect(session: Any) -> str:
     return session.get_bind().dialect.name
 
 
-def _insert_ignore(table: Any, session: Any) -> Any:
-    """INSERT that skips rows whose primary key exists (a re-sent batch)."""
+def _insert(session: Any, table: Any, rows: list[dict[str, Any]], *, keys: Sequence[str] = (),
+            update: Sequence[str] = (), newer_only: bool = False, ignore: bool = False) -> None:
+    """INSERT ``rows`` into ``table`` in one statement's worth of round trips: rows whose ``keys`` exist update
+    ``update`` (for latest metrics only with a newer step or timestamp: ``newer_only``), or with ``ignore`` rows
+    whose primary key exists are skipped (a re-sent batch). On PostgreSQL the rows travel as one array per column,
+    unnested by the server (``INSERT … SELECT * FROM unnest(…)``): one statement per table and batch, where an
+    executemany sends one statement per row (psycopg pipelines them, but the server still plans and runs each)."""
     import sqlalchemy as sa
 
     name = _dialect(session)
+    if name not in ("sqlite", "postgresql"):
+        if update:
+            raise NotImplementedError(f"batched MLflow writes support sqlite and postgresql, not {name}")
+        stmt = sa.insert(table).prefix_with("IGNORE") if ignore and name == "mysql" else sa.insert(table)
+        session.execute(stmt, rows)
+        return
     if name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
-        return insert(table).on_conflict_do_nothing()
-    if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-        return pg_insert(table).on_conflict_do_nothing()
-    if name == "mysql":
-        return sa.insert(table).prefix_with("IGNORE")
-    return sa.insert(table)
-
-
-def _upsert(table: Any, session: Any, keys: list[str], columns: set[str], *, newer_only: bool = False) -> Any:
-    """INSERT … ON CONFLICT DO UPDATE of ``columns`` (for latest metrics: only with a newer step/timestamp)."""
-    name = _dialect(session)
-    if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+        stmt, params = insert(table), rows
     else:
-        raise NotImplementedError(f"batched MLflow writes support sqlite and postgresql, not {name}")
-    stmt = insert(table)
-    where = None
-    if newer_only:
-        where = (stmt.excluded.step > table.c.step) | ((stmt.excluded.step == table.c.step)
-                                                         & (stmt.excluded.timestamp >= table.c.timestamp))
-    return stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in columns}, where=where)
+        from sqlalchemy.dialects.postgresql import ARRAY, insert  # type: ignore[assignment]
+        columns = list(rows[0])
+        arrays = sa.func.unnest(*(sa.bindparam(f"column_{i}", [r[c] for r in rows], type_=ARRAY(table.c[c].type))
+                                  for i, c in enumerate(columns))).table_valued(*columns).render_derived("batch")
+        stmt, params = insert(table).from_select(columns, sa.select(*(arrays.c[c] for c in columns))), None
+    if ignore:
+        stmt = stmt.on_conflict_do_nothing()
+    elif update:
+        where = None
+        if newer_only:
+            where = (stmt.excluded.step > table.c.step) | ((stmt.excluded.step == table.c.step)
+                                                             & (stmt.excluded.timestamp >= table.c.timestamp))
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in update},
+                                          where=where)
+    session.execute(stmt) if params is None else session.execute(stmt, params)
 
 
 class ClientWriter:

@@ -1,8 +1,9 @@
 """MLflow on a real database, the way a cluster runs it: ``mlflow server`` backed by PostgreSQL on loopback, a
-campaign with fidelity rungs and repeats talking HTTP to it.
+campaign with fidelity rungs and repeats talking HTTP to it; and ctmevo's own batched SQL writer straight into the
+database (``tracking.uri: postgresql://…``, what ``benchmarks/campaign_scale.py --postgres`` measures).
 
-Needs Debian's ``postgresql`` package and the ``postgres`` extra (``pip install -e '.[postgres]'``: the psycopg2
-driver MLflow's server uses); ``.ci/run`` installs both, and without them the test is skipped and says so.
+Needs Debian's ``postgresql`` package and the ``postgres`` extra (``pip install -e '.[postgres]'``: the psycopg
+driver); ``.ci/run`` installs both, and without them the test is skipped and says so.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from search.records import standings
 from tests.e2e.postgres import Postgres, postgres_binaries
 from tests.search.mlflow_helpers import MlflowServer
 from tests.search.test_rungs import rung_campaign
+from tests.search.test_tracking import sql_writer_contract
 
 try:
     import psycopg  # noqa: F401
@@ -33,15 +35,26 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    root = tmp_path_factory.mktemp("pg")
+def database() -> Iterator[Postgres]:
     pg = Postgres().start()
-    mlflow = MlflowServer(root / "mlflow", backend=pg.uri)
+    try:
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, database: Postgres) -> Iterator[MlflowServer]:
+    mlflow = MlflowServer(tmp_path_factory.mktemp("pg") / "mlflow", backend=database.uri)
     try:
         yield mlflow.start(timeout=180)
     finally:
         mlflow.stop()
-        pg.stop()
+
+
+def test_the_sql_writer_keeps_its_contract_on_postgresql(tmp_path: Path, server: MlflowServer,
+                                                        database: Postgres) -> None:
+    sql_writer_contract(database.uri, tmp_path / "artifacts")  # the server made MLflow's tables
 
 
 @pytest.mark.timeout(600)

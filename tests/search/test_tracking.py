@@ -259,10 +259,14 @@ def test_a_failed_sql_batch_writes_nothing_and_can_be_sent_again(sqlite_uri: str
                make_record(a.replace(heads=8), campaign=campaign, birth=1, parents=[a.hash], cell="x", fitness=0.8)]
     import search.tracking.writers as writers
 
-    def locked(*args: Any, **kwargs: Any) -> Any:  # fails after the runs and params were inserted
-        raise MlflowException("(sqlite3.OperationalError) database is locked")
+    insert = writers._insert
 
-    monkeypatch.setattr(writers, "_upsert", locked)
+    def locked(session: Any, table: Any, *args: Any, **kwargs: Any) -> Any:  # after the runs and params
+        if table.name == "tags":
+            raise MlflowException("(sqlite3.OperationalError) database is locked")
+        return insert(session, table, *args, **kwargs)
+
+    monkeypatch.setattr(writers, "_insert", locked)
     with pytest.raises(TrackingUnavailable, match="database is locked"):
         archiver.write_results(list(enumerate(records)))
     monkeypatch.undo()
@@ -388,3 +392,52 @@ def test_a_parents_note_is_rewritten_at_most_every_few_seconds_and_completed_at_
     assert archiver.run_id_of(c.hash) not in note()
     archiver.settle_scores()  # the end of the campaign: every note complete
     assert archiver.run_id_of(b.hash) in note() and archiver.run_id_of(c.hash) in note()
+
+
+def sql_writer_contract(uri: str, artifacts: Path) -> None:
+    """What :class:`SqlWriter` must do on any SQL store (sqlite here, PostgreSQL in tests/e2e): a batch of new
+    runs lands whole; the same values sent again change nothing; an update replaces tags and keeps the newest
+    metric as the latest, whatever order the values arrive in."""
+    from mlflow.entities import Metric
+
+    from search.tracking.writers import RunWrite, make_writer
+
+    client = MlflowClient(uri)
+    experiment = client.create_experiment(f"writer-{uuid.uuid4().hex[:8]}", artifact_location=str(artifacts))
+    writer = make_writer(client, uri)
+    assert isinstance(writer, SqlWriter)
+    ids = [writer.new_run_id(experiment, f"r{i}", 0, {}) for i in range(3)]
+    batch = [RunWrite(run_id=rid, new=True, run_name=f"r{i}", start_ms=1000 + i, end_ms=2000 + i,
+                      status="FINISHED", tags={"ctmevo.cell": f"c{i}"}, params={"ticks": str(i), "heads": "2"},
+                      metrics=[Metric("fitness", 0.5 + i / 10, 10, 0), Metric("fitness", 0.6 + i / 10, 11, 1)])
+             for i, rid in enumerate(ids)]
+
+    def state() -> list[tuple]:
+        runs = [client.get_run(rid) for rid in ids]
+        return [(r.info.run_name, r.info.status, sorted(r.data.params.items()), sorted(r.data.tags.items()),
+                 r.data.metrics, [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, "fitness")])
+                for r in runs]
+
+    writer.write(batch, experiment)
+    first = state()
+    assert [s[2] for s in first] == [[("heads", "2"), ("ticks", str(i))] for i in range(3)]
+    assert [s[4]["fitness"] for s in first] == pytest.approx([0.6, 0.7, 0.8])  # the latest is step 1's
+    assert all(len(s[5]) == 2 for s in first)
+    again = [RunWrite(run_id=w.run_id, new=False, run_name=w.run_name, start_ms=w.start_ms, end_ms=w.end_ms,
+                      status=w.status, tags=w.tags, metrics=w.metrics) for w in batch]
+    writer.write(again, experiment)  # the same values sent again (a re-sent update): nothing doubles
+    assert state() == first
+    update = RunWrite(run_id=ids[0], new=False, run_name="r0", start_ms=1000, end_ms=3000, status="FAILED",
+                      tags={"ctmevo.cell": "moved"}, metrics=[Metric("fitness", 0.1, 5, 0)])  # an older step
+    writer.write([update], experiment)
+    after = client.get_run(ids[0])
+    assert after.info.status == "FAILED" and after.data.tags["ctmevo.cell"] == "moved"
+    assert after.data.metrics["fitness"] == pytest.approx(0.6)  # step 1 stays the latest
+    writer.write([RunWrite(run_id=ids[0], new=False, run_name="r0", start_ms=1000, end_ms=4000,
+                           status="FINISHED", tags={}, metrics=[Metric("fitness", 0.9, 12, 2)])], experiment)
+    assert client.get_run(ids[0]).data.metrics["fitness"] == pytest.approx(0.9)
+    assert state()[1:] == first[1:]  # the other runs untouched
+
+
+def test_the_sql_writer_keeps_its_contract_on_sqlite(tmp_path: Path) -> None:
+    sql_writer_contract(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
