@@ -18,13 +18,12 @@ credited for it. Judged twice: by the boosting surrogate (``judge: boosting``) a
 over all measured genomes.
 
 Per task and arm: final quality median [q1, q3]; compute (training steps) to reach the best anchor's median final
-quality, as a ratio to the best anchor's (the median of its own runs' compute to reach it), with a bootstrap 95%
-interval over seeds (null where the median run never reaches it), and the same compute as a share of the whole
-budget (what the anchor spent to end at that quality; the bootstrap redraws the target too); a Wilcoxon
-signed-rank test of the final quality against the best anchor (paired by seed); QD-score and coverage of every
-arm's top-step genomes placed in one ticks × memory-length archive. Anchors are the methods a researcher would
-otherwise pick: random search, regularised evolution, Optuna TPE with successive halving / Hyperband, DEHB
-(ask/tell, from scratch at 100/300/900 steps) and top-K after the first rung.
+quality, as a ratio to the best anchor's own (the median over its runs of the compute to reach it), with a
+bootstrap 95% interval over seeds (null where the median run never reaches it); a Wilcoxon signed-rank test of the
+final quality against the best anchor (paired by seed); QD-score and coverage of every arm's top-step genomes
+placed in one ticks × memory-length archive. Anchors are the methods a researcher would otherwise pick: random
+search, regularised evolution, Optuna TPE with successive halving / Hyperband, DEHB (ask/tell, from scratch at
+100/300/900 steps) and top-K after the first rung.
 
 Every (arm, task, seed) is cached as a small JSON trace under ``benchmarks/results/ctmbench/cache/``; the summary
 goes to ``benchmarks/results/ctmbench/results.json`` (``--full``) or ``results-short.json``, plots beside it;
@@ -40,6 +39,7 @@ import json
 import os
 import sys
 import time
+import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -163,9 +163,10 @@ def _steps_to(trace_: dict[str, Any], target: float, judge: str) -> float:
 
 
 def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[str], judge: str,
-              rng: np.random.Generator, versus: str | None = None) -> dict[str, Any]:
+              versus: str | None = None) -> dict[str, Any]:
     """Per task: every arm's figures; compute ratios and paired p-values against ``versus`` (default: the best
-    anchor among ``arms``; with neither, none)."""
+    anchor among ``arms``; with neither, none). Each ratio's bootstrap draws come from a generator of its own
+    (task, judge, arm, reference), so an arm's interval does not depend on which other arms were run."""
     from scipy.stats import wilcoxon
     out: dict[str, Any] = {}
     for task in sorted({t for t, _ in traces}):
@@ -195,8 +196,8 @@ def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[st
             if reference is not None:
                 mine = np.array([_steps_to(t, target, judge) for t in runs])
                 theirs = np.array([_steps_to(t, target, judge) for t in traces[(task, reference)]])
-                row["compute_ratio"] = _ratio(mine, theirs, rng)
-                row["budget_share"] = _budget_share(runs, finals[reference], judge, rng)
+                key = f"{task}/{judge}/{a}/{reference}".encode()
+                row["compute_ratio"] = _ratio(mine, theirs, np.random.default_rng(zlib.crc32(key)))
                 seeds = {t["seed"]: t for t in runs}
                 pairs = [(seeds[t["seed"]][f"quality_{judge}"][-1], t[f"quality_{judge}"][-1])
                          for t in traces[(task, reference)] if t["seed"] in seeds]
@@ -210,28 +211,6 @@ def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[st
             entry["arms"][a] = row
         out[task] = entry
     return out
-
-
-def _budget_share(runs: list[dict[str, Any]], reference_finals: np.ndarray, judge: str, rng: np.random.Generator,
-                  draws: int = 2000) -> dict[str, Any]:
-    """The median run's compute to reach the reference's median final quality, as a share of the whole budget
-    (what the reference spent to end at that quality); the bootstrap redraws both the runs and the reference's
-    finals (so the target too). None where the median run never reaches it."""
-    budget = float(runs[0]["compute"][-1])
-    compute = np.array([r["compute"] for r in runs], dtype=float)
-    best = np.maximum.accumulate(np.array([[-np.inf if q is None else q for q in r[f"quality_{judge}"]]
-                                           for r in runs]), axis=1)  # first time at or above a target
-
-    def share(rows: np.ndarray, finals: np.ndarray) -> float:
-        target = np.median(finals)
-        reached = best[rows] >= target
-        steps = np.where(reached.any(1), compute[rows, reached.argmax(1)], np.inf)
-        return float(np.median(steps) / budget)
-
-    point = share(np.arange(len(runs)), reference_finals)
-    boot = np.array([share(rng.integers(0, len(runs), len(runs)), rng.choice(reference_finals, len(reference_finals)))
-                     for _ in range(draws)])
-    return _point_and_interval(point, boot)
 
 
 def _point_and_interval(point: float, boot: np.ndarray) -> dict[str, Any]:
@@ -302,19 +281,18 @@ def markdown(result: dict[str, Any], judge: str = "boosting") -> str:
         out += [f"**{task}** (judge: {judge} surrogate; {against}; best measured genome "
                 f"{entry['best_measured']:.3f}; {result['seeds']} seeds)", "",
                 f"| arm | final quality median [q1, q3] | compute to the {who}'s median, ratio [95% CI] | "
-                f"the same, share of its budget [95% CI] | "
                 f"Wilcoxon p vs {who} | QD-score | coverage | QD-score paired with the anchors' best"
                 + (f" (`{entry['qd_anchor']}`)" if entry.get("qd_anchor") else " (no anchor here)")
-                + ": wins, p |", "|---|---|---|---|---|---|---|---|"]
+                + ": wins, p |", "|---|---|---|---|---|---|---|"]
         for a, row in sorted(entry["arms"].items(), key=lambda kv: -kv[1]["final"]["median"]):
             f = row["final"]
-            ratio, share = (_interval(row.get(k, {})) for k in ("compute_ratio", "budget_share"))
+            ratio = _interval(row.get("compute_ratio", {}))
             p = "–" if row.get("p_value") is None else f"{row['p_value']:.3g}"
             name = f"{a} (anchor)" if a in ANCHORS else a
             q = row.get("qd_vs_anchor")
             vs = "–" if q is None else f"{q['wins']} of {q['pairs']}, " + (
                 "–" if q["p_value"] is None else f"{q['p_value']:.2g}")
-            out.append(f"| {name} | {f['median']:.3f} [{f['q1']:.3f}, {f['q3']:.3f}] | {ratio} | {share} | {p} | "
+            out.append(f"| {name} | {f['median']:.3f} [{f['q1']:.3f}, {f['q3']:.3f}] | {ratio} | {p} | "
                        f"{row['qd_score_median']:.2f} | {row['coverage_median']:.2f} | {vs} |")
         out.append("")
     return "\n".join(out)
@@ -369,11 +347,10 @@ def main() -> int:
         for a in args.arms:
             traces[(t, a)] = [json.loads(_cache_path(t, a, s, args.budget, args.sim_workers).read_text())
                               for s in range(seeds)]
-    rng = np.random.default_rng(0)
     result = {"seeds": seeds, "budget_steps": args.budget, "workers_simulated": args.sim_workers,
               "replay": "boosting surrogate",
               "arms": list(args.arms), "versus": args.versus,
-              "judges": {j: summarise(traces, args.arms, j, rng, args.versus) for j in JUDGES}}
+              "judges": {j: summarise(traces, args.arms, j, args.versus) for j in JUDGES}}
     OUT.mkdir(parents=True, exist_ok=True)
     name = ("results.json" if args.full else "results-short.json").replace(
         "results", "results-small" if args.small else "results")
@@ -387,13 +364,13 @@ def main() -> int:
             target = "none" if entry["target"] is None else f"{entry['target']:.3f}"
             print(f"\n{task} (judge: {judge}; compared with {entry['reference']}, target {target}, "
                   f"best measured {entry['best_measured']:.3f})")
-            print(f"{'arm':<24}{'final median [q1, q3]':>26}{'compute ratio [95% CI]':>28}"
-                  f"{'share of budget [95% CI]':>28}{'p':>8}{'QD':>8}{'cov':>6}{'evals':>7}{'eval/s':>8}")
+            print(f"{'arm':<24}{'final median [q1, q3]':>26}{'compute ratio [95% CI]':>28}{'p':>8}{'QD':>8}{'cov':>6}"
+                  f"{'evals':>7}{'eval/s':>8}")
             for a, row in sorted(entry["arms"].items(), key=lambda kv: -kv[1]["final"]["median"]):
                 f = row["final"]
-                cr, bs = (_interval(row.get(k, {})) for k in ("compute_ratio", "budget_share"))
+                cr = _interval(row.get("compute_ratio", {}))
                 p = "" if row.get("p_value") is None else f"{row['p_value']:.3f}"
-                print(f"{a:<24}{f['median']:>10.3f} [{f['q1']:.3f}, {f['q3']:.3f}]{cr:>28}{bs:>28}{p:>8}"
+                print(f"{a:<24}{f['median']:>10.3f} [{f['q1']:.3f}, {f['q3']:.3f}]{cr:>28}{p:>8}"
                       f"{row['qd_score_median']:>8.2f}{row['coverage_median']:>6.2f}{row['evaluations_median']:>7.0f}"
                       f"{row['evaluations_per_s_median']:>8.0f}")
     print(f"\nwrote {OUT / name} in {time.monotonic() - began:.0f} s")
