@@ -342,7 +342,7 @@ class Campaign:
             if key.repeat or self.strategy.may_promote(key.genome_hash):
                 return key, False
             self.rungs.veto(key)  # never promoted (not journaled: the strategy vetoes it again on resume)
-        if self.rungs.cell_room() and (key := self.rungs.cell_promotion(self.strategy.cell_elites())):
+        if (key := self.rungs.cell_promotion(self.strategy.cell_elites)) is not None:
             return key, True
         return None
 

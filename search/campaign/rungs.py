@@ -39,7 +39,7 @@ import hashlib
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,27 +281,28 @@ class RungScheduler:
         return JobKey(h, self.aggregates[h].rung, repeat)
 
     def cell_room(self) -> bool:
-        """Whether the cheapest promotion (one rung up) would still fit in ``cell_share``: asked before the
-        strategy sorts its cells' elites, so a large archive is not ranked at every fill for nothing."""
+        """Whether the cheapest promotion (one rung up) would still fit in ``cell_share``."""
         if self.cell_share <= 0 or self.top == 0:
             return False
-        price = min(self.cost(JobKey("", r, 0)) for r in range(1, self.top + 1))
+        return self._cell_fits(min(self.cost(JobKey("", r, 0)) for r in range(1, self.top + 1)))
+
+    def _cell_fits(self, price: int) -> bool:
+        """Whether cell promotions would use at most ``cell_share`` of the steps asked with ``price`` more."""
         return self.cell_steps + price <= self.cell_share * (self.steps + price)
 
-    def cell_promotion(self, elites: Iterable[tuple[str, int]]) -> JobKey | None:
-        """The first of ``elites`` (``(hash, rung)`` in the strategy's order, see
+    def cell_promotion(self, elites: Callable[[], Iterable[tuple[str, int]]]) -> JobKey | None:
+        """The first of ``elites()`` (``(hash, rung)`` in the strategy's order, see
         :meth:`search.strategies.fidelity.Fidelity.cell_elites`) that may go up one rung now, if cell promotions
-        would still use at most ``cell_share`` of the training steps asked; else None."""
+        would still use at most ``cell_share`` of the training steps asked; else None. ``elites`` is called only
+        when some promotion could fit (:meth:`cell_room`), so a large archive is not ranked at every fill."""
         if not self.cell_room():
             return None
-        for h, rung in elites:
+        for h, rung in elites():
             if rung >= self.top or h in self.promoted[rung] or self.finished[rung].get(h) is None:
                 continue
             key = JobKey(h, rung + 1, 0)
-            price = self.cost(key)
-            if self.cell_steps + price > self.cell_share * (self.steps + price):
-                return None  # wait until the first in line fits (cheaper ones after it would starve it)
-            return key
+            # the first in line waits until it fits (cheaper ones after it would starve it)
+            return key if self._cell_fits(self.cost(key)) else None
         return None
 
     def _pending_promotion(self, h: str) -> list[int]:

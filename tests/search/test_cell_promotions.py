@@ -31,25 +31,27 @@ def test_a_cell_promotion_takes_the_first_elite_in_line_up_one_rung_within_its_s
     elites = [("b", 0), ("c", 0)]  # the strategy's order: the highest rung first, then the fittest
     assert s.next_job() == JobKey("a", 1)  # ASHA's quota first (floor(3 / 3) = 1)
     s.asked(JobKey("a", 1))
-    assert s.cell_promotion([("a", 0), *elites]) == JobKey("b", 1)  # a was promoted from rung 0 already
+    assert s.cell_promotion(lambda: [("a", 0), *elites]) == JobKey("b", 1)  # a was promoted from rung 0 already
     s.asked(JobKey("b", 1), cell=True)
     assert s.cell_steps == 200 and s.steps == 700
     # the next, c (200 steps), would bring cell promotions to 400 of 900 steps asked: within 0.5
-    assert s.cell_promotion(elites) == JobKey("c", 1)
+    assert s.cell_promotion(lambda: elites) == JobKey("c", 1)
     s.asked(JobKey("c", 1), cell=True)
     s.observe(JobKey("b", 1), 0.6)
-    assert s.cell_promotion([("b", 1)]) is None  # 600 more steps: 1,000 of 1,500 would pass the share
+    assert s.cell_promotion(lambda: [("b", 1)]) is None  # 600 more steps: 1,000 of 1,500 would pass the share
     assert not s.cell_room()  # not even the cheapest (200 steps: 600 of 1,100), so no need to list elites
     for h in ("d", "e", "f", "g"):
         _finish(s, JobKey(h), 0.1)
     assert s.cell_room()  # 200 more would fit now (600 of 1,500), but not b's 600
-    assert s.cell_promotion([("b", 1), ("d", 0)]) is None  # the first in line waits; cheaper ones do not jump it
+    waiting = [("b", 1), ("d", 0)]
+    assert s.cell_promotion(lambda: waiting) is None  # the first in line waits; cheaper ones do not jump it
     _finish(s, JobKey("h"), 0.1)
-    assert s.cell_promotion([("b", 1), ("d", 0)]) == JobKey("b", 2)  # 1,000 of 2,000 steps: its turn now
-    assert s.cell_promotion([("b", 5)]) is None and s.cell_promotion([("zz", 0)]) is None  # the top; never run
+    assert s.cell_promotion(lambda: waiting) == JobKey("b", 2)  # 1,000 of 2,000 steps: its turn now
+    assert s.cell_promotion(lambda: [("b", 5)]) is None  # at the top
+    assert s.cell_promotion(lambda: [("zz", 0)]) is None  # never run
     off = RungScheduler(rungs=RUNGS, eta=3)
     _finish(off, JobKey("b"), 0.5)
-    assert off.cell_promotion([("b", 0)]) is None and not off.cell_room()  # share 0: never
+    assert off.cell_promotion(lambda: [("b", 0)]) is None and not off.cell_room()  # share 0: never
 
 
 def test_the_strategy_lists_its_cell_elites_below_the_top_rung_highest_rung_first() -> None:
