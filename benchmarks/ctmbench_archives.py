@@ -21,22 +21,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ctmbench_arms import ARMS, RUNGS, run_arm
-from ctmbench_compare import DESCRIPTORS, TASK_KEYS, _judge_mean
+from ctmbench_compare import DESCRIPTORS, TASK_KEYS, _judge_mean, cell_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def top_archive(task: str, arm: str, seed: int) -> np.ndarray:
     """The arm's archive at the top step count: a (ticks bins × memory bins) array, NaN where no genome is."""
-    (_, tb, (tlo, thi)), (_, mb, (mlo, mhi)) = DESCRIPTORS
-    grid = np.full((tb, mb), np.nan)
+    grid = np.full(tuple(bins for _, bins, _ in DESCRIPTORS), np.nan)
     memo: dict[str, float] = {}
     for genes, steps, *_ in run_arm(task, arm, seed, 180_000):
         if steps != RUNGS[-1]:
             continue
-        i = min(int((genes["ticks"] - tlo) / (thi - tlo) * tb), tb - 1)
-        j = min(int((genes["memory_length"] - mlo) / (mhi - mlo) * mb), mb - 1)
-        grid[i, j] = np.nanmax([grid[i, j], _judge_mean(task, "boosting", genes, memo)])
+        cell = cell_of(genes)
+        grid[cell] = np.nanmax([grid[cell], _judge_mean(task, "boosting", genes, memo)])
     return grid
 
 

@@ -113,10 +113,15 @@ def trace(task: str, arm: str, seed: int, budget: int, workers: int = WORKERS) -
     return out
 
 
+def cell_of(genes: dict[str, Any]) -> tuple[int, ...]:
+    """The comparison archive's cell of a genome (:data:`DESCRIPTORS`: ticks × memory length bins)."""
+    return tuple(min(int((genes[n] - lo) / (hi - lo) * bins), bins - 1) for n, bins, (lo, hi) in DESCRIPTORS)
+
+
 def _qd(task: str, kind: str, genomes: list[dict[str, Any]], memo: dict[str, float]) -> dict[str, float]:
     cells: dict[tuple[int, ...], float] = {}
     for genes in genomes:
-        cell = tuple(min(int((genes[n] - lo) / (hi - lo) * bins), bins - 1) for n, bins, (lo, hi) in DESCRIPTORS)
+        cell = cell_of(genes)
         cells[cell] = max(cells.get(cell, 0.0), _judge_mean(task, kind, genes, memo))
     total = int(np.prod([b for _, b, _ in DESCRIPTORS]))
     return {"qd_score": float(sum(cells.values())), "coverage": len(cells) / total}
