@@ -271,7 +271,10 @@ def _insert(session: Any, table: Any, rows: list[dict[str, Any]], *, keys: Seque
                                                              & (stmt.excluded.timestamp >= table.c.timestamp))
         stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in update},
                                           where=where)
-    session.execute(stmt) if params is None else session.execute(stmt, params)
+    if params is None:
+        session.execute(stmt)
+    else:
+        session.execute(stmt, params)
 
 
 class ClientWriter:
