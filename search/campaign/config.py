@@ -287,8 +287,10 @@ def _format_pydantic(exc: ValidationError, source: str) -> str:
     return f"{source}: invalid campaign file:\n" + "\n".join(lines)
 
 
-def parse_campaign_config(data: Any, *, source: str = "<campaign>") -> CampaignConfig:
-    """Validate a mapping (e.g. from YAML) into a config; raise :class:`ConfigError` naming every problem."""
+def parse_campaign_config(data: Any, *, source: str = "<campaign>", components: bool = True) -> CampaignConfig:
+    """Validate a mapping (e.g. from YAML) into a config; raise :class:`ConfigError` naming every problem.
+    ``components=False`` skips building the task, strategy and workers (:func:`validate_components`, which imports
+    torch): for readers of a campaign that was validated when it started."""
     if data is None:
         raise ConfigError(f"{source}: the file is empty; a campaign file is a YAML mapping (name, task, strategy, "
                           "...: see experiments/quickstart.yaml)")
@@ -303,18 +305,19 @@ def parse_campaign_config(data: Any, *, source: str = "<campaign>") -> CampaignC
         config.space()
     except GenomeError as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    validate_components(config, source=source)
+    if components:
+        validate_components(config, source=source)
     return config
 
 
-def load_campaign_config(path: str | Path) -> CampaignConfig:
+def load_campaign_config(path: str | Path, *, components: bool = True) -> CampaignConfig:
     """Read and validate a campaign file; :class:`ConfigError` naming the file for anything wrong with it."""
     path = Path(path)
     try:
         data = load_yaml_file(path, what="campaign file")
     except FileReadError as exc:
         raise ConfigError(str(exc)) from None
-    return parse_campaign_config(data, source=str(path))
+    return parse_campaign_config(data, source=str(path), components=components)
 
 
 def check_places(config: CampaignConfig, *, source: str, directory: Path | None = None,

@@ -64,31 +64,51 @@ def _run(campaign: object) -> int:
 
 
 def status_open_ended(directory: Path) -> int:
-    """The measures, the tasks and the candidates' verdicts, from the journal (works while it runs)."""
+    """The measures, the tasks and the candidates' verdicts, from the campaign file and the journal alone (works
+    while it runs; imports neither torch nor MLflow)."""
     from collections import Counter
 
-    from search.open_ended.driver import OpenEnded
-    from search.open_ended.tracking import task_table
-    from search.paths import is_locked
+    from search.campaign.config import load_campaign_config
+    from search.errors import SearchError
+    from search.journal import Journal
+    from search.open_ended.picture import ProgressPicture
+    from search.open_ended.state import OpenEndedState, task_table
+    from search.paths import OPEN_ENDED_JOURNAL, CampaignPaths, is_locked
 
-    oe = OpenEnded.open(directory)
-    s, m = oe.state, oe.state.measures(oe.axes)
-    state = "running now" if is_locked(oe.root) else (
-        "finished" if oe.finished() else f"ended ({s.ended})" if s.ended else "stopped")
-    say(f"open-ended campaign {oe.config.name} in {oe.root}: {state}, {s.rounds} rounds")
-    hardest = ", ".join(f"{a} {m[f'hardest_solved_{a}']:g}" for a in oe.axes if f"hardest_solved_{a}" in m) or "-"
+    root = Path(directory)
+    try:
+        config = load_campaign_config(CampaignPaths(root).config, components=False)  # validated when it started
+        if config.open_ended is None:
+            raise UsageError(f"{root}: its campaign.yaml has no open_ended: section, but the directory holds "
+                             f"{OPEN_ENDED_JOURNAL}; restore the file the campaign was started with")
+        s = OpenEndedState()
+        for event in Journal(root / OPEN_ENDED_JOURNAL).read():
+            s.apply(event)
+    except SearchError as exc:
+        raise UsageError(str(exc)) from None
+    axes, m = list(config.open_ended.axes), s.measures(list(config.open_ended.axes))
+    state = "running now" if is_locked(root) else (
+        "finished" if s.budget_spent(config.budget, s.elapsed_s) else f"ended ({s.ended})" if s.ended else "stopped")
+    say(f"open-ended campaign {config.name} in {root}: {state}, {s.rounds} rounds")
+    hardest = ", ".join(f"{a} {m[f'hardest_solved_{a}']:g}" for a in axes if f"hardest_solved_{a}" in m) or "-"
     say(f"  ANNECS {m['annecs']:g} (tasks admitted after the first and solved) · hardest solved: {hardest}")
     say(f"  tasks: {m['tasks_admitted']:g} admitted, {m['tasks_active']:g} active, {m['tasks_solved']:g} solved · "
         f"transfers: {m['transfers_tried']:g} tried, {m['transfers_accepted']:g} accepted")
     say(f"  compute: {s.spent:,.0f} training steps, {s.evaluations:,} evaluations (screens and transfers "
-        f"included), elapsed {oe.state.elapsed_s:.0f} s")
+        f"included), elapsed {s.elapsed_s:.0f} s")
     if s.history:
         say("  ANNECS by round: " + " ".join(f"{h.get('annecs', 0):g}" for h in s.history))
     verdicts = Counter((c["why"] or "admitted").split(" (")[0] for c in s.candidates)
     if verdicts:
         say("  candidates: " + ", ".join(f"{n} {why}" for why, n in verdicts.most_common()))
     say("")
-    for line in task_table(oe.state, oe.axes).splitlines():
+    for line in task_table(s, axes).splitlines():
         say("  " + line)
-    say(f"\n  one task's campaign: ctmevo status {oe.root / 'tasks' / 'ID'}")
+    picture = ProgressPicture(root, axes=axes, solved=config.open_ended.solved, title=config.name, every_s=0)
+    journal = root / OPEN_ENDED_JOURNAL
+    if state != "running now" and (not picture.path.exists() or picture.path.stat().st_mtime < journal.stat().st_mtime):
+        picture.update(now=True)  # a stopped campaign's picture brought up to date (a running one draws its own)
+    if picture.path.exists():
+        say(f"\n  picture (each task's best and ANNECS against compute): {picture.path}")
+    say(f"\n  one task's campaign: ctmevo status {root / 'tasks' / 'ID'}")
     return 0

@@ -6,6 +6,7 @@
 ``state``              the campaign's state, rebuilt event by event from ``open_ended.jsonl``; the measures
 ``work``               screens and transfers: elites fine-tuned on another task, adopted by its campaign
 ``tracking``           the open-ended run in MLflow: measures per round, the table of tasks
+``picture``            ``plots/open_ended.png``: each task's best and ANNECS against the campaign's compute
 =====================  ======================================================================================
 
 A campaign file with an ``open_ended:`` section (``search.campaign.config.OpenEndedSection``) is run by
@@ -23,7 +24,7 @@ from typing import Any
 _API = {"OpenEnded": "search.open_ended.driver", "is_open_ended": "search.paths",
         "OpenEndedState": "search.open_ended.state", "minimal_criterion": "search.open_ended.tasks",
         "mutate": "search.open_ended.tasks", "novelty": "search.open_ended.tasks", "pata_ec": "search.open_ended.tasks",
-        "propose": "search.open_ended.tasks"}
+        "propose": "search.open_ended.tasks", "draw_progress": "search.open_ended.picture"}
 __all__ = sorted(_API)
 
 

@@ -16,7 +16,7 @@ One round (r = 1, 2, ...), every step journaled (:mod:`.state`) so a stop anywhe
                  stalled task (``stall_rounds`` slices without a rise of ``stall_delta``) that rose least, which
                  comes back, archive and all, if a later generation proposes and admits it again (with no task
                  solved or stalled, no candidates are made)
-    round        the measures (ANNECS, hardest solved, transfers) go to the journal, the screen and MLflow
+    round        the measures (ANNECS, hardest solved, transfers) go to the journal, screen, MLflow, picture
 
 Compute (``budget.steps``) counts every training step: the task campaigns, the screens and the transfers.
 """
@@ -38,6 +38,7 @@ from search.campaign.loop import Campaign
 from search.errors import CampaignError
 from search.journal import Journal
 from search.open_ended import tasks as rules
+from search.open_ended.picture import ProgressPicture
 from search.open_ended.state import OpenEndedState, TaskEntry
 from search.open_ended.tracking import MeasuresRun
 from search.open_ended.work import Elite, Fine, adoption, best_models, job_seed, newcomer, run_fine_tunes
@@ -66,6 +67,7 @@ class OpenEnded:
         self.say: Callable[[str], None] = print
         self._started, self._elapsed_before = time.monotonic(), 0.0
         self._quiet = False
+        self._picture: ProgressPicture | None = None  # plots/open_ended.png (not when quiet)
         self._open: dict[str, Campaign] = {}  # active tasks' campaigns, open across slices
         self._reporters: dict[str, KeptReporter] = {}  # their reporters (MLflow, pictures), started once
 
@@ -106,10 +108,7 @@ class OpenEnded:
         return self._elapsed_before + time.monotonic() - self._started
 
     def finished(self) -> bool:
-        b = self.config.budget
-        return ((b.steps is not None and self.state.spent >= b.steps)
-                or (b.evaluations is not None and self.state.evaluations >= b.evaluations)
-                or (b.wall_time_s is not None and self.elapsed_s >= b.wall_time_s))
+        return self.state.budget_spent(self.config.budget, self.elapsed_s)
 
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self, *, pool: Pool | None = None, say: Callable[[str], None] = print, quiet: bool = False
@@ -121,9 +120,10 @@ class OpenEnded:
             own = pool is None
             pool = pool or make_pool(WorkersConfig.from_dict(self.config.workers))
             c = self.config
-            measures = None if quiet else MeasuresRun(uri=c.tracking.uri or default_tracking_uri(self.paths),
-                                                      experiment=c.tracking.experiment or c.name, name=c.name,
-                                                      root=self.root)
+            uri, experiment = c.tracking.uri or default_tracking_uri(self.paths), c.tracking.experiment or c.name
+            measures = None if quiet else MeasuresRun(uri=uri, experiment=experiment, name=c.name, root=self.root)
+            self._picture = None if quiet else ProgressPicture(self.root, axes=self.axes, solved=self.oe.solved,
+                                                               title=c.name, every_s=c.plot_every_s)
             status = "FAILED"
             try:
                 while not self.finished() and self.state.ended is None:
@@ -140,8 +140,9 @@ class OpenEnded:
                 for reporter in self._reporters.values():  # MLflow and the pictures catch up once, at the end
                     reporter.end(status)
                 self._reporters.clear()
+                picture = self._picture.update(now=True) if self._picture is not None else None
                 if measures is not None:
-                    measures.finish(status)
+                    measures.finish(status, picture=picture)
         return self.state
 
     def _round(self, r: int, pool: Pool, measures: MeasuresRun | None) -> bool:
@@ -163,6 +164,8 @@ class OpenEnded:
         self._write({"event": "round", "round": r, "elapsed_s": self.elapsed_s, "measures": m})
         if measures is not None:
             measures.log(r, m, self.state, self.axes)
+        if self._picture is not None:
+            self._picture.update()
         why = None
         if made == 0 and all(t.solved for t in self.state.active):
             why = ("every active task is solved and no new task can be made from them (each axis is at its limit, "
@@ -252,10 +255,9 @@ class OpenEnded:
                     if target.id == source.id or target.id not in known or (elite.agent, target.id) in done:
                         continue
                     key = f"r{r}-transfer-{source.id}-{target.id}"
-                    fine = Fine(key=key, elite=elite, target=self.spec(target.params),
-                                genome=self._newcomer(elite.genome, known[target.id], key))
-                    fines.append(fine)
-                    target_of[fine.key] = target
+                    fines.append(Fine(key=key, elite=elite, target=self.spec(target.params),
+                                      genome=self._newcomer(elite.genome, known[target.id], key)))
+                    target_of[key] = target
 
         def landed(fine: Fine, result: Any, stem: str) -> None:
             target = target_of[fine.key]
@@ -378,8 +380,8 @@ class OpenEnded:
         victim, why = chosen
         self._write({"event": "retired", "task": victim.id, "round": r, "why": why})
         self._open.pop(victim.id, None)
-        if victim.id in self._reporters:
-            self._reporters.pop(victim.id).end("FINISHED")
+        if (reporter := self._reporters.pop(victim.id, None)) is not None:
+            reporter.end("FINISHED")
         self.say(f"round {r}: {victim.id} retired ({why}; its archive stays)")
         return True
 

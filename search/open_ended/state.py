@@ -22,12 +22,13 @@ random generator seeded by the round), so a campaign stopped anywhere resumes wh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from search.errors import CampaignError
 
-__all__ = ["OpenEndedState", "TaskEntry"]
+__all__ = ["OpenEndedState", "TaskEntry", "task_table"]
 
 
 @dataclass
@@ -179,6 +180,13 @@ class OpenEndedState:
         best = "-" if least.best is None else f"{least.best:.3f}"
         return least, f"stalled: best {best}, {rise:+.3f} over its last {rounds} slices"
 
+    def budget_spent(self, budget: Any, elapsed_s: float) -> bool:
+        """Whether ``budget`` (its ``steps``, ``evaluations`` and ``wall_time_s``; None: no limit) is spent after
+        ``elapsed_s`` seconds of running."""
+        return ((budget.steps is not None and self.spent >= budget.steps)
+                or (budget.evaluations is not None and self.evaluations >= budget.evaluations)
+                or (budget.wall_time_s is not None and elapsed_s >= budget.wall_time_s))
+
     @property
     def spent(self) -> float:
         """Training steps of everything: the task campaigns, the screens and the transfers."""
@@ -203,3 +211,14 @@ class OpenEndedState:
             if values:
                 out[f"hardest_solved_{name}"] = max(values)
         return out
+
+
+def task_table(state: OpenEndedState, axes: Sequence[str]) -> str:
+    """The tasks as a markdown table (the MLflow run's description, and ``ctmevo status``)."""
+    lines = ["| task | parameters | parent | best | evaluations | solved | status |", "|---|---|---|---|---|---|---|"]
+    for t in state.tasks.values():
+        params = ", ".join(f"{k} {t.params[k]}" for k in axes)
+        best = "-" if t.best is None else f"{t.best:.3f}"
+        solved = "-" if t.solved_round is None else f"round {t.solved_round}"
+        lines.append(f"| {t.id} | {params} | {t.parent or '-'} | {best} | {t.evaluations} | {solved} | {t.status} |")
+    return "\n".join(lines)

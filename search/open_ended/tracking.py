@@ -15,25 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from search.journal import read_json, write_atomic
-from search.open_ended.state import OpenEndedState
+from search.open_ended.state import OpenEndedState, task_table
 from search.tracking.client import client, ensure_experiment, first_line
 from search.tracking.payload import TAG_CAMPAIGN, TAG_KIND
 
-__all__ = ["TAG_TASK", "MeasuresRun", "task_table"]
+__all__ = ["TAG_TASK", "MeasuresRun"]
 
 TAG_TASK = "ctmevo.task"
 log = logging.getLogger("ctmevo.open_ended")
-
-
-def task_table(state: OpenEndedState, axes: Sequence[str]) -> str:
-    """The tasks as a markdown table (the run's description, and ``ctmevo status``)."""
-    lines = ["| task | parameters | parent | best | evaluations | solved | status |", "|---|---|---|---|---|---|---|"]
-    for t in state.tasks.values():
-        params = ", ".join(f"{k} {t.params[k]}" for k in axes)
-        best = "-" if t.best is None else f"{t.best:.3f}"
-        solved = "-" if t.solved_round is None else f"round {t.solved_round}"
-        lines.append(f"| {t.id} | {params} | {t.parent or '-'} | {best} | {t.evaluations} | {solved} | {t.status} |")
-    return "\n".join(lines)
 
 
 class MeasuresRun:
@@ -98,10 +87,13 @@ class MeasuresRun:
                 self.client.set_tag(run.info.run_id, "mlflow.parentRunId", self.run_id or "")
                 self._tagged.add(task.id)
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: str, *, picture: Path | None = None) -> None:
+        """End the run with ``status``, with the campaign's ``picture`` (``plots/open_ended.png``) attached."""
         if self.run_id is None:
             return
         try:
+            if picture is not None and picture.exists():
+                self.client.log_artifact(self.run_id, str(picture), "plots")
             self.client.set_terminated(self.run_id, status=status)
         except Exception as exc:
             self._away(exc)

@@ -23,6 +23,7 @@ from search.campaign.rungs import JobKey
 from search.errors import ConfigError
 from search.journal import Journal
 from search.open_ended.driver import OpenEnded
+from search.open_ended.picture import PICTURE, draw_progress, progress_of
 from search.open_ended.tasks import minimal_criterion, mutate, novelty, pata_ec, propose, verdict
 from search.open_ended.tracking import TAG_TASK
 from tests.search.test_campaign import ROOT, env
@@ -160,11 +161,17 @@ def test_an_open_ended_campaign_climbs_and_its_tasks_adopt_screens_and_transfers
     assert [h.step for h in history] == list(range(1, state.rounds + 1))
     tagged = client.search_runs([experiment.experiment_id], "tags.`ctmevo.kind` = 'campaign'")
     assert sorted(r.data.tags.get(TAG_TASK) for r in tagged) == sorted(t.id for t in tasks)
-    # the status command reads it all from the journal
-    out = subprocess.run([sys.executable, "-m", "search.cli", "status", str(oe.root)], capture_output=True,
-                         text=True, env=env(), cwd=ROOT, timeout=120)
+    # the status command reads it all from the file and the journal, without torch or MLflow (a light command)
+    light = ("import sys; from search.cli.app import main; code = main(['status', sys.argv[1]]); "
+             "heavy = {'torch', 'mlflow'} & set(sys.modules); assert not heavy, heavy; sys.exit(code)")
+    out = subprocess.run([sys.executable, "-c", light, str(oe.root)], capture_output=True, text=True, env=env(),
+                         cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert f"ANNECS {m['annecs']:g}" in out.stdout and "| t02-" in out.stdout and "hardest solved: length" in out.stdout
+    # the picture: drawn at the end, attached to the open-ended run, named by status
+    picture = oe.root / PICTURE
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(picture) in out.stdout
+    assert [a.path for a in client.list_artifacts(runs[0].info.run_id, "plots")] == ["plots/open_ended.png"]
 
 
 def _slices(task: str, bests: list[float | None]) -> list[dict]:
@@ -305,3 +312,38 @@ def test_cell_promotions_run_inside_the_task_campaigns_within_their_share(tmp_pa
         assert campaign.rungs.cell_steps == sum(campaign.rungs.cost(JobKey.parse(e["job"])) for e in jobs)
         cells += len(jobs)
     assert cells > 0  # some archive cell's elite went up in some task
+
+
+def test_the_picture_plots_each_task_against_the_whole_campaigns_compute(tmp_path: Path) -> None:
+    events = [
+        {"event": "task", "id": "t01-length4", "params": {"length": 4}, "parent": None, "round": 0},
+        {"event": "slice", "task": "t01-length4", "round": 1, "best": 0.97, "genome": "a", "evaluations": 4,
+         "spent": 500.0},
+        {"event": "solved", "task": "t01-length4", "round": 1, "fitness": 0.97, "genome": "a"},
+        {"event": "screened", "round": 1, "candidate": 0, "agent": "t01-length4/a", "fitness": 0.7, "steps": 100.0},
+        {"event": "task", "id": "t02-length6", "params": {"length": 6}, "parent": "t01-length4", "round": 1,
+         "adopt": [{"agent": "t01-length4/a", "fitness": 0.7}, {"agent": "t01-length4/b", "fitness": 0.66}]},
+        {"event": "round", "round": 1, "measures": {"annecs": 0.0, "tasks_admitted": 2.0,
+                                                    "train_steps_spent": 600.0}},
+        {"event": "slice", "task": "t02-length6", "round": 2, "best": 0.8, "genome": "c", "evaluations": 6,
+         "spent": 400.0},
+        {"event": "transfer", "round": 2, "from": "t01-length4", "to": "t02-length6", "agent": "t01-length4/a",
+         "fitness": 0.85, "accepted": True, "steps": 100.0},
+        {"event": "transfer", "round": 2, "from": "t01-length4", "to": "t02-length6", "agent": "t01-length4/b",
+         "fitness": 0.5, "accepted": False, "steps": 100.0},
+        {"event": "slice", "task": "t02-length6", "round": 3, "best": 0.96, "genome": "d", "evaluations": 12,
+         "spent": 1000.0},
+        {"event": "solved", "task": "t02-length6", "round": 3, "fitness": 0.96, "genome": "d"},
+        {"event": "round", "round": 3, "measures": {"annecs": 1.0, "tasks_admitted": 2.0,
+                                                    "train_steps_spent": 1800.0}},
+    ]
+    p = progress_of(events)
+    # compute on the x axis is the whole campaign's: both tasks' campaigns, the screen and the transfers
+    assert p.tasks["t01-length4"] == [(500.0, 0.97)]
+    assert p.tasks["t02-length6"] == [(600.0, 0.7), (1000.0, 0.8), (1800.0, 0.96)]  # starts at its screened best
+    assert p.solved == {"t01-length4": (500.0, 0.97), "t02-length6": (1800.0, 0.96)}
+    assert p.transfers == [("t02-length6", 1100.0, 0.85)]  # the accepted one only
+    assert p.rounds == [(600.0, 0.0, 2.0), (1800.0, 1.0, 2.0)]
+    path = draw_progress(events, tmp_path / PICTURE, axes=["length"], solved=0.95, title="oe")
+    assert path == tmp_path / PICTURE and path.read_bytes()[:4] == b"\x89PNG"
+    assert draw_progress(events[:1], tmp_path / "none.png", axes=["length"], solved=0.95, title="oe") is None
