@@ -82,17 +82,17 @@ def draw_progress(events: Iterable[dict[str, Any]], path: Path, *, axes: Sequenc
         return None
     fig = Figure(figsize=(9, 6.5))
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    first = axes[0] if axes else None
-    values = [float(p.params[t].get(first, 0)) for t in p.tasks if first is not None]
-    low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    cmap = colormaps["viridis_r"]
+
     def hardness(task: str) -> tuple[float, ...]:
         return tuple(float(p.params.get(task, {}).get(a, 0)) for a in axes)
 
-    colours = {}
-    for task in sorted(p.tasks, key=hardness):  # the legend from easy to hard
-        difficulty = hardness(task)[0] if axes else low
-        colour = colours[task] = cmap(0.15 + 0.75 * ((difficulty - low) / (high - low) if high > low else 0.5))
+    firsts = [hardness(t)[0] for t in p.tasks] if axes else [0.0]
+    low, high = min(firsts), max(firsts)
+    cmap = colormaps["viridis_r"]
+    colours: dict[str, Any] = {}
+    for task in sorted(p.tasks, key=hardness):  # the legend from easy to hard, darker the harder
+        share = (hardness(task)[0] - low) / (high - low) if axes and high > low else 0.5
+        colour = colours[task] = cmap(0.15 + 0.75 * share)
         label = ", ".join(f"{a} {p.params.get(task, {}).get(a, '?')}" for a in axes) or task
         xs, ys = zip(*p.tasks[task], strict=True)
         top.step(xs, ys, where="post", color=colour, label=label, linewidth=1.6)
