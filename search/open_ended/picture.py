@@ -4,8 +4,8 @@
 is the same whether drawn while the campaign runs, at its end or afterwards by ``ctmevo status``:
 
 - **top**: one line per task, its best fitness after each of its slices against the training steps the whole
-  campaign had spent by then (task campaigns, screens and transfers); coloured by the first difficulty axis
-  (darker: harder), a dot where the task was solved, a cross where a transfer from another task beat its best,
+  campaign had spent by then (task campaigns, screens and transfers); darker the harder (by the difficulty axes
+  in the file's order), a dot where the task was solved, a cross where a transfer from another task beat its best,
   the solve threshold dashed. A line starts at the task's admission, at the best score of the elites screened
   on it (other tasks' models, fine-tuned briefly): a stepping stone shows as a task that starts high.
 - **bottom**: ANNECS (tasks admitted after the first and solved since) and the tasks admitted, by round.
@@ -71,7 +71,7 @@ def progress_of(events: Iterable[dict[str, Any]]) -> Progress:
 def draw_progress(events: Iterable[dict[str, Any]], path: Path, *, axes: Sequence[str], solved: float,
                   title: str) -> Path | None:
     """Draw ``events`` (an open-ended journal) to ``path`` (PNG, replaced atomically); ``None`` before any task
-    has a best (nothing to draw). ``axes``: the difficulty axes (the first colours the lines)."""
+    has a best (nothing to draw). ``axes``: the difficulty axes, which order the tasks from easy to hard."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
@@ -86,13 +86,10 @@ def draw_progress(events: Iterable[dict[str, Any]], path: Path, *, axes: Sequenc
     def hardness(task: str) -> tuple[float, ...]:
         return tuple(float(p.params.get(task, {}).get(a, 0)) for a in axes)
 
-    firsts = [hardness(t)[0] for t in p.tasks] if axes else [0.0]
-    low, high = min(firsts), max(firsts)
-    cmap = colormaps["viridis_r"]
+    cmap, order = colormaps["viridis_r"], sorted(p.tasks, key=hardness)
     colours: dict[str, Any] = {}
-    for task in sorted(p.tasks, key=hardness):  # the legend from easy to hard, darker the harder
-        share = (hardness(task)[0] - low) / (high - low) if axes and high > low else 0.5
-        colour = colours[task] = cmap(0.15 + 0.75 * share)
+    for i, task in enumerate(order):  # the legend from easy to hard, darker the harder
+        colour = colours[task] = cmap(0.15 + 0.75 * (i / (len(order) - 1) if len(order) > 1 else 0.5))
         label = ", ".join(f"{a} {p.params.get(task, {}).get(a, '?')}" for a in axes) or task
         xs, ys = zip(*p.tasks[task], strict=True)
         top.step(xs, ys, where="post", color=colour, label=label, linewidth=1.6)
