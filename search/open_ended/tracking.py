@@ -4,7 +4,8 @@ Per round it logs the measures (``annecs``, ``tasks_solved``, ``hardest_solved_<
 ``transfers_accepted``, ``train_steps_spent``) and each task's best (``best.<task id>``); its description is the
 table of tasks (parameters, parent, best, solved in round, active or retired) and the campaign runs of the
 tasks carry the tag ``ctmevo.task``. The run's id is kept in ``open_ended_run.json`` so a resumed campaign logs
-into the same run. MLflow being away costs a warning, never the campaign: the journal has everything.
+into the same run, and at the end the campaign's picture (``plots/open_ended.png``) is attached under ``plots/``.
+MLflow being away costs a warning, never the campaign: the journal has everything.
 """
 
 from __future__ import annotations
