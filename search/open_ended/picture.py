@@ -6,14 +6,16 @@ is the same whether drawn while the campaign runs, at its end or afterwards by `
 - **top**: one line per task, its best fitness after each of its slices against the training steps the whole
   campaign had spent by then (task campaigns, screens and transfers); darker the harder (by the difficulty axes
   in the file's order), a dot where the task was solved, a cross where a transfer from another task beat its best,
-  the solve threshold dashed. A line starts at the task's admission, at the best score of the elites screened
-  on it (other tasks' models, fine-tuned briefly): a stepping stone shows as a task that starts high.
+  the solve threshold dashed; a line ends where its task retired. A line starts at the task's admission, at the
+  best score of the elites screened on it (other tasks' models, fine-tuned briefly): a stepping stone shows as a
+  task that starts high.
 - **bottom**: ANNECS (tasks admitted after the first and solved since) and the tasks admitted, by round.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +38,7 @@ class Progress:
     """What the picture shows, as plain data: per task its (compute, best) points and where it was solved; per
     round the compute, ANNECS and the tasks admitted."""
 
-    tasks: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # task id → (steps, best)
+    tasks: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # task id → (steps, best; NaN: retired)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # task id → its parameters
     solved: dict[str, tuple[float, float]] = field(default_factory=dict)  # task id → (steps, fitness)
     transfers: list[tuple[str, float, float]] = field(default_factory=list)  # accepted: (to task, steps, fitness)
@@ -55,6 +57,8 @@ def progress_of(events: Iterable[dict[str, Any]]) -> Progress:
             screened = [float(a["fitness"]) for a in event.get("adopt", []) if a.get("fitness") is not None]
             if screened:  # where its screened elites put it at admission
                 out.tasks.setdefault(task, []).append((state.spent, max(screened)))
+        elif kind == "retired" and out.tasks.get(event["task"]):  # a gap until it comes back, if it does
+            out.tasks[event["task"]].append((state.spent, math.nan))
         elif kind == "transfer" and event.get("accepted") and event.get("fitness") is not None:
             out.transfers.append((event["to"], state.spent, float(event["fitness"])))
         elif kind == "slice" and event.get("best") is not None:

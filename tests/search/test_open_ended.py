@@ -6,6 +6,7 @@ campaign, MLflow's view of it, stalled tasks retired and revived, a kill while a
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -344,6 +345,8 @@ def test_the_picture_plots_each_task_against_the_whole_campaigns_compute(tmp_pat
     assert p.solved == {"t01-length4": (500.0, 0.97), "t02-length6": (1800.0, 0.96)}
     assert p.transfers == [("t02-length6", 1100.0, 0.85)]  # the accepted one only
     assert p.rounds == [(600.0, 0.0, 2.0), (1800.0, 1.0, 2.0)]
+    retired = progress_of([*events, {"event": "retired", "task": "t01-length4", "round": 4, "why": "solved"}])
+    assert retired.tasks["t01-length4"][0] == (500.0, 0.97) and math.isnan(retired.tasks["t01-length4"][1][1])
     path = draw_progress(events, tmp_path / PICTURE, axes=["length"], solved=0.95, title="oe")
     assert path == tmp_path / PICTURE and path.read_bytes()[:4] == b"\x89PNG"
     assert draw_progress(events[:1], tmp_path / "none.png", axes=["length"], solved=0.95, title="oe") is None
