@@ -81,12 +81,11 @@ def status_open_ended(directory: Path) -> int:
         if config.open_ended is None:
             raise UsageError(f"{root}: its campaign.yaml has no open_ended: section, but the directory holds "
                              f"{OPEN_ENDED_JOURNAL}; restore the file the campaign was started with")
-        s = OpenEndedState()
-        for event in Journal(root / OPEN_ENDED_JOURNAL).read():
-            s.apply(event)
+        s = OpenEndedState.replay(Journal(root / OPEN_ENDED_JOURNAL).read())
     except SearchError as exc:
         raise UsageError(str(exc)) from None
-    axes, m = list(config.open_ended.axes), s.measures(list(config.open_ended.axes))
+    axes = list(config.open_ended.axes)
+    m = s.measures(axes)
     state = "running now" if is_locked(root) else (
         "finished" if s.budget_spent(config.budget, s.elapsed_s) else f"ended ({s.ended})" if s.ended else "stopped")
     say(f"open-ended campaign {config.name} in {root}: {state}, {s.rounds} rounds")
@@ -105,9 +104,8 @@ def status_open_ended(directory: Path) -> int:
     for line in task_table(s, axes).splitlines():
         say("  " + line)
     picture = ProgressPicture(root, axes=axes, solved=config.open_ended.solved, title=config.name, every_s=0)
-    journal = root / OPEN_ENDED_JOURNAL
-    if state != "running now" and (not picture.path.exists() or picture.path.stat().st_mtime < journal.stat().st_mtime):
-        picture.update(now=True)  # a stopped campaign's picture brought up to date (a running one draws its own)
+    if state != "running now":  # a stopped campaign's picture brought up to date (a running one draws its own)
+        picture.update(now=True)
     if picture.path.exists():
         say(f"\n  picture (each task's best and ANNECS against compute): {picture.path}")
     say(f"\n  one task's campaign: ctmevo status {root / 'tasks' / 'ID'}")

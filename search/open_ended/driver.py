@@ -92,8 +92,7 @@ class OpenEnded:
         if not is_open_ended(root):
             raise CampaignError(f"{root} is not an open-ended campaign (no {JOURNAL})")
         self = cls(config=load_campaign_config(CampaignPaths(root).config), directory=root)
-        for event in self.journal.read():
-            self.state.apply(event)
+        self.state = OpenEndedState.replay(self.journal.read())
         self._started, self._elapsed_before = time.monotonic(), self.state.elapsed_s
         return self
 
@@ -140,9 +139,10 @@ class OpenEnded:
                 for reporter in self._reporters.values():  # MLflow and the pictures catch up once, at the end
                     reporter.end(status)
                 self._reporters.clear()
-                picture = self._picture.update(now=True) if self._picture is not None else None
+                if self._picture is not None:
+                    self._picture.update(now=True)
                 if measures is not None:
-                    measures.finish(status, picture=picture)
+                    measures.finish(status, picture=self._picture.path if self._picture is not None else None)
         return self.state
 
     def _round(self, r: int, pool: Pool, measures: MeasuresRun | None) -> bool:

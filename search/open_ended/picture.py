@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search.journal import JsonLines
+from search.journal import Journal
 from search.open_ended.state import OpenEndedState
 from search.paths import OPEN_ENDED_JOURNAL
 
@@ -47,7 +47,7 @@ class Progress:
 
 def progress_of(events: Iterable[dict[str, Any]]) -> Progress:
     """Replay the journal's ``events`` and note, after each slice, the task's best at the compute spent then."""
-    state, out = OpenEndedState(), Progress()
+    state, out = OpenEndedState(), Progress()  # applied event by event: the picture needs each step on the way
     for event in events:
         state.apply(event)
         kind = event.get("event")
@@ -119,8 +119,8 @@ def draw_progress(events: Iterable[dict[str, Any]], path: Path, *, axes: Sequenc
 
 
 class ProgressPicture:
-    """Keeps ``plots/open_ended.png`` of the campaign in ``root`` current: redrawn after a round at most every
-    ``every_s`` seconds, and at the end. A drawing that fails costs a warning, never the campaign."""
+    """Keeps ``plots/open_ended.png`` of the campaign in ``root`` current: redrawn when the journal is newer than
+    it, at most every ``every_s`` seconds (or now). A drawing that fails costs a warning, never the campaign."""
 
     def __init__(self, root: Path, *, axes: Sequence[str], solved: float, title: str, every_s: float) -> None:
         self.root, self.axes, self.solved, self.title, self.every_s = Path(root), list(axes), solved, title, every_s
@@ -130,14 +130,19 @@ class ProgressPicture:
     def path(self) -> Path:
         return self.root / PICTURE
 
-    def update(self, *, now: bool = False) -> Path | None:
-        """Draw unless one was drawn less than ``every_s`` ago (``now``: draw anyway)."""
-        if not now and self._drawn_at is not None and time.monotonic() - self._drawn_at < self.every_s:
-            return None
+    def stale(self) -> bool:
+        """Whether the journal holds something the picture does not show (or there is no picture yet)."""
+        journal = self.root / OPEN_ENDED_JOURNAL
+        return journal.exists() and (not self.path.exists() or self.path.stat().st_mtime < journal.stat().st_mtime)
+
+    def update(self, *, now: bool = False) -> None:
+        """Draw when :meth:`stale`, unless one was drawn less than ``every_s`` ago (``now``: whatever the time)."""
+        if not self.stale() or (not now and self._drawn_at is not None
+                                and time.monotonic() - self._drawn_at < self.every_s):
+            return
         self._drawn_at = time.monotonic()
         try:
-            return draw_progress(JsonLines(self.root / OPEN_ENDED_JOURNAL).read(), self.path, axes=self.axes,
-                                 solved=self.solved, title=self.title)
+            draw_progress(Journal(self.root / OPEN_ENDED_JOURNAL).read(), self.path, axes=self.axes,
+                          solved=self.solved, title=self.title)
         except Exception as exc:  # a picture is never worth a campaign
             log.warning("could not draw %s: %s", self.path, exc)
-            return None

@@ -22,7 +22,7 @@ random generator seeded by the round), so a campaign stopped anywhere resumes wh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,14 @@ class OpenEndedState:
     ended: str | None = None  # why the campaign ended before its budget (nothing left to do), if it did
 
     # -- replay ---------------------------------------------------------------------------------------------
+    @classmethod
+    def replay(cls, events: Iterable[dict[str, Any]]) -> OpenEndedState:
+        """The state after ``events`` (a journal's, in order)."""
+        state = cls()
+        for event in events:
+            state.apply(event)
+        return state
+
     def apply(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         handler = getattr(self, f"_on_{kind}", None)
