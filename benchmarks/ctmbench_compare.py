@@ -18,12 +18,14 @@ credited for it. Judged twice: by the boosting surrogate (``judge: boosting``) a
 over all measured genomes.
 
 Per task and arm: final quality median [q1, q3]; compute (training steps) to reach the best anchor's median final
-quality, as a ratio to the best anchor's own (the median over its runs of the compute to reach it), with a
-bootstrap 95% interval over seeds (null where the median run never reaches it); a Wilcoxon signed-rank test of the
-final quality against the best anchor (paired by seed); QD-score and coverage of every arm's top-step genomes
-placed in one ticks × memory-length archive. Anchors are the methods a researcher would otherwise pick: random
-search, regularised evolution, Optuna TPE with successive halving / Hyperband, DEHB (ask/tell, from scratch at
-100/300/900 steps) and top-K after the first rung.
+quality as a ratio to the best anchor's own, read two ways with a bootstrap 95% interval over seeds
+(``benchmarks/ctmbench_stats.py`` says why the first is degenerate against the anchor's own median): the medians
+over runs of each run's compute to reach it (null where the median run never reaches it), and the compute at which
+the arm's median anytime curve reaches it over the compute at which the anchor's does; a Wilcoxon signed-rank test
+of the final quality against the best anchor (paired by seed); QD-score and coverage of every arm's top-step
+genomes placed in one ticks × memory-length archive. Anchors are the methods a researcher would otherwise pick:
+random search, regularised evolution, Optuna TPE with successive halving / Hyperband, DEHB (ask/tell, from scratch
+at 100/300/900 steps) and top-K after the first rung.
 
 Every (arm, task, seed) is cached as a small JSON trace under ``benchmarks/results/ctmbench/cache/``; the summary
 goes to ``benchmarks/results/ctmbench/results.json`` (``--full``) or ``results-short.json``, plots beside it;
@@ -48,6 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ctmbench_arms import ANCHORS, ARMS, WORKERS, arm_version, run_arm
+from ctmbench_stats import curves, median_curve_ratio, per_run_ratio, steps_to
 
 OUT = Path(__file__).resolve().parent / "results" / "ctmbench"
 TASK_KEYS = ("parity10", "sort6")
@@ -160,13 +163,6 @@ def _best_measured(task: str, kind: str) -> float:
     return float(max(model.predict(g)["val_accuracy"][-1] for g in curves_for(task).genomes))
 
 
-def _steps_to(trace_: dict[str, Any], target: float, judge: str) -> float:
-    for c, q in zip(trace_["compute"], trace_[f"quality_{judge}"], strict=True):
-        if q is not None and q >= target:
-            return float(c)
-    return float("inf")
-
-
 def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[str], judge: str,
               versus: str | None = None) -> dict[str, Any]:
     """Per task: every arm's figures; compute ratios and paired p-values against ``versus`` (default: the best
@@ -199,10 +195,13 @@ def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[st
                                    "qd_score_median": float(np.median([t[f"qd_{judge}"]["qd_score"] for t in runs])),
                                    "coverage_median": float(np.median([t[f"qd_{judge}"]["coverage"] for t in runs]))}
             if reference is not None:
-                mine = np.array([_steps_to(t, target, judge) for t in runs])
-                theirs = np.array([_steps_to(t, target, judge) for t in traces[(task, reference)]])
+                mine = np.array([steps_to(t, target, judge) for t in runs])
+                theirs = np.array([steps_to(t, target, judge) for t in traces[(task, reference)]])
                 key = f"{task}/{judge}/{a}/{reference}".encode()
-                row["compute_ratio"] = _ratio(mine, theirs, np.random.default_rng(zlib.crc32(key)))
+                row["compute_ratio"] = per_run_ratio(mine, theirs, np.random.default_rng(zlib.crc32(key)))
+                (q_mine, compute), (q_theirs, _) = curves(runs, judge), curves(traces[(task, reference)], judge)
+                row["compute_ratio_curve"] = median_curve_ratio(q_mine, q_theirs, compute,
+                                                                np.random.default_rng(zlib.crc32(key + b"/curve")))
                 seeds = {t["seed"]: t for t in runs}
                 pairs = [(seeds[t["seed"]][f"quality_{judge}"][-1], t[f"quality_{judge}"][-1])
                          for t in traces[(task, reference)] if t["seed"] in seeds]
@@ -216,23 +215,6 @@ def summarise(traces: dict[tuple[str, str], list[dict[str, Any]]], arms: list[st
             entry["arms"][a] = row
         out[task] = entry
     return out
-
-
-def _point_and_interval(point: float, boot: np.ndarray) -> dict[str, Any]:
-    """A point estimate with the 2.5 and 97.5 percentiles of its bootstrap draws; None for infinite ends."""
-    with np.errstate(invalid="ignore"):  # draws that never reach the target are inf; inf - inf inside percentile
-        low, high = np.percentile(boot, 2.5), np.percentile(boot, 97.5)
-    finite = lambda v: float(v) if np.isfinite(v) else None  # noqa: E731
-    return {"median": finite(point), "ci_low": finite(low), "ci_high": finite(high)}
-
-
-def _ratio(mine: np.ndarray, theirs: np.ndarray, rng: np.random.Generator, draws: int = 2000) -> dict[str, Any]:
-    def r(a: np.ndarray, b: np.ndarray) -> float:
-        ma, mb = np.median(a), np.median(b)
-        return float(ma / mb) if np.isfinite(ma) and np.isfinite(mb) and mb > 0 else float("inf")
-    point = r(mine, theirs)
-    boot = np.array([r(rng.choice(mine, len(mine)), rng.choice(theirs, len(theirs))) for _ in range(draws)])
-    return _point_and_interval(point, boot)
 
 
 def plot(traces: dict[tuple[str, str], list[dict[str, Any]]], summary: dict[str, Any], path: Path,
@@ -285,13 +267,14 @@ def markdown(result: dict[str, Any], judge: str = "boosting") -> str:
         against = f"{who} `{ref}`, its median {entry['target']:.3f}" if ref else "no anchor or reference"
         out += [f"**{task}** (judge: {judge} surrogate; {against}; best measured genome "
                 f"{entry['best_measured']:.3f}; {result['seeds']} seeds)", "",
-                f"| arm | final quality median [q1, q3] | compute to the {who}'s median, ratio [95% CI] | "
+                f"| arm | final quality median [q1, q3] | compute to the {who}'s median, ratio [95% CI]: per run | "
+                f"median curves | "
                 f"Wilcoxon p vs {who} | QD-score | coverage | QD-score paired with the anchors' best"
                 + (f" (`{entry['qd_anchor']}`)" if entry.get("qd_anchor") else " (no anchor here)")
-                + ": wins, p |", "|---|---|---|---|---|---|---|"]
+                + ": wins, p |", "|---|---|---|---|---|---|---|---|"]
         for a, row in sorted(entry["arms"].items(), key=lambda kv: -kv[1]["final"]["median"]):
             f = row["final"]
-            ratio = _interval(row.get("compute_ratio", {}))
+            ratio = f"{_interval(row.get('compute_ratio', {}))} | {_interval(row.get('compute_ratio_curve', {}))}"
             p = "–" if row.get("p_value") is None else f"{row['p_value']:.3g}"
             name = f"{a} (anchor)" if a in ANCHORS else a
             q = row.get("qd_vs_anchor")
@@ -369,13 +352,15 @@ def main() -> int:
             target = "none" if entry["target"] is None else f"{entry['target']:.3f}"
             print(f"\n{task} (judge: {judge}; compared with {entry['reference']}, target {target}, "
                   f"best measured {entry['best_measured']:.3f})")
-            print(f"{'arm':<24}{'final median [q1, q3]':>26}{'compute ratio [95% CI]':>28}{'p':>8}{'QD':>8}{'cov':>6}"
+            print(f"{'arm':<24}{'final median [q1, q3]':>26}{'compute ratio [95% CI]':>28}{'median curves':>24}"
+                  f"{'p':>8}{'QD':>8}{'cov':>6}"
                   f"{'evals':>7}{'eval/s':>8}")
             for a, row in sorted(entry["arms"].items(), key=lambda kv: -kv[1]["final"]["median"]):
                 f = row["final"]
                 cr = _interval(row.get("compute_ratio", {}))
+                cc = _interval(row.get("compute_ratio_curve", {}))
                 p = "" if row.get("p_value") is None else f"{row['p_value']:.3f}"
-                print(f"{a:<24}{f['median']:>10.3f} [{f['q1']:.3f}, {f['q3']:.3f}]{cr:>28}{p:>8}"
+                print(f"{a:<24}{f['median']:>10.3f} [{f['q1']:.3f}, {f['q3']:.3f}]{cr:>28}{cc:>24}{p:>8}"
                       f"{row['qd_score_median']:>8.2f}{row['coverage_median']:>6.2f}{row['evaluations_median']:>7.0f}"
                       f"{row['evaluations_per_s_median']:>8.0f}")
     print(f"\nwrote {OUT / name} in {time.monotonic() - began:.0f} s")
