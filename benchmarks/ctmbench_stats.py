@@ -10,12 +10,11 @@ to reach the reference's median final quality", both with a bootstrap 95 % inter
   reach it only at their end or never, so its median time sits on the edge of infinity, and about half of the
   bootstrap draws are infinite: the upper end of the interval is infinite, or near the end of the budget, for any
   arm, however fast.
-- :func:`median_curve_ratio`: the compute at which an arm's *median curve* (the median over its runs at each
-  compute fraction) first reaches the target, divided by the compute at which the reference's median curve
-  first does. The reference's median curve ends at the target (for curves that do not fall, it first reaches it
-  at or before its end), so its compute is finite in every draw; the target is recomputed in each draw from the
-  resampled reference runs. This is the horizontal distance between the two median curves at the target's
-  height, how speed-ups of optimisers are commonly read from their median anytime curves.
+- :func:`median_curve_ratio`: the compute from which on an arm's *median curve* (the median over its runs at each
+  compute fraction) stays at or above the target, divided by the same for the reference's median curve. The
+  reference's median curve ends at the target, so its compute is finite in every draw; the target is recomputed
+  in each draw from the resampled reference runs. This is the horizontal distance between the two median curves
+  at the target's height, how speed-ups of optimisers are commonly read from their median anytime curves.
 """
 
 from __future__ import annotations
@@ -57,20 +56,23 @@ def curves(traces: list[dict[str, Any]], judge: str) -> tuple[np.ndarray, np.nda
     return q, np.asarray(traces[0]["compute"], dtype=float)
 
 
-def _first_reach(median_curve: np.ndarray, compute: np.ndarray, target: float) -> float:
-    hit = np.flatnonzero(median_curve >= target)
-    return float(compute[hit[0]]) if hit.size else float("inf")
+def _reach(median_curve: np.ndarray, compute: np.ndarray, target: float) -> float:
+    """The compute from which on the curve stays at or above ``target`` (a curve that touches it and falls back,
+    as a reported best can when a later report is judged lower, has not reached it); infinite if it ends below."""
+    below = np.flatnonzero(median_curve < target)
+    if below.size and below[-1] == len(median_curve) - 1:
+        return float("inf")
+    return float(compute[below[-1] + 1]) if below.size else float(compute[0])
 
 
 def median_curve_ratio(mine: np.ndarray, theirs: np.ndarray, compute: np.ndarray, rng: np.random.Generator,
                        draws: int = 2000) -> dict[str, Any]:
-    """Compute at which ``mine``'s median curve first reaches the median final quality of ``theirs``, over the
-    compute at which ``theirs``' median curve first does (``mine``, ``theirs``: runs × fractions, see :func:`curves`;
+    """Compute from which on ``mine``'s median curve stays at or above the median final quality of ``theirs``,
+    over the same for ``theirs``' median curve (``mine``, ``theirs``: runs × fractions, see :func:`curves`;
     both resampled by run in each bootstrap draw, independently, and the target with them)."""
     def r(a: np.ndarray, b: np.ndarray) -> float:
         target = float(np.median(b[:, -1]))
-        return _first_reach(np.median(a, axis=0), compute, target) / _first_reach(np.median(b, axis=0), compute,
-                                                                                   target)
+        return _reach(np.median(a, axis=0), compute, target) / _reach(np.median(b, axis=0), compute, target)
     point = r(mine, theirs)
     boot = np.array([r(mine[rng.integers(0, len(mine), len(mine))], theirs[rng.integers(0, len(theirs), len(theirs))])
                      for _ in range(draws)])
