@@ -164,6 +164,9 @@ class OpenEndedSection(_Section):
                               "whose best rose < stall_delta over its last stall_rounds slices (0: never unsolved)")
     stall_delta: float = Field(default=0.01, ge=0, description="the rise of a task's best that is progress")
     slice: int = Field(default=8, ge=1, description="evaluations of each active task per round")
+    allocation: Literal["equal", "progress"] = Field(
+        default="equal", description="how a round's slice × tasks evaluations are shared: equally, or by each "
+        "task's rise over its last stall_rounds slices (3 when 0), a third of an equal share at least")
     new_tasks_every: int = Field(default=2, ge=1, description="rounds between two generations of candidates")
     candidates: int = Field(default=3, ge=1, le=32, description="candidate tasks per generation")
     admit: int = Field(default=1, ge=1, le=32, description="candidates admitted per generation at most")

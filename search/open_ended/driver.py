@@ -3,7 +3,8 @@
 One round (r = 1, 2, ...), every step journaled (:mod:`.state`) so a stop anywhere resumes where it was::
 
     slices       each active task's campaign (tasks/<id>/, an ordinary campaign: archive, rungs, journal)
-                 runs ``slice`` more evaluations on the shared worker pool, first adopting what waits for it
+                 runs ``slice`` more evaluations (``allocation: progress``: a share by learning progress, see
+                 :meth:`.OpenEndedState.allocation`) on the shared worker pool, first adopting what waits for it
                  (transfers that beat its best; the screened elites that admitted it); its best is noted, and
                  the task is *solved* when that best reaches ``solved``
     transfers    every ``transfer_every`` rounds: each active task's best model is fine-tuned on every other
@@ -149,9 +150,11 @@ class OpenEnded:
         """One round; ``False`` when nothing is left to do (every active task solved, no new task possible)."""
         before = (self.state.spent, len(self.state.tasks))
         whole = not any(key.startswith("slice:") for key in self.state.done)  # no slice of it ran before a stop
+        sizes = (self.state.allocation(self.oe.slice, self.oe.stall_rounds or 3)
+                 if self.oe.allocation == "progress" else {})
         for task in list(self.state.active):
             if not task.solved and f"slice:{task.id}" not in self.state.done:  # a solved task trains no more
-                self._slice(task, r, pool)
+                self._slice(task, r, pool, sizes.get(task.id, self.oe.slice))
             if self.finished():
                 break  # the budget is spent: the round ends here, its measures are journaled and logged
         if (self.oe.transfer_every and r % self.oe.transfer_every == 0 and "transfers" not in self.state.done
@@ -208,15 +211,15 @@ class OpenEnded:
             self._open[task.id] = campaign
         return campaign
 
-    def _slice(self, task: TaskEntry, r: int, pool: Pool) -> None:
+    def _slice(self, task: TaskEntry, r: int, pool: Pool, n: int) -> None:
         items = sorted(task.adopt, key=lambda item: -float(item["fitness"]))  # a genome twice: its best model
         adopt = [a for item in items
                  if (a := adoption(item, self.weights, operator=item.get("kind", "transfer"))) is not None]
         steps = None  # the slice stops where the whole campaign's compute ends
         if self.config.budget.steps is not None:
             steps = max(1, int(task.spent + self.config.budget.steps - self.state.spent))
-        campaign = self.campaign(task, task.evaluations + len(adopt) + self.oe.slice, steps=steps)
-        self.say(f"round {r}: {task.id} ({_params(task.params)}): {self.oe.slice} evaluations"
+        campaign = self.campaign(task, task.evaluations + len(adopt) + n, steps=steps)
+        self.say(f"round {r}: {task.id} ({_params(task.params)}): {n} evaluations"
                  + (f", adopting {len(adopt)} from other tasks" if adopt else ""))
         reporter = self._reporters.get(task.id)
         if reporter is None:

@@ -172,6 +172,32 @@ class OpenEndedState:
                 out.append((rise, t))
         return out
 
+    def allocation(self, slice_: int, window: int, floor: float = 1 / 3) -> dict[str, int]:
+        """Evaluations of each active unsolved task this round, by learning progress (``open_ended.allocation:
+        progress``; OMNI-EPIC and teacher-student curricula spend where the learner is improving): the round's
+        ``slice_`` × tasks evaluations are shared in proportion to each task's rise of its best over its last
+        ``window`` slices, every task keeping ``floor`` of an equal share. A task with fewer slices (new, or
+        revived) counts as rising as fast as the fastest; with no rise anywhere, the shares are equal. Read from
+        the bests *before* this round's slices, so it is the same at every point of the round (a resumed round
+        gives each task what it had)."""
+        r = self.rounds + 1
+        tasks = [t for t in self.active if t.solved_round is None or t.solved_round == r]
+        rises: dict[str, float | None] = {}
+        for t in tasks:
+            bests = t.bests[:-1] if f"slice:{t.id}" in self.done else t.bests
+            now, then = (bests[-1], bests[-1 - window]) if len(bests) > window else (None, None)
+            rises[t.id] = None if now is None else max(0.0, round(now - (then if then is not None else 0.0), 9))
+        fastest = max((v for v in rises.values() if v is not None), default=0.0)
+        weights = {k: fastest if v is None else v for k, v in rises.items()}
+        total, whole = slice_ * len(tasks), sum(weights.values())
+        if whole <= 0:
+            return {k: slice_ for k in weights}
+        shares = {k: total * (floor / len(tasks) + (1 - floor) * w / whole) for k, w in weights.items()}
+        sizes = {k: max(1, int(v)) for k, v in shares.items()}
+        for k in sorted(shares, key=lambda k: (int(shares[k]) - shares[k], k))[:max(0, total - sum(sizes.values()))]:
+            sizes[k] += 1  # largest remainders first: the round keeps its total
+        return sizes
+
     def victim(self, rounds: int, delta: float) -> tuple[TaskEntry, str] | None:
         """The task to retire for a new one, and why: the oldest solved, else the stalled one (:meth:`stalled`)
         that rose least (then the lowest best, the oldest); ``None`` when every active task is unsolved and

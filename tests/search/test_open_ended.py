@@ -226,6 +226,39 @@ def test_a_full_active_set_retires_the_stalled_task_that_rose_least_and_a_revive
     assert replayed.tasks == oe.state.tasks and replayed.candidates == oe.state.candidates
 
 
+def test_progress_allocation_spends_the_round_where_the_tasks_rise(tmp_path: Path, monkeypatch) -> None:
+    """``allocation: progress``: the round's slice × tasks evaluations go by each task's rise over its last
+    ``stall_rounds`` slices, a third of an equal share at least; a task with fewer slices counts as the fastest;
+    the shares read the bests from before the round, so a round resumed after some of its slices gives the same;
+    and the driver's round gives each task its share."""
+    config = parse_campaign_config(oe_config(tmp_path, steps=100_000, max_active=4, stall_rounds=2,
+                                             allocation="progress", transfer_every=0, new_tasks_every=50))
+    oe = OpenEnded.create(config)
+    for n, length in ((2, 6), (3, 8), (4, 10)):
+        oe._write({"event": "task", "id": f"t0{n}-length{length}", "params": {"length": length}, "parent": None,
+                   "round": 1})
+    first, six, eight, ten = list(oe.state.tasks)
+    for event in (_slices(first, [0.70, 0.80, 0.90]) + _slices(six, [0.60, 0.61, 0.61])
+                  + _slices(eight, [0.50, 0.50, 0.50]) + _slices(ten, [0.40])):
+        oe._write(event)
+    oe._write({"event": "round", "round": 3, "measures": {}})
+    sizes = oe.state.allocation(4, 2)  # rises +0.20, +0.01, 0, and "new" (as +0.20): 16 evaluations to share
+    assert sum(sizes.values()) == 16 and sizes[first] >= sizes[ten] > sizes[six] >= sizes[eight] >= 1
+    assert sizes == {first: 7, six: 2, eight: 1, ten: 6}  # 6.54, 1.59, 1.33, 6.54: largest remainders, then ids
+    oe._write({"event": "slice", "task": first, "round": 4, "best": 0.97, "genome": "g", "evaluations": 20,
+               "spent": 2000.0})
+    oe._write({"event": "solved", "task": first, "round": 4})
+    assert oe.state.allocation(4, 2) == sizes  # mid-round (resumed here): the same shares
+    resumed = OpenEnded.open(oe.root)
+    assert resumed.state.allocation(4, 2) == sizes
+    given: dict[str, int] = {}
+    monkeypatch.setattr(OpenEnded, "_slice", lambda self, task, r, pool, n: given.__setitem__(task.id, n))
+    resumed._round(4, pool=None, measures=None)  # type: ignore[arg-type]  # slices only (no transfers, no tasks)
+    assert given == {six: 2, eight: 1, ten: 6}  # the first task sliced before the stop, and is solved
+    assert first not in resumed.state.allocation(4, 2)  # round 4 over: a solved task trains no more
+    assert resumed.state.allocation(4, 0) == {six: 4, eight: 4, ten: 4}  # no rise over 0 slices: equal
+
+
 def _run_in_child(path: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**env(), "CTMEVO_TEST_EVAL_SLEEP": "0.05"})
@@ -286,6 +319,7 @@ def test_a_campaign_killed_while_admitting_a_task_resumes_to_the_same_campaign(t
     ({"axes": {"size": {"min": 4, "max": 8}}}, "task.params.size: missing: allowed is a whole number"),
     ({"criterion": [0.9, 0.5]}, "open_ended.criterion = .*low < high"),
     ({"slice": 0}, "open_ended.slice = 0"),
+    ({"allocation": "greedy"}, "open_ended.allocation = 'greedy': Input should be 'equal' or 'progress'"),
     ({"axes": {"length": {"min": 4, "max": 100000}}}, "open_ended.axes.length = [4, 100000]: the task with"),
     ({"axes": {"length": {"min": 4, "max": 16, "step": 2, "fine_step": 2}}},
      "open_ended.axes.length = .*fine_step = 2: allowed is a whole number below step = 2"),
