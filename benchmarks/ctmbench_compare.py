@@ -20,12 +20,12 @@ over all measured genomes.
 Per task and arm: final quality median [q1, q3]; compute (training steps) to reach the best anchor's median final
 quality as a ratio to the best anchor's own, read two ways with a bootstrap 95% interval over seeds
 (``benchmarks/ctmbench_stats.py`` says why the first is degenerate against the anchor's own median): the medians
-over runs of each run's compute to reach it (null where the median run never reaches it), and the compute at which
-the arm's median anytime curve reaches it over the compute at which the anchor's does; a Wilcoxon signed-rank test
-of the final quality against the best anchor (paired by seed); QD-score and coverage of every arm's top-step
-genomes placed in one ticks × memory-length archive. Anchors are the methods a researcher would otherwise pick:
-random search, regularised evolution, Optuna TPE with successive halving / Hyperband, DEHB (ask/tell, from scratch
-at 100/300/900 steps) and top-K after the first rung.
+over runs of each run's compute to reach it (null where the median run never reaches it), and the compute from
+which on the arm's median anytime curve stays at or above it over the same for the anchor's; a Wilcoxon signed-
+rank test of the final quality against the best anchor (paired by seed); QD-score and coverage of every arm's top-
+step genomes placed in one ticks × memory-length archive. Anchors are the methods a researcher would otherwise
+pick: random search, regularised evolution, Optuna TPE with successive halving / Hyperband, DEHB (ask/tell, from
+scratch at 100/300/900 steps) and top-K after the first rung.
 
 Every (arm, task, seed) is cached as a small JSON trace under ``benchmarks/results/ctmbench/cache/``; the summary
 goes to ``benchmarks/results/ctmbench/results.json`` (``--full``) or ``results-short.json``, plots beside it;
