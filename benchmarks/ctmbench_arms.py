@@ -34,13 +34,17 @@ CAMPAIGN_ARMS: dict[str, tuple[str, dict[str, Any], bool, dict[str, Any] | None]
     "surrogate_exploit": ("surrogate_elites", {"initial_samples": 64, "explore_share": 0.0}, True,
                           {"seeds": 3, "share": 0.3}),  # the default before exploring proposals
     "surrogate_cells": ("surrogate_elites", {"initial_samples": 64}, True, {"seeds": 3, "share": 0.3}),
+    # the default's shares halved, one at a time (repeats; cell promotions below): not faster, docs/search.md
+    "surrogate_cells_r15": ("surrogate_elites", {"initial_samples": 64}, True, {"seeds": 3, "share": 0.15}),
+    "surrogate_cells_c12": ("surrogate_elites", {"initial_samples": 64}, True, {"seeds": 3, "share": 0.3}),
     "cvt_map_elites": ("cvt_map_elites", {"initial_samples": 64}, True, REPEATS),
     "novelty": ("novelty", {}, True, None),
     "nslc": ("nslc", {}, True, None),
     "dns": ("dns", {}, True, None),
 }
 PROMOTE = {"surrogate_fresh": "fresh"}  # fidelity.promote of an arm (default: continue the genome's checkpoint)
-CELL_SHARE = {"surrogate_cells": 0.25}  # fidelity.cell_share of an arm (default 0: only ASHA's top 1/eta goes up)
+# fidelity.cell_share of an arm (default 0: only ASHA's top 1/eta goes up)
+CELL_SHARE = {"surrogate_cells": 0.25, "surrogate_cells_r15": 0.25, "surrogate_cells_c12": 0.12}
 # arms still changing: their cached runs are keyed by a fingerprint of these sources and their settings, so an
 # edit of the algorithm never mixes with runs of an older version (the settled arms' caches keep their names)
 ARM_SOURCES: dict[str, tuple[str, ...]] = {
@@ -49,7 +53,8 @@ ARM_SOURCES: dict[str, tuple[str, ...]] = {
                          "search/records.py"),
 }
 ARM_SOURCES["surrogate_fresh"] = ARM_SOURCES["surrogate_elites"] + ("search/campaign/jobs.py",)
-ARM_SOURCES["surrogate_exploit"] = ARM_SOURCES["surrogate_cells"] = ARM_SOURCES["surrogate_elites"]
+for _arm in ("surrogate_exploit", "surrogate_cells", "surrogate_cells_r15", "surrogate_cells_c12"):
+    ARM_SOURCES[_arm] = ARM_SOURCES["surrogate_elites"]
 DRIVER_ARMS = ("dehb", "topk")
 ANCHORS = ("random", "regularized_evolution", "optuna_tpe_sh", "optuna_tpe_hb", "dehb", "topk")
 ARMS = (*CAMPAIGN_ARMS, *DRIVER_ARMS)
