@@ -364,7 +364,10 @@ class MlflowArchiver:
         def upload() -> None:
             for path in map(Path, paths):
                 if path.is_dir():
-                    self._client.log_artifacts(self.campaign_run_id, str(path), path.name)
+                    try:
+                        self._client.log_artifacts(self.campaign_run_id, str(path), path.name)
+                    except FileNotFoundError:  # a page's temporary file renamed under the walk: the next refresh
+                        continue  # sends the folder again
                 elif path.is_file():
                     self._client.log_artifact(self.campaign_run_id, str(path))
 
