@@ -166,8 +166,7 @@ class OpenEndedState:
         for t in self.active:
             if t.solved or len(t.bests) <= rounds:
                 continue
-            now, then = t.bests[-1], t.bests[-1 - rounds]
-            rise = 0.0 if now is None else now - (then if then is not None else 0.0)
+            rise = _rise(t.bests, rounds) or 0.0
             if rise < delta:
                 out.append((rise, t))
         return out
@@ -185,8 +184,8 @@ class OpenEndedState:
         rises: dict[str, float | None] = {}
         for t in tasks:
             bests = t.bests[:-1] if f"slice:{t.id}" in self.done else t.bests
-            now, then = (bests[-1], bests[-1 - window]) if len(bests) > window else (None, None)
-            rises[t.id] = None if now is None else max(0.0, round(now - (then if then is not None else 0.0), 9))
+            rise = _rise(bests, window) if len(bests) > window else None
+            rises[t.id] = None if rise is None else max(0.0, round(rise, 9))
         fastest = max((v for v in rises.values() if v is not None), default=0.0)
         weights = {k: fastest if v is None else v for k, v in rises.items()}
         total, whole = slice_ * len(tasks), sum(weights.values())
@@ -245,6 +244,13 @@ class OpenEndedState:
             if values:
                 out[f"hardest_solved_{name}"] = max(values)
         return out
+
+
+def _rise(bests: Sequence[float | None], window: int) -> float | None:
+    """How much a task's best rose over its last ``window`` slices (no best then: from 0); None without a best now
+    (the caller makes sure there are more than ``window`` slices)."""
+    now, then = bests[-1], bests[-1 - window]
+    return None if now is None else now - (then if then is not None else 0.0)
 
 
 def task_table(state: OpenEndedState, axes: Sequence[str]) -> str:
