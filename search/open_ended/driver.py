@@ -2,8 +2,9 @@
 
 One round (r = 1, 2, ...), every step journaled (:mod:`.state`) so a stop anywhere resumes where it was::
 
-    slices       each active task's campaign (tasks/<id>/, an ordinary campaign: archive, rungs, journal)
-                 runs ``slice`` more evaluations (``allocation: progress``: a share by learning progress, see
+    slices       each active unsolved task's campaign (tasks/<id>/, an ordinary campaign: archive, rungs,
+                 journal; when all are solved, all of them: :meth:`.OpenEndedState.training`) runs ``slice``
+                 more evaluations (``allocation: progress``: a share by learning progress, see
                  :meth:`.OpenEndedState.allocation`) on the shared worker pool, first adopting what waits for it
                  (transfers that beat its best; the screened elites that admitted it); its best is noted, and
                  the task is *solved* when that best reaches ``solved``
@@ -42,7 +43,7 @@ from search.open_ended import tasks as rules
 from search.open_ended.picture import ProgressPicture
 from search.open_ended.state import OpenEndedState, TaskEntry
 from search.open_ended.tracking import MeasuresRun
-from search.open_ended.work import Elite, Fine, adoption, best_models, job_seed, newcomer, run_fine_tunes
+from search.open_ended.work import Elite, Fine, adoption, best_models, by_depth, job_seed, newcomer, run_fine_tunes
 from search.paths import OPEN_ENDED_JOURNAL, CampaignPaths, default_tracking_uri, is_open_ended, lock_campaign
 from search.views import CampaignReporter, KeptReporter, QuietReporter
 from workers import Pool, WorkersConfig, make_pool
@@ -152,8 +153,8 @@ class OpenEnded:
         whole = not any(key.startswith("slice:") for key in self.state.done)  # no slice of it ran before a stop
         sizes = (self.state.allocation(self.oe.slice, self.oe.stall_rounds or 3)
                  if self.oe.allocation == "progress" else {})
-        for task in list(self.state.active):
-            if not task.solved and f"slice:{task.id}" not in self.state.done:  # a solved task trains no more
+        for task in self.state.training(r):  # unsolved ones; all, when every one is solved (polishing)
+            if f"slice:{task.id}" not in self.state.done:
                 self._slice(task, r, pool, sizes.get(task.id, self.oe.slice))
             if self.finished():
                 break  # the budget is spent: the round ends here, its measures are journaled and logged
@@ -169,12 +170,9 @@ class OpenEnded:
             measures.log(r, m, self.state, self.axes)
         if self._picture is not None:
             self._picture.update()
-        why = None
-        if made == 0 and all(t.solved for t in self.state.active):
-            why = ("every active task is solved and no new task can be made from them (each axis is at its limit, "
-                   "or every neighbour was tried)")
-        elif whole and (self.state.spent, len(self.state.tasks)) == before and any(not t.solved
-                                                                                  for t in self.state.active):
+        why = self.state.exhausted(r, made, self.oe.stall_rounds, self.oe.stall_delta)
+        if why is None and whole and (self.state.spent, len(self.state.tasks)) == before and any(
+                not t.solved for t in self.state.active):
             why = (f"round {r} trained nothing and admitted no task: every evaluation failed? See ctmevo status "
                    f"{self.root / 'tasks'}/<id> for the failures")
         if why is not None:
@@ -286,8 +284,12 @@ class OpenEnded:
 
     def _generation(self, r: int, pool: Pool) -> int:
         """New candidate tasks, screened and judged; returns how many candidates there were (-1: no room)."""
-        oe = self.oe
-        if len(self.state.active) >= oe.max_active and self._victim() is None:
+        oe, judged = self.oe, [c for c in self.state.candidates if c["round"] == r and c["index"] >= 0]
+        if "admitting" in self.state.done:  # stopped while admitting: every verdict is journaled, the tasks changed
+            self._admit(r, [(c["parent"], c["params"]) for c in sorted(judged, key=lambda c: c["index"])])
+            self._write({"event": "phase", "round": r, "phase": "generation"})
+            return len(judged)
+        if len(self.state.active) >= oe.max_active and self.state.victim(oe.stall_rounds, oe.stall_delta) is None:
             self._write({"event": "phase", "round": r, "phase": "generation"})  # no room: unsolved tasks progress
             return -1
         rng = np.random.default_rng([self.config.seed, r, 20_261_206])
@@ -296,8 +298,10 @@ class OpenEnded:
         agents = sorted(e.agent for e in elites)
         seen = {self._key(t.params) for t in self.state.tasks.values()  # never a task again (a stalled one may come
                 if t.status == "active" or t.solved}  # back); a refused candidate
+        polishing = self.state.polishing(r)  # the elites trained on since: a task too hard for them is screened again
         seen |= {self._key(c["params"]) for c in self.state.candidates  # only once the elites have changed
-                 if sorted(c["scores"]) == agents and not (c["why"] or "").startswith(("passed", "no room"))}
+                 if sorted(c["scores"]) == agents and not (c["why"] or "").startswith(("passed", "no room"))
+                 and not (polishing and c["why"] == "too hard") and c["round"] < r}  # as before a stop
         stopped = (all(t.solved for t in self.state.active)  # the frontier has stopped: fine moves may fill in
                    or bool(self.state.stalled(oe.stall_rounds, oe.stall_delta)))  # where the coarse ones ran dry
         candidates = rules.propose([(p.id, p.params) for p in parents], {k: v.model_dump() for k, v in oe.axes.items()},
@@ -321,12 +325,8 @@ class OpenEnded:
         return len(candidates)
 
     def _screen_elites(self) -> list[Elite]:
-        """The models screened on candidates: the best of every active task, then the next best, ... ."""
-        per_task = [self.elites(t, self.oe.screen_elites) for t in self.state.active]
-        out: list[Elite] = []
-        for depth in range(self.oe.screen_elites):
-            out += [elites[depth] for elites in per_task if depth < len(elites)]
-        return out[: self.oe.screen_elites]
+        """The models screened on candidates (:func:`.work.by_depth` of every active task's best)."""
+        return by_depth([self.elites(t, self.oe.screen_elites) for t in self.state.active], self.oe.screen_elites)
 
     def _admit(self, r: int, candidates: list[tuple[str, dict[str, Any]]]) -> None:
         oe, band = self.oe, tuple(self.oe.criterion)
@@ -341,7 +341,9 @@ class OpenEnded:
             verdicts.append((i, parent, params, scores, nov, why))
         passing = sorted((v for v in verdicts if v[5] is None),  # most novel first; then the best screened
                          key=lambda v: (-(v[4] if v[4] is not None else 9.0), -max(v[3].values(), default=0.0)))
-        chosen = {v[0] for v in passing[: oe.admit]}
+        chosen = {v[0] for v in passing[: oe.admit]}  # or, once journaled, as the verdicts said (before a stop)
+        chosen = {i for i in chosen if i not in judged} | {c["index"] for c in self.state.candidates
+                                                          if c["round"] == r and c["index"] >= 0 and c["admitted"]}
         for i, parent, params, scores, nov, why in verdicts:
             if i in judged:
                 continue
@@ -372,12 +374,9 @@ class OpenEnded:
                          "adopt": adopt})
             self.say(f"round {r}: new task {task}")
 
-    def _victim(self) -> tuple[TaskEntry, str] | None:
-        return self.state.victim(self.oe.stall_rounds, self.oe.stall_delta)
-
     def _retire(self, r: int) -> bool:
         """Retire :meth:`_victim` to make room; ``False`` when there is none (unsolved, progressing tasks stay)."""
-        chosen = self._victim()
+        chosen = self.state.victim(self.oe.stall_rounds, self.oe.stall_delta)
         if chosen is None:
             return False
         victim, why = chosen

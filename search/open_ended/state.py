@@ -14,7 +14,8 @@ Events, in the order a round writes them (round r = 1, 2, ...):
   stalled; ``revived``: a stalled task proposed again and admitted again comes back with its archive.
 - ``phase``: the round's transfers or generation are complete; ``round``: the round is complete.
 - ``ended``: nothing is left to do before the budget is spent (every task solved and no new one possible, or
-  a round that trained nothing), and why.
+  polishing the solved ones no longer raises them while every candidate stays too hard, or a round that trained
+  nothing), and why.
 
 Applying the events again gives the same state (the driver's choices are functions of the state and of a
 random generator seeded by the round), so a campaign stopped anywhere resumes where it was.
@@ -40,6 +41,7 @@ class TaskEntry:
     parent: str | None
     round: int
     status: str = "active"  # active | retired
+    since: int = 0  # the round it (re)entered the active set: it trains from the next one
     best: float | None = None
     best_genome: str | None = None
     evaluations: int = 0  # the task campaign's records after its last slice
@@ -89,8 +91,9 @@ class OpenEndedState:
 
     def _on_task(self, e: dict[str, Any]) -> None:
         self.tasks[e["id"]] = TaskEntry(id=e["id"], params=dict(e["params"]), parent=e.get("parent"),
-                                        round=int(e["round"]))
+                                        round=int(e["round"]), since=int(e["round"]))
         self._adopting(self.tasks[e["id"]], e)
+        self._admitting(e)
 
     def _on_slice(self, e: dict[str, Any]) -> None:
         t = self.tasks[e["task"]]
@@ -122,11 +125,19 @@ class OpenEndedState:
 
     def _on_retired(self, e: dict[str, Any]) -> None:
         self.tasks[e["task"]].status = "retired"
+        self._admitting(e)
 
     def _on_revived(self, e: dict[str, Any]) -> None:
         t = self.tasks[e["task"]]
-        t.status, t.bests = "active", []  # its progress is counted afresh
+        t.status, t.bests, t.since = "active", [], int(e["round"])  # its progress is counted afresh
         self._adopting(t, e)
+        self._admitting(e)
+
+    def _admitting(self, e: dict[str, Any]) -> None:
+        """A task entered or left the active set in this round: its verdicts are all journaled (a round resumed
+        from here admits as they said, since the tasks that proposed and judged them have changed)."""
+        if int(e["round"]) == self.rounds + 1:
+            self.done.add("admitting")
 
     @staticmethod
     def _adopting(t: TaskEntry, e: dict[str, Any]) -> None:
@@ -157,6 +168,36 @@ class OpenEndedState:
     def active(self) -> list[TaskEntry]:
         return [t for t in self.tasks.values() if t.status == "active"]
 
+    def training(self, r: int) -> list[TaskEntry]:
+        """The tasks whose campaigns train in round ``r``: the active ones that entered before it (a task admitted or
+        revived in round ``r`` trains from ``r + 1``, also when the round is resumed after its admission) and were
+        unsolved when it began; when every one of them was solved by then, all of them (:meth:`polishing`)."""
+        entered = [t for t in self.active if t.since < r]
+        return [t for t in entered if t.solved_round is None or t.solved_round >= r] or entered
+
+    def polishing(self, r: int) -> bool:
+        """Whether round ``r`` trains solved tasks: every task active since before it was solved, and the last
+        generation admitted none. POET optimises every pair without end; here the solved tasks' elites train on, so
+        that the candidates refused as too hard are screened again by better models (:meth:`training`)."""
+        return any(t.solved_round is not None and t.solved_round < r for t in self.training(r))
+
+    def exhausted(self, r: int, made: int | None, rounds: int, delta: float) -> str | None:
+        """Why the campaign ends after round ``r`` whose generation made ``made`` candidates (None: no generation),
+        with budget left, or ``None``: every active task solved and no new task possible; or every one solved,
+        :meth:`polishing` them raised none by ``delta`` over their last ``rounds`` slices (never when ``rounds`` is
+        0: then only the budget ends it), and every candidate stayed too hard."""
+        if not all(t.solved for t in self.active):
+            return None
+        if made == 0:
+            return ("every active task is solved and no new task can be made from them (each axis is at its limit, "
+                    "or every neighbour was tried)")
+        tasks = self.training(r)
+        if made and rounds > 0 and self.polishing(r) and all(len(t.bests) > rounds and (_rise(t.bests, rounds) or
+                                                                                          0.0) < delta for t in tasks):
+            return (f"every active task is solved, {rounds} rounds of training them on raised none by {delta:g}, "
+                    "and every candidate stays too hard for their elites")
+        return None
+
     def stalled(self, rounds: int, delta: float) -> list[tuple[float, TaskEntry]]:
         """The active unsolved tasks whose best rose by less than ``delta`` over their last ``rounds`` slices,
         with that rise (a task without a best yet counts as no rise); none when ``rounds`` is 0."""
@@ -172,15 +213,14 @@ class OpenEndedState:
         return out
 
     def allocation(self, slice_: int, window: int, floor: float = 1 / 3) -> dict[str, int]:
-        """Evaluations of each active unsolved task this round, by learning progress (``open_ended.allocation:
-        progress``; OMNI-EPIC and teacher-student curricula spend where the learner is improving): the round's
-        ``slice_`` × tasks evaluations are shared in proportion to each task's rise of its best over its last
-        ``window`` slices, every task keeping ``floor`` of an equal share. A task with fewer slices (new, or
-        revived) counts as rising as fast as the fastest; with no rise anywhere, the shares are equal. Read from
-        the bests *before* this round's slices, so it is the same at every point of the round (a resumed round
-        gives each task what it had)."""
-        r = self.rounds + 1
-        tasks = [t for t in self.active if t.solved_round is None or t.solved_round == r]
+        """Evaluations of each task that trains this round (:meth:`training`), by learning progress
+        (``open_ended.allocation: progress``; OMNI-EPIC and teacher-student curricula spend where the learner is
+        improving): the round's ``slice_`` × tasks evaluations are shared in proportion to each task's rise of its
+        best over its last ``window`` slices, every task keeping ``floor`` of an equal share. A task with fewer
+        slices (new, or revived) counts as rising as fast as the fastest; with no rise anywhere, the shares are
+        equal. Read from the bests *before* this round's slices, so it is the same at every point of the round (a
+        resumed round gives each task what it had)."""
+        tasks = self.training(self.rounds + 1)
         rises: dict[str, float | None] = {}
         for t in tasks:
             bests = t.bests[:-1] if f"slice:{t.id}" in self.done else t.bests

@@ -30,7 +30,7 @@ from search.journal import read_json
 from search.records import Proposal, standings
 from workers import EvalJob, Pool
 
-__all__ = ["Elite", "Fine", "adoption", "best_models", "job_seed", "newcomer", "run_fine_tunes"]
+__all__ = ["Elite", "Fine", "adoption", "best_models", "by_depth", "job_seed", "newcomer", "run_fine_tunes"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +73,14 @@ def best_models(campaign: Campaign, task: str, n: int) -> list[Elite]:
         out.append(Elite(agent=f"{task}/{genome.hash}", genome=genome, home=campaign.config.task.spec(),
                          state=state, fitness=standing.value))
     return out
+
+
+def by_depth(per_task: list[list[Elite]], n: int) -> list[Elite]:
+    """Up to ``n`` elites from several tasks' lists (each best first): every task's best, then every second best, ..."""
+    out: list[Elite] = []
+    for depth in range(n):
+        out += [elites[depth] for elites in per_task if depth < len(elites)]
+    return out[:n]
 
 
 def newcomer(genome: Genome, known: set[str], space: GenomeSpace, rng: np.random.Generator) -> Genome:

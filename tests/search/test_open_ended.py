@@ -259,6 +259,63 @@ def test_progress_allocation_spends_the_round_where_the_tasks_rise(tmp_path: Pat
     assert resumed.state.allocation(4, 0) == {six: 4, eight: 4, ten: 4}  # no rise over 0 slices: equal
 
 
+def test_when_every_task_is_solved_they_train_on_and_too_hard_candidates_are_screened_again(tmp_path: Path
+                                                                                          ) -> None:
+    """Every active task solved and every candidate too hard for their elites: the solved tasks train on
+    (*polishing*) and the candidates are screened again by the better-trained elites each round, rather than the
+    campaign ending with budget left; once polishing raised no task by ``stall_delta`` over ``stall_rounds``
+    slices, it ends and says why. (The skill landscape caps a task's skill at its length: parity 4's elites never
+    get better at 12.)"""
+    config = parse_campaign_config(oe_config(tmp_path, steps=20_000, axes={"length": {"min": 4, "max": 16, "step": 8}},
+                                             criterion=[0.9, 0.99], stall_rounds=2, transfer_every=0, candidates=1))
+    state = OpenEnded.create(config).run(say=lambda line: None, quiet=True)
+    events = Journal(tmp_path / "oe" / "open_ended.jsonl").read()
+    first = next(iter(state.tasks.values()))
+    assert first.solved and len(state.tasks) == 1
+    solved = first.solved_round
+    polished = [e["round"] for e in events if e["event"] == "slice" and e["round"] > solved]
+    assert polished == [solved + 1, solved + 2]  # trained on until 2 slices without a rise
+    for r in polished:  # every round the too-hard candidates were screened again, by the elites as they are now
+        assert [c["why"] for c in state.candidates if c["round"] == r] == ["too hard"]
+        assert any(e["event"] == "screened" and e["round"] == r for e in events)
+    assert state.ended is not None and "2 rounds of training them on raised none by 0.01" in state.ended
+    assert state.spent < 20_000
+
+
+@pytest.mark.parametrize(("kind", "nth"), [("candidate", 1), ("task", 1), ("retired", 1)])
+def test_a_round_stopped_while_judging_or_admitting_resumes_as_it_would_have_gone(tmp_path: Path, monkeypatch,
+                                                                                    kind: str, nth: int) -> None:
+    """Stopped just after a verdict (others not yet journaled), a task admitted, or a task retired for one: the
+    resumed round admits what the verdicts said, and its new task trains from the next round, as in a campaign
+    that never stopped (the tasks have changed since the candidates were proposed and judged)."""
+    data = oe_config(tmp_path, max_active=2, stall_rounds=2)
+    write, seen = OpenEnded._write, []
+
+    class Stop(BaseException):
+        pass
+
+    def stopping(self: OpenEnded, event: dict) -> None:
+        write(self, event)
+        seen.append(event["event"] if event.get("round", 0) >= 1 else "before")
+        if event["event"] == kind and seen.count(kind) == nth:
+            raise Stop
+
+    monkeypatch.setattr(OpenEnded, "_write", stopping)
+    with pytest.raises(Stop):
+        OpenEnded.create(parse_campaign_config(data)).run(say=lambda line: None, quiet=True)
+    monkeypatch.setattr(OpenEnded, "_write", write)
+    OpenEnded.open(tmp_path / "oe").run(say=lambda line: None, quiet=True)
+    straight = OpenEnded.create(parse_campaign_config({**data, "output_dir": str(tmp_path / "straight")}))
+    straight.run(say=lambda line: None, quiet=True)
+
+    def story(root: Path) -> list[tuple]:
+        keep = ("task", "slice", "solved", "candidate", "retired", "revived", "transfer")
+        return [(e["event"], e["round"], e.get("task") or e.get("id"), json.dumps(e.get("params")), e.get("admitted"))
+                for e in Journal(root / "open_ended.jsonl").read() if e["event"] in keep]
+
+    assert story(tmp_path / "oe") == story(straight.root)
+
+
 def _run_in_child(path: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**env(), "CTMEVO_TEST_EVAL_SLEEP": "0.05"})
