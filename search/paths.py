@@ -34,7 +34,7 @@ from typing import IO
 from search.errors import CampaignError, CampaignStorageError
 
 __all__ = ["OPEN_ENDED_JOURNAL", "CampaignPaths", "default_tracking_uri", "directory_problem", "is_locked",
-           "is_open_ended", "lock_campaign"]
+           "is_open_ended", "lock_campaign", "shown_files"]
 
 OPEN_ENDED_JOURNAL = "open_ended.jsonl"
 
@@ -186,3 +186,15 @@ def directory_problem(root: Path) -> str | None:
             return f"it cannot be created: [Errno {exc.errno}] {exc.strerror}"
         return f"it cannot be used ({exc})"
     return None
+
+
+def shown_files(folder: Path) -> list[tuple[Path, str]]:
+    """A folder's files with the artifact folder each goes to (``<folder name>/<sub folders>``), sorted; hidden
+    files left out: among them the temporary file of an atomic write (``.<name>.*.tmp``,
+    :func:`genome.io.write_bytes_atomic`), which a page being redrawn renames away while the folder is walked."""
+    out = []
+    for file in sorted(folder.rglob("*")):
+        relative = file.relative_to(folder)
+        if file.is_file() and not any(part.startswith(".") for part in relative.parts):
+            out.append((file, str(Path(folder.name, *relative.parts[:-1]))))
+    return out

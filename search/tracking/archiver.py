@@ -28,6 +28,7 @@ from mlflow.entities import Metric
 
 import search.tracking.notes as notes
 import search.tracking.payload as mp
+from search.paths import shown_files
 from search.records import EvaluationRecord
 from search.tracking.assets import plotly_run
 from search.tracking.client import campaign_run, ensure_experiment, first_line, is_transient, paged_runs
@@ -363,13 +364,12 @@ class MlflowArchiver:
 
         def upload() -> None:
             for path in map(Path, paths):
-                if path.is_dir():
+                files = shown_files(path) if path.is_dir() else [(path, None)] if path.is_file() else []
+                for file, folder in files:
                     try:
-                        self._client.log_artifacts(self.campaign_run_id, str(path), path.name)
-                    except FileNotFoundError:  # a page's temporary file renamed under the walk: the next refresh
-                        continue  # sends the folder again
-                elif path.is_file():
-                    self._client.log_artifact(self.campaign_run_id, str(path))
+                        self._client.log_artifact(self.campaign_run_id, str(file), folder)
+                    except FileNotFoundError:  # replaced or removed since the walk: the next refresh sends it
+                        continue
 
         self._guard(upload)
 

@@ -297,10 +297,16 @@ def test_campaign_metrics_artifacts_and_status(sqlite_uri: str, campaign: str, t
     for content in ("a,b\n1,2\n", "a,b\n3,4\n"):
         csv.write_text(content)
         (tmp_path / "plots" / "heatmap.png").write_bytes(b"png")
+        (tmp_path / "plots" / "page").mkdir(exist_ok=True)
+        (tmp_path / "plots" / "page" / "index.html").write_text("<p>")
+        (tmp_path / "plots" / ".heatmap.png.x1.tmp").write_bytes(b"half")  # an atomic write under way: not sent
         archiver.write_artifacts([csv, tmp_path / "plots"])
     archiver.write_metrics([(3, {"coverage": 0.3}), (5, {"coverage": 0.5})])
     client = MlflowClient(sqlite_uri)
     assert {"archive.csv", "plots"} <= {f.path for f in client.list_artifacts(archiver.campaign_run_id)}
+    assert {f.path for f in client.list_artifacts(archiver.campaign_run_id, "plots")} == {"plots/heatmap.png",
+                                                                                          "plots/page"}
+    assert [f.path for f in client.list_artifacts(archiver.campaign_run_id, "plots/page")] == ["plots/page/index.html"]
     got = client.download_artifacts(archiver.campaign_run_id, "archive.csv", str(tmp_path / "dl"))
     assert Path(got).read_text() == "a,b\n3,4\n"
     assert _history(client, archiver.campaign_run_id, "coverage") == [(3, 0.3), (5, 0.5)]
