@@ -50,6 +50,25 @@ def fidelity(curves, kind: str, seed: int = 0) -> dict:
             "tau_ok": [t >= 0.75 or (c is not None and t >= c - 0.05) for t, c in zip(taus, ceilings, strict=True)]}
 
 
+def agreement(curves) -> dict:
+    """What a low-fidelity measurement tells of the final one, from the data alone: at every recorded step, Kendall
+    τ between seed 0's accuracy there and seed 0's at the last step (the same run continued: what a rung's ranking
+    predicts of the run it promotes) and seed 1's at the last step (another run of the same genome: what it
+    predicts of a re-training from scratch; at the last step this is the noise ceiling)."""
+    from scipy.stats import kendalltau
+    values = curves.values["val_accuracy"]  # [n, seeds, steps]
+    out: dict[str, list[float | None]] = {"same_run": [], "other_seed": []}
+    for k in range(values.shape[2]):
+        for name, seed in (("same_run", 0), ("other_seed", 1)):
+            if seed >= values.shape[1]:
+                out[name].append(None)
+                continue
+            here, final = values[:, 0, k], values[:, seed, -1]
+            ok = np.isfinite(here) & np.isfinite(final)
+            out[name].append(float(kendalltau(here[ok], final[ok])[0]) if ok.sum() > 2 else None)
+    return out
+
+
 def claims(curves, task: str) -> dict:
     """Two of the paper's qualitative claims, measured: accuracy against ticks (other genes near fixed), and the
     mean exit tick against training steps."""
@@ -131,6 +150,7 @@ def main() -> int:
                  "best_final_mean": float(np.nanmax(curves.mean("val_accuracy")[:, -1])),
                  "median_final_mean": float(np.nanmedian(curves.mean("val_accuracy")[:, -1])),
                  "fidelity": {k: fidelity(curves, k) for k in ("boosting", "forest")},
+                 "agreement": agreement(curves),
                  "claims": claims(curves, key)}
         card["tasks"][key] = entry
         f = entry["fidelity"]["boosting"]
@@ -165,6 +185,9 @@ def render(card: dict) -> str:
             out.append(f"| {kind} | 80% interval coverage | {_row(f['coverage80'])} |")
         f = e["fidelity"]["boosting"]
         out.append(f"| – | noise ceiling (τ seed 0 vs 1) | {_row(f['noise_ceiling'])} |")
+        a = e["agreement"]
+        out.append(f"| – | τ with the same run at {steps[-1]} steps | {_row(a['same_run'])} |")
+        out.append(f"| – | τ with another seed at {steps[-1]} steps | {_row(a['other_seed'])} |")
         c = e["claims"]
         out += ["", f"![claims]({'../../' + c['plot']})", "",
                 f"- Accuracy against ticks: Spearman ρ(ticks, accuracy) over measured genomes "

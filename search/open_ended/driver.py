@@ -375,7 +375,7 @@ class OpenEnded:
             self.say(f"round {r}: new task {task}")
 
     def _retire(self, r: int) -> bool:
-        """Retire :meth:`_victim` to make room; ``False`` when there is none (unsolved, progressing tasks stay)."""
+        """Retire :meth:`.OpenEndedState.victim` to make room; ``False`` when there is none (progressing tasks stay)."""
         chosen = self.state.victim(self.oe.stall_rounds, self.oe.stall_delta)
         if chosen is None:
             return False

@@ -134,6 +134,8 @@ def test_the_flat_tree_walk_equals_scikit_learn():
 
 
 def test_the_data_card_matches_the_data():
+    from scipy.stats import kendalltau
+
     from ctm.bench.data import load_curves
     card = json.loads((ROOT / "ctm" / "bench" / "card.json").read_text())
     assert card["steps"] == list(STEPS)
@@ -143,6 +145,10 @@ def test_the_data_card_matches_the_data():
         assert entry["genomes"] == curves.n
         assert entry["best_final_mean"] == pytest.approx(float(np.nanmax(curves.mean("val_accuracy")[:, -1])))
         assert entry["compute_core_hours"] == pytest.approx(curves.compute_s / 3600)
+        acc = curves.values["val_accuracy"]  # what a rung tells of the final measurement, from the data alone
+        both = np.isfinite(acc[:, 0, -1]) & np.isfinite(acc[:, 1, -1])
+        assert entry["agreement"]["same_run"][-1] == pytest.approx(1.0)
+        assert entry["agreement"]["other_seed"][-1] == pytest.approx(kendalltau(acc[both, 0, -1], acc[both, 1, -1])[0])
     text = (ROOT / "ctm" / "bench" / "DATA_CARD.md").read_text()
     for entry in card["tasks"].values():
         assert f"{entry['rows']} curves of {entry['genomes']} genomes" in text
