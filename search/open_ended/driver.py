@@ -284,9 +284,9 @@ class OpenEnded:
 
     def _generation(self, r: int, pool: Pool) -> int:
         """New candidate tasks, screened and judged; returns how many candidates there were (-1: no room)."""
-        oe, judged = self.oe, [c for c in self.state.candidates if c["round"] == r and c["index"] >= 0]
+        oe, judged = self.oe, self.state.verdicts(r)
         if "admitting" in self.state.done:  # stopped while admitting: every verdict is journaled, the tasks changed
-            self._admit(r, [(c["parent"], c["params"]) for c in sorted(judged, key=lambda c: c["index"])])
+            self._admit(r, [(judged[i]["parent"], judged[i]["params"]) for i in sorted(judged)])
             self._write({"event": "phase", "round": r, "phase": "generation"})
             return len(judged)
         if len(self.state.active) >= oe.max_active and self.state.victim(oe.stall_rounds, oe.stall_delta) is None:
@@ -330,7 +330,7 @@ class OpenEnded:
 
     def _admit(self, r: int, candidates: list[tuple[str, dict[str, Any]]]) -> None:
         oe, band = self.oe, tuple(self.oe.criterion)
-        judged = {c["index"] for c in self.state.candidates if c["round"] == r}
+        judged = self.state.verdicts(r)
         verdicts = []
         for i, (parent, params) in enumerate(candidates):
             screens = self.state.screens.get(i, {})
@@ -342,8 +342,7 @@ class OpenEnded:
         passing = sorted((v for v in verdicts if v[5] is None),  # most novel first; then the best screened
                          key=lambda v: (-(v[4] if v[4] is not None else 9.0), -max(v[3].values(), default=0.0)))
         chosen = {v[0] for v in passing[: oe.admit]}  # or, once journaled, as the verdicts said (before a stop)
-        chosen = {i for i in chosen if i not in judged} | {c["index"] for c in self.state.candidates
-                                                          if c["round"] == r and c["index"] >= 0 and c["admitted"]}
+        chosen = {i for i in chosen if i not in judged} | {i for i, c in judged.items() if c["admitted"]}
         for i, parent, params, scores, nov, why in verdicts:
             if i in judged:
                 continue

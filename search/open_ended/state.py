@@ -168,6 +168,10 @@ class OpenEndedState:
     def active(self) -> list[TaskEntry]:
         return [t for t in self.tasks.values() if t.status == "active"]
 
+    def verdicts(self, r: int) -> dict[int, dict[str, Any]]:
+        """Round ``r``'s verdicts on its proposed candidates, by candidate index (not the no-room records)."""
+        return {int(c["index"]): c for c in self.candidates if c["round"] == r and c["index"] >= 0}
+
     def training(self, r: int) -> list[TaskEntry]:
         """The tasks whose campaigns train in round ``r``: the active ones that entered before it (a task admitted or
         revived in round ``r`` trains from ``r + 1``, also when the round is resumed after its admission) and were
@@ -191,9 +195,8 @@ class OpenEndedState:
         if made == 0:
             return ("every active task is solved and no new task can be made from them (each axis is at its limit, "
                     "or every neighbour was tried)")
-        tasks = self.training(r)
-        if made and rounds > 0 and self.polishing(r) and all(len(t.bests) > rounds and (_rise(t.bests, rounds) or
-                                                                                          0.0) < delta for t in tasks):
+        flat = all(len(t.bests) > rounds and (_rise(t.bests, rounds) or 0.0) < delta for t in self.training(r))
+        if made and rounds > 0 and self.polishing(r) and flat:
             return (f"every active task is solved, {rounds} rounds of training them on raised none by {delta:g}, "
                     "and every candidate stays too hard for their elites")
         return None
